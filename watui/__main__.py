@@ -1,0 +1,5 @@
+import sys
+
+from watui.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,109 @@
+"""Entry point: parse arguments, load settings, dispatch, and turn every failure into one line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from watui import __version__
+from watui.cli.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_UNEXPECTED, CliError
+from watui.settings import Settings, SettingsError, load_settings
+from watui.storage import StorageError
+
+#: Each command module exposes ``register(subparsers)``; they are imported lazily so that
+#: ``watui --help`` stays fast and a broken optional part cannot break the others.
+COMMAND_MODULES = (
+    "watui.cli.campaign",
+    "watui.cli.status",
+    "watui.cli.templates",
+    "watui.cli.run",
+    "watui.cli.mock",
+    "watui.cli.demo",
+)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but errors are one line that says what to fix, with exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"watui: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="watui",
+        description="Send WhatsApp Cloud API template campaigns at exactly the allowed rate. "
+        "With no command, opens the terminal UI.",
+    )
+    parser.add_argument("--version", action="version", version=f"watui {__version__}")
+    parser.add_argument("--config", metavar="PATH", help="settings file (default: ./watui.toml)")
+    parser.add_argument("--database-url", metavar="URL", help="overrides database_url")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    import importlib
+
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Settings:
+    """Settings with the command line's overrides on top (highest precedence)."""
+    overrides: dict[str, Any] = dict(extra or {})
+    if getattr(args, "database_url", None):
+        overrides["database_url"] = args.database_url
+    return load_settings(overrides, config_file=args.config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is None:
+        handler = _open_tui
+    try:
+        return handler(args)
+    except CliError as error:
+        print(f"watui: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except (SettingsError, StorageError) as error:
+        print(f"watui: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("watui: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        if os.environ.get("WATUI_DEBUG"):
+            raise
+        print(
+            f"watui: unexpected error: {type(error).__name__}: {error} "
+            "(set WATUI_DEBUG=1 for details)",
+            file=sys.stderr,
+        )
+        return EXIT_UNEXPECTED
+
+
+def _open_tui(args: argparse.Namespace) -> int:
+    try:
+        from watui.tui.app import run_app
+    except ModuleNotFoundError as error:
+        raise CliError("the terminal UI is not available in this build; see 'watui --help'") from error
+    return run_app(settings_from_args(args))
+
+
+def run_async(coro: Any) -> Any:
+    """Run a command's coroutine on a fresh loop (uvloop when it is installed)."""
+    return asyncio.run(coro)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""Settings: one validated model, merged from the command line, env, a TOML file and defaults."""
+
+from watui.settings.loader import SettingsError, find_config_file, load_settings
+from watui.settings.model import (
+    HttpSettings,
+    RetrySettings,
+    SafetySettings,
+    SendSettings,
+    Settings,
+    WhatsAppSettings,
+)
+
+__all__ = [
+    "HttpSettings",
+    "RetrySettings",
+    "SafetySettings",
+    "SendSettings",
+    "Settings",
+    "SettingsError",
+    "WhatsAppSettings",
+    "find_config_file",
+    "load_settings",
+]

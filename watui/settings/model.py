@@ -1,0 +1,143 @@
+"""The settings model: every knob watui has, with its default and its allowed values.
+
+Names are a contract (scripts and other tools set them through ``WATUI_*`` variables and
+``watui.toml``), so groups and field names here must not be renamed.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+APP_NAME = "watui"
+
+
+def default_database_url() -> str:
+    """The embedded default: a SQLite file in the user's data directory."""
+    data_dir = Path(platformdirs.user_data_dir(APP_NAME))
+    return f"sqlite+aiosqlite:///{data_dir / 'watui.db'}"
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class WhatsAppSettings(_Group):
+    """Where and as whom to talk to the Cloud API."""
+
+    access_token: SecretStr = Field(default=SecretStr(""), description="System user access token")
+    phone_number_id: str = Field(default="", description="Business phone number ID that sends")
+    waba_id: str = Field(default="", description="WhatsApp Business Account ID (for templates)")
+    api_base_url: str = Field(default="https://graph.facebook.com")
+    api_version: str = Field(default="v23.0", pattern=r"^v\d+\.\d+$")
+    app_secret: SecretStr = Field(default=SecretStr(""), description="Verifies webhook signatures")
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class SendSettings(_Group):
+    """How fast and how far ahead the engine sends."""
+
+    rate: float = Field(default=80.0, gt=0, le=100_000, description="messages/s per phone number")
+    max_in_flight: int | None = Field(
+        default=None, ge=1, le=10_000, description="requests in flight; None sizes it by Little's law"
+    )
+    claim_batch: int | None = Field(
+        default=None, ge=1, le=10_000, description="rows claimed at once; None: a quarter second"
+    )
+    flush_interval_ms: int = Field(default=200, ge=10, le=60_000)
+    flush_max_rows: int = Field(default=500, ge=1, le=100_000)
+    lease_seconds: float = Field(default=120.0, ge=5, le=86_400)
+
+
+class RetrySettings(_Group):
+    """When a transient failure is tried again."""
+
+    max_retries: int = Field(default=2, ge=0, le=100)
+    delays: list[float] = Field(default_factory=lambda: [5.0, 10.0], min_length=1)
+
+    @field_validator("delays")
+    @classmethod
+    def _non_negative(cls, value: list[float]) -> list[float]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("every delay must be zero or more seconds")
+        return value
+
+
+class SafetySettings(_Group):
+    """Auto-pause rules: stop before a bad campaign burns the number's reputation."""
+
+    max_failure_rate: float = Field(default=0.2, gt=0, le=1)
+    window: int = Field(default=200, ge=10, le=100_000)
+    min_outcomes: int = Field(default=50, ge=1, le=100_000)
+
+
+class HttpSettings(_Group):
+    """The one shared connection pool."""
+
+    transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    max_connections: int = Field(default=100, ge=1, le=10_000)
+    max_keepalive_connections: int = Field(default=10, ge=0, le=10_000)
+    keepalive_expiry: float = Field(default=30.0, ge=0)
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    http2: bool = False
+
+
+#: The TOML file the next ``Settings()`` reads; set by ``loader.load_settings``.
+TOML_FILE: ContextVar[Path | None] = ContextVar("watui_toml_file", default=None)
+
+
+class Settings(BaseSettings):
+    """All of watui's settings. Precedence: init kwargs (the command line), env, TOML, defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WATUI_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+        case_sensitive=False,
+    )
+
+    database_url: str = Field(default_factory=default_database_url)
+    whatsapp: WhatsAppSettings = Field(default_factory=WhatsAppSettings)
+    send: SendSettings = Field(default_factory=SendSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    safety: SafetySettings = Field(default_factory=SafetySettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:/// or postgresql+asyncpg://")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = TOML_FILE.get()
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)

@@ -1,0 +1,133 @@
+"""Open the database (SQLite or PostgreSQL), tune it, and bring its schema up to date."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from sqlalchemy import event, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from watui import __version__
+from watui.storage.schema import metadata, schema_info
+
+#: The schema version this watui writes. Bump it and append a step to MIGRATIONS together.
+SCHEMA_VERSION = 1
+
+Migration = Callable[[AsyncConnection], Awaitable[None]]
+
+
+async def _create_v1(conn: AsyncConnection) -> None:
+    await conn.run_sync(metadata.create_all)
+
+
+#: MIGRATIONS[n] takes a database at version n to n + 1. Never edit a released step.
+MIGRATIONS: list[Migration] = [_create_v1]
+
+
+class StorageError(Exception):
+    """The database cannot be used as it is; the message says what to do."""
+
+
+class Database:
+    """One async engine per process, shared by the engine, the CLI and the UI."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.dialect = make_url(url).get_backend_name()
+        if self.dialect == "sqlite":
+            _prepare_sqlite_file(url)
+            self.engine: AsyncEngine = create_async_engine(
+                url, echo=echo, connect_args={"timeout": 30}
+            )
+            event.listen(self.engine.sync_engine, "connect", _tune_sqlite)
+        else:
+            self.engine = create_async_engine(url, echo=echo, pool_size=5, max_overflow=5)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    async def open(self) -> Database:
+        """Connect and upgrade the schema; refuses a database written by a newer watui."""
+        try:
+            async with self.engine.begin() as conn:
+                await _migrate(conn)
+        except (OperationalError, DBAPIError, OSError) as error:
+            raise StorageError(f"cannot open database {self.safe_url}: {_first_line(error)}") from None
+        return self
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def __aenter__(self) -> Database:
+        return await self.open()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password hidden, fit for messages and logs."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
+
+async def _migrate(conn: AsyncConnection) -> None:
+    version = await _current_version(conn)
+    if version > SCHEMA_VERSION:
+        raise StorageError(
+            f"the database has schema version {version}, written by a newer watui; this watui "
+            f"{__version__} knows up to version {SCHEMA_VERSION}: upgrade watui"
+        )
+    for step in range(version, SCHEMA_VERSION):
+        await MIGRATIONS[step](conn)
+    if version == 0:
+        await conn.execute(
+            insert(schema_info).values(id=1, version=SCHEMA_VERSION, written_by=__version__)
+        )
+    elif version < SCHEMA_VERSION:
+        await conn.execute(
+            update(schema_info).values(version=SCHEMA_VERSION, written_by=__version__)
+        )
+
+
+async def _current_version(conn: AsyncConnection) -> int:
+    has_table = await conn.run_sync(
+        lambda sync_conn: sync_conn.dialect.has_table(sync_conn, schema_info.name)
+    )
+    if not has_table:
+        return 0
+    try:
+        row = (await conn.execute(select(schema_info.c.version))).first()
+    except ProgrammingError:
+        return 0
+    return int(row.version) if row else 0
+
+
+def _prepare_sqlite_file(url: str) -> None:
+    """Create the SQLite file readable by its owner only (it holds phone numbers)."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+
+
+def _tune_sqlite(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

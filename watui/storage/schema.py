@@ -1,0 +1,195 @@
+"""Tables, as SQLAlchemy Core metadata: the same definitions serve SQLite and PostgreSQL.
+
+Times are float seconds since the epoch (UTC): cheap to compare in the claim query and the same
+on both databases. JSON lives in TEXT columns so that SQLite and PostgreSQL store it alike.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+#: SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for 10M+ rows.
+BigId = BigInteger().with_variant(sqlite.INTEGER(), "sqlite").with_variant(
+    postgresql.BIGINT(), "postgresql"
+)
+
+metadata = MetaData()
+
+
+class CampaignStatus(StrEnum):
+    DRAFT = "draft"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class RecipientStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+    IN_DOUBT = "in_doubt"
+    SKIPPED = "skipped"
+
+
+#: Statuses the engine may claim (when next_attempt_at is due).
+CLAIMABLE = (RecipientStatus.QUEUED, RecipientStatus.RETRY)
+#: Statuses that still have work ahead of them; a step is done when none is left.
+PENDING = (RecipientStatus.QUEUED, RecipientStatus.RETRY, RecipientStatus.SENDING)
+
+schema_info = Table(
+    "schema_info",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("written_by", String(40), nullable=False),
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("status", String(16), nullable=False, default=CampaignStatus.DRAFT.value),
+    Column("rate", Float, nullable=True),  # msg/s chosen for this campaign; None: settings
+    Column("current_step", Integer, nullable=False, default=0),
+    # Counters, always changed in the same transaction as the recipient rows they count.
+    Column("total", Integer, nullable=False, default=0),
+    Column("sent", Integer, nullable=False, default=0),
+    Column("failed", Integer, nullable=False, default=0),
+    Column("invalid", Integer, nullable=False, default=0),
+    Column("skipped", Integer, nullable=False, default=0),
+    Column("in_doubt", Integer, nullable=False, default=0),
+    Column("pause_reason", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+
+steps = Table(
+    "steps",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("template_name", String(512), nullable=False),
+    Column("language", String(20), nullable=False),
+    # JSON: {"body": [col, ...], "header": col|null, "header_format": "text"|"image"|...,
+    #        "buttons": [{"index": 0, "sub_type": "url", "column": col}, ...]}
+    Column("mapping", Text, nullable=False),
+    Column("contacts_file", Text, nullable=True),
+    Column("phone_column", String(200), nullable=False, default="phone"),
+    Column("default_region", String(2), nullable=True),
+    Column("total", Integer, nullable=False, default=0),
+    UniqueConstraint("campaign_id", "position", name="uq_steps_campaign_position"),
+)
+
+recipients = Table(
+    "recipients",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
+    Column("step_id", Integer, ForeignKey("steps.id", ondelete="CASCADE"), nullable=False),
+    Column("line_no", Integer, nullable=False),  # line in the contacts file, for people
+    Column("phone", String(20), nullable=False),  # E.164
+    Column("params", Text, nullable=False),  # JSON: {"body": [...], "header": ..., "buttons": [...]}
+    Column("status", String(10), nullable=False, default=RecipientStatus.QUEUED.value),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False, default=0.0),
+    Column("lease_owner", String(120), nullable=True),
+    Column("lease_expires_at", Float, nullable=True),
+    Column("wamid", String(200), nullable=True),
+    Column("last_error_code", Integer, nullable=True),
+    Column("last_error_title", Text, nullable=True),
+    Column("possibly_sent", Integer, nullable=False, default=0),  # a timeout may have delivered
+    Column("sent_at", Float, nullable=True),
+    Column("updated_at", Float, nullable=True),
+    UniqueConstraint("step_id", "phone", name="uq_recipients_step_phone"),
+)
+# The claim query: "due rows of this step in this status, oldest first".
+Index("ix_recipients_claim", recipients.c.step_id, recipients.c.status, recipients.c.next_attempt_at)
+# "Count by status" and the retry queue's listing per campaign.
+Index("ix_recipients_campaign_status", recipients.c.campaign_id, recipients.c.status)
+# Crash recovery: rows left in `sending`, by owner.
+Index("ix_recipients_lease", recipients.c.status, recipients.c.lease_owner)
+Index("ix_recipients_wamid", recipients.c.wamid)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("recipient_id", BigId, nullable=False),
+    Column("campaign_id", Integer, nullable=False),
+    Column("attempt_no", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("latency_ms", Float, nullable=True),
+    Column("outcome", String(16), nullable=False),  # accepted / retry / throttle / permanent / ...
+    Column("http_status", Integer, nullable=True),
+    Column("error_code", Integer, nullable=True),
+    Column("error_title", Text, nullable=True),
+    Column("wamid", String(200), nullable=True),
+    Column("worker", String(120), nullable=True),
+)
+Index("ix_attempts_recipient", attempts.c.recipient_id)
+Index("ix_attempts_campaign_code", attempts.c.campaign_id, attempts.c.error_code)
+
+rejects = Table(
+    "rejects",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
+    Column("step_id", Integer, nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("phone_raw", Text, nullable=True),
+    Column("reason", Text, nullable=False),
+)
+Index("ix_rejects_campaign", rejects.c.campaign_id, rejects.c.line_no)
+
+templates = Table(
+    "templates",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("template_id", String(100), nullable=True),  # Meta's id
+    Column("name", String(512), nullable=False),
+    Column("language", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("category", String(30), nullable=True),
+    Column("body_text", Text, nullable=True),
+    Column("header_format", String(20), nullable=True),  # TEXT / IMAGE / VIDEO / DOCUMENT / ...
+    Column("header_text", Text, nullable=True),
+    Column("footer_text", Text, nullable=True),
+    Column("buttons", Text, nullable=True),  # JSON list as Meta gives it
+    Column("body_param_count", Integer, nullable=False, default=0),
+    Column("components", Text, nullable=True),  # raw JSON, for previews
+    Column("synced_at", Float, nullable=False),
+    UniqueConstraint("name", "language", name="uq_templates_name_language"),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("owner", String(120), primary_key=True),  # host:pid:random
+    Column("hostname", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("campaign_id", Integer, nullable=True),
+    Column("started_at", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+)
