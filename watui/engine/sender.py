@@ -102,6 +102,7 @@ class CampaignSender:
         self._finished = asyncio.Event()
         self._recent_failures: deque[bool] = deque(maxlen=settings.safety.window)
         self._recent_failure_count = 0
+        self._live = 1  # processes sending this campaign, this one included
         self._batcher = OutcomeBatcher(
             db, campaign_id, self.owner,
             interval=settings.send.flush_interval_ms / 1000,
@@ -147,6 +148,7 @@ class CampaignSender:
                 "warning", f"{recovered} recipients left sending by a stopped process are in doubt"
             )
         await queue.set_campaign_status(self.db, self.campaign_id, CampaignStatus.RUNNING)
+        await self._join_peers()
         self.metrics.target_rate = self.pacer.base_rate
         self.metrics.event("started", f"sending at {self.pacer.base_rate:g} msg/s")
         batcher_task = asyncio.create_task(self._batcher.run(), name="watui-batcher")
@@ -160,6 +162,17 @@ class CampaignSender:
         finally:
             await self._shutdown(tasks, batcher_task)
         return await self._settle()
+
+    async def _join_peers(self) -> None:
+        """Other processes already sending this campaign: take our share of the rate, then wait
+        one control interval so that they have slowed to theirs before we add ours."""
+        self._live = await queue.heartbeat(
+            self.db, self.owner, self.campaign_id, stale_after=CONTROL_INTERVAL * 5
+        )
+        if self._live > 1:
+            self.pacer.set_share(1 / self._live)
+            self.metrics.event("shared", f"sharing the rate with {self._live - 1} other process(es)")
+            await asyncio.sleep(CONTROL_INTERVAL * 1.2)
 
     async def _shutdown(self, tasks: list[asyncio.Task[None]], batcher_task: asyncio.Task[None]) -> None:
         for task in tasks:
@@ -397,8 +410,10 @@ class CampaignSender:
         while not self._stopping.is_set():
             try:
                 live = await queue.heartbeat(self.db, self.owner, self.campaign_id, stale_after=stale_after)
-                if abs(1 / live - self.pacer.effective_rate / max(self.pacer.base_rate, 1e-9)) > 1e-9:
+                if live != self._live:
+                    self._live = live
                     self.pacer.set_share(1 / live)
+                    self.metrics.event("shared", f"{live} process(es) share this campaign's rate")
                 state = await queue.campaign_row(self.db, self.campaign_id)
                 self._follow_outside_status(state)
             except Exception as error:  # the database may be restarting: keep sending, say so

@@ -474,3 +474,113 @@ async def requeue(
                         pause_reason=f"{moved} recipients requeued; run it to send them")
             )
     return moved
+
+
+#: What the retry queue lists: rows waiting for a retry, failed for good, or in doubt.
+REVIEWABLE = (RecipientStatus.RETRY, RecipientStatus.FAILED, RecipientStatus.IN_DOUBT)
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewRow:
+    id: int
+    phone: str
+    status: str
+    attempts: int
+    error_code: int | None
+    error_title: str | None
+    next_attempt_at: float | None
+    step_position: int
+
+
+def _review_conditions(
+    campaign_id: int, status: RecipientStatus | None, code: int | None
+) -> list[Any]:
+    statuses = [status.value] if status else [s.value for s in REVIEWABLE]
+    conditions: list[Any] = [recipients.c.campaign_id == campaign_id, recipients.c.status.in_(statuses)]
+    if code is not None:
+        conditions.append(recipients.c.last_error_code == code)
+    return conditions
+
+
+async def review_page(
+    db: Database,
+    campaign_id: int,
+    *,
+    status: RecipientStatus | None = None,
+    code: int | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> tuple[list[ReviewRow], int]:
+    """One page of the retry queue (by id, so pages are stable) and the total that match."""
+    conditions = _review_conditions(campaign_id, status, code)
+    query = (
+        select(recipients.c.id, recipients.c.phone, recipients.c.status, recipients.c.attempts,
+               recipients.c.last_error_code, recipients.c.last_error_title,
+               recipients.c.next_attempt_at, steps.c.position)
+        .join(steps, steps.c.id == recipients.c.step_id)
+        .where(*conditions)
+        .order_by(recipients.c.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    async with db.engine.connect() as conn:
+        rows = [ReviewRow(*row) for row in await conn.execute(query)]
+        total = (
+            await conn.execute(select(func.count()).select_from(recipients).where(*conditions))
+        ).scalar_one()
+    return rows, int(total)
+
+
+async def iter_review_rows(
+    db: Database, campaign_id: int, *, status: RecipientStatus | None = None, code: int | None = None,
+    batch: int = 5_000,
+) -> Any:
+    """Every matching row, a batch at a time (for exports of any size)."""
+    last_id = 0
+    while True:
+        conditions = [*_review_conditions(campaign_id, status, code), recipients.c.id > last_id]
+        query = (
+            select(recipients.c.id, recipients.c.phone, recipients.c.status, recipients.c.attempts,
+                   recipients.c.last_error_code, recipients.c.last_error_title,
+                   recipients.c.next_attempt_at, steps.c.position)
+            .join(steps, steps.c.id == recipients.c.step_id)
+            .where(*conditions).order_by(recipients.c.id).limit(batch)
+        )
+        async with db.engine.connect() as conn:
+            rows = [ReviewRow(*row) for row in await conn.execute(query)]
+        if not rows:
+            return
+        for row in rows:
+            yield row
+        last_id = rows[-1].id
+
+
+async def skip(
+    db: Database,
+    campaign_id: int,
+    *,
+    statuses: Sequence[RecipientStatus] = REVIEWABLE,
+    code: int | None = None,
+    ids: Sequence[int] | None = None,
+) -> int:
+    """A person decided these rows are never to be sent: they become skipped (counted)."""
+    now = time.time()
+    deltas: dict[str, int] = {"skipped": 0}
+    async with db.engine.begin() as conn:
+        for status in statuses:
+            condition = [recipients.c.campaign_id == campaign_id, recipients.c.status == status.value]
+            if code is not None:
+                condition.append(recipients.c.last_error_code == code)
+            if ids is not None:
+                condition.append(recipients.c.id.in_(list(ids)))
+            result = await conn.execute(
+                update(recipients).where(*condition)
+                .values(status=RecipientStatus.SKIPPED.value, updated_at=now)
+            )
+            column = COUNTED.get(status.value)
+            if column and result.rowcount:
+                deltas[column] = deltas.get(column, 0) - result.rowcount
+            deltas["skipped"] += result.rowcount
+        if deltas["skipped"]:
+            await _bump_counters(conn, campaign_id, deltas, now)
+    return deltas["skipped"]
