@@ -9,16 +9,24 @@ dropped silently. The caller owns the transaction, so a file that fails half-way
 from __future__ import annotations
 
 import csv
+import functools
 import json
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumber, PhoneNumberFormat
+from phonenumbers import (
+    NumberParseException,
+    PhoneMetadata,
+    PhoneNumber,
+    PhoneNumberDesc,
+    PhoneNumberFormat,
+)
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
-from sqlalchemy import insert
+from sqlalchemy import insert, literal_column
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watui.storage.schema import RecipientStatus, recipients, rejects
@@ -133,8 +141,10 @@ class PhoneNormaliser:
                 # Leading zeros (Italy and others) need the parser's special handling.
                 if not national or national[0] == "0" or len(digits) > 15:
                     return None
-                number = PhoneNumber(country_code=code, national_number=int(national))
-                return raw if phonenumbers.is_valid_number(number) else None
+                rules = _country_rules(code)
+                if rules.parser_would_rewrite(national):
+                    return None
+                return raw if rules.is_valid(code, national) else None
         return None
 
     def _e164_full(self, raw: str) -> str:
@@ -153,6 +163,103 @@ class PhoneNormaliser:
             where = f" (default region {self.default_region})" if self.default_region else ""
             raise InvalidPhone(f"phone {raw!r} is not a valid phone number{where}")
         return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+
+
+@dataclass(frozen=True)
+class _CountryRules:
+    """phonenumbers' validity rules for one country calling code, compiled once.
+
+    phonenumbers calls a number valid when it matches the general description and at least one
+    type (fixed line, mobile, toll free...), each with its own allowed lengths. Here the type
+    patterns allowed at each length are joined into one regex, so a check is two regex calls
+    instead of up to ten lookups and matches; a test compares the answers with
+    ``phonenumbers.is_valid_number``. Codes shared by several regions (+1, +7, +44...) defer
+    to phonenumbers itself.
+    """
+
+    general_lengths: frozenset[int]
+    general: re.Pattern[str] | None
+    types_by_length: dict[int, re.Pattern[str]]
+    national_prefix: re.Pattern[str] | None
+    single_region: bool
+
+    def parser_would_rewrite(self, national: str) -> bool:
+        """True when phonenumbers.parse might strip a national prefix from these digits."""
+        if self.national_prefix is None:
+            return False
+        match = self.national_prefix.match(national)
+        return match is not None and (match.end() > 0 or any(match.groups()))
+
+    def is_valid(self, code: int, national: str) -> bool:
+        if not self.single_region:
+            number = PhoneNumber(country_code=code, national_number=int(national))
+            return bool(phonenumbers.is_valid_number(number))
+        length = len(national)
+        if self.general is None or (self.general_lengths and length not in self.general_lengths):
+            return False
+        types = self.types_by_length.get(length)
+        return (
+            types is not None
+            and self.general.fullmatch(national) is not None
+            and types.fullmatch(national) is not None
+        )
+
+
+#: National significant numbers are at most 17 digits (phonenumbers' MAX_LENGTH_FOR_NSN).
+_MAX_NSN_LENGTH = 17
+
+
+@functools.cache
+def _country_rules(code: int) -> _CountryRules:
+    region = phonenumbers.region_code_for_country_code(code)
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(code, region)
+    regions = COUNTRY_CODE_TO_REGION_CODE.get(code, ())
+    if metadata is None:
+        return _CountryRules(frozenset(), None, {}, None, single_region=False)
+    kinds = [
+        metadata.premium_rate,
+        metadata.toll_free,
+        metadata.shared_cost,
+        metadata.voip,
+        metadata.personal_number,
+        metadata.pager,
+        metadata.uan,
+        metadata.voicemail,
+        metadata.fixed_line,
+    ]
+    if not metadata.same_mobile_and_fixed_line_pattern:
+        kinds.append(metadata.mobile)
+    general = metadata.general_desc
+    prefix = metadata.national_prefix_for_parsing
+    return _CountryRules(
+        general_lengths=frozenset(general.possible_length or ()) if general else frozenset(),
+        general=_pattern_of(general),
+        types_by_length=_types_by_length(kinds),
+        national_prefix=re.compile(prefix) if prefix else None,
+        single_region=len(regions) == 1 and regions[0] != "001",
+    )
+
+
+def _pattern_of(desc: PhoneNumberDesc | None) -> re.Pattern[str] | None:
+    if desc is None or not desc.national_number_pattern:
+        return None
+    return re.compile(desc.national_number_pattern)
+
+
+def _types_by_length(kinds: Sequence[PhoneNumberDesc | None]) -> dict[int, re.Pattern[str]]:
+    """For each length, one regex matching exactly the numbers some type allows at it."""
+    by_length: dict[int, list[str]] = {}
+    for desc in kinds:
+        if desc is None or not desc.national_number_pattern:
+            continue
+        # No lengths listed means "as the general description", checked before.
+        lengths = desc.possible_length or range(1, _MAX_NSN_LENGTH + 1)
+        for length in lengths:
+            by_length.setdefault(length, []).append(desc.national_number_pattern)
+    return {
+        length: re.compile("|".join(f"(?:{pattern})" for pattern in patterns))
+        for length, patterns in by_length.items()
+    }
 
 
 def check_region(region: str | None) -> str | None:
@@ -300,6 +407,52 @@ def _open_text(path: Path) -> TextIO:
     return path.open("r", encoding="utf-8-sig", newline="")
 
 
+#: Recipient columns the import fills, in the order of the tuples it builds; the rest default.
+_RECIPIENT_COLUMNS = (
+    "campaign_id", "step_id", "line_no", "phone", "params", "status", "updated_at",
+)  # fmt: skip
+_QUEUED = RecipientStatus.QUEUED.value
+_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+BatchInsert = Callable[[list[tuple[Any, ...]]], Awaitable[None]]
+
+
+def _positional_insert(conn: AsyncConnection, columns: Sequence[str]) -> BatchInsert:
+    """An executemany of plain tuples: SQLAlchemy's per-row dict handling is most of the cost.
+
+    The statement is compiled once for the connection's dialect (qmark for SQLite, $n for
+    asyncpg), with every column the import leaves out set to its schema default.
+    """
+    defaults = {
+        "attempts": 0,
+        "next_attempt_at": 0.0,
+        "possibly_sent": 0,
+    }
+    compiled = (
+        insert(recipients)
+        .values({name: literal_column(repr(value)) for name, value in defaults.items()})
+        .compile(dialect=conn.dialect, column_keys=list(columns))
+    )
+    order = compiled.positiontup
+    if not compiled.positional or order is None or sorted(order) != sorted(columns):
+        statement = insert(recipients).values(defaults)
+
+        async def insert_dicts(rows: list[tuple[Any, ...]]) -> None:
+            await conn.execute(statement, [dict(zip(columns, row, strict=True)) for row in rows])
+
+        return insert_dicts
+    sql = str(compiled)
+    reorder = [columns.index(name) for name in order]
+    identity = reorder == list(range(len(columns)))
+
+    async def insert_tuples(rows: list[tuple[Any, ...]]) -> None:
+        if not identity:
+            rows = [tuple(row[i] for i in reorder) for row in rows]
+        await conn.exec_driver_sql(sql, rows)
+
+    return insert_tuples
+
+
 class _StepImport:
     """Holds the state of one step's import: the batches, the phones seen, the counts."""
 
@@ -311,24 +464,14 @@ class _StepImport:
         self.counts = ImportCounts()
         #: E.164 digits as an int -> first line: ints keep 1M numbers well under 100 MB.
         self.seen: dict[int, int] = {}
-        self.queued_batch: list[dict[str, Any]] = []
+        self.queued_batch: list[tuple[Any, ...]] = []
         self.reject_batch: list[dict[str, Any]] = []
         self.first_header: str | None = None
+        self._insert_recipients = _positional_insert(conn, _RECIPIENT_COLUMNS)
 
     def queue(self, line: int, phone: str, params: dict[str, Any]) -> None:
         self.queued_batch.append(
-            {
-                "campaign_id": self.campaign_id,
-                "step_id": self.step_id,
-                "line_no": line,
-                "phone": phone,
-                "params": json.dumps(params, ensure_ascii=False, separators=(",", ":")),
-                "status": RecipientStatus.QUEUED.value,
-                "attempts": 0,
-                "next_attempt_at": 0.0,
-                "possibly_sent": 0,
-                "updated_at": self.now,
-            }
+            (self.campaign_id, self.step_id, line, phone, _to_json(params), _QUEUED, self.now)
         )
         self.counts.queued += 1
         if self.first_header is None:
@@ -357,7 +500,7 @@ class _StepImport:
 
     async def flush(self) -> None:
         if self.queued_batch:
-            await self.conn.execute(insert(recipients), self.queued_batch)
+            await self._insert_recipients(self.queued_batch)
             self.queued_batch = []
         if self.reject_batch:
             await self.conn.execute(insert(rejects), self.reject_batch)
