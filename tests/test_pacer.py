@@ -25,8 +25,21 @@ async def test_no_window_holds_more_than_the_rate(rate: int) -> None:
         await pacer.wait()
         times.append(time.monotonic())
     assert max_in_any_window(times) <= rate
-    achieved = (len(times) - 1) / (times[-1] - times[0])
-    assert achieved >= rate * 0.95
+
+
+async def test_a_stall_is_caught_up_without_breaking_the_window() -> None:
+    """After the loop is blocked, a few sends catch up but no window exceeds the rate."""
+    rate = 50
+    pacer = Pacer(rate)
+    times = []
+    for index in range(120):
+        await pacer.wait()
+        times.append(time.monotonic())
+        if index == 30:
+            time.sleep(0.2)  # a stalled event loop (a long GC, a slow callback)
+    assert max_in_any_window(times) <= rate
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert sum(1 for gap in gaps if gap < 0.5 / rate) <= 3  # at most a small burst
 
 
 async def test_rate_change_takes_effect_at_once() -> None:
@@ -36,8 +49,8 @@ async def test_rate_change_takes_effect_at_once() -> None:
     started = time.monotonic()
     for _ in range(20):
         await pacer.wait()
-    # At 10 msg/s, 20 sends would take ~2 s; at 200 msg/s ~0.1 s.
-    assert time.monotonic() - started < 0.5
+    # At 10 msg/s, 20 sends take at least 1.9 s; at 200 msg/s about 0.1 s.
+    assert time.monotonic() - started < 1.5
 
 
 def test_back_off_slows_and_holds() -> None:

@@ -1,25 +1,32 @@
 """Release sends evenly at the allowed rate, so that no one-second window ever holds more.
 
-A strict schedule (GCRA with no burst): slot k is at ``start + k * interval``. A send released late
-keeps the schedule (the next ones are not pushed back), unless it is later than ``max_lateness``,
-in which case the schedule restarts from now: catching up a long stall would bunch sends.
+Two rules together:
+- an even schedule (GCRA): slot k is at ``start + k * interval``; a send released late may catch
+  up at most MAX_CATCH_UP slots (so a stall never turns into a burst), beyond that the schedule
+  restarts from now;
+- a hard sliding-window check: the (n+1)-th send is held until more than one second plus
+  WINDOW_MARGIN has passed since the send n places before it (n = the rate). This is the fencepost
+  guard: sends exactly ``1/rate`` apart put ``rate + 1`` of them in some closed one-second window.
 
-The fencepost: sends exactly ``1/rate`` apart put ``rate + 1`` of them in some closed one-second
-windows. The interval is therefore ``(1 + margin) / rate`` with a margin (seconds over a full
-window) larger than ``max_lateness`` plus the jitter between our clock and the server's: then any
-``rate + 1`` consecutive sends span more than one second, wherever they land.
+The interval is ``(1 + SCHEDULE_MARGIN) / rate``; the margins also absorb the jitter between the
+moment we release a send and the moment the server counts it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections import deque
 from collections.abc import Callable
 
-#: Seconds added over each full window of ``rate`` sends (0.6 % of a second).
-WINDOW_MARGIN = 0.006
-#: A send later than this restarts the schedule instead of catching up.
-MAX_LATENESS = 0.002
+#: Seconds added to each full window of ``rate`` sends by the schedule (0.5 % of the rate).
+SCHEDULE_MARGIN = 0.005
+#: The hard check's margin: smaller than the schedule's, so that it only binds after a catch-up
+#: (binding always, it would add every send's wake-up lateness to the spacing).
+WINDOW_MARGIN = 0.002
+#: How many slots a late send may catch up (a burst of at most this many back to back).
+MAX_CATCH_UP = 3
 #: Multiplicative decrease on a throttle answer, and the floor it stops at.
 BACKOFF_FACTOR = 0.7
 MIN_FACTOR = 0.05
@@ -40,6 +47,7 @@ class Pacer:
         self._last_backoff = -1e9
         self._next_slot = clock()
         self._interval = self._compute_interval()
+        self._recent: deque[float] = deque(maxlen=self._window_count())
 
     @property
     def base_rate(self) -> float:
@@ -78,13 +86,17 @@ class Pacer:
         now = self._clock()
         if self._factor < 1.0:
             self._recover(now)
-        delay = self._next_slot - now
-        if delay > 0:
-            await asyncio.sleep(delay)
+        due = self._next_slot
+        if len(self._recent) == self._recent.maxlen:
+            due = max(due, self._recent[0] + 1.0 + WINDOW_MARGIN)
+        if due > now:
+            await asyncio.sleep(due - now)
             now = self._clock()
-        if now - self._next_slot > MAX_LATENESS:
-            self._next_slot = now
-        self._next_slot += self._interval
+        behind = now - self._next_slot
+        if behind > MAX_CATCH_UP * self._interval:
+            self._next_slot = now - MAX_CATCH_UP * self._interval
+        self._next_slot = max(self._next_slot, due) + self._interval
+        self._recent.append(now)
 
     def _recover(self, now: float) -> None:
         elapsed = now - self._last_backoff
@@ -95,14 +107,20 @@ class Pacer:
             self._factor = recovered
             self._last_backoff = now - BACKOFF_HOLD  # count recovery from here on
             self._interval = self._compute_interval()
+            self._recent = deque(self._recent, maxlen=self._window_count())
 
     def _compute_interval(self) -> float:
-        return (1.0 + WINDOW_MARGIN) / self.effective_rate
+        return (1.0 + SCHEDULE_MARGIN) / self.effective_rate
+
+    def _window_count(self) -> int:
+        """Sends allowed in one second at the paced rate (at least one)."""
+        return max(1, math.floor(self.effective_rate + 1e-9))
 
     def _reschedule(self) -> None:
         """A new interval applies at once: the pending slot moves to one new interval from now."""
         old_interval = self._interval
         self._interval = self._compute_interval()
+        self._recent = deque(self._recent, maxlen=self._window_count())
         now = self._clock()
         previous_send = self._next_slot - old_interval
         self._next_slot = max(now, previous_send + self._interval) if self._next_slot > now else now

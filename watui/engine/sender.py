@@ -24,10 +24,12 @@ from watui.engine.metrics import EngineMetrics
 from watui.engine.pacer import Pacer
 from watui.engine.window import Window, little_window
 from watui.settings import Settings
+from watui.storage import campaigns as campaign_store
 from watui.storage import queue
+from watui.storage.campaigns import CampaignError
 from watui.storage.database import Database
 from watui.storage.queue import ClaimedRecipient, Outcome, StepInfo
-from watui.storage.schema import CampaignStatus, RecipientStatus
+from watui.storage.schema import CLAIMABLE, CampaignStatus, RecipientStatus
 from watui.whatsapp.errors import classify
 from watui.whatsapp.payload import build_template_message
 from watui.whatsapp.results import (
@@ -205,7 +207,10 @@ class CampaignSender:
             )
             self.metrics.event("paused", f"paused: {outcome.reason}")
         elif outcome.status is RunStatus.CANCELLED:
-            await queue.cancel_remaining(self.db, self.campaign_id)
+            try:
+                await campaign_store.cancel_campaign(self.db, self.campaign_id)
+            except CampaignError:  # cancelled from outside already: skip what we released since
+                await queue.skip(self.db, self.campaign_id, statuses=CLAIMABLE)
             self.metrics.event("cancelled", "campaign cancelled")
         else:
             await queue.set_campaign_status(

@@ -410,27 +410,6 @@ async def leave(db: Database, owner: str) -> None:
         await conn.execute(delete(workers).where(workers.c.owner == owner))
 
 
-async def cancel_remaining(db: Database, campaign_id: int) -> int:
-    """Cancel a campaign: rows not yet sent become skipped (counted), the campaign cancelled."""
-    now = time.time()
-    async with db.engine.begin() as conn:
-        result = await conn.execute(
-            update(recipients)
-            .where(
-                recipients.c.campaign_id == campaign_id,
-                recipients.c.status.in_([RecipientStatus.QUEUED.value, RecipientStatus.RETRY.value]),
-            )
-            .values(status=RecipientStatus.SKIPPED.value, updated_at=now)
-        )
-        await _bump_counters(conn, campaign_id, {"skipped": result.rowcount}, now)
-        await conn.execute(
-            update(campaigns)
-            .where(campaigns.c.id == campaign_id)
-            .values(status=CampaignStatus.CANCELLED.value, finished_at=now, updated_at=now)
-        )
-    return result.rowcount
-
-
 async def requeue(
     db: Database,
     campaign_id: int,
