@@ -425,10 +425,18 @@ async def requeue(
     """
     now = time.time()
     wanted = [s.value for s in statuses if s.value in COUNTED and s is not RecipientStatus.SENT]
-    if not wanted:
-        return 0
     moved_by_status: dict[str, int] = {}
+    due_now = 0
     async with db.engine.begin() as conn:
+        if RecipientStatus.RETRY in statuses:  # waiting for a retry: make it due now
+            condition = [recipients.c.campaign_id == campaign_id,
+                         recipients.c.status == RecipientStatus.RETRY.value]
+            if code is not None:
+                condition.append(recipients.c.last_error_code == code)
+            if ids is not None:
+                condition.append(recipients.c.id.in_(list(ids)))
+            result = await conn.execute(update(recipients).where(*condition).values(next_attempt_at=0.0))
+            due_now = result.rowcount
         for status in wanted:
             condition = [recipients.c.campaign_id == campaign_id, recipients.c.status == status]
             if code is not None:
@@ -452,7 +460,7 @@ async def requeue(
                 .values(status=CampaignStatus.PAUSED.value, finished_at=None,
                         pause_reason=f"{moved} recipients requeued; run it to send them")
             )
-    return moved
+    return moved + due_now
 
 
 #: What the retry queue lists: rows waiting for a retry, failed for good, or in doubt.
@@ -563,3 +571,20 @@ async def skip(
         if deltas["skipped"]:
             await _bump_counters(conn, campaign_id, deltas, now)
     return deltas["skipped"]
+
+
+async def count_status(db: Database, campaign_id: int, status: RecipientStatus) -> int:
+    """Rows of one status (an index range count: cheap even at millions of rows)."""
+    query = select(func.count()).select_from(recipients).where(
+        recipients.c.campaign_id == campaign_id, recipients.c.status == status.value
+    )
+    async with db.engine.connect() as conn:
+        return int((await conn.execute(query)).scalar_one())
+
+
+async def set_campaign_rate(db: Database, campaign_id: int, rate: float) -> None:
+    """Remember the campaign's rate, so a restart sends at the rate last chosen."""
+    async with db.engine.begin() as conn:
+        await conn.execute(
+            update(campaigns).where(campaigns.c.id == campaign_id).values(rate=rate, updated_at=time.time())
+        )
