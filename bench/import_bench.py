@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from watui.storage import Database  # noqa: E402
-from watui.storage.campaigns import StepSpec, create_campaign  # noqa: E402
-from watui.storage.importer import ContactsSource  # noqa: E402
+from watui.storage import Database
+from watui.storage.campaigns import StepSpec, create_campaign
+from watui.storage.importer import ContactsSource
 
 TARGET_SECONDS = 30.0
 TARGET_RSS_MB = 200.0
@@ -75,13 +75,19 @@ def main() -> int:
     rate = args.rows / seconds
     print(f"{'figure':<22}{'measured':>14}{'target':>12}  result")
     print(f"{'rows':<22}{args.rows:>14,}{'':>12}")
-    print(f"{'queued / rejected':<22}{f'{queued:,} / {rejected:,}':>14}{'':>12}  "
-          f"{'PASS' if rejected == expected_bad and queued + rejected == args.rows else 'FAIL'}")
-    print(f"{'seconds':<22}{seconds:>14.1f}{f'<= {TARGET_SECONDS:.0f}':>12}  "
-          f"{'PASS' if seconds <= TARGET_SECONDS else 'FAIL'}")
+    print(
+        f"{'queued / rejected':<22}{f'{queued:,} / {rejected:,}':>14}{'':>12}  "
+        f"{'PASS' if rejected == expected_bad and queued + rejected == args.rows else 'FAIL'}"
+    )
+    print(
+        f"{'seconds':<22}{seconds:>14.1f}{f'<= {TARGET_SECONDS:.0f}':>12}  "
+        f"{'PASS' if seconds <= TARGET_SECONDS else 'FAIL'}"
+    )
     print(f"{'rows/s':<22}{rate:>14,.0f}{'':>12}")
-    print(f"{'peak RSS MB':<22}{rss:>14.0f}{f'<= {TARGET_RSS_MB:.0f}':>12}  "
-          f"{'PASS' if rss <= TARGET_RSS_MB else 'FAIL'}  (before import: {rss_before:.0f})")
+    print(
+        f"{'peak RSS MB':<22}{rss:>14.0f}{f'<= {TARGET_RSS_MB:.0f}':>12}  "
+        f"{'PASS' if rss <= TARGET_RSS_MB else 'FAIL'}  (before import: {rss_before:.0f})"
+    )
     return 0 if seconds <= TARGET_SECONDS and rss <= TARGET_RSS_MB else 1
 
 
