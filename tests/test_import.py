@@ -141,9 +141,14 @@ async def test_oversized_field_is_a_reject_not_a_crash(database: Database, tmp_p
 
 async def test_large_file_in_batches(database: Database, tmp_path: Path) -> None:
     lines = ["phone,n"] + [f"+346{i:08d},{i}" for i in range(12_003)]
+    lines += ["+34600000000,again", "+34600012002,again"]  # first seen two batches back / just now
     path = write(tmp_path, "\n".join(lines) + "\n")
     _, queued, rejects = await import_file(database, path, body_params=("n",))
-    assert len(queued) == 12_003 and rejects == []
+    assert len(queued) == 12_003
+    assert [(r["line"], r["reason"]) for r in rejects] == [
+        (12_005, "duplicate of line 2"),
+        (12_006, "duplicate of line 12004"),
+    ]
     assert queued[-1] == {"line": 12_004, "phone": "+34600012002", "params": {"body": ["12002"]}}
 
 

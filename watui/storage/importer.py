@@ -13,7 +13,7 @@ import functools
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,7 +26,7 @@ from phonenumbers import (
     PhoneNumberFormat,
 )
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
-from sqlalchemy import insert, literal_column
+from sqlalchemy import insert, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watui.storage.schema import RecipientStatus, recipients, rejects
@@ -106,7 +106,6 @@ class _Layout:
     body: list[int]
     header: int | None
     buttons: list[tuple[ButtonParam, int]]
-    names: dict[int, str] = field(default_factory=dict)
 
 
 class InvalidPhone(ValueError):
@@ -319,7 +318,7 @@ class ContactsReader:
     def _locate_columns(self) -> _Layout:
         src = self.source
         phone = self._column_index(src.phone_column, "phone column (--phone-column)")
-        layout = _Layout(
+        return _Layout(
             width=len(self.header),
             phone=phone,
             body=[self._column_index(col, "body parameter column") for col in src.body_params],
@@ -328,8 +327,6 @@ class ContactsReader:
             else None,
             buttons=[(b, self._column_index(b.column, "button column")) for b in src.buttons],
         )
-        layout.names = {index: name for index, name in enumerate(self.header)}
-        return layout
 
     def _column_index(self, wanted: str, role: str) -> int:
         """Exact header match first, then a unique case-insensitive one."""
@@ -462,8 +459,10 @@ class _StepImport:
         self.step_id = step_id
         self.now = now
         self.counts = ImportCounts()
-        #: E.164 digits as an int -> first line: ints keep 1M numbers well under 100 MB.
-        self.seen: dict[int, int] = {}
+        #: E.164 digits as ints: 1M numbers in about 60 MB. The first line of a duplicate is
+        #: looked up in the table when the batch is written (duplicates are rare).
+        self.seen: set[int] = set()
+        self.unresolved_duplicates: list[tuple[dict[str, Any], str]] = []
         self.queued_batch: list[tuple[Any, ...]] = []
         self.reject_batch: list[dict[str, Any]] = []
         self.first_header: str | None = None
@@ -494,6 +493,11 @@ class _StepImport:
         else:
             self.counts.invalid += 1
 
+    def reject_duplicate(self, line: int, phone_raw: str, phone: str) -> None:
+        """A number already queued for this step; the reason gets its line at flush time."""
+        self.reject(line, phone_raw, "duplicate", duplicate=True)
+        self.unresolved_duplicates.append((self.reject_batch[-1], phone))
+
     @property
     def batch_full(self) -> bool:
         return len(self.queued_batch) >= BATCH_ROWS or len(self.reject_batch) >= BATCH_ROWS
@@ -502,9 +506,28 @@ class _StepImport:
         if self.queued_batch:
             await self._insert_recipients(self.queued_batch)
             self.queued_batch = []
+        if self.unresolved_duplicates:
+            await self._name_first_lines()
         if self.reject_batch:
             await self.conn.execute(insert(rejects), self.reject_batch)
             self.reject_batch = []
+
+
+    async def _name_first_lines(self) -> None:
+        """Turn "duplicate" into "duplicate of line N": every first occurrence is written."""
+        phones = sorted({phone for _, phone in self.unresolved_duplicates})
+        first_lines: dict[str, int] = {}
+        for start in range(0, len(phones), 500):
+            result = await self.conn.execute(
+                select(recipients.c.phone, recipients.c.line_no).where(
+                    recipients.c.step_id == self.step_id,
+                    recipients.c.phone.in_(phones[start : start + 500]),
+                )
+            )
+            first_lines.update((phone, line) for phone, line in result)
+        for reject_row, phone in self.unresolved_duplicates:
+            reject_row["reason"] = f"duplicate of line {first_lines[phone]}"
+        self.unresolved_duplicates = []
 
 
 async def import_contacts(
@@ -575,11 +598,10 @@ def _take_row(
         job.reject(line, raw_phone, str(error))
         return
     key = int(phone[1:])
-    first_line = job.seen.get(key)
-    if first_line is not None:
-        job.reject(line, raw_phone, f"duplicate of line {first_line}", duplicate=True)
+    if key in job.seen:
+        job.reject_duplicate(line, raw_phone, phone)
         return
-    job.seen[key] = line
+    job.seen.add(key)
     job.queue(line, phone, _params(layout, row))
 
 
