@@ -404,7 +404,7 @@ def _open_text(path: Path) -> TextIO:
     return path.open("r", encoding="utf-8-sig", newline="")
 
 
-#: Recipient columns the import fills, in the order of the tuples it builds; the rest default.
+#: Recipient columns the import fills, in table order (as its tuples are); the rest default.
 _RECIPIENT_COLUMNS = (
     "campaign_id", "step_id", "line_no", "phone", "params", "status", "updated_at",
 )  # fmt: skip
@@ -430,21 +430,12 @@ def _positional_insert(conn: AsyncConnection, columns: Sequence[str]) -> BatchIn
         .values({name: literal_column(repr(value)) for name, value in defaults.items()})
         .compile(dialect=conn.dialect, column_keys=list(columns))
     )
-    order = compiled.positiontup
-    if not compiled.positional or order is None or sorted(order) != sorted(columns):
-        statement = insert(recipients).values(defaults)
-
-        async def insert_dicts(rows: list[tuple[Any, ...]]) -> None:
-            await conn.execute(statement, [dict(zip(columns, row, strict=True)) for row in rows])
-
-        return insert_dicts
+    # Both supported drivers (sqlite3's qmark, asyncpg's $n) take positional parameters, bound
+    # in table column order, which is the order of ``columns``.
+    assert compiled.positional and list(compiled.positiontup or ()) == list(columns)
     sql = str(compiled)
-    reorder = [columns.index(name) for name in order]
-    identity = reorder == list(range(len(columns)))
 
     async def insert_tuples(rows: list[tuple[Any, ...]]) -> None:
-        if not identity:
-            rows = [tuple(row[i] for i in reorder) for row in rows]
         await conn.exec_driver_sql(sql, rows)
 
     return insert_tuples
