@@ -26,7 +26,7 @@ from phonenumbers import (
     PhoneNumberFormat,
 )
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
-from sqlalchemy import insert, literal_column, select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watui.storage.schema import RecipientStatus, recipients, rejects
@@ -404,9 +404,11 @@ def _open_text(path: Path) -> TextIO:
     return path.open("r", encoding="utf-8-sig", newline="")
 
 
-#: Recipient columns the import fills, in table order (as its tuples are); the rest default.
+#: Every recipient column the import writes, in table order (as its tuples are); the rest
+#: (lease, wamid, errors, sent_at) stay NULL.
 _RECIPIENT_COLUMNS = (
-    "campaign_id", "step_id", "line_no", "phone", "params", "status", "updated_at",
+    "campaign_id", "step_id", "line_no", "phone", "params", "status",
+    "attempts", "next_attempt_at", "possibly_sent", "updated_at",
 )  # fmt: skip
 _QUEUED = RecipientStatus.QUEUED.value
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -414,24 +416,23 @@ _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 BatchInsert = Callable[[list[tuple[Any, ...]]], Awaitable[None]]
 
 
-def _positional_insert(conn: AsyncConnection, columns: Sequence[str]) -> BatchInsert:
-    """An executemany of plain tuples: SQLAlchemy's per-row dict handling is most of the cost.
+async def _batch_insert(conn: AsyncConnection, columns: Sequence[str]) -> BatchInsert:
+    """A bulk insert of plain tuples: SQLAlchemy's per-row dict handling is most of the cost.
 
-    The statement is compiled once for the connection's dialect (qmark for SQLite, $n for
-    asyncpg), with every column the import leaves out set to its schema default.
+    PostgreSQL gets COPY (several times faster than INSERT) on the transaction's own
+    connection; SQLite gets an executemany of a statement compiled once.
     """
-    defaults = {
-        "attempts": 0,
-        "next_attempt_at": 0.0,
-        "possibly_sent": 0,
-    }
-    compiled = (
-        insert(recipients)
-        .values({name: literal_column(repr(value)) for name, value in defaults.items()})
-        .compile(dialect=conn.dialect, column_keys=list(columns))
-    )
-    # Both supported drivers (sqlite3's qmark, asyncpg's $n) take positional parameters, bound
-    # in table column order, which is the order of ``columns``.
+    if conn.dialect.name == "postgresql":
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection  # the asyncpg connection, inside our transaction
+        assert driver is not None
+
+        async def copy_tuples(rows: list[tuple[Any, ...]]) -> None:
+            await driver.copy_records_to_table(recipients.name, records=rows, columns=list(columns))
+
+        return copy_tuples
+    compiled = insert(recipients).compile(dialect=conn.dialect, column_keys=list(columns))
+    # sqlite3 binds positionally (qmark), in table column order, the order of ``columns``.
     assert compiled.positional and list(compiled.positiontup or ()) == list(columns)
     sql = str(compiled)
 
@@ -457,11 +458,22 @@ class _StepImport:
         self.queued_batch: list[tuple[Any, ...]] = []
         self.reject_batch: list[dict[str, Any]] = []
         self.first_header: str | None = None
-        self._insert_recipients = _positional_insert(conn, _RECIPIENT_COLUMNS)
+        self._insert_recipients: BatchInsert | None = None
 
     def queue(self, line: int, phone: str, params: dict[str, Any]) -> None:
         self.queued_batch.append(
-            (self.campaign_id, self.step_id, line, phone, _to_json(params), _QUEUED, self.now)
+            (
+                self.campaign_id,
+                self.step_id,
+                line,
+                phone,
+                _to_json(params),
+                _QUEUED,
+                0,
+                0.0,
+                0,
+                self.now,
+            )
         )
         self.counts.queued += 1
         if self.first_header is None:
@@ -495,6 +507,8 @@ class _StepImport:
 
     async def flush(self) -> None:
         if self.queued_batch:
+            if self._insert_recipients is None:
+                self._insert_recipients = await _batch_insert(self.conn, _RECIPIENT_COLUMNS)
             await self._insert_recipients(self.queued_batch)
             self.queued_batch = []
         if self.unresolved_duplicates:
@@ -502,7 +516,6 @@ class _StepImport:
         if self.reject_batch:
             await self.conn.execute(insert(rejects), self.reject_batch)
             self.reject_batch = []
-
 
     async def _name_first_lines(self) -> None:
         """Turn "duplicate" into "duplicate of line N": every first occurrence is written."""
