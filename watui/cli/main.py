@@ -42,7 +42,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--version", action="version", version=f"watui {__version__}")
     parser.add_argument("--config", metavar="PATH", help="settings file (default: ./watui.toml)")
     parser.add_argument("--database-url", metavar="URL", help="overrides database_url")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=ArgumentParser
+    )
     import importlib
 
     for module_name in COMMAND_MODULES:
@@ -100,7 +102,9 @@ def _open_tui(args: argparse.Namespace) -> int:
     try:
         from watui.tui.app import run_app
     except ModuleNotFoundError as error:
-        raise CliError("the terminal UI is not available in this build; see 'watui --help'") from error
+        raise CliError(
+            "the terminal UI is not available in this build; see 'watui --help'"
+        ) from error
     return run_app(settings_from_args(args))
 
 

@@ -339,7 +339,6 @@ def _summary(campaign: dict[str, Any]) -> dict[str, Any]:
         "sent": campaign["sent"],
         "failed": campaign["failed"],
         "pending": campaign["total"] - done,
-        "retrying": None,
         "in_doubt": campaign["in_doubt"],
         "invalid": campaign["invalid"],
         "skipped": campaign["skipped"],

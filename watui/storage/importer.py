@@ -13,7 +13,7 @@ import functools
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,7 +26,7 @@ from phonenumbers import (
     PhoneNumberFormat,
 )
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
-from sqlalchemy import insert, literal_column
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watui.storage.schema import RecipientStatus, recipients, rejects
@@ -92,10 +92,6 @@ class ImportCounts:
     #: Guessed from the first header value when the template was not synced ("text", "image"...).
     header_format: str | None = None
 
-    @property
-    def rejected(self) -> int:
-        return self.invalid + self.duplicates
-
 
 @dataclass
 class _Layout:
@@ -106,7 +102,6 @@ class _Layout:
     body: list[int]
     header: int | None
     buttons: list[tuple[ButtonParam, int]]
-    names: dict[int, str] = field(default_factory=dict)
 
 
 class InvalidPhone(ValueError):
@@ -117,7 +112,9 @@ class PhoneNormaliser:
     """Turns the phone numbers people type into E.164, fast for numbers already in E.164.
 
     Most contact exports already hold ``+<digits>``; for those the country code is split off by
-    hand and only phonenumbers' validity check runs (the full parser costs 2-3x more).
+    hand and validity is checked with precompiled rules (``_CountryRules``): phonenumbers' own
+    parse and check would otherwise be most of a large import's time. Anything else, and any
+    number the fast path cannot vouch for, goes through phonenumbers' full parser.
     """
 
     def __init__(self, default_region: str | None = None) -> None:
@@ -319,7 +316,7 @@ class ContactsReader:
     def _locate_columns(self) -> _Layout:
         src = self.source
         phone = self._column_index(src.phone_column, "phone column (--phone-column)")
-        layout = _Layout(
+        return _Layout(
             width=len(self.header),
             phone=phone,
             body=[self._column_index(col, "body parameter column") for col in src.body_params],
@@ -328,8 +325,6 @@ class ContactsReader:
             else None,
             buttons=[(b, self._column_index(b.column, "button column")) for b in src.buttons],
         )
-        layout.names = {index: name for index, name in enumerate(self.header)}
-        return layout
 
     def _column_index(self, wanted: str, role: str) -> int:
         """Exact header match first, then a unique case-insensitive one."""
@@ -407,9 +402,11 @@ def _open_text(path: Path) -> TextIO:
     return path.open("r", encoding="utf-8-sig", newline="")
 
 
-#: Recipient columns the import fills, in the order of the tuples it builds; the rest default.
+#: Every recipient column the import writes, in table order (as its tuples are); the rest
+#: (lease, wamid, errors, sent_at) stay NULL.
 _RECIPIENT_COLUMNS = (
-    "campaign_id", "step_id", "line_no", "phone", "params", "status", "updated_at",
+    "campaign_id", "step_id", "line_no", "phone", "params", "status",
+    "attempts", "next_attempt_at", "possibly_sent", "updated_at",
 )  # fmt: skip
 _QUEUED = RecipientStatus.QUEUED.value
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -417,37 +414,27 @@ _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 BatchInsert = Callable[[list[tuple[Any, ...]]], Awaitable[None]]
 
 
-def _positional_insert(conn: AsyncConnection, columns: Sequence[str]) -> BatchInsert:
-    """An executemany of plain tuples: SQLAlchemy's per-row dict handling is most of the cost.
+async def _batch_insert(conn: AsyncConnection, columns: Sequence[str]) -> BatchInsert:
+    """A bulk insert of plain tuples: SQLAlchemy's per-row dict handling is most of the cost.
 
-    The statement is compiled once for the connection's dialect (qmark for SQLite, $n for
-    asyncpg), with every column the import leaves out set to its schema default.
+    PostgreSQL gets COPY (several times faster than INSERT) on the transaction's own
+    connection; SQLite gets an executemany of a statement compiled once.
     """
-    defaults = {
-        "attempts": 0,
-        "next_attempt_at": 0.0,
-        "possibly_sent": 0,
-    }
-    compiled = (
-        insert(recipients)
-        .values({name: literal_column(repr(value)) for name, value in defaults.items()})
-        .compile(dialect=conn.dialect, column_keys=list(columns))
-    )
-    order = compiled.positiontup
-    if not compiled.positional or order is None or sorted(order) != sorted(columns):
-        statement = insert(recipients).values(defaults)
+    if conn.dialect.name == "postgresql":
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection  # the asyncpg connection, inside our transaction
+        assert driver is not None
 
-        async def insert_dicts(rows: list[tuple[Any, ...]]) -> None:
-            await conn.execute(statement, [dict(zip(columns, row, strict=True)) for row in rows])
+        async def copy_tuples(rows: list[tuple[Any, ...]]) -> None:
+            await driver.copy_records_to_table(recipients.name, records=rows, columns=list(columns))
 
-        return insert_dicts
+        return copy_tuples
+    compiled = insert(recipients).compile(dialect=conn.dialect, column_keys=list(columns))
+    # sqlite3 binds positionally (qmark), in table column order, the order of ``columns``.
+    assert compiled.positional and list(compiled.positiontup or ()) == list(columns)
     sql = str(compiled)
-    reorder = [columns.index(name) for name in order]
-    identity = reorder == list(range(len(columns)))
 
     async def insert_tuples(rows: list[tuple[Any, ...]]) -> None:
-        if not identity:
-            rows = [tuple(row[i] for i in reorder) for row in rows]
         await conn.exec_driver_sql(sql, rows)
 
     return insert_tuples
@@ -462,16 +449,29 @@ class _StepImport:
         self.step_id = step_id
         self.now = now
         self.counts = ImportCounts()
-        #: E.164 digits as an int -> first line: ints keep 1M numbers well under 100 MB.
-        self.seen: dict[int, int] = {}
+        #: E.164 digits as ints: 1M numbers in about 60 MB. The first line of a duplicate is
+        #: looked up in the table when the batch is written (duplicates are rare).
+        self.seen: set[int] = set()
+        self.unresolved_duplicates: list[tuple[dict[str, Any], str]] = []
         self.queued_batch: list[tuple[Any, ...]] = []
         self.reject_batch: list[dict[str, Any]] = []
         self.first_header: str | None = None
-        self._insert_recipients = _positional_insert(conn, _RECIPIENT_COLUMNS)
+        self._insert_recipients: BatchInsert | None = None
 
     def queue(self, line: int, phone: str, params: dict[str, Any]) -> None:
         self.queued_batch.append(
-            (self.campaign_id, self.step_id, line, phone, _to_json(params), _QUEUED, self.now)
+            (
+                self.campaign_id,
+                self.step_id,
+                line,
+                phone,
+                _to_json(params),
+                _QUEUED,
+                0,
+                0.0,
+                0,
+                self.now,
+            )
         )
         self.counts.queued += 1
         if self.first_header is None:
@@ -494,17 +494,42 @@ class _StepImport:
         else:
             self.counts.invalid += 1
 
+    def reject_duplicate(self, line: int, phone_raw: str, phone: str) -> None:
+        """A number already queued for this step; the reason gets its line at flush time."""
+        self.reject(line, phone_raw, "duplicate", duplicate=True)
+        self.unresolved_duplicates.append((self.reject_batch[-1], phone))
+
     @property
     def batch_full(self) -> bool:
         return len(self.queued_batch) >= BATCH_ROWS or len(self.reject_batch) >= BATCH_ROWS
 
     async def flush(self) -> None:
         if self.queued_batch:
+            if self._insert_recipients is None:
+                self._insert_recipients = await _batch_insert(self.conn, _RECIPIENT_COLUMNS)
             await self._insert_recipients(self.queued_batch)
             self.queued_batch = []
+        if self.unresolved_duplicates:
+            await self._name_first_lines()
         if self.reject_batch:
             await self.conn.execute(insert(rejects), self.reject_batch)
             self.reject_batch = []
+
+    async def _name_first_lines(self) -> None:
+        """Turn "duplicate" into "duplicate of line N": every first occurrence is written."""
+        phones = sorted({phone for _, phone in self.unresolved_duplicates})
+        first_lines: dict[str, int] = {}
+        for start in range(0, len(phones), 500):
+            result = await self.conn.execute(
+                select(recipients.c.phone, recipients.c.line_no).where(
+                    recipients.c.step_id == self.step_id,
+                    recipients.c.phone.in_(phones[start : start + 500]),
+                )
+            )
+            first_lines.update((phone, line) for phone, line in result)
+        for reject_row, phone in self.unresolved_duplicates:
+            reject_row["reason"] = f"duplicate of line {first_lines[phone]}"
+        self.unresolved_duplicates = []
 
 
 async def import_contacts(
@@ -575,11 +600,10 @@ def _take_row(
         job.reject(line, raw_phone, str(error))
         return
     key = int(phone[1:])
-    first_line = job.seen.get(key)
-    if first_line is not None:
-        job.reject(line, raw_phone, f"duplicate of line {first_line}", duplicate=True)
+    if key in job.seen:
+        job.reject_duplicate(line, raw_phone, phone)
         return
-    job.seen[key] = line
+    job.seen.add(key)
     job.queue(line, phone, _params(layout, row))
 
 
