@@ -21,6 +21,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--no-pair-limit", action="store_true", help="turn the 131056 pair limit off")
     parser.add_argument("--transient-rate", type=float, default=0.0, help="share answered 131000")
     parser.add_argument("--permanent-rate", type=float, default=0.0, help="share answered 131026")
+    parser.add_argument("--http500-rate", type=float, default=0.0, help="share answered HTTP 500")
+    parser.add_argument("--seed", type=int, help="random seed, for repeatable runs")
     parser.add_argument("--spam-after", type=int, help="answer 131048 after this many accepted")
     parser.set_defaults(handler=_mock_api)
 
@@ -44,6 +46,7 @@ def _mock_api(args: argparse.Namespace) -> int:
         access_token=args.token, rate_limit=args.rate_limit, latency=_latency(args.latency),
         pair_limit_seconds=0 if args.no_pair_limit else 6.0, transient_rate=args.transient_rate,
         permanent_rate=args.permanent_rate, spam_after=args.spam_after,
+        http500_rate=args.http500_rate, seed=args.seed,
     )
     with contextlib.suppress(ImportError):
         import uvloop
