@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import pytest
+from textual.command import CommandList
 from textual.widgets import DataTable, Input, Select, Static
 from textual.worker import WorkerFailed
 
@@ -282,3 +283,29 @@ async def test_chart_draws_target_line_and_small_series() -> None:
     assert all(line[8:].strip() == "" for line in lines[1:7])
     assert set(lines[-3][8:]) == {"█"}  # failed/s on its own scale: every column at its peak
     assert lines[-2][8:].strip() == ""  # no retries: an empty row, not a flat bar
+
+
+async def test_command_palette_opens_a_campaigns_retry_queue() -> None:
+    app = make_app(FakeBackend.sample())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"retry queue of welcome")
+        for _ in range(60):  # the palette searches in the background
+            await pilot.pause(0.05)
+            if app.screen.query_one(CommandList).option_count:
+                break
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, RetryQueueScreen)
+        assert app.screen.campaign == "welcome-series"
+
+
+async def test_monitor_of_a_vanished_campaign_says_so_and_stays_up() -> None:
+    backend = FakeBackend.sample()
+    app = make_app(backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await app.push_screen(MonitorScreen("gone-campaign"))
+        await settle(pilot)
+        assert isinstance(app.screen, MonitorScreen) and app.is_running
+        assert any("no campaign named 'gone-campaign'" in n.message for n in app._notifications)
