@@ -10,10 +10,10 @@ from textual.command import CommandList
 from textual.widgets import DataTable, Input, Select, Static
 from textual.worker import WorkerFailed
 
-from tests.tui_fakes import CONTACTS, TEMPLATES, FakeBackend, make_app
+from tests.tui_fakes import CONTACTS, TEMPLATES, FakeBackend, FakeCampaign, make_app
 from watui.tui import format as fmt
 from watui.tui.backend import SECRET_MASK, settings_rows
-from watui.tui.models import CampaignState, RecipientState
+from watui.tui.models import CampaignRow, CampaignState, RecipientState
 from watui.tui.screens.campaigns import CampaignsScreen
 from watui.tui.screens.monitor import MonitorScreen
 from watui.tui.screens.retry_queue import PAGE_SIZE, RetryQueueScreen
@@ -309,3 +309,25 @@ async def test_monitor_of_a_vanished_campaign_says_so_and_stays_up() -> None:
         await settle(pilot)
         assert isinstance(app.screen, MonitorScreen) and app.is_running
         assert any("no campaign named 'gone-campaign'" in n.message for n in app._notifications)
+
+
+async def test_names_and_reasons_with_brackets_are_shown_literally() -> None:
+    odd = FakeCampaign(
+        CampaignRow(
+            "promo[2026]",
+            CampaignState.PAUSED,
+            total=10,
+            sent=1,
+            failed=0,
+            pending=9,
+            paused_reason="(#368) [blocked] temporarily",
+        )
+    )
+    app = make_app(FakeBackend([odd]))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        detail = str(app.screen.query_one("#detail", Static).render())
+        assert "promo[2026]" in detail and "[blocked]" in detail
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "[blocked]" in str(app.screen.query_one("#status-line", Static).render())

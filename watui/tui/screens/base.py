@@ -39,8 +39,10 @@ class WatuiScreen(Screen[None]):
             self.set_interval(self.watui.refresh_interval, self._tick, name="refresh")
 
     async def _tick(self) -> None:
-        # Only the screen a person is looking at polls the backend.
-        if self.is_current:
+        # Only the screen a person is looking at polls the backend (also under a small modal,
+        # so the graph keeps moving while the rate dialog is open).
+        stack = self.app.screen_stack
+        if self.is_current or (isinstance(self.app.screen, ModalScreen) and stack[-2] is self):
             await self._refresh_safely()
 
     async def _refresh_safely(self) -> None:

@@ -7,6 +7,7 @@ from typing import ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.markup import escape
 from textual.widgets import DataTable, Footer, Header, Static
 
 from watui.tui import format as fmt
@@ -136,14 +137,14 @@ class CampaignsScreen(WatuiScreen):
         if row is not None:
             parts = []
             if row.paused_reason:
-                parts.append(f"[b]Paused:[/b] {row.paused_reason}")
+                parts.append(f"[b]Paused:[/b] {escape(row.paused_reason)}")
             if row.retrying:
                 parts.append(f"{fmt.count(row.retrying)} waiting to retry")
             if row.in_doubt:
                 parts.append(f"{fmt.count(row.in_doubt)} in doubt")
             if row.invalid:
                 parts.append(f"{fmt.count(row.invalid)} invalid rows skipped at import")
-            detail = f"[b]{row.name}[/b]: " + (" · ".join(parts) or f"{row.status}")
+            detail = f"[b]{escape(row.name)}[/b]: " + (" · ".join(parts) or f"{row.status}")
         self.query_one("#detail", Static).update(detail)
 
     def selected(self) -> CampaignRow | None:
