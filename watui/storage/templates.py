@@ -1,0 +1,71 @@
+"""The template cache: the account's templates as Meta lists them, kept for setup and checks."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any, Protocol
+
+from sqlalchemy import delete, insert, select
+
+from watui.storage.database import Database
+from watui.storage.schema import templates
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+
+
+class TemplateSource(Protocol):
+    async def list_templates(self) -> list[dict[str, Any]]: ...
+
+
+def count_placeholders(text: str | None) -> int:
+    """Distinct {{1}}, {{2}} ... or {{named}} placeholders in a template text."""
+    if not text:
+        return 0
+    return len(dict.fromkeys(_PLACEHOLDER.findall(text)))
+
+
+def template_row(item: dict[str, Any], now: float) -> dict[str, Any]:
+    """One row of the ``templates`` table from one template as the API lists it."""
+    components = item.get("components") or []
+    by_type = {str(c.get("type", "")).upper(): c for c in components if isinstance(c, dict)}
+    header = by_type.get("HEADER") or {}
+    body = by_type.get("BODY") or {}
+    footer = by_type.get("FOOTER") or {}
+    buttons = (by_type.get("BUTTONS") or {}).get("buttons")
+    return {
+        "template_id": str(item.get("id") or "") or None,
+        "name": str(item.get("name", "")),
+        "language": str(item.get("language", "")),
+        "status": str(item.get("status", "UNKNOWN")).upper(),
+        "category": item.get("category"),
+        "body_text": body.get("text"),
+        "header_format": (header.get("format") or None) and str(header["format"]).upper(),
+        "header_text": header.get("text"),
+        "footer_text": footer.get("text"),
+        "buttons": json.dumps(buttons) if buttons else None,
+        "body_param_count": count_placeholders(body.get("text")),
+        "components": json.dumps(components),
+        "synced_at": now,
+    }
+
+
+async def sync_templates(db: Database, client: TemplateSource) -> int:
+    """Replace the cache with the account's templates (one transaction). Returns how many."""
+    items = await client.list_templates()
+    now = time.time()
+    rows = [template_row(item, now) for item in items if item.get("name") and item.get("language")]
+    async with db.engine.begin() as conn:
+        await conn.execute(delete(templates))
+        if rows:
+            await conn.execute(insert(templates), rows)
+    return len(rows)
+
+
+async def list_templates(db: Database, *, approved_only: bool = False) -> list[dict[str, Any]]:
+    query = select(templates).order_by(templates.c.name, templates.c.language)
+    if approved_only:
+        query = query.where(templates.c.status == "APPROVED")
+    async with db.engine.connect() as conn:
+        return [dict(row._mapping) for row in await conn.execute(query)]
