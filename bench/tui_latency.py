@@ -17,6 +17,7 @@ from textual.widgets import Static
 
 from tests.tui_fakes import FakeBackend, make_app
 from watui.tui.screens.monitor import MonitorScreen
+from watui.tui.widgets.chart import ThroughputChart
 
 KEY_PRESSES = 40
 REFRESHES = 100
@@ -44,6 +45,16 @@ async def measure() -> dict[str, float]:
             refresh_ms.append((time.perf_counter() - start) * 1000)
         figures["monitor refresh, median ms"] = statistics.median(refresh_ms)
         figures["monitor refresh, p95 ms"] = p95(refresh_ms)
+
+        chart = screen.query_one(ThroughputChart)
+        chart_ms = []
+        for _ in range(REFRESHES):
+            start = time.perf_counter()
+            chart.render()
+            chart_ms.append((time.perf_counter() - start) * 1000)
+        figures[f"chart draw {chart.size.width}x{chart.size.height}, median ms"] = (
+            statistics.median(chart_ms)
+        )
 
         status_line = screen.query_one("#status-line", Static)
         latencies = []
