@@ -60,7 +60,8 @@ class WhatsAppClient:
         self._requests = 0
         self._new_connections = 0
         base = f"{whatsapp.api_base_url}/{whatsapp.api_version}"
-        self._messages_url = f"{base}/{whatsapp.phone_number_id}/messages"
+        # Parsed once: httpx would parse a string URL again on every request of the hot path.
+        self._messages_url = httpx.URL(f"{base}/{whatsapp.phone_number_id}/messages")
         self._templates_url = f"{base}/{whatsapp.waba_id}/message_templates"
         token = whatsapp.access_token.get_secret_value()
         self._http = httpx.AsyncClient(
@@ -71,7 +72,7 @@ class WhatsAppClient:
         )
 
     def __repr__(self) -> str:  # the token never shows, even in a debugger or a log
-        return f"WhatsAppClient(url={self._messages_url!r})"
+        return f"WhatsAppClient(url={str(self._messages_url)!r})"
 
     def _transport(self, http: HttpSettings) -> httpx.AsyncBaseTransport:
         limits = httpx.Limits(
