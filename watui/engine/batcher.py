@@ -12,9 +12,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from sqlalchemy.exc import DBAPIError, OperationalError
-
-from watui.storage.database import Database
+from watui.storage.database import DATABASE_UNAVAILABLE, Database
 from watui.storage.queue import Outcome, record_outcomes
 
 log = logging.getLogger(__name__)
@@ -76,7 +74,7 @@ class OutcomeBatcher:
             batch = self._pending[: self._max_rows]
             try:
                 await record_outcomes(self._db, self._campaign_id, self._owner, batch)
-            except (OperationalError, DBAPIError, OSError, ConnectionError) as error:
+            except DATABASE_UNAVAILABLE as error:
                 self.failures += 1
                 self._on_trouble(f"database write failed, will retry: {_short(error)}")
                 log.warning("flush failed (%s); retrying in %.2fs", _short(error), delay)

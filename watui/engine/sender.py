@@ -27,7 +27,7 @@ from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
 from watui.storage import queue
 from watui.storage.campaigns import CampaignError
-from watui.storage.database import Database
+from watui.storage.database import DATABASE_UNAVAILABLE, Database
 from watui.storage.queue import ClaimedRecipient, Outcome, StepInfo
 from watui.storage.schema import CLAIMABLE, CampaignStatus, RecipientStatus
 from watui.whatsapp.errors import classify
@@ -48,6 +48,8 @@ CLAIM_LEAD = 0.25  # seconds of sends kept claimed ahead of the dispatcher
 CONTROL_INTERVAL = 1.0  # heartbeat, external status and window sizing
 DEFAULT_LATENCY = 0.3  # assumed p95 before any answer came back
 IDLE_POLL = 0.5  # how often an idle claimer looks for due retries
+CLAIM_RETRY_FIRST = 0.1  # seconds before claiming again after a database error; doubles
+CLAIM_RETRY_MAX = 5.0
 
 
 class Client(Protocol):
@@ -106,6 +108,8 @@ class CampaignSender:
         self._recent_failure_count = 0
         self._live = 1  # processes sending this campaign, this one included
         self._claiming: asyncio.Future[list[ClaimedRecipient]] | None = None
+        #: (lease expiry, window slots) of claims that failed and may have leased rows anyway.
+        self._orphan_claims: list[tuple[float, int]] = []
         self._http_slots = asyncio.Semaphore(settings.http.max_connections)
         self._pool_warned = False
         self._batcher = OutcomeBatcher(
@@ -191,6 +195,8 @@ class CampaignSender:
             await asyncio.gather(*self._inflight, return_exceptions=True)
         self._batcher.close()
         await batcher_task
+        with contextlib.suppress(*DATABASE_UNAVAILABLE):
+            await self._release_orphan_claims()
         unsent = [row.id for row in self._ready]
         self._ready.clear()
         released = await queue.release(self.db, self.owner, unsent)
@@ -236,29 +242,61 @@ class CampaignSender:
     # ----- claiming -----
 
     async def _claimer(self) -> None:
+        """Claim rows ahead of the dispatcher; while the database is down, locked or full, wait
+        and try again (in-flight sends finish and the batcher keeps their outcomes)."""
+        delay = CLAIM_RETRY_FIRST
         while not self._stopping.is_set():
-            if len(self._ready) >= self._claim_size():
-                self._low_water.clear()
-                await self._low_water.wait()
-                continue
-            step = self._step or await self._advance_step()
-            if step is None:
-                return
-            granted = await self.window.take(self._claim_size())
-            # Shielded: a stop arriving mid-claim must not lose rows the database already leased
-            # to us (they would sit in `sending` and turn in_doubt); _shutdown collects them.
-            self._claiming = asyncio.ensure_future(queue.claim(
-                self.db, step.id, self.owner, granted,
-                lease_seconds=self.settings.send.lease_seconds, now=time.time(),
-            ))
+            try:
+                await self._release_orphan_claims()
+                await self._claim_once()
+                delay = CLAIM_RETRY_FIRST
+            except DATABASE_UNAVAILABLE as error:
+                self.metrics.event("warning", f"database unavailable, claiming again in {delay:.1f}s: "
+                                   f"{error!s:.120}")
+                log.warning("claim failed (%.120s); retrying in %.1fs", error, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                delay = min(CLAIM_RETRY_MAX, delay * 2)
+
+    async def _claim_once(self) -> None:
+        if len(self._ready) >= self._claim_size():
+            self._low_water.clear()
+            await self._low_water.wait()
+            return
+        step = self._step or await self._advance_step()
+        if step is None:
+            return
+        granted = await self.window.take(self._claim_size())
+        now = time.time()
+        # Shielded: a stop arriving mid-claim must not lose rows the database already leased
+        # to us (they would sit in `sending` and turn in_doubt); _shutdown collects them.
+        self._claiming = asyncio.ensure_future(queue.claim(
+            self.db, step.id, self.owner, granted,
+            lease_seconds=self.settings.send.lease_seconds, now=now,
+        ))
+        try:
             rows = await asyncio.shield(self._claiming)
+        except DATABASE_UNAVAILABLE:
+            # The claim may have committed before the connection broke: its rows would sit in
+            # `sending` unknown to us. Keep their slots (so a crash still costs one window at
+            # most) until they are given back.
             self._claiming = None
-            self.window.give(granted - len(rows))
-            if rows:
-                self._ready.extend(rows)
-                self._ready_event.set()
-            else:
-                await self._wait_for_due(step)
+            self._orphan_claims.append((now + self.settings.send.lease_seconds, granted))
+            raise
+        self._claiming = None
+        self.window.give(granted - len(rows))
+        if rows:
+            self._ready.extend(rows)
+            self._ready_event.set()
+        else:
+            await self._wait_for_due(step)
+
+    async def _release_orphan_claims(self) -> None:
+        while self._orphan_claims:
+            expires, slots = self._orphan_claims[0]
+            await queue.release_claim(self.db, self.owner, expires)
+            self._orphan_claims.pop(0)
+            self.window.give(slots)
 
     async def _advance_step(self) -> StepInfo | None:
         """Move to the first step with pending rows; finish when there is none."""

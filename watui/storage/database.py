@@ -28,6 +28,10 @@ async def _create_v1(conn: AsyncConnection) -> None:
 MIGRATIONS: list[Migration] = [_create_v1]
 
 
+#: What a database that is down, restarting, locked or full raises: worth waiting and retrying.
+DATABASE_UNAVAILABLE = (OperationalError, DBAPIError, OSError, ConnectionError)
+
+
 class StorageError(Exception):
     """The database cannot be used as it is; the message says what to do."""
 

@@ -338,6 +338,27 @@ async def release(db: Database, owner: str, ids: Sequence[int]) -> int:
     return released
 
 
+async def release_claim(db: Database, owner: str, lease_expires_at: float) -> int:
+    """Give back the rows of one claim whose answer never reached us (the connection broke
+    around its commit): no request went out for them. A claim is known by its lease expiry,
+    which is the same float for all its rows and (with the owner) unique to it."""
+    async with db.engine.begin() as conn:
+        result = await conn.execute(
+            update(recipients)
+            .where(
+                recipients.c.status == SENDING,
+                recipients.c.lease_owner == owner,
+                recipients.c.lease_expires_at == lease_expires_at,
+            )
+            .values(
+                status=text("CASE WHEN attempts = 0 THEN 'queued' ELSE 'retry' END"),
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+        )
+    return int(result.rowcount or 0)
+
+
 async def recover_in_doubt(db: Database, campaign_id: int, *, now: float | None = None) -> int:
     """Rows a dead process left in `sending` become in_doubt: never resent automatically.
 
