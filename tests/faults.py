@@ -35,7 +35,12 @@ async def run_to_end(name: str, env: dict[str, str], *, rate: float, timeout: fl
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    _, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    try:
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        _, stderr = await process.communicate()
+        raise AssertionError(f"watui run {name} hung; its stderr: {stderr.decode()[-3000:]}") from None
     return process.returncode or 0, stderr.decode()
 
 

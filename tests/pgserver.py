@@ -29,7 +29,10 @@ def _free_port() -> int:
 class PostgresServer:
     """Start with ``start()``, stop with ``stop()``; ``new_database()`` gives a fresh URL."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        #: durable: commits survive a crash of the server (synchronous_commit on), as in
+        #: production; the default trades that for speed, fine while nobody kills the server.
+        self.durable = durable
         self.port = _free_port()
         self.root = Path(tempfile.mkdtemp(prefix="watui-pg-"))
         self.data_dir = self.root / "data"
@@ -58,16 +61,22 @@ class PostgresServer:
                           "-E", "UTF8", "--no-sync"),
             check=True, capture_output=True, timeout=120,
         )
+        self.start_again()
+        return self
+
+    def start_again(self) -> None:
+        """Start the cluster ``start()`` created (after ``stop()``: for outage tests)."""
+        # fsync=off only loses data when the machine crashes, not the server process.
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            f"-c synchronous_commit={'on' if self.durable else 'off'} -c full_page_writes=off "
+            "-c max_connections=200"
         )
         subprocess.run(
             self._command("pg_ctl", "-D", str(self.data_dir), "-o", options, "-w", "-t", "60",
                           "-l", str(self.root / "server.log"), "start"),
             check=True, capture_output=True, timeout=90,
         )
-        return self
 
     def stop(self, mode: str = "immediate") -> None:
         subprocess.run(
@@ -78,15 +87,7 @@ class PostgresServer:
     def restart(self) -> None:
         """Stop and start the same cluster (for outage tests)."""
         self.stop("fast")
-        options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        )
-        subprocess.run(
-            self._command("pg_ctl", "-D", str(self.data_dir), "-o", options, "-w", "-t", "60",
-                          "-l", str(self.root / "server.log"), "start"),
-            check=True, capture_output=True, timeout=90,
-        )
+        self.start_again()
 
     def cleanup(self) -> None:
         self.stop()
