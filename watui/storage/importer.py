@@ -280,8 +280,8 @@ class ContactsReader:
         self.path = source.path
         self._handle = _open_text(self.path)
         try:
-            header_line = self._handle.readline()
-            self.delimiter = ";" if header_line.count(";") > header_line.count(",") else ","
+            header_line = self._read_first_line()
+            self.delimiter = _guess_delimiter(header_line)
             self._handle.seek(0)
             self._reader = csv.reader(self._handle, delimiter=self.delimiter)
             self.header = self._read_header()
@@ -298,6 +298,14 @@ class ContactsReader:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def _read_first_line(self) -> str:
+        try:
+            return self._handle.readline(MAX_FIELD_CHARS)
+        except UnicodeDecodeError:
+            raise ContactsError(
+                f"contacts file {self.path} is not UTF-8 text: save it as UTF-8 CSV"
+            ) from None
 
     def _read_header(self) -> list[str]:
         try:
@@ -370,6 +378,19 @@ class ContactsReader:
                 yield start, row, None
 
 
+def _guess_delimiter(header_line: str) -> str:
+    """Semicolon when the header has more semicolons than commas outside quotes (spreadsheets
+    in many locales export that way); a quoted column name holding a semicolon does not count."""
+    outside = {",": 0, ";": 0}
+    quoted = False
+    for char in header_line:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in outside:
+            outside[char] += 1
+    return ";" if outside[";"] > outside[","] else ","
+
+
 def _csv_reason(error: csv.Error) -> str:
     if "field larger than field limit" in str(error):
         return f"a field is longer than {MAX_FIELD_CHARS} characters"
@@ -395,7 +416,7 @@ def _open_text(path: Path) -> TextIO:
         head.decode("utf-8")
     except UnicodeDecodeError as error:
         # A multi-byte character cut by the sniff window is fine; anything else is not UTF-8.
-        if error.start < len(head) - 3:
+        if len(head) < SNIFF_BYTES or error.start < len(head) - 3:
             raise ContactsError(
                 f"contacts file {path} is not UTF-8 text: save it as UTF-8 CSV"
             ) from None
