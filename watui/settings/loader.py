@@ -10,6 +10,7 @@ from typing import Any
 
 import platformdirs
 from pydantic import ValidationError
+from pydantic_settings import SettingsError as SourceError
 
 from watui.settings.model import APP_NAME, TOML_FILE, Settings
 
@@ -52,6 +53,12 @@ def load_settings(
         return Settings(**dict(overrides or {}))
     except ValidationError as error:
         raise SettingsError(_describe(error, overrides or {}, path)) from None
+    except SourceError as error:  # a variable pydantic-settings cannot even parse (not JSON)
+        first = str(error).strip().splitlines()[0] if str(error).strip() else "cannot parse a setting"
+        raise SettingsError(
+            f"{first}: a whole group in one variable must be a JSON object, e.g. "
+            "WATUI_SEND='{\"rate\": 80}' (or set one field: WATUI_SEND__RATE=80)"
+        ) from None
     finally:
         TOML_FILE.reset(token)
 
