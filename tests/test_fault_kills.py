@@ -125,3 +125,31 @@ async def test_sigkills_on_postgres_lose_nobody_and_send_nobody_twice(
         result = await audit(db, campaign_id, mock_api, total)
     assert_clean(result)
     assert result.by_status.get("in_doubt", 0) == sum(per_kill) <= 4 * WINDOW
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+async def test_a_clean_stop_by_signal_leaves_nothing_in_doubt(
+    sqlite_url: str, mock_api: MockCloudApi, signum: signal.Signals
+) -> None:
+    """Ctrl-C, a service manager's SIGTERM, a closed terminal: in-flight requests finish, their
+    outcomes are written, unsent claims go back to the queue, and the run resumes later."""
+    total = 1500
+    mock_api.update_config({"latency": (0.1, 0.3)})  # a full window in flight at the signal
+    async with Database(sqlite_url) as db:
+        campaign_id = await make_campaign(db, "stopped", recipients_per_step=total)
+        env = kill_env(db, mock_api)
+        process = await spawn_run("stopped", env, rate=150)
+        await first_request_after(mock_api, 0, process)
+        await asyncio.sleep(0.5)
+        process.send_signal(signum)
+        assert await asyncio.wait_for(process.wait(), 30) == 130
+        after_stop = await status_counts(db, campaign_id)
+        assert set(after_stop) <= {"queued", "sent"}, after_stop
+        assert after_stop["sent"] == len(mock_api.ledger), "every accepted request is recorded"
+        assert await counters_match_rows(db, campaign_id) == {}
+        mock_api.update_config({"latency": (0.0, 0.002)})
+        code, stderr = await run_to_end("stopped", env, rate=1000)
+        assert code == 0, stderr
+        result = await audit(db, campaign_id, mock_api, total)
+    assert_clean(result)
+    assert result.by_status == {"sent": total}

@@ -44,7 +44,12 @@ async def watui(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
         sys.executable, "-m", "watui", *args, env=env, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 90)
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    except TimeoutError:
+        process.kill()
+        _, stderr = await process.communicate()
+        raise AssertionError(f"watui {' '.join(args)} hung: {stderr.decode()[-2000:]}") from None
     return process.returncode or 0, stdout.decode(), stderr.decode()
 
 
