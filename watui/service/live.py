@@ -11,14 +11,15 @@ import asyncio
 import contextlib
 import csv
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from watui.engine.metrics import EngineMetrics
 from watui.engine.metrics import MetricsSnapshot as EngineSnapshot
 from watui.engine.runner import CampaignNotRunnable, prepare
 from watui.engine.sender import CampaignSender, RunOutcome
-from watui.settings import Settings
+from watui.settings import RetrySettings, Settings
 from watui.storage import campaigns as campaign_store
 from watui.storage import queue
 from watui.storage import templates as template_store
@@ -61,7 +62,11 @@ class _Run:
     task: asyncio.Task[RunOutcome]
     campaign_id: int
     outcome: RunOutcome | None = None
-    listeners: list[Callable[[RunOutcome], None]] = field(default_factory=list)
+
+    @property
+    def live(self) -> bool:
+        """Still sending (a run that failed with an error is over too, and may start again)."""
+        return not self.task.done()
 
 
 class LiveBackend:
@@ -73,6 +78,12 @@ class LiveBackend:
         self._client_factory = client_factory
         self._client: Any = None
         self._runs: dict[str, _Run] = {}
+        # One metrics object per campaign across its runs in this process: after a pause and a
+        # resume the monitor's graph and event log go on instead of starting over.
+        self._metrics: dict[str, EngineMetrics] = {}
+        # Retry settings chosen on the setup screen, for campaigns created in this process (the
+        # database has no columns for them yet; other runs use the settings' defaults).
+        self._retry: dict[str, RetrySettings] = {}
 
     @classmethod
     async def open(cls, settings: Settings, client_factory: Callable[[], Any] | None = None) -> LiveBackend:
@@ -103,10 +114,9 @@ class LiveBackend:
     def _row(self, summary: dict[str, Any]) -> CampaignRow:
         run = self._runs.get(summary["name"])
         rate = eta = None
-        if run is not None and run.outcome is None:
-            snapshot = run.sender.metrics.snapshot(seconds=10)
-            rate = snapshot.current_rate
-            eta = summary["pending"] / rate if rate > 0 else None
+        if run is not None and run.live:
+            rate = run.sender.metrics.snapshot(seconds=10).current_rate
+            eta = summary["pending"] / rate if rate > 0 and summary["pending"] else None
         return CampaignRow(
             name=summary["name"], status=CampaignState(summary["status"]), total=summary["total"],
             sent=summary["sent"], failed=summary["failed"], pending=summary["pending"],
@@ -149,18 +159,25 @@ class LiveBackend:
         )
 
     async def metrics(self, name: str) -> MetricsSnapshot | None:
+        """The last run's figures (kept after it ends, so the monitor still shows how it went);
+        None when the campaign has not sent from this process."""
         run = self._runs.get(name)
         if run is None:
             return None
         summary = await _guard(campaign_store.get_campaign(self.db, name))
         retrying = await _guard(queue.count_status(self.db, run.campaign_id, RecipientStatus.RETRY))
-        return _snapshot(run.sender.metrics.snapshot(SERIES_SECONDS), summary, retrying)
+        return _snapshot(run.sender.metrics.snapshot(SERIES_SECONDS), summary, retrying, run.live)
+
+    def is_sending(self, name: str) -> bool:
+        """Whether a run of this campaign is going on in this process."""
+        run = self._runs.get(name)
+        return run is not None and run.live
 
     async def events(self, name: str, since_seq: int) -> list[EngineEvent]:
-        run = self._runs.get(name)
-        if run is None:
+        metrics = self._metrics.get(name)
+        if metrics is None:
             return []
-        return [EngineEvent(e.seq, e.at, e.kind, e.text) for e in run.sender.metrics.events_since(since_seq)]
+        return [EngineEvent(e.seq, e.at, e.kind, e.text) for e in metrics.events_since(since_seq)]
 
     async def retry_queue(
         self, name: str, status_filter: RetryFilter, offset: int, limit: int
@@ -182,20 +199,30 @@ class LiveBackend:
             campaign_store.StepSpec(step.template, step.language, _source(step)) for step in spec.steps
         ]
         await _guard(campaign_store.create_campaign(self.db, spec.name, steps, rate=spec.rate))
+        self._retry[spec.name] = RetrySettings(
+            max_retries=spec.max_retries, delays=list(spec.retry_delays) or [5.0]
+        )
         if spec.start_now:
             await self.start(spec.name)
         return await self.campaign_status(spec.name)
 
     async def start(self, name: str) -> None:
-        run = self._runs.get(name)
-        if run is not None and run.outcome is None:
+        if self.is_sending(name):
             return
         try:
             prepared = await prepare(self.db, name)
         except CampaignNotRunnable as error:
             raise BackendError(str(error)) from None
         row = await queue.campaign_row(self.db, prepared.campaign_id)
-        sender = CampaignSender(self.db, self.client, self.settings, prepared.campaign_id, rate=row.rate)
+        settings = self.settings
+        if name in self._retry:
+            settings = settings.model_copy(update={"retry": self._retry[name]})
+        metrics = self._metrics.setdefault(name, EngineMetrics())
+        sender = CampaignSender(
+            self.db, self.client, settings, prepared.campaign_id, rate=row.rate, metrics=metrics
+        )
+        if prepared.resumed_from:
+            metrics.event("resumed", f"resumed (had paused: {prepared.resumed_from})")
         task = asyncio.create_task(sender.run(), name=f"watui-campaign-{name}")
         run = _Run(sender, task, prepared.campaign_id)
         self._runs[name] = run
@@ -212,7 +239,7 @@ class LiveBackend:
 
     async def pause(self, name: str) -> None:
         run = self._runs.get(name)
-        if run is not None and run.outcome is None:
+        if run is not None and run.live:
             run.sender.pause("paused by a person")
             await asyncio.shield(run.task)
             return
@@ -224,7 +251,7 @@ class LiveBackend:
 
     async def cancel(self, name: str) -> None:
         run = self._runs.get(name)
-        if run is not None and run.outcome is None:
+        if run is not None and run.live:
             run.sender.cancel()
             await asyncio.shield(run.task)
             return
@@ -232,11 +259,11 @@ class LiveBackend:
         await _guard(campaign_store.cancel_campaign(self.db, campaign_id))
 
     async def delete(self, name: str) -> None:
-        run = self._runs.get(name)
-        if run is not None and run.outcome is None:
+        if self.is_sending(name):
             raise BackendError(f"campaign {name!r} is sending: pause or cancel it before deleting")
         await _guard(campaign_store.delete_campaign(self.db, name))
         self._runs.pop(name, None)
+        self._metrics.pop(name, None)
 
     async def set_rate(self, name: str, rate: float) -> None:
         if not 0 < rate <= 100_000:
@@ -244,13 +271,19 @@ class LiveBackend:
         campaign_id = await self._campaign_id(name)
         await _guard(queue.set_campaign_rate(self.db, campaign_id, rate))
         run = self._runs.get(name)
-        if run is not None and run.outcome is None:
+        if run is not None and run.live:
             run.sender.set_rate(rate)
 
     async def requeue(self, name: str, target: RetryTarget) -> int:
-        campaign_id = await self._campaign_id(name)
+        summary = await _guard(campaign_store.get_campaign(self.db, name))
         ids, statuses, code = _target(target)
-        moved = await _guard(queue.requeue(self.db, campaign_id, statuses=statuses, code=code, ids=ids))
+        moved = await _guard(
+            queue.requeue(self.db, int(summary["id"]), statuses=statuses, code=code, ids=ids)
+        )
+        if moved and summary["status"] == CampaignState.COMPLETED.value:
+            # "Retry" on a finished campaign means send them now; a paused one stays paused
+            # (a person or a safety rule paused it), a running one picks them up by itself.
+            await self.start(name)
         return moved
 
     async def skip(self, name: str, target: RetryTarget) -> int:
@@ -324,7 +357,7 @@ class LiveBackend:
 
     async def shutdown(self) -> None:
         """Stop every campaign cleanly: in-flight requests finish, outcomes are flushed."""
-        running = [run for run in self._runs.values() if run.outcome is None and not run.task.done()]
+        running = [run for run in self._runs.values() if run.live]
         for run in running:
             run.sender.request_stop()
         if running:
@@ -365,7 +398,9 @@ def _retry_row(row: queue.ReviewRow) -> RetryRow:
     )
 
 
-def _snapshot(engine: EngineSnapshot, summary: dict[str, Any], retrying: int) -> MetricsSnapshot:
+def _snapshot(
+    engine: EngineSnapshot, summary: dict[str, Any], retrying: int, live: bool
+) -> MetricsSnapshot:
     done = summary["sent"] + summary["failed"] + summary["skipped"] + summary["in_doubt"]
     pending = summary["total"] - done
     rate = engine.current_rate
@@ -383,7 +418,7 @@ def _snapshot(engine: EngineSnapshot, summary: dict[str, Any], retrying: int) ->
         connection_reuse=engine.connection_reuse, total=summary["total"], sent=summary["sent"],
         failed=summary["failed"], pending=pending, retrying=retrying,
         in_doubt=summary["in_doubt"], skipped=summary["skipped"],
-        eta_seconds=pending / rate if rate > 0 and pending else None, errors=errors,
+        eta_seconds=pending / rate if live and rate > 0 and pending else None, errors=errors,
         paused_reason=summary["pause_reason"],
     )
 
