@@ -21,6 +21,7 @@ from watui.storage import campaigns as campaign_store
 from watui.storage import templates as template_store
 from watui.storage.database import Database
 from watui.tui.app import WatuiApp
+from watui.tui.backend import SECRET_MASK, BackendError
 from watui.tui.models import CampaignSpec, CampaignState, RetryFilter, StepSpec
 from watui.tui.screens.campaigns import CampaignsScreen
 from watui.tui.screens.monitor import MonitorScreen
@@ -241,3 +242,41 @@ async def test_validation_report_matches_what_the_import_rejects(
     rejects = await campaign_store.list_rejects(backend.db, "dupes")
     assert [(r["line"], r["reason"]) for r in rejects][1] == (4, "duplicate of line 2")
     assert (await db_status(backend.db, "dupes"))["total"] == report.valid
+
+
+async def test_send_test_uses_the_templates_header_kind_and_the_first_rows_values(
+    backend: LiveBackend, mock_api: MockCloudApi, tmp_path: Path
+) -> None:
+    path = contacts(tmp_path, 3)
+    payloads: list[dict] = []  # type: ignore[type-arg]
+    send = backend.client.send
+
+    async def recording(payload):  # type: ignore[no-untyped-def]
+        payloads.append(payload)
+        return await send(payload)
+
+    backend.client.send = recording
+    step = StepSpec("order_update", "en_US", str(path), ("first_name", "order"), "photo")
+    result = await backend.send_test(step, "+1 201 555 7777")
+    assert result.ok and result.detail.startswith("accepted: wamid.")
+    await make_campaign(backend, path, "saved", rate=10)
+    assert (await backend.send_test("saved", "+12015557778")).ok
+    for payload in payloads:
+        header, body = payload["template"]["components"]
+        assert header["parameters"][0]["image"]["link"].startswith("https://example.com/orders/")
+        assert [item["text"] for item in body["parameters"]][1] == "A-10000"
+    sent = [entry.to for entry in mock_api.ledger]
+    assert sent == ["+12015557777", "+12015557778"]
+    mock_api.update_config({"fail_suffixes": {"7779": 131026}})
+    refused = await backend.send_test("saved", "+12015557779")
+    assert not refused.ok and refused.detail.startswith("131026")
+    with pytest.raises(BackendError, match="phone"):
+        await backend.send_test(step, "12")
+
+
+async def test_settings_view_masks_the_token_and_the_database_password(
+    backend: LiveBackend,
+) -> None:
+    rows = {row.name: row.value for row in backend.settings_view()}
+    assert rows["whatsapp.access_token"] == SECRET_MASK and TOKEN not in repr(rows)
+    assert rows["send.rate"] == "200"

@@ -318,29 +318,50 @@ class LiveBackend:
     async def send_test(self, spec: CampaignSpec | StepSpec | str, phone: str) -> TestSendResult:
         from watui.storage.importer import PhoneNormaliser
 
-        step = await self._test_step(spec)
+        step, header_format = await self._test_step(spec)
         try:
             e164 = PhoneNormaliser(step.default_region).to_e164(phone.strip())
         except ValueError as error:
             raise BackendError(str(error)) from None
         params = await self._sample_params(step)
-        payload = build_template_message(e164, step.template, step.language, params, None)
+        payload = build_template_message(e164, step.template, step.language, params, header_format)
         result = await self.client.send(payload)
         if isinstance(result, Accepted):
             return TestSendResult(True, f"accepted: {result.wamid}")
         code = result.code if isinstance(result, ApiError) else None
         return TestSendResult(False, f"{code or 'transport'}: {describe_code(code)} ({_detail(result)})")
 
-    async def _test_step(self, spec: CampaignSpec | StepSpec | str) -> StepSpec:
-        if isinstance(spec, StepSpec):
-            return spec
+    async def _test_step(self, spec: CampaignSpec | StepSpec | str) -> tuple[StepSpec, str | None]:
+        """The step a test send uses and its template's header format (an image header is sent
+        as a link, a text one as text: the API refuses the wrong kind)."""
+        if isinstance(spec, str):
+            return await self._campaign_test_step(spec)
         if isinstance(spec, CampaignSpec):
             if not spec.steps:
                 raise BackendError("add a step (template and contacts) before a test send")
-            return spec.steps[0]
-        status = await _guard(campaign_store.campaign_status(self.db, spec))
-        first = status["steps"][0]
-        return StepSpec(first["template"], first["language"], first["contacts_file"] or "")
+            spec = spec.steps[0]
+        templates = await _guard(template_store.list_templates(self.db, approved_only=True))
+        header_format = next(
+            ((row.get("header_format") or "").lower() or None for row in templates
+             if row["name"] == spec.template and row["language"] == spec.language),
+            None,
+        )
+        return spec, header_format
+
+    async def _campaign_test_step(self, name: str) -> tuple[StepSpec, str | None]:
+        """A saved campaign's step still to send (else its first), with its column mapping."""
+        status = await _guard(campaign_store.campaign_status(self.db, name))
+        step = await _guard(queue.current_step(self.db, int(status["id"])))
+        if step is None:
+            first = status["steps"][0]
+            return StepSpec(first["template"], first["language"], first["contacts_file"] or ""), None
+        contacts = status["steps"][step.position]["contacts_file"] or ""
+        mapping = step.mapping
+        return (
+            StepSpec(step.template_name, step.language, contacts, tuple(mapping.get("body") or ()),
+                     mapping.get("header")),
+            mapping.get("header_format"),
+        )
 
     async def _sample_params(self, step: StepSpec) -> dict[str, Any]:
         """Parameters from the first contact row, so the test shows what recipients will see."""
