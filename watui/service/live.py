@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,7 @@ class LiveBackend:
         # One metrics object per campaign across its runs in this process: after a pause and a
         # resume the monitor's graph and event log go on instead of starting over.
         self._metrics: dict[str, EngineMetrics] = {}
+        self._first_started: dict[str, float] = {}  # monotonic, per campaign
         # Retry settings chosen on the setup screen, for campaigns created in this process (the
         # database has no columns for them yet; other runs use the settings' defaults).
         self._retry: dict[str, RetrySettings] = {}
@@ -166,7 +168,15 @@ class LiveBackend:
             return None
         summary = await _guard(campaign_store.get_campaign(self.db, name))
         retrying = await _guard(queue.count_status(self.db, run.campaign_id, RecipientStatus.RETRY))
-        return _snapshot(run.sender.metrics.snapshot(SERIES_SECONDS), summary, retrying, run.live)
+        return _snapshot(
+            run.sender.metrics.snapshot(self._series_seconds(name)), summary, retrying, run.live
+        )
+
+    def _series_seconds(self, name: str) -> int:
+        """Seconds since the campaign first sent here, up to SERIES_SECONDS, plus the current
+        one: the chart shows the run, not minutes of zeros from before it."""
+        elapsed = time.monotonic() - self._first_started.get(name, time.monotonic())
+        return max(2, min(SERIES_SECONDS, int(elapsed) + 2))
 
     def is_sending(self, name: str) -> bool:
         """Whether a run of this campaign is going on in this process."""
@@ -218,6 +228,7 @@ class LiveBackend:
         if name in self._retry:
             settings = settings.model_copy(update={"retry": self._retry[name]})
         metrics = self._metrics.setdefault(name, EngineMetrics())
+        self._first_started.setdefault(name, time.monotonic())
         sender = CampaignSender(
             self.db, self.client, settings, prepared.campaign_id, rate=row.rate, metrics=metrics
         )
@@ -432,8 +443,10 @@ def _snapshot(
     )
     return MetricsSnapshot(
         at=engine.at, status=CampaignState(summary["status"]), target_rate=engine.target_rate,
-        sent_per_s=engine.sent_per_s, failed_per_s=engine.failed_per_s,
-        retried_per_s=engine.retried_per_s, throttled_per_s=engine.throttled_per_s,
+        # Complete seconds only: the engine's last value is the second still running, and
+        # "sent now" read from it dips at the start of every second.
+        sent_per_s=engine.sent_per_s[:-1], failed_per_s=engine.failed_per_s[:-1],
+        retried_per_s=engine.retried_per_s[:-1], throttled_per_s=engine.throttled_per_s[:-1],
         latency_p50=engine.latency_p50, latency_p95=engine.latency_p95,
         in_flight=engine.in_flight, window=engine.window,
         connection_reuse=engine.connection_reuse, total=summary["total"], sent=summary["sent"],
