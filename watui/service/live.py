@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from watui.engine.metrics import MetricsSnapshot as EngineSnapshot
-from watui.engine.runner import CampaignNotRunnable, prepare
+from watui.engine.runner import CampaignNotRunnable, check_send_settings, prepare
 from watui.engine.sender import CampaignSender, RunOutcome
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
@@ -191,6 +191,7 @@ class LiveBackend:
         if run is not None and run.outcome is None:
             return
         try:
+            check_send_settings(self.settings)
             prepared = await prepare(self.db, name)
         except CampaignNotRunnable as error:
             raise BackendError(str(error)) from None
