@@ -53,3 +53,35 @@ async def database(database_url: str) -> AsyncIterator[Database]:
         yield db
     finally:
         await db.close()
+
+
+# --- Terminal UI snapshots -----------------------------------------------------------------
+# Snapshots live in the top-level snapshots/<test file stem>/ folder, not tests/__snapshots__/:
+# pytest-textual-snapshot looks SVGImageExtension up when snap_compare runs, so swapping the
+# module attribute for a subclass with our own dirname is enough.
+import pytest_textual_snapshot  # noqa: E402
+
+SNAPSHOTS_DIR = Path(__file__).resolve().parent.parent / "snapshots"
+
+
+class _TopLevelSvgExtension(pytest_textual_snapshot.SVGImageExtension):
+    @classmethod
+    def dirname(cls, *, test_location) -> str:  # type: ignore[no-untyped-def, override]
+        return str(SNAPSHOTS_DIR / Path(test_location.filepath).stem)
+
+
+pytest_textual_snapshot.SVGImageExtension = _TopLevelSvgExtension  # type: ignore[misc]
+
+
+@pytest.fixture
+def tui_deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No animations, a steady cursor and UTC times, so screens render the same every run."""
+    import time
+
+    import textual.constants
+    from textual.widgets import Input
+
+    monkeypatch.setattr(textual.constants, "TEXTUAL_ANIMATIONS", "none")
+    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()

@@ -1,1 +1,1 @@
-"""The command line: ``watui`` and its subcommands (a contract for scripts: keep names and codes)."""
+"""The command line: ``watui`` and its subcommands (a contract for scripts: keep names, codes)."""

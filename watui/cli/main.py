@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from watui import __version__
-from watui.cli.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_UNEXPECTED, CliError
+from watui.cli.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_UNEXPECTED, CliError
 from watui.settings import Settings, SettingsError, load_settings
 from watui.storage import StorageError
 
@@ -42,7 +42,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--version", action="version", version=f"watui {__version__}")
     parser.add_argument("--config", metavar="PATH", help="settings file (default: ./watui.toml)")
     parser.add_argument("--database-url", metavar="URL", help="overrides database_url")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=ArgumentParser
+    )
     import importlib
 
     for module_name in COMMAND_MODULES:
@@ -81,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("watui: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (``watui campaign list | head``): not an error worth a line.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as error:
         if os.environ.get("WATUI_DEBUG"):
             raise
@@ -96,7 +102,9 @@ def _open_tui(args: argparse.Namespace) -> int:
     try:
         from watui.tui.app import run_app
     except ModuleNotFoundError as error:
-        raise CliError("the terminal UI is not available in this build; see 'watui --help'") from error
+        raise CliError(
+            "the terminal UI is not available in this build; see 'watui --help'"
+        ) from error
     return run_app(settings_from_args(args))
 
 

@@ -1,79 +1,74 @@
-"""``watui templates sync|list``: fetch the WABA's message templates and show the cached ones."""
+"""``watui templates sync|list``: cache the account's message templates for setup and checks."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from typing import Any
 
-from watui.cli.errors import EXIT_OK, CliError
-from watui.cli.main import run_async, settings_from_args
-from watui.settings import Settings
-from watui.storage import Database
-from watui.storage.templates import list_templates, store_templates
-from watui.whatsapp.client import TemplateListError, WhatsAppClient
+from watui.cli.errors import CliError
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("templates", help="sync and list message templates")
-    actions = parser.add_subparsers(dest="templates_action", metavar="ACTION", required=True)
-    sync = actions.add_parser("sync", help="fetch every template of the WABA into the database")
+    parser = subparsers.add_parser("templates", help="sync or list the account's message templates")
+    commands = parser.add_subparsers(dest="templates_command", metavar="COMMAND", required=True)
+    sync = commands.add_parser("sync", help="fetch every template from the Cloud API into the cache")
     sync.set_defaults(handler=_sync)
-    listing = actions.add_parser("list", help="show the approved templates already synced")
-    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing = commands.add_parser("list", help="list the cached templates")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.add_argument("--all", action="store_true", help="include templates that are not approved")
     listing.set_defaults(handler=_list)
 
 
 def _sync(args: argparse.Namespace) -> int:
+    from watui.cli.main import settings_from_args
+
     settings = settings_from_args(args)
-    _require(settings)
-    count = run_async(_fetch_and_store(settings))
+    if not settings.whatsapp.waba_id:
+        raise CliError("whatsapp.waba_id is not set: set WATUI_WHATSAPP__WABA_ID or add it to watui.toml")
+    if not settings.whatsapp.access_token.get_secret_value():
+        raise CliError("whatsapp.access_token is not set: set WATUI_WHATSAPP__ACCESS_TOKEN")
+    count = asyncio.run(_sync_async(settings))
     print(f"synced {count} templates")
-    return EXIT_OK
+    return 0
 
 
-def _require(settings: Settings) -> None:
-    missing = [
-        name
-        for name, value in (
-            ("whatsapp.access_token", settings.whatsapp.access_token.get_secret_value()),
-            ("whatsapp.waba_id", settings.whatsapp.waba_id),
-        )
-        if not value
-    ]
-    if missing:
-        raise CliError(f"set {' and '.join(missing)} (watui.toml or WATUI_* variables) first")
+async def _sync_async(settings: Any) -> int:
+    from watui.storage import templates as template_store
+    from watui.storage.database import Database
+    from watui.whatsapp.client import ApiUnavailable, TokenRefused, WhatsAppClient
 
-
-async def _fetch_and_store(settings: Settings) -> int:
-    async with WhatsAppClient(settings.whatsapp, settings.http) as client:
+    async with Database(settings.database_url) as db, WhatsAppClient(settings.whatsapp, settings.http) as client:
         try:
-            fetched = await client.list_templates()
-        except TemplateListError as error:
+            return await template_store.sync_templates(db, client)
+        except TokenRefused as error:
+            raise CliError(f"{error}: check whatsapp.access_token") from None
+        except ApiUnavailable as error:
             raise CliError(str(error)) from None
-    async with Database(settings.database_url) as db:
-        return await store_templates(db, fetched)
 
 
 def _list(args: argparse.Namespace) -> int:
+    from watui.cli.main import settings_from_args
+
     settings = settings_from_args(args)
-    rows = run_async(_load(settings))
+    rows = asyncio.run(_list_async(settings.database_url, approved_only=not args.all))
     if args.json:
-        keys = ("name", "language", "category", "body_param_count", "header_format", "body_text")
+        keys = ("name", "language", "status", "category", "body_param_count", "header_format", "body_text")
         print(json.dumps([{key: row[key] for key in keys} for row in rows], indent=2))
-        return EXIT_OK
+        return 0
     if not rows:
-        print("no approved templates cached; run 'watui templates sync'")
-        return EXIT_OK
-    print(f"{'NAME':<28} {'LANG':<8} {'CATEGORY':<12} {'PARAMS':>6} HEADER")
+        print("no templates cached: run 'watui templates sync'")
+        return 0
     for row in rows:
-        print(
-            f"{row['name']:<28} {row['language']:<8} {row['category'] or '':<12} "
-            f"{row['body_param_count']:>6} {row['header_format'] or '-'}"
-        )
-    return EXIT_OK
+        print(f"{row['name']:<28} {row['language']:<7} {row['status']:<9} "
+              f"{row['body_param_count']} params  {(row['body_text'] or '')[:60]}")
+    return 0
 
 
-async def _load(settings: Settings) -> list[dict[str, Any]]:
-    async with Database(settings.database_url) as db:
-        return await list_templates(db)
+async def _list_async(url: str, *, approved_only: bool) -> list[dict[str, Any]]:
+    from watui.storage import templates as template_store
+    from watui.storage.database import Database
+
+    async with Database(url) as db:
+        return await template_store.list_templates(db, approved_only=approved_only)

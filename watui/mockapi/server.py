@@ -1,8 +1,10 @@
-"""A fake of the WhatsApp Cloud API on aiohttp.web: same paths, same JSON, configurable trouble.
+"""A fake of the WhatsApp Cloud API on loopback: same request and answer shapes, same limits.
 
-Every test, benchmark and ``watui demo`` talks to this instead of Meta. The send handler is kept
-lean (one dict lookup per check, no per-request allocation beyond the answer) so that it serves
-well over 3,000 requests/s on one core and is never the bottleneck it is meant to measure.
+It is what `watui demo`, every test and every benchmark talk to. Faithful where it matters to a
+sender: per-number throughput over a sliding one-second window (130429), the pair rate limit
+(131056), latency from a range, injected failures by rate or by recipient, a spam switch
+(131048 from the Nth message on), a token check (190), and status webhooks signed like Meta's.
+A ledger of accepted messages and counters are readable in-process and over HTTP (/_mock/...).
 """
 
 from __future__ import annotations
@@ -13,355 +15,347 @@ import hmac
 import json
 import random
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from collections import Counter, deque
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
-from watui.mockapi.config import FAILURE_CLASSES, MockConfig
-from watui.mockapi.samples import SAMPLE_TEMPLATES
-from watui.whatsapp.errors import describe_code
-
-_JSON = "application/json"
-_HTTP_STATUS_OF_CODE = {190: 401, 131000: 500, 131016: 503}
+from watui.mockapi.templates import SAMPLE_TEMPLATES
 
 
 @dataclass
-class MockStats:
-    """Counters readable in-process and at GET /_mock/stats."""
+class MockConfig:
+    """How the fake behaves; every field can be changed while it runs."""
 
-    requests: int = 0
-    accepted: int = 0
-    rate_limited: int = 0
-    by_code: dict[int, int] = field(default_factory=dict)
-    resets: int = 0
-    slow: int = 0
-    webhooks_sent: int = 0
-    webhook_failures: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "accepted": self.accepted,
-            "rate_limited": self.rate_limited,
-            "by_code": {str(code): count for code, count in self.by_code.items()},
-            "resets": self.resets,
-            "slow": self.slow,
-            "webhooks_sent": self.webhooks_sent,
-            "webhook_failures": self.webhook_failures,
-        }
+    access_token: str = "mock-token"
+    rate_limit: float = 80.0  # messages/s per phone number, sliding one-second window
+    pair_limit_seconds: float = 6.0  # 0 turns the pair limit off
+    pair_burst: int = 2  # messages to one recipient allowed within the pair window
+    latency: tuple[float, float] = (0.10, 0.25)  # seconds, uniform
+    transient_rate: float = 0.0  # 131000 "something went wrong"
+    permanent_rate: float = 0.0  # 131026 "message undeliverable"
+    http500_rate: float = 0.0  # HTTP 500 without an error object
+    reset_rate: float = 0.0  # connection closed without an answer (after accepting it)
+    slow_rate: float = 0.0  # answer after `slow_seconds` (beyond the client's timeout)
+    slow_seconds: float = 60.0
+    fail_suffixes: dict[str, int] = field(default_factory=dict)  # phone suffix -> error code
+    spam_after: int | None = None  # 131048 for every message after the Nth accepted
+    seed: int | None = None
+    webhook_url: str | None = None  # POST status updates here when set
+    app_secret: str = "mock-app-secret"
+    page_size: int = 3  # templates per page
 
 
 @dataclass(frozen=True, slots=True)
 class LedgerEntry:
-    """One accepted message."""
-
     wamid: str
     to: str
     template: str
-    at: float
+    at: float  # monotonic arrival time
+    phone_number_id: str
 
 
-def error_body(code: int, details: str = "", subcode: int | None = None) -> dict[str, Any]:
-    """The Graph API error object exactly as the Cloud API shapes it."""
+_ERRORS: dict[int, tuple[int, str, str]] = {
+    # code: (HTTP status, message, details)
+    100: (400, "(#100) Invalid parameter", "Parameter value is not valid"),
+    190: (401, "Error validating access token: The access token is invalid", ""),
+    130429: (400, "(#130429) Rate limit hit", "Cloud API message throughput has been reached."),
+    131000: (500, "(#131000) Something went wrong", "Something went wrong"),
+    131016: (503, "(#131016) Service unavailable", "A service is temporarily unavailable."),
+    131026: (400, "(#131026) Message undeliverable", "Message Undeliverable."),
+    131048: (400, "(#131048) Spam rate limit hit",
+             "Message failed to send because there are restrictions on how many messages can be "
+             "sent from this phone number."),
+    131050: (400, "(#131050) Unable to deliver the message",
+             "The user has stopped marketing messages."),
+    131056: (400, "(#131056) (Business Account, Consumer Account) pair rate limit hit",
+             "Message failed to send because there were too many messages sent from this phone "
+             "number to the same phone number in a short period of time."),
+    132000: (400, "(#132000) Number of parameters does not match the expected number of params",
+             "body: number of localizable_params does not match the expected number of params"),
+    132001: (404, "(#132001) Template name does not exist in the translation",
+             "template name does not exist in the translation"),
+}
+
+
+def error_body(code: int) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and JSON body the Cloud API answers for ``code``."""
+    status, message, details = _ERRORS.get(code, (400, f"(#{code}) Error", ""))
     error: dict[str, Any] = {
-        "message": f"(#{code}) {describe_code(code)}",
+        "message": message,
         "type": "OAuthException",
         "code": code,
-        "error_data": {"messaging_product": "whatsapp", "details": details or describe_code(code)},
-        "fbtrace_id": f"Amock{code}",
+        "fbtrace_id": "AmockTrace" + format(random.getrandbits(32), "08x"),
     }
-    if subcode is not None:
-        error["error_subcode"] = subcode
-    return {"error": error}
-
-
-def signature_of(body: bytes, app_secret: str) -> str:
-    """The X-Hub-Signature-256 header value Meta puts on webhook POSTs."""
-    return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+    if code == 130429:
+        error["error_subcode"] = 2494055
+    if details:
+        error["error_data"] = {"messaging_product": "whatsapp", "details": details}
+    return status, {"error": error}
 
 
 class MockCloudApi:
-    """The mock server. ``await start()`` returns its base URL; ``config`` may change any time."""
+    """The fake API server. ``await start()`` returns its base URL; ``await stop()`` ends it."""
 
     def __init__(self, config: MockConfig | None = None) -> None:
-        self.stats = MockStats()
+        self.config = config or MockConfig()
         self.ledger: list[LedgerEntry] = []
-        self._config = config or MockConfig()
-        self._random = random.Random(self._config.seed)
-        self._recent_by_number: dict[str, deque[float]] = {}
-        self._last_by_recipient: dict[str, float] = {}
-        self._runner: web.AppRunner | None = None
-        self._webhook_session: aiohttp.ClientSession | None = None
-        self._background: set[asyncio.Task[None]] = set()
+        self.counters: Counter[str] = Counter()
         self.base_url = ""
+        self._rng = random.Random(self.config.seed)
+        self._arrivals: dict[str, deque[float]] = {}
+        self._pairs: dict[tuple[str, str], deque[float]] = {}
+        self._runner: web.AppRunner | None = None
+        self._webhook_tasks: set[asyncio.Task[None]] = set()
+        self._seq = 0
 
-    @property
-    def config(self) -> MockConfig:
-        return self._config
+    # ----- lifecycle -----
 
-    @config.setter
-    def config(self, config: MockConfig) -> None:
-        if config.seed != self._config.seed:
-            self._random = random.Random(config.seed)
-        self._config = config
-
-    def reconfigure(self, **changes: Any) -> MockConfig:
-        """Change some settings at runtime (e.g. start or stop a failure storm)."""
-        self.config = self._config.updated(changes)
-        return self._config
-
-    def build_app(self) -> web.Application:
-        app = web.Application(client_max_size=256 * 1024)
-        app.router.add_post("/{version}/{phone_number_id}/messages", self._send)
+    def make_app(self) -> web.Application:
+        app = web.Application(client_max_size=1024 * 1024)
+        app.router.add_post("/{version}/{phone_number_id}/messages", self._messages)
         app.router.add_get("/{version}/{waba_id}/message_templates", self._templates)
         app.router.add_get("/_mock/stats", self._stats)
         app.router.add_get("/_mock/ledger", self._ledger)
-        app.router.add_post("/_mock/config", self._set_config)
+        app.router.add_post("/_mock/config", self._configure)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, backlog=1024)
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()
-        bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
-        self.base_url = f"http://{host}:{bound[1]}"
+        server = site._server  # the bound port, when 0 asked for any free one
+        sockets = getattr(server, "sockets", None) or []
+        bound = sockets[0].getsockname()[1] if sockets else port
+        self.base_url = f"http://{host}:{bound}"
         return self.base_url
 
     async def stop(self) -> None:
-        for task in list(self._background):
+        for task in list(self._webhook_tasks):
             task.cancel()
-        if self._webhook_session is not None:
-            await self._webhook_session.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> MockCloudApi:
-        await self.start()
-        return self
+    # ----- introspection -----
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
+    def stats(self) -> dict[str, Any]:
+        errors = {key.removeprefix("error_"): count for key, count in self.counters.items()
+                  if key.startswith("error_")}
+        return {
+            "requests": self.counters["requests"],
+            "accepted": self.counters["accepted"],
+            "errors": errors,
+            "resets": self.counters["resets"],
+            "slow": self.counters["slow"],
+            "webhooks_sent": self.counters["webhooks_sent"],
+        }
 
-    # -- POST /{version}/{phone_number_id}/messages ------------------------------------------
+    def update_config(self, changes: Mapping[str, Any]) -> None:
+        known = {f.name for f in fields(MockConfig)}
+        for name, value in changes.items():
+            if name not in known:
+                raise ValueError(f"unknown mock setting {name!r}")
+            setattr(self.config, name, tuple(value) if name == "latency" else value)
 
-    async def _send(self, request: web.Request) -> web.StreamResponse:
-        stats, config = self.stats, self._config
-        stats.requests += 1
+    # ----- handlers -----
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        self.counters["requests"] += 1
+        arrived = time.monotonic()
+        config = self.config
         if request.headers.get("Authorization") != f"Bearer {config.access_token}":
-            return self._error(190, "Invalid OAuth access token.")
+            return self._error(190)
         try:
-            message = json.loads(await request.read())
-            to, template = _validated_message(message)
-        except (ValueError, KeyError, TypeError) as error:
-            return self._error(100, f"Invalid parameter: {error}")
-        now = time.monotonic()
-        code = self._refusal(request.match_info["phone_number_id"], to, now)
-        failure = self._injected_failure() if code is None else None
-        if config.latency_max > 0:
-            await asyncio.sleep(self._random.uniform(config.latency_min, config.latency_max))
-        if failure is not None:
-            return await self._inject(request, failure)
-        if code is not None:
-            return self._error(code, subcode=2494055 if code == 130429 else None)
-        return self._accept(to, template)
+            body = json.loads(await request.read())
+        except ValueError:
+            return self._error(100)
+        problem = _invalid_message(body)
+        if problem:
+            return self._error(100, details=problem)
+        phone_id = request.match_info["phone_number_id"]
+        to = body["to"]
+        if not self._within_rate(phone_id, arrived):
+            return self._error(130429)
+        await self._delay()
+        return await self._answer(request, phone_id, to, body, arrived)
 
-    def _refusal(self, phone_number_id: str, to: str, now: float) -> int | None:
-        """The code the real API would refuse this message with, if any (limits, patterns)."""
-        config = self._config
-        if config.rate_limit > 0:
-            window = self._recent_by_number.get(phone_number_id)
-            if window is None:
-                window = self._recent_by_number[phone_number_id] = deque()
-            while window and now - window[0] >= 1.0:
-                window.popleft()
-            if len(window) >= config.rate_limit:
-                self.stats.rate_limited += 1
-                return 130429
-            window.append(now)
-        for suffix, code in config.failures_by_suffix.items():
+    async def _answer(
+        self, request: web.Request, phone_id: str, to: str, body: dict[str, Any], arrived: float
+    ) -> web.StreamResponse:
+        config = self.config
+        code = self._injected_code(to)
+        if code is not None:
+            return self._error(code)
+        if not self._within_pair_limit(phone_id, to, arrived):
+            return self._error(131056)
+        roll = self._rng.random()
+        if roll < config.http500_rate:
+            self.counters["error_http500"] += 1
+            return web.Response(status=500, text="Internal Server Error")
+        wamid = self._accept(phone_id, to, body, arrived)
+        roll = self._rng.random()
+        if roll < config.reset_rate:
+            self.counters["resets"] += 1
+            if request.transport is not None:
+                request.transport.abort()  # accepted, but the answer never arrives
+            return web.Response(status=500)
+        if roll < config.reset_rate + config.slow_rate:
+            self.counters["slow"] += 1
+            await asyncio.sleep(config.slow_seconds)
+        return web.json_response({
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": to, "wa_id": to.lstrip("+")}],
+            "messages": [{"id": wamid, "message_status": "accepted"}],
+        })
+
+    def _injected_code(self, to: str) -> int | None:
+        config = self.config
+        for suffix, code in config.fail_suffixes.items():
             if to.endswith(suffix):
                 return code
-        if config.pair_limit_seconds > 0:
-            last = self._last_by_recipient.get(to)
-            if last is not None and now - last < config.pair_limit_seconds:
-                return 131056
-            self._last_by_recipient[to] = now
-        if config.spam_after is not None and self.stats.accepted + 1 >= config.spam_after:
+        if config.spam_after is not None and self.counters["accepted"] >= config.spam_after:
             return 131048
+        roll = self._rng.random()
+        if roll < config.transient_rate:
+            return 131000
+        if roll < config.transient_rate + config.permanent_rate:
+            return 131026
         return None
 
-    def _injected_failure(self) -> str | None:
-        rates = self._config.failure_rates
-        if not rates:
-            return None
-        draw = self._random.random()
-        for name in FAILURE_CLASSES:
-            draw -= rates.get(name, 0.0)
-            if draw < 0:
-                return name
-        return None
+    def _accept(self, phone_id: str, to: str, body: dict[str, Any], arrived: float) -> str:
+        self._seq += 1
+        wamid = f"wamid.HBgM{self._seq:012d}{self._rng.getrandbits(40):010x}"
+        self.ledger.append(LedgerEntry(wamid, to, body["template"]["name"], arrived, phone_id))
+        self.counters["accepted"] += 1
+        if self.config.webhook_url:
+            task = asyncio.create_task(self._send_statuses(wamid, to))
+            self._webhook_tasks.add(task)
+            task.add_done_callback(self._webhook_tasks.discard)
+        return wamid
 
-    async def _inject(self, request: web.Request, failure: str) -> web.StreamResponse:
-        if failure == "permanent":
-            return self._error(131026, "Message undeliverable.")
-        if failure == "transient":
-            return self._error(131000, "Something went wrong.")
-        if failure == "http500":
-            self.stats.by_code[500] = self.stats.by_code.get(500, 0) + 1
-            return web.Response(status=500, text="Internal Server Error")
-        if failure == "reset":
-            self.stats.resets += 1
-            if request.transport is not None:
-                request.transport.abort()
-            raise asyncio.CancelledError  # nothing more to write: the client sees a reset
-        self.stats.slow += 1
-        await asyncio.sleep(self._config.slow_seconds)
-        return self._error(131000, "Answered too late.")
+    def _within_rate(self, phone_id: str, now: float) -> bool:
+        """At most ``rate_limit`` accepted-for-processing requests in any one-second window."""
+        window = self._arrivals.setdefault(phone_id, deque())
+        while window and window[0] <= now - 1.0:
+            window.popleft()
+        if len(window) >= self.config.rate_limit:
+            self.counters["error_130429"] += 1
+            return False
+        window.append(now)
+        return True
 
-    def _error(self, code: int, details: str = "", subcode: int | None = None) -> web.Response:
-        self.stats.by_code[code] = self.stats.by_code.get(code, 0) + 1
-        body = json.dumps(error_body(code, details, subcode)).encode()
-        return web.Response(
-            status=_HTTP_STATUS_OF_CODE.get(code, 400), body=body, content_type=_JSON
-        )
+    def _within_pair_limit(self, phone_id: str, to: str, now: float) -> bool:
+        seconds = self.config.pair_limit_seconds
+        if seconds <= 0:
+            return True
+        recent = self._pairs.setdefault((phone_id, to), deque())
+        while recent and recent[0] <= now - seconds:
+            recent.popleft()
+        if len(recent) >= self.config.pair_burst:
+            return False
+        recent.append(now)
+        return True
 
-    def _accept(self, to: str, template: str) -> web.Response:
-        self.stats.accepted += 1
-        wamid = f"wamid.MOCK{self.stats.accepted:010d}{self._random.getrandbits(32):08x}"
-        self.ledger.append(LedgerEntry(wamid, to, template, time.time()))
-        if self._config.webhook_url:
-            self._spawn(self._post_statuses(wamid, to))
-        wa_id = to.lstrip("+")
-        body = {
-            "messaging_product": "whatsapp",
-            "contacts": [{"input": to, "wa_id": wa_id}],
-            "messages": [{"id": wamid, "message_status": "accepted"}],
-        }
-        return web.Response(body=json.dumps(body).encode(), content_type=_JSON)
+    async def _delay(self) -> None:
+        low, high = self.config.latency
+        if high > 0:
+            await asyncio.sleep(low + (high - low) * self._rng.random())
 
-    # -- webhooks -----------------------------------------------------------------------------
-
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _post_statuses(self, wamid: str, to: str) -> None:
-        for status in ("sent", "delivered", "read"):
-            await self.post_status(wamid, to, status)
-
-    async def post_status(
-        self, wamid: str, to: str, status: str, errors: list[dict[str, Any]] | None = None
-    ) -> None:
-        """POST one status update to the webhook URL, signed like Meta signs it."""
-        config = self._config
-        if not config.webhook_url:
-            return
-        entry: dict[str, Any] = {
-            "id": wamid,
-            "status": status,
-            "timestamp": str(int(time.time())),
-            "recipient_id": to.lstrip("+"),
-        }
-        if errors:
-            entry["errors"] = errors
-        body = json.dumps(
-            {
-                "object": "whatsapp_business_account",
-                "entry": [
-                    {
-                        "id": "mock-waba",
-                        "changes": [
-                            {
-                                "field": "messages",
-                                "value": {"messaging_product": "whatsapp", "statuses": [entry]},
-                            }
-                        ],
-                    }
-                ],
-            }
-        ).encode()
-        headers = {
-            "Content-Type": _JSON,
-            "X-Hub-Signature-256": signature_of(body, config.app_secret),
-        }
-        if self._webhook_session is None:
-            self._webhook_session = aiohttp.ClientSession()
-        try:
-            async with self._webhook_session.post(
-                config.webhook_url, data=body, headers=headers
-            ) as answer:
-                await answer.read()
-            self.stats.webhooks_sent += 1
-        except (aiohttp.ClientError, OSError):
-            self.stats.webhook_failures += 1
-
-    # -- GET /{version}/{waba_id}/message_templates -------------------------------------------
+    def _error(self, code: int, details: str | None = None) -> web.Response:
+        if code != 130429:
+            self.counters[f"error_{code}"] += 1
+        status, body = error_body(code)
+        if details:
+            body["error"]["error_data"] = {"messaging_product": "whatsapp", "details": details}
+        return web.json_response(body, status=status)
 
     async def _templates(self, request: web.Request) -> web.Response:
-        self.stats.requests += 1
-        if request.headers.get("Authorization") != f"Bearer {self._config.access_token}":
-            return self._error(190, "Invalid OAuth access token.")
+        if request.headers.get("Authorization") != f"Bearer {self.config.access_token}":
+            return self._error(190)
+        size = self.config.page_size
         try:
-            limit = max(1, int(request.query.get("limit", self._config.page_size)))
             start = int(request.query.get("after", "0") or 0)
+            size = max(1, min(int(request.query.get("limit", size)), size))
         except ValueError:
-            return self._error(100, "limit and after must be integers")
-        limit = min(limit, self._config.page_size)
-        page = SAMPLE_TEMPLATES[start : start + limit]
-        answer: dict[str, Any] = {
-            "data": page,
-            "paging": {"cursors": {"before": str(start), "after": str(start + len(page))}},
-        }
-        if start + limit < len(SAMPLE_TEMPLATES):
-            query = {**request.query, "after": str(start + limit)}
-            answer["paging"]["next"] = str(request.url.with_query(query))
-        return web.json_response(answer)
-
-    # -- /_mock ---------------------------------------------------------------------------------
+            return self._error(100, details="after and limit must be numbers")
+        page = SAMPLE_TEMPLATES[start : start + size]
+        body: dict[str, Any] = {"data": page, "paging": {"cursors": {"before": str(start)}}}
+        if start + size < len(SAMPLE_TEMPLATES):
+            body["paging"]["cursors"]["after"] = str(start + size)
+            body["paging"]["next"] = f"{self.base_url}{request.path}?after={start + size}&limit={size}"
+        return web.json_response(body)
 
     async def _stats(self, _request: web.Request) -> web.Response:
-        return web.json_response({**self.stats.as_dict(), "config": self._config.to_public_dict()})
+        return web.json_response(self.stats())
 
     async def _ledger(self, _request: web.Request) -> web.Response:
-        entries = [
-            {"wamid": e.wamid, "to": e.to, "template": e.template, "at": e.at} for e in self.ledger
-        ]
-        return web.json_response(entries)
+        return web.json_response([asdict(entry) for entry in self.ledger])
 
-    async def _set_config(self, request: web.Request) -> web.Response:
+    async def _configure(self, request: web.Request) -> web.Response:
         try:
-            changes = await request.json()
-            if not isinstance(changes, dict):
-                raise ValueError("the body must be a JSON object of settings")
-            self.reconfigure(**changes)
+            self.update_config(await request.json())
         except (ValueError, TypeError) as error:
             return web.json_response({"error": str(error)}, status=400)
-        return web.json_response(self._config.to_public_dict())
+        return web.json_response({"ok": True})
+
+    # ----- webhooks -----
+
+    async def _send_statuses(self, wamid: str, to: str) -> None:
+        import aiohttp
+
+        url = self.config.webhook_url
+        assert url is not None
+        async with aiohttp.ClientSession() as session:
+            for status in ("sent", "delivered", "read"):
+                await asyncio.sleep(0.05)
+                raw = json.dumps(status_update(wamid, to, status)).encode()
+                signature = sign(raw, self.config.app_secret)
+                try:
+                    async with session.post(url, data=raw, headers={
+                        "Content-Type": "application/json", "X-Hub-Signature-256": signature,
+                    }) as response:
+                        await response.read()
+                    self.counters["webhooks_sent"] += 1
+                except aiohttp.ClientError:
+                    self.counters["webhooks_failed"] += 1
 
 
-def _validated_message(message: Any) -> tuple[str, str]:
-    """(to, template name) of a template message, or ValueError like Meta's code 100 answers."""
-    if not isinstance(message, dict):
-        raise ValueError("the body must be a JSON object")
-    if message.get("messaging_product") != "whatsapp":
-        raise ValueError("messaging_product must be 'whatsapp'")
-    to = message["to"]
-    if not isinstance(to, str) or not to.lstrip("+").isdigit():
-        raise ValueError("to must be a phone number")
-    if message.get("type") != "template":
-        raise ValueError("only template messages are supported by the mock")
-    template = message["template"]
-    language = template["language"]
-    if (
-        not template.get("name")
-        or not language.get("code")
-        or language.get("policy") != "deterministic"
-    ):
-        raise ValueError("template needs a name and language {policy: deterministic, code}")
-    return to, template["name"]
+def sign(raw: bytes, app_secret: str) -> str:
+    """X-Hub-Signature-256 as Meta computes it: HMAC-SHA256 of the raw body."""
+    return "sha256=" + hmac.new(app_secret.encode(), raw, hashlib.sha256).hexdigest()
+
+
+def status_update(wamid: str, to: str, status: str) -> dict[str, Any]:
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "WABA_ID", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550000000", "phone_number_id": "PHONE_ID"},
+            "statuses": [{"id": wamid, "status": status, "timestamp": str(int(time.time())),
+                          "recipient_id": to.lstrip("+")}],
+        }}]}],
+    }
+
+
+def _invalid_message(body: Any) -> str | None:
+    """What Meta would reject with (#100), checked cheaply; None when the body is acceptable."""
+    if not isinstance(body, dict):
+        return "the body must be a JSON object"
+    if body.get("messaging_product") != "whatsapp":
+        return "messaging_product must be 'whatsapp'"
+    if not isinstance(body.get("to"), str) or not body["to"]:
+        return "to is required"
+    if body.get("type") != "template":
+        return "only template messages are supported by the mock"
+    template = body.get("template")
+    if not isinstance(template, dict) or not template.get("name"):
+        return "template.name is required"
+    language = template.get("language")
+    if not isinstance(language, dict) or language.get("policy") != "deterministic" or not language.get("code"):
+        return "template.language needs policy 'deterministic' and a code"
+    return None
+

@@ -1,84 +1,71 @@
-"""The template cache: what ``watui templates sync`` fetched, for setup screens and previews."""
+"""The template cache: the account's templates as Meta lists them, kept for setup and checks."""
 
 from __future__ import annotations
 
 import json
 import re
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select
 
 from watui.storage.database import Database
 from watui.storage.schema import templates
 
-#: {{1}} or {{first_name}}: Meta's positional and named placeholders.
-PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 
 
-def body_param_count(text: str | None) -> int:
-    """Distinct placeholders in a BODY text (a repeated {{1}} is one parameter)."""
-    return len(set(PLACEHOLDER.findall(text or "")))
+class TemplateSource(Protocol):
+    async def list_templates(self) -> list[dict[str, Any]]: ...
 
 
-def template_row(template: dict[str, Any], synced_at: float) -> dict[str, Any]:
-    """One API template as a row of the templates table."""
-    by_type = {str(c.get("type", "")).upper(): c for c in template.get("components") or []}
-    header = by_type.get("HEADER", {})
-    body_text = by_type.get("BODY", {}).get("text")
-    buttons = by_type.get("BUTTONS", {}).get("buttons")
+def count_placeholders(text: str | None) -> int:
+    """Distinct {{1}}, {{2}} ... or {{named}} placeholders in a template text."""
+    if not text:
+        return 0
+    return len(dict.fromkeys(_PLACEHOLDER.findall(text)))
+
+
+def template_row(item: dict[str, Any], now: float) -> dict[str, Any]:
+    """One row of the ``templates`` table from one template as the API lists it."""
+    components = item.get("components") or []
+    by_type = {str(c.get("type", "")).upper(): c for c in components if isinstance(c, dict)}
+    header = by_type.get("HEADER") or {}
+    body = by_type.get("BODY") or {}
+    footer = by_type.get("FOOTER") or {}
+    buttons = (by_type.get("BUTTONS") or {}).get("buttons")
     return {
-        "template_id": template.get("id"),
-        "name": template["name"],
-        "language": template["language"],
-        "status": template.get("status", "UNKNOWN"),
-        "category": template.get("category"),
-        "body_text": body_text,
-        "header_format": header.get("format"),
+        "template_id": str(item.get("id") or "") or None,
+        "name": str(item.get("name", "")),
+        "language": str(item.get("language", "")),
+        "status": str(item.get("status", "UNKNOWN")).upper(),
+        "category": item.get("category"),
+        "body_text": body.get("text"),
+        "header_format": (header.get("format") or None) and str(header["format"]).upper(),
         "header_text": header.get("text"),
-        "footer_text": by_type.get("FOOTER", {}).get("text"),
-        "buttons": json.dumps(buttons) if buttons is not None else None,
-        "body_param_count": body_param_count(body_text),
-        "components": json.dumps(template.get("components") or []),
-        "synced_at": synced_at,
+        "footer_text": footer.get("text"),
+        "buttons": json.dumps(buttons) if buttons else None,
+        "body_param_count": count_placeholders(body.get("text")),
+        "components": json.dumps(components),
+        "synced_at": now,
     }
 
 
-async def store_templates(
-    db: Database, fetched: Iterable[dict[str, Any]], *, clock: Callable[[], float] = time.time
-) -> int:
-    """Upsert every template by (name, language) in one transaction; returns how many."""
-    now = clock()
-    rows = [template_row(template, now) for template in fetched]
+async def sync_templates(db: Database, client: TemplateSource) -> int:
+    """Replace the cache with the account's templates (one transaction). Returns how many."""
+    items = await client.list_templates()
+    now = time.time()
+    rows = [template_row(item, now) for item in items if item.get("name") and item.get("language")]
     async with db.engine.begin() as conn:
-        existing = {
-            (row.name, row.language): row.id
-            for row in await conn.execute(
-                select(templates.c.id, templates.c.name, templates.c.language)
-            )
-        }
-        for row in rows:
-            row_id = existing.get((row["name"], row["language"]))
-            if row_id is None:
-                await conn.execute(templates.insert().values(**row))
-            else:
-                await conn.execute(templates.update().where(templates.c.id == row_id).values(**row))
+        await conn.execute(delete(templates))
+        if rows:
+            await conn.execute(insert(templates), rows)
     return len(rows)
 
 
-async def list_templates(db: Database, *, approved_only: bool = True) -> list[dict[str, Any]]:
-    """Cached templates by name and language (only APPROVED ones unless asked)."""
+async def list_templates(db: Database, *, approved_only: bool = False) -> list[dict[str, Any]]:
     query = select(templates).order_by(templates.c.name, templates.c.language)
     if approved_only:
         query = query.where(templates.c.status == "APPROVED")
     async with db.engine.connect() as conn:
         return [dict(row._mapping) for row in await conn.execute(query)]
-
-
-async def get_template(db: Database, name: str, language: str) -> dict[str, Any] | None:
-    """One cached template, or None when it was never synced."""
-    query = select(templates).where(templates.c.name == name, templates.c.language == language)
-    async with db.engine.connect() as conn:
-        row = (await conn.execute(query)).first()
-    return dict(row._mapping) if row else None

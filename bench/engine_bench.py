@@ -1,0 +1,312 @@
+"""Engine benchmarks against the mock API on loopback, printed as one table of figures and ratios.
+
+    python -m bench.engine_bench            # everything (several minutes)
+    python -m bench.engine_bench --quick    # smaller runs, same shape
+
+The mock runs in its own process so its CPU is not counted as the engine's. Targets are those of
+../shared/docs/benchmarks.md; figures are single runs on a shared machine: read them as ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.old_algorithm import run_old_algorithm
+from watui.demo_data import write_demo_contacts
+from watui.engine.sender import CampaignSender
+from watui.settings import Settings
+from watui.storage import campaigns as campaign_store
+from watui.storage.database import Database
+from watui.storage.importer import ContactsSource
+from watui.whatsapp.client import WhatsAppClient
+
+TOKEN = "bench-token"
+PHONE_ID = "1000001"
+
+
+@dataclass
+class Row:
+    scenario: str
+    database: str
+    figure: str
+    value: float
+    target: str
+    ok: bool | None
+
+
+class MockProcess:
+    """`watui mock-api` in a child process, with a given rate limit and latency."""
+
+    def __init__(self, *, rate_limit: float, latency: tuple[float, float], port: int) -> None:
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        self._args = [
+            sys.executable, "-m", "watui", "mock-api", "--port", str(port),
+            "--rate-limit", str(rate_limit), "--latency", f"{latency[0]},{latency[1]}",
+            "--token", TOKEN, "--no-pair-limit",
+        ]
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> MockProcess:
+        self._process = subprocess.Popen(self._args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{self.base_url}/_mock/stats", timeout=0.5)
+                return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("the mock API did not start")
+
+    def stats(self) -> dict[str, Any]:
+        return httpx.get(f"{self.base_url}/_mock/stats", timeout=5).json()
+
+    def __exit__(self, *_exc: object) -> None:
+        assert self._process is not None
+        self._process.terminate()
+        self._process.wait(10)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def settings_for(database_url: str, base_url: str, *, rate: float, max_connections: int,
+                 transport: str = "aiohttp", max_in_flight: int | None = None) -> Settings:
+    return Settings(
+        database_url=database_url,
+        whatsapp={"access_token": TOKEN, "phone_number_id": PHONE_ID, "waba_id": "2000002",
+                  "api_base_url": base_url},
+        send={"rate": rate, "max_in_flight": max_in_flight},
+        http={"transport": transport, "max_connections": max_connections,
+              "max_keepalive_connections": max_connections, "timeout": 10},
+        safety={"max_failure_rate": 1.0},
+    )
+
+
+async def make_campaign(settings: Settings, workdir: Path, contacts: int, name: str) -> int:
+    csv_path = write_demo_contacts(workdir / f"{name}.csv", contacts)
+    async with Database(settings.database_url) as db:
+        created = await campaign_store.create_campaign(
+            db, name,
+            [campaign_store.StepSpec("order_update", "en_US",
+                                     ContactsSource(csv_path, body_params=("first_name", "order")))],
+        )
+    return created.campaign_id
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def timed(run: Callable[[], Awaitable[Any]]) -> tuple[float, float, Any]:
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    result = await run()
+    return time.perf_counter() - wall, cpu_seconds() - cpu, result
+
+
+async def paced_scenario(database_url: str, db_label: str, workdir: Path, *, rate: float,
+                         contacts: int, label: str) -> list[Row]:
+    port = _free_port()
+    with MockProcess(rate_limit=rate, latency=(0.1, 0.3), port=port) as mock:
+        settings = settings_for(database_url, mock.base_url, rate=rate,
+                                max_connections=max(100, int(rate * 0.5)))
+        campaign_id = await make_campaign(settings, workdir, contacts, f"{label}-{db_label}")
+        async with Database(database_url) as db:
+            async with WhatsAppClient(settings.whatsapp, settings.http) as client:
+                sender = CampaignSender(db, client, settings, campaign_id)
+                wall, cpu, _ = await timed(sender.run)
+        stats = mock.stats()
+    accepted = stats.get("accepted", 0)
+    throttled = stats.get("errors", {}).get("130429", 0)
+    achieved = accepted / wall
+    ratio_target = 0.99 if rate <= 80 else 0.98
+    rows = [
+        Row(label, db_label, "accepted", accepted, f"= {contacts}", accepted == contacts),
+        Row(label, db_label, "wall s", wall, f"<= {contacts / (ratio_target * rate):.0f}", None),
+        Row(label, db_label, "achieved/allowed", achieved / rate, f">= {ratio_target}",
+            achieved / rate >= ratio_target),
+        Row(label, db_label, "130429 answers", throttled, "= 0", throttled == 0),
+        Row(label, db_label, "engine CPU s per 1,000 msg", cpu / accepted * 1000, "<= 0.5 at 1,000/s",
+            (cpu / wall) <= 0.5 if rate >= 1000 else None),
+        Row(label, db_label, "engine cores", cpu / wall, "", None),
+    ]
+    return rows
+
+
+async def old_vs_new(database_url: str, db_label: str, workdir: Path, *, contacts: int) -> list[Row]:
+    port = _free_port()
+    with MockProcess(rate_limit=80, latency=(0.1, 0.3), port=port) as mock:
+        settings = settings_for(database_url, mock.base_url, rate=80, max_connections=100)
+        old_id = await make_campaign(settings, workdir, contacts, f"old-{db_label}")
+        new_id = await make_campaign(settings, workdir, contacts, f"new-{db_label}")
+        async with Database(database_url) as db:
+            async with WhatsAppClient(settings.whatsapp, settings.http) as client:
+                old_wall, _, old_sent = await timed(lambda: run_old_algorithm(db, client, old_id))
+                sender = CampaignSender(db, client, settings, new_id)
+                new_wall, _, _ = await timed(sender.run)
+    old_rate, new_rate = old_sent / old_wall, contacts / new_wall
+    return [
+        Row("old chunk-of-10 @80", db_label, "msg/s", old_rate, "~26", None),
+        Row("watui @80", db_label, "msg/s", new_rate, "", None),
+        Row("watui / old", db_label, "ratio", new_rate / old_rate, ">= 3", new_rate / old_rate >= 3),
+    ]
+
+
+async def unthrottled(database_url: str, db_label: str, workdir: Path, *, contacts: int,
+                      window: int = 64) -> list[Row]:
+    port = _free_port()
+    rows: list[Row] = []
+    with MockProcess(rate_limit=1_000_000, latency=(0.0, 0.001), port=port) as mock:
+        settings = settings_for(database_url, mock.base_url, rate=100_000, max_connections=window,
+                                max_in_flight=window)
+        campaign_id = await make_campaign(settings, workdir, contacts, f"fast-{db_label}")
+        async with Database(database_url) as db:
+            async with WhatsAppClient(settings.whatsapp, settings.http) as client:
+                sender = CampaignSender(db, client, settings, campaign_id)
+                engine_wall, _, _ = await timed(sender.run)
+            async with WhatsAppClient(settings.whatsapp, settings.http) as client:
+                bare_wall, _, _ = await timed(lambda: bare_loop(client, contacts, window))
+        aiohttp_wall, _, _ = await timed(lambda: bare_aiohttp(mock.base_url, contacts, window))
+    engine_rate, bare_rate = contacts / engine_wall, contacts / bare_wall
+    rows += [
+        Row("unthrottled", db_label, "engine msg/s", engine_rate, "", None),
+        Row("unthrottled", db_label, "bare httpx+aiohttp loop req/s", bare_rate, "", None),
+        Row("unthrottled", db_label, "engine / bare loop", engine_rate / bare_rate, ">= 0.75",
+            engine_rate / bare_rate >= 0.75),
+        Row("unthrottled", db_label, "bare aiohttp (floor) req/s", contacts / aiohttp_wall, "", None),
+    ]
+    return rows
+
+
+def _payload(index: int) -> dict[str, Any]:
+    from watui.whatsapp.payload import build_template_message
+
+    return build_template_message(f"+1201555{index % 10_000:04d}", "order_update", "en_US",
+                                  {"body": ["Ana", f"A-{index}"]}, None)
+
+
+async def bare_loop(client: WhatsAppClient, count: int, window: int) -> None:
+    """The same client and transport, no database, no pacing: the ceiling for the engine."""
+    counter = iter(range(count))
+
+    async def worker() -> None:
+        for index in counter:
+            await client.send(_payload(index))
+
+    await asyncio.gather(*(worker() for _ in range(window)))
+
+
+async def bare_aiohttp(base_url: str, count: int, window: int) -> None:
+    import aiohttp
+
+    url = f"{base_url}/v23.0/{PHONE_ID}/messages"
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    counter = iter(range(count))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=window)) as session:
+        async def worker() -> None:
+            for index in counter:
+                async with session.post(url, json=_payload(index), headers=headers) as response:
+                    await response.read()
+
+        await asyncio.gather(*(worker() for _ in range(window)))
+
+
+def rss_child(database_url: str, base_url: str, seconds: float) -> None:
+    """Run the engine on a prepared 1M-row campaign for a while; print peak RSS in MB."""
+    async def go() -> None:
+        settings = settings_for(database_url, base_url, rate=1000, max_connections=400)
+        async with Database(database_url) as db:
+            async with WhatsAppClient(settings.whatsapp, settings.http) as client:
+                sender = CampaignSender(db, client, settings, 1)
+                task = asyncio.create_task(sender.run())
+                await asyncio.sleep(seconds)
+                sender.request_stop()
+                await task
+    asyncio.run(go())
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+async def memory_scenario(workdir: Path, *, contacts: int) -> list[Row]:
+    database_url = f"sqlite+aiosqlite:///{workdir / 'million.db'}"
+    settings = settings_for(database_url, "http://127.0.0.1:1", rate=1000, max_connections=400)
+    await make_campaign(settings, workdir, contacts, "million")
+    port = _free_port()
+    with MockProcess(rate_limit=1000, latency=(0.1, 0.3), port=port) as mock:
+        output = subprocess.run(
+            [sys.executable, "-m", "bench.engine_bench", "--rss-child", database_url, mock.base_url],
+            capture_output=True, text=True, check=True, timeout=300,
+        ).stdout
+    rss = float(output.strip().splitlines()[-1])
+    return [Row(f"{contacts:,}-recipient campaign", "sqlite", "engine peak RSS MB", rss, "<= 250",
+                rss <= 250)]
+
+
+def print_table(rows: list[Row]) -> None:
+    print(f"{'scenario':<28} {'db':<9} {'figure':<32} {'value':>12}  {'target':<18} result")
+    for row in rows:
+        verdict = "" if row.ok is None else ("PASS" if row.ok else "FAIL")
+        print(f"{row.scenario:<28} {row.database:<9} {row.figure:<32} {row.value:>12,.3f}  "
+              f"{row.target:<18} {verdict}")
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    quick = args.quick
+    workdir = Path(tempfile.mkdtemp(prefix="watui-bench-"))
+    databases: list[tuple[str, str, Callable[[], None]]] = []
+    sqlite_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+    databases.append(("sqlite", sqlite_url, lambda: None))
+    server = None
+    if not args.sqlite_only:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from tests.pgserver import PostgresServer
+
+        server = PostgresServer().start()
+        databases.append(("postgres", server.new_database(), lambda: None))
+    rows: list[Row] = []
+    try:
+        for label, url, _ in databases:
+            rows += await paced_scenario(url, label, workdir, rate=80,
+                                         contacts=800 if quick else 10_000, label="rate 80")
+            rows += await paced_scenario(url, label, workdir, rate=1000,
+                                         contacts=5_000 if quick else 20_000, label="rate 1,000")
+            rows += await old_vs_new(url, label, workdir, contacts=300 if quick else 1_000)
+            rows += await unthrottled(url, label, workdir, contacts=5_000 if quick else 20_000)
+        rows += await memory_scenario(workdir, contacts=100_000 if quick else 1_000_000)
+    finally:
+        if server is not None:
+            server.cleanup()
+    print_table(rows)
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--rss-child":
+        rss_child(sys.argv[2], sys.argv[3], seconds=15)
+        return
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--sqlite-only", action="store_true")
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main()

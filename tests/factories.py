@@ -1,0 +1,54 @@
+"""Build campaigns directly in the database for engine tests (independent of the CSV importer)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from sqlalchemy import insert
+
+from watui.storage.database import Database
+from watui.storage.schema import campaigns, recipients, steps
+
+
+async def make_campaign(
+    db: Database,
+    name: str = "spring",
+    *,
+    recipients_per_step: int = 100,
+    steps_count: int = 1,
+    rate: float | None = None,
+    first_number: int = 15550000000,
+) -> int:
+    """A draft campaign with ``steps_count`` steps of ``recipients_per_step`` distinct numbers."""
+    now = time.time()
+    total = recipients_per_step * steps_count
+    async with db.engine.begin() as conn:
+        campaign_id = (
+            await conn.execute(
+                insert(campaigns).values(
+                    name=name, status="draft", rate=rate, total=total, created_at=now, updated_at=now
+                ).returning(campaigns.c.id)
+            )
+        ).scalar_one()
+        for position in range(steps_count):
+            mapping = {"body": ["name"], "header": None, "header_format": None, "buttons": []}
+            step_id = (
+                await conn.execute(
+                    insert(steps).values(
+                        campaign_id=campaign_id, position=position,
+                        template_name=f"template_{position}", language="en_US",
+                        mapping=json.dumps(mapping), phone_column="phone", total=recipients_per_step,
+                    ).returning(steps.c.id)
+                )
+            ).scalar_one()
+            rows = [
+                {
+                    "campaign_id": campaign_id, "step_id": step_id, "line_no": index + 2,
+                    "phone": f"+{first_number + index}", "params": json.dumps({"body": [f"N{index}"]}),
+                    "status": "queued", "attempts": 0, "next_attempt_at": 0.0,
+                }
+                for index in range(recipients_per_step)
+            ]
+            await conn.execute(insert(recipients), rows)
+    return campaign_id

@@ -1,0 +1,200 @@
+"""Campaign storage on SQLite and PostgreSQL: one-transaction create, status, control, delete."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, insert, select, update
+
+from watui.storage import Database
+from watui.storage.campaigns import (
+    CampaignError,
+    CampaignExists,
+    CampaignNotFound,
+    StepSpec,
+    campaign_status,
+    cancel_campaign,
+    count_by_status,
+    counters_match_rows,
+    create_campaign,
+    delete_campaign,
+    get_campaign,
+    list_campaigns,
+    pause_campaign,
+    resume_campaign,
+)
+from watui.storage.importer import ContactsError, ContactsSource
+from watui.storage.schema import attempts, campaigns, recipients, rejects, steps, templates
+
+NOW = 1_800_000_000.0
+
+
+def contacts(tmp_path: Path, rows: int = 3, name: str = "c.csv", extra: str = "") -> Path:
+    path = tmp_path / name
+    lines = ["phone,name", *(f"+346{i:08d},N{i}" for i in range(rows))]
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return path
+
+
+def step(path: Path, template: str = "welcome", **source: object) -> StepSpec:
+    return StepSpec(template, "en_US", ContactsSource(path=path, body_params=("name",), **source))
+
+
+async def table_counts(db: Database) -> dict[str, int]:
+    async with db.engine.connect() as conn:
+        return {
+            table.name: (await conn.execute(select(func.count()).select_from(table))).scalar_one()
+            for table in (campaigns, steps, recipients, rejects, attempts)
+        }
+
+
+async def test_create_with_steps_and_status(database: Database, tmp_path: Path) -> None:
+    first = contacts(tmp_path, 3, extra="bad,X\n")
+    second = contacts(tmp_path, 2, name="d.csv")
+    created = await create_campaign(
+        database, "spring", [step(first), step(second, "reminder")], rate=40, clock=lambda: NOW
+    )
+    assert (created.queued, created.invalid, created.duplicates) == (5, 1, 0)
+    status = await campaign_status(database, "spring")
+    assert {k: status[k] for k in ("name", "status", "total", "pending", "invalid", "rate")} == {
+        "name": "spring",
+        "status": "draft",
+        "total": 5,
+        "pending": 5,
+        "invalid": 1,
+        "rate": 40,
+    }
+    assert status["created_at"] == "2027-01-15T08:00:00Z"
+    assert status["started_at"] is None and status["finished_at"] is None
+    assert status["retrying"] == 0 and status["paused_reason"] is None
+    assert [(s["position"], s["template"], s["total"]) for s in status["steps"]] == [
+        (1, "welcome", 3),
+        (2, "reminder", 2),
+    ]
+    assert await counters_match_rows(database, created.campaign_id) == {}
+    assert [c["name"] for c in await list_campaigns(database)] == ["spring"]
+
+
+async def test_names_are_unique(database: Database, tmp_path: Path) -> None:
+    path = contacts(tmp_path)
+    await create_campaign(database, "spring", [step(path)])
+    before = await table_counts(database)
+    with pytest.raises(CampaignExists, match="already exists"):
+        await create_campaign(database, "spring", [step(path)])
+    assert await table_counts(database) == before
+
+
+async def test_failed_create_leaves_nothing(database: Database, tmp_path: Path) -> None:
+    good = contacts(tmp_path, 50)
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(b"phone,name\n" + b"+34600000001,A\n" * 10 + b"+34\xff,B\n")
+    with pytest.raises(ContactsError):
+        await create_campaign(database, "spring", [step(good), step(broken)])
+    assert await table_counts(database) == dict.fromkeys(
+        ("campaigns", "steps", "recipients", "rejects", "attempts"), 0
+    )
+
+
+async def test_synced_template_checks_the_mapping(database: Database, tmp_path: Path) -> None:
+    async with database.engine.begin() as conn:
+        await conn.execute(
+            insert(templates),
+            [
+                {"name": "welcome", "language": "en_US", "status": "APPROVED",
+                 "body_param_count": 2, "header_format": None, "synced_at": NOW},
+                {"name": "promo", "language": "en_US", "status": "APPROVED",
+                 "body_param_count": 1, "header_format": "IMAGE", "synced_at": NOW},
+            ],
+        )  # fmt: skip
+    path = tmp_path / "c.csv"
+    path.write_text("phone,name,photo\n+34600000001,Ana,https://x.test/a.png\n")
+    with pytest.raises(CampaignError, match="takes 2 body parameter"):
+        await create_campaign(database, "a", [step(path)])
+    with pytest.raises(CampaignError, match="--header-param"):
+        await create_campaign(database, "b", [step(path, "promo")])
+    await create_campaign(database, "c", [step(path, "promo", header_param="photo")])
+    async with database.engine.connect() as conn:
+        mapping = json.loads((await conn.execute(select(steps.c.mapping))).scalar_one())
+    assert mapping == {"body": ["name"], "header": "photo", "header_format": "image", "buttons": []}
+    # A template that was never synced is accepted as given.
+    await create_campaign(database, "d", [step(path, "unsynced")])
+
+
+async def test_unknown_campaign(database: Database) -> None:
+    with pytest.raises(CampaignNotFound, match="no campaign named 'nope'"):
+        await get_campaign(database, "nope")
+    with pytest.raises(CampaignNotFound):
+        await delete_campaign(database, "nope")
+    with pytest.raises(CampaignNotFound):
+        await pause_campaign(database, 999, "x")
+
+
+async def test_pause_resume_cancel(database: Database, tmp_path: Path) -> None:
+    created = await create_campaign(database, "spring", [step(contacts(tmp_path, 4))])
+    campaign_id = created.campaign_id
+    await pause_campaign(database, campaign_id, "spam rate too high")
+    status = await campaign_status(database, "spring")
+    assert (status["status"], status["paused_reason"]) == ("paused", "spam rate too high")
+    with pytest.raises(CampaignError, match="already paused"):
+        await pause_campaign(database, campaign_id, "again")
+    await resume_campaign(database, campaign_id)
+    assert (await get_campaign(database, "spring"))["status"] == "draft"
+    with pytest.raises(CampaignError, match="not paused"):
+        await resume_campaign(database, campaign_id)
+    # One row sent and one waiting for a retry, as the engine would leave them.
+    async with database.engine.begin() as conn:
+        ids = (
+            (await conn.execute(select(recipients.c.id).order_by(recipients.c.id))).scalars().all()
+        )
+        await conn.execute(
+            update(recipients).where(recipients.c.id == ids[0]).values(status="sent")
+        )
+        await conn.execute(
+            update(recipients).where(recipients.c.id == ids[1]).values(status="retry")
+        )
+        await conn.execute(update(campaigns).values(sent=1, status="running", started_at=NOW))
+    assert await count_by_status(database, campaign_id) == {
+        "queued": 2, "sending": 0, "sent": 1, "retry": 1, "failed": 0, "in_doubt": 0, "skipped": 0,
+    }  # fmt: skip
+    assert await cancel_campaign(database, campaign_id, clock=lambda: NOW + 60) == 3
+    status = await campaign_status(database, "spring")
+    assert (status["status"], status["skipped"], status["sent"], status["pending"]) == (
+        "cancelled", 3, 1, 0,
+    )  # fmt: skip
+    assert status["finished_at"] == "2027-01-15T08:01:00Z"
+    assert await counters_match_rows(database, campaign_id) == {}
+    with pytest.raises(CampaignError, match="already cancelled"):
+        await cancel_campaign(database, campaign_id)
+
+
+async def test_counters_match_rows_reports_drift(database: Database, tmp_path: Path) -> None:
+    created = await create_campaign(database, "spring", [step(contacts(tmp_path, 2))])
+    async with database.engine.begin() as conn:
+        await conn.execute(update(campaigns).values(sent=1, invalid=3))
+    assert await counters_match_rows(database, created.campaign_id) == {
+        "sent": (1, 0),
+        "invalid": (3, 0),
+    }
+
+
+async def test_delete_removes_everything_of_that_campaign_only(
+    database: Database, tmp_path: Path
+) -> None:
+    path = contacts(tmp_path, 3, extra="bad,X\n")
+    doomed = await create_campaign(database, "doomed", [step(path)])
+    kept = await create_campaign(database, "kept", [step(path)])
+    async with database.engine.begin() as conn:
+        for campaign_id in (doomed.campaign_id, kept.campaign_id):
+            await conn.execute(
+                insert(attempts).values(
+                    recipient_id=1, campaign_id=campaign_id, attempt_no=1, at=NOW,
+                    outcome="accepted",
+                )
+            )  # fmt: skip
+    await delete_campaign(database, "doomed")
+    assert await table_counts(database) == {
+        "campaigns": 1, "steps": 1, "recipients": 3, "rejects": 1, "attempts": 1,
+    }  # fmt: skip
+    assert await counters_match_rows(database, kept.campaign_id) == {}

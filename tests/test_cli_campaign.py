@@ -1,0 +1,220 @@
+"""The command line contract: campaign and status commands, their output and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from watui.cli.main import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+
+
+@pytest.fixture
+def cli(database_url: str, capsys: pytest.CaptureFixture[str]):
+    """Run ``watui --database-url URL ...`` in-process; returns (exit code, stdout, stderr)."""
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(["--database-url", database_url, *argv])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+@pytest.fixture
+def contacts(tmp_path: Path) -> Path:
+    path = tmp_path / "contacts.csv"
+    path.write_text(
+        "phone,first_name,order\n+34612345678,Ana,A-1\n612345679,Bo,A-2\n+34612345678,Cy,A-3\n"
+    )
+    return path
+
+
+def create_args(name: str, path: Path, *extra: str) -> list[str]:
+    return [
+        "campaign", "create", name, "--template", "welcome", "--language", "en_US",
+        "--contacts", str(path), "--body-params", "first_name,order", *extra,
+    ]  # fmt: skip
+
+
+def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
+    assert code == 2
+    assert err.startswith("watui: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err
+
+
+def test_create_list_status_rejects_delete(cli, contacts: Path) -> None:
+    code, out, err = cli(*create_args("spring", contacts, "--rate", "40"))
+    assert (code, err) == (0, "")
+    assert "Created campaign 'spring'" in out
+    assert "Total: 1 queued, 1 invalid, 1 duplicates" in out
+    assert "watui campaign rejects spring" in out
+
+    code, out, _ = cli("campaign", "list")
+    header, row = out.splitlines()
+    assert header.split() == [
+        "NAME", "STATUS", "TOTAL", "SENT", "FAILED", "PENDING", "INVALID", "CREATED", "(UTC)",
+    ]  # fmt: skip
+    assert row.split()[:7] == ["spring", "draft", "1", "0", "0", "1", "2"]
+    assert header.index("TOTAL") + len("TOTAL") == row.index("1") + 1  # numbers right-aligned
+
+    code, out, _ = cli("campaign", "list", "--json")
+    assert [c["name"] for c in json.loads(out)] == ["spring"]
+
+    code, out, _ = cli("status", "spring", "--json")
+    status = json.loads(out)
+    for key in ("name", "status", "total", "sent", "failed", "pending", "retrying", "in_doubt",
+                "invalid", "skipped", "paused_reason", "started_at", "finished_at", "rate",
+                "steps"):  # fmt: skip
+        assert key in status
+    assert (status["total"], status["invalid"], status["rate"]) == (1, 2, 40)
+
+    code, out, _ = cli("status", "spring")
+    assert code == 0 and "Pending:" in out and "welcome (en_US)" in out
+
+    code, out, _ = cli("campaign", "rejects", "spring")
+    lines = out.splitlines()
+    assert lines[0].split() == ["STEP", "LINE", "PHONE", "REASON"]
+    assert lines[1].split()[:3] == ["1", "3", "612345679"] and "no country code" in lines[1]
+    assert lines[2].split()[:3] == ["1", "4", "+34612345678"]
+    assert lines[2].endswith("duplicate of line 2")
+
+    code, out, _ = cli("campaign", "rejects", "spring", "--csv")
+    assert out.splitlines()[0] == "step,line,phone,reason"
+    assert out.splitlines()[2] == "1,4,+34612345678,duplicate of line 2"
+
+    assert cli("campaign", "delete", "spring")[0] == 0
+    assert cli("campaign", "list", "--json")[1].strip() == "[]"
+
+
+def test_pause_resume_cancel(cli, contacts: Path) -> None:
+    cli(*create_args("spring", contacts))
+    assert cli("campaign", "pause", "spring")[0] == 0
+    status = json.loads(cli("status", "spring", "--json")[1])
+    assert status["status"] == "paused" and status["paused_reason"]
+    code, _, err = cli("campaign", "pause", "spring")
+    assert_one_line_error(code, err, "already paused")
+    assert cli("campaign", "resume", "spring")[0] == 0
+    code, out, _ = cli("campaign", "cancel", "spring")
+    assert code == 0 and "1 recipients skipped" in out
+    status = json.loads(cli("status", "spring", "--json")[1])
+    assert (status["status"], status["skipped"], status["pending"]) == ("cancelled", 1, 0)
+
+
+def test_spec_with_two_steps(cli, contacts: Path, tmp_path: Path) -> None:
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "b.csv").write_text("Mobile;code\n0034612345670;X\n")
+    spec = tmp_path / "spring.toml"
+    spec.write_text(
+        'name = "spring"\nrate = 20\n'
+        '[[steps]]\ntemplate = "welcome"\nlanguage = "en_US"\ncontacts = "contacts.csv"\n'
+        'body_params = ["first_name", "order"]\n'
+        '[[steps]]\ntemplate = "reminder"\nlanguage = "es"\ncontacts = "more/b.csv"\n'
+        'body_params = ["code"]\nphone_column = "mobile"\ndefault_region = "ES"\n'
+    )
+    code, _, err = cli("campaign", "create", "--spec", str(spec))
+    assert (code, err) == (0, ""), err
+    status = json.loads(cli("status", "spring", "--json")[1])
+    assert [(s["template"], s["total"]) for s in status["steps"]] == [
+        ("welcome", 1),
+        ("reminder", 1),
+    ]
+    assert status["rate"] == 20
+
+
+@pytest.mark.parametrize(
+    ("spec_text", "fragments"),
+    [
+        ('rate = 5\n[[steps]]\ntemplate="t"\nlanguage="en"\ncontacts="c.csv"\n', ['"name"']),
+        ('name = "x"\n', ["[[steps]]"]),
+        ('name = "x"\n[[steps]]\ntemplate="t"\ncontacts="c.csv"\n', ["step 1", "'language'"]),
+        ('name = "x"\n[[steps]]\ntemplate="t"\nlanguage="en"\ncontacts="c.csv"\nbody_params="a"\n',
+         ["body_params must be an array"]),
+        ('name = "x"\n[[steps]]\ntemplate="t"\nlanguage="en"\ncontacts="c.csv"\nbody="a"\n',
+         ["unknown key 'body'"]),
+        ('name = "x"\nsteps = [\n', ["not valid TOML"]),
+    ],
+)  # fmt: skip
+def test_malformed_spec(cli, tmp_path: Path, spec_text: str, fragments: list[str]) -> None:
+    spec = tmp_path / "bad.toml"
+    spec.write_text(spec_text)
+    code, _, err = cli("campaign", "create", "--spec", str(spec))
+    assert_one_line_error(code, err, str(spec), *fragments)
+    assert cli("campaign", "list", "--json")[1].strip() == "[]"
+
+
+def test_bad_input_is_one_line_and_leaves_nothing(cli, contacts: Path, tmp_path: Path) -> None:
+    code, _, err = cli(*create_args("a", tmp_path / "missing.csv"))
+    assert_one_line_error(code, err, "missing.csv", "does not exist")
+    no_phone = tmp_path / "nophone.csv"
+    no_phone.write_text("name,first_name,order\nAna,A,1\n")
+    code, _, err = cli(*create_args("b", no_phone))
+    assert_one_line_error(code, err, "no 'phone' column", "--phone-column")
+    code, _, err = cli(*create_args("c", contacts, "--default-region", "Spain"))
+    assert_one_line_error(code, err, "not a known region code")
+    code, _, err = cli("campaign", "create", "d", "--template", "welcome")
+    assert_one_line_error(code, err, "--language", "--contacts")
+    code, _, err = cli("status", "nope")
+    assert_one_line_error(code, err, "no campaign named 'nope'")
+    for action in ("delete", "rejects", "pause", "resume", "cancel"):
+        code, _, err = cli("campaign", action, "nope")
+        assert_one_line_error(code, err, "no campaign named 'nope'")
+    assert cli("campaign", "list", "--json")[1].strip() == "[]"
+    # A name that exists already is refused without touching the first campaign.
+    assert cli(*create_args("spring", contacts))[0] == 0
+    code, _, err = cli(*create_args("spring", contacts))
+    assert_one_line_error(code, err, "already exists")
+    assert json.loads(cli("status", "spring", "--json")[1])["total"] == 1
+
+
+def test_invalid_setting_is_one_line(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WATUI_SEND__RATE", "fast")
+    code, _, err = cli("campaign", "list")
+    assert_one_line_error(code, err, "send.rate", "WATUI_SEND__RATE")
+
+
+def run_watui(
+    *argv: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("WATUI_")}
+    environment.update(env or {}, PYTHONPATH=str(ROOT), XDG_CONFIG_HOME=str(cwd / "xdg"))
+    return subprocess.run(
+        [sys.executable, "-m", "watui", *argv],
+        cwd=cwd, env=environment, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_real_process(sqlite_url: str, tmp_path: Path, contacts: Path) -> None:
+    """``python -m watui`` as a user runs it: exit codes and one-line errors, no traceback."""
+    base = ["--database-url", sqlite_url]
+    missing = run_watui(*base, *create_args("a", tmp_path / "nope.csv"), cwd=tmp_path)
+    assert missing.returncode == 2
+    assert (
+        missing.stderr.startswith("watui: error: contacts file") and missing.stderr.count("\n") == 1
+    )
+    unknown = run_watui(*base, "status", "nope", cwd=tmp_path)
+    assert (unknown.returncode, unknown.stderr.count("\n")) == (2, 1)
+    bad_setting = run_watui(*base, "campaign", "list", cwd=tmp_path,
+                            env={"WATUI_HTTP__TIMEOUT": "-3"})  # fmt: skip
+    assert bad_setting.returncode == 2 and "http.timeout" in bad_setting.stderr
+    missing_config = run_watui("--config", str(tmp_path / "none.toml"), "campaign", "list",
+                               cwd=tmp_path)  # fmt: skip
+    assert missing_config.returncode == 2 and "none.toml" in missing_config.stderr
+    created = run_watui(*base, *create_args("spring", contacts), cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    listed = run_watui(*base, "campaign", "list", "--json", cwd=tmp_path)
+    assert [c["name"] for c in json.loads(listed.stdout)] == ["spring"]

@@ -1,0 +1,100 @@
+"""The pacer never puts more than `rate` sends in any one-second window, and keeps the rate."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+
+import pytest
+
+from watui.engine.pacer import Pacer
+from watui.engine.window import Window, little_window
+
+
+def max_in_any_window(times: list[float], width: float = 1.0) -> int:
+    """The most sends inside any closed window [t, t + width] (t at each send)."""
+    return max(bisect.bisect_right(times, start + width) - index for index, start in enumerate(times))
+
+
+@pytest.mark.parametrize("rate", [20, 80, 400])
+async def test_no_window_holds_more_than_the_rate(rate: int) -> None:
+    pacer = Pacer(rate)
+    times = []
+    for _ in range(int(rate * 1.6)):
+        await pacer.wait()
+        times.append(time.monotonic())
+    assert max_in_any_window(times) <= rate
+
+
+async def test_a_stall_is_caught_up_without_breaking_the_window() -> None:
+    """After the loop is blocked, a few sends catch up but no window exceeds the rate."""
+    rate = 50
+    pacer = Pacer(rate)
+    times = []
+    for index in range(120):
+        await pacer.wait()
+        times.append(time.monotonic())
+        if index == 30:
+            time.sleep(0.2)  # a stalled event loop (a long GC, a slow callback)
+    assert max_in_any_window(times) <= rate
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert sum(1 for gap in gaps if gap < 0.5 / rate) <= 3  # at most a small burst
+
+
+async def test_rate_change_takes_effect_at_once() -> None:
+    pacer = Pacer(10)
+    await pacer.wait()
+    pacer.set_rate(200)
+    started = time.monotonic()
+    for _ in range(20):
+        await pacer.wait()
+    # At 10 msg/s, 20 sends take at least 1.9 s; at 200 msg/s about 0.1 s.
+    assert time.monotonic() - started < 1.5
+
+
+def test_back_off_slows_and_holds() -> None:
+    now = [100.0]
+    pacer = Pacer(100, clock=lambda: now[0])
+    assert pacer.back_off()
+    slowed = pacer.effective_rate
+    assert slowed < 100
+    assert not pacer.back_off()  # the same burst of throttle answers counts once
+    assert pacer.effective_rate == slowed
+
+
+async def test_back_off_recovers_slowly() -> None:
+    now = [100.0]
+    pacer = Pacer(100, clock=lambda: now[0])
+    pacer.back_off()
+    slowed = pacer.effective_rate
+    now[0] += 6.0
+    await pacer.wait()
+    assert slowed < pacer.effective_rate < 100
+    now[0] += 120.0
+    await pacer.wait()
+    assert pacer.effective_rate == pytest.approx(100)
+
+
+def test_share_divides_the_rate() -> None:
+    pacer = Pacer(90)
+    pacer.set_share(1 / 3)
+    assert pacer.effective_rate == pytest.approx(30)
+
+
+def test_little_window_sizes_from_rate_and_latency() -> None:
+    assert little_window(1000, 0.3, 0.45) == 1125
+    assert little_window(1, 0.1, 0.1) == 8  # floor
+    assert little_window(100_000, 1.0, 1.0) == 5_000  # ceiling
+
+
+async def test_window_grants_up_to_free_slots_and_waits_when_full() -> None:
+    window = Window(5)
+    assert await window.take(3) == 3
+    assert await window.take(10) == 2
+    waiter = asyncio.create_task(window.take(1))
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    window.give(2)
+    assert await asyncio.wait_for(waiter, 1) == 1
+    assert window.used == 4

@@ -1,0 +1,284 @@
+"""Pilot tests of the main flows against the FakeBackend, plus the UI's small pure parts."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Input, Select, Static
+from textual.worker import WorkerFailed
+
+from tests.tui_fakes import CONTACTS, TEMPLATES, FakeBackend, make_app
+from watui.tui import format as fmt
+from watui.tui.backend import SECRET_MASK, settings_rows
+from watui.tui.models import CampaignState, RecipientState
+from watui.tui.screens.campaigns import CampaignsScreen
+from watui.tui.screens.monitor import MonitorScreen
+from watui.tui.screens.retry_queue import PAGE_SIZE, RetryQueueScreen
+from watui.tui.screens.setup import SetupScreen, template_key
+from watui.tui.widgets.chart import ThroughputChart
+from watui.tui.widgets.form import FormField
+
+pytestmark = pytest.mark.usefixtures("tui_deterministic")
+
+
+async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def fill_setup(pilot, name: str, body: str = "first_name, order, date") -> SetupScreen:  # type: ignore[no-untyped-def]
+    await pilot.press("n")
+    await settle(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, SetupScreen)
+    screen.query_one("#name", Input).value = name
+    screen.query_one(Select).value = template_key(TEMPLATES[0])
+    screen.query_one("#contacts", Input).value = str(CONTACTS)
+    screen.query_one("#body-params", Input).value = body
+    await settle(pilot)
+    return screen
+
+
+async def test_create_campaign_through_setup_and_start_it() -> None:
+    backend = FakeBackend.sample()
+    app = make_app(backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await fill_setup(pilot, "may-promo")
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert isinstance(app.screen, MonitorScreen)
+        assert app.screen.campaign == "may-promo"
+    spec = backend.created[-1]
+    assert spec.start_now and spec.rate == 80 and spec.retry_delays == (5.0, 10.0)
+    (step,) = spec.steps
+    assert step.template == "order_shipped" and step.body_params == ("first_name", "order", "date")
+    # 4 valid rows of 6: one invalid, one duplicate, reported before queuing.
+    assert backend.campaigns["may-promo"].row.total == 4
+
+
+async def test_setup_marks_bad_fields_and_creates_nothing() -> None:
+    backend = FakeBackend.sample()
+    app = make_app(backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await fill_setup(pilot, "bad name!", body="first_name")
+        screen.query_one("#rate", Input).value = "0"
+        screen.query_one("#retry-delays", Input).value = "5, soon"
+        await settle(pilot)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        errors = {field.id: field.error for field in screen.query(FormField) if field.error}
+        assert set(errors) == {"f-name", "f-body", "f-rate", "f-delays"}
+        assert "needs 3 column(s)" in errors["f-body"]
+        assert "Fix the fields" in str(screen.query_one("#form-error", Static).content)
+        assert app.screen is screen
+    assert backend.created == [] and ("create", "bad name!") not in backend.calls
+
+
+async def test_setup_shows_validation_report_and_duplicate_name_error() -> None:
+    backend = FakeBackend.sample()
+    app = make_app(backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await fill_setup(pilot, "spring-sale")
+        screen.validate_contacts()
+        await settle(pilot)
+        report = str(screen.query_one("#report", Static).content)
+        assert "4 valid" in report and "1 invalid" in report and "1 duplicate" in report
+        assert "line 5" in report  # not-a-phone
+        assert screen.query_one("#contacts-preview", DataTable).row_count == 5
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert "already exists" in screen.field("f-name").error
+
+
+async def test_setup_can_save_two_steps_as_a_draft() -> None:
+    backend = FakeBackend.sample()
+    app = make_app(backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await fill_setup(pilot, "two-steps")
+        screen.add_step()
+        await settle(pilot)
+        screen.query_one(Select).value = template_key(TEMPLATES[3])  # welcome: no parameters
+        screen.query_one("#contacts", Input).value = str(CONTACTS)
+        await settle(pilot)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, CampaignsScreen)
+    spec = backend.created[-1]
+    assert [step.template for step in spec.steps] == ["order_shipped", "welcome"]
+    assert not spec.start_now
+    assert backend.campaigns["two-steps"].row.status is CampaignState.DRAFT
+
+
+async def test_test_send_reports_result_and_rejects_bad_number() -> None:
+    backend = FakeBackend.sample()
+    app = make_app(backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await fill_setup(pilot, "may-promo")
+        screen.query_one("#test-phone", Input).value = "12"
+        await settle(pilot)  # a person types before pressing the button
+        screen.send_test()
+        await settle(pilot)
+        assert "not a phone number" in screen.field("f-test").error
+        screen.query_one("#test-phone", Input).value = "+15550123456"
+        await settle(pilot)
+        screen.send_test()
+        await settle(pilot)
+        assert "wamid." in str(screen.query_one("#test-result", Static).content)
+    assert ("send_test", "+15550123456") in backend.calls
+
+
+async def test_pause_resume_and_rate_change_from_monitor() -> None:
+    backend = FakeBackend.sample()
+    app = make_app(backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, MonitorScreen)
+        await pilot.press("space")
+        await settle(pilot)
+        assert backend.campaigns["spring-sale"].row.status is CampaignState.PAUSED
+        assert "PAUSED" in str(app.screen.query_one("#status-line", Static).content)
+        await pilot.press("p")
+        await settle(pilot)
+        assert backend.campaigns["spring-sale"].row.status is CampaignState.RUNNING
+        await pilot.press("r", "9", "9", "9", "9", "enter")  # above the top tier: refused
+        await pilot.pause()
+        assert "at most 1,000" in str(app.screen.query_one("#prompt-error", Static).content)
+        await pilot.press("escape", "r", "6", "0", "enter")  # the old value is selected: replaced
+        await settle(pilot)
+        assert backend.campaigns["spring-sale"].target_rate == 60
+        log = "\n".join(app.screen.query_one("#events").lines)
+        assert "Rate changed 80 → 60 msg/s" in log and "Paused by you" in log
+    assert [call[0] for call in backend.calls] == ["pause", "resume", "set_rate"]
+
+
+async def test_retry_selected_and_all_matching_from_retry_queue() -> None:
+    backend = FakeBackend.sample()
+    app = make_app(backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("t")
+        await settle(pilot)
+        assert isinstance(app.screen, RetryQueueScreen)
+        await pilot.press("space", "space", "r")
+        await settle(pilot)
+        assert ("requeue", "spring-sale", "1,2") in backend.calls
+        app.screen.query_one(Select).value = RecipientState.FAILED.value
+        await settle(pilot)
+        assert app.screen.current_page.total == 60
+        await pilot.press("R")
+        await pilot.press("y")
+        await settle(pilot)
+        assert app.screen.current_page.total == 0
+        assert ("requeue", "spring-sale", "filter=failed/None") in backend.calls
+    rows = backend.campaigns["spring-sale"].retry_rows
+    assert len(rows) == 240 - 2 - 60
+    assert all(row.status is not RecipientState.FAILED for row in rows)
+
+
+async def test_retry_queue_pages_and_exports(tmp_path: Path) -> None:
+    backend = FakeBackend.sample(retry_rows=100_000)
+    app = make_app(backend, start_dir=tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await app.push_screen(RetryQueueScreen("spring-sale"))
+        await settle(pilot)
+        screen = app.screen
+        assert screen.query_one(DataTable).row_count == PAGE_SIZE
+        await pilot.press("right_square_bracket", "right_square_bracket")
+        await settle(pilot)
+        assert screen.current_page.offset == 2 * PAGE_SIZE
+        assert "Rows 201–300 of 100,000" in str(screen.query_one("#page-info", Static).content)
+        screen.query_one("#code-filter", Input).value = "131026"
+        await settle(pilot)
+        assert screen.current_page.total == 25_000 and screen.current_page.offset == 0
+        await pilot.press("e", "enter")
+        await settle(pilot)
+    with (tmp_path / "spring-sale-retry-queue.csv").open() as handle:
+        exported = list(csv.reader(handle))
+    assert len(exported) == 25_001 and exported[1][3] == "131026"
+
+
+async def test_delete_asks_and_cancel_declined_changes_nothing() -> None:
+    backend = FakeBackend.sample()
+    app = make_app(backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("down", "down", "d", "n")
+        await settle(pilot)
+        assert "october-newsletter" in backend.campaigns
+        await pilot.press("d", "y")
+        await settle(pilot)
+        assert "october-newsletter" not in backend.campaigns
+        assert app.screen.query_one(DataTable).row_count == 3
+
+
+async def test_campaign_list_refreshes_live_on_a_timer() -> None:
+    backend = FakeBackend.sample()
+    app = make_app(backend, refresh_interval=0.05)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await backend.pause("spring-sale")
+        for _ in range(40):
+            await pilot.pause(0.05)
+            status = app.screen.query_one(DataTable).get_cell("spring-sale", "status")
+            if "paused" in status:
+                break
+        assert "paused" in status
+
+
+async def test_backend_errors_become_notifications_not_crashes() -> None:
+    backend = FakeBackend.sample()
+    app = make_app(backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, CampaignsScreen)
+        screen.command(lambda: backend.pause("no-such-campaign"))
+        with pytest.raises(WorkerFailed):
+            await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert any("no campaign named" in note.message for note in app._notifications)
+        assert app.is_running
+
+
+async def test_quit_shuts_the_backend_down_cleanly() -> None:
+    backend = FakeBackend.sample()
+    app = make_app(backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.simulate_key("ctrl+q")  # pilot.press would wait for an app that has gone
+        for _ in range(40):
+            if not app.is_running:
+                break
+            await pilot.pause(0.05)
+    assert backend.shut_down and app.return_value == 0
+
+
+def test_settings_rows_mask_every_secret() -> None:
+    rows = {row.name: row.value for row in FakeBackend().settings_view()}
+    assert rows["whatsapp.access_token"] == SECRET_MASK
+    assert rows["whatsapp.app_secret"] == "(not set)"
+    assert "db-password-1" not in rows["database_url"] and SECRET_MASK in rows["database_url"]
+    assert "EAAG-secret-token" not in repr(settings_rows.__doc__) + repr(rows)
+
+
+def test_formatters() -> None:
+    assert fmt.duration(35.7) == "36s" and fmt.duration(185) == "3m 05s"
+    assert fmt.duration(7_620) == "2h 07m" and fmt.duration(None) == "—"
+    assert fmt.bar(0.5, 10) == "█████·····" and len(fmt.bar(0.33, 7)) == 7
+    assert fmt.bar(1.0, 4) == "████" and fmt.count(12_345) == "12,345"
+
+
+async def test_chart_draws_target_line_and_small_series() -> None:
+    app = make_app(FakeBackend())
+    async with app.run_test(size=(60, 12)) as pilot:
+        chart = ThroughputChart()
+        await app.screen.mount(chart)
+        chart.styles.height = 10
+        chart.show([80.0] * 200, 80.0, failed=[0, 3] * 100, retried=[0.0] * 200)
+        await pilot.pause()
+        lines = chart.render().plain.splitlines()
+    assert len(lines) == 10
+    assert lines[0].strip().startswith("88")  # top of the scale: target × 1.1
+    # A steady 80/s is one braille line in the top row (80 of 88), nothing below it.
+    assert set(lines[0][8:]) <= {chr(0x2800 + bits) for bits in range(1, 256)}
+    assert all(line[8:].strip() == "" for line in lines[1:7])
+    assert set(lines[-3][8:]) == {"█"}  # failed/s on its own scale: every column at its peak
+    assert lines[-2][8:].strip() == ""  # no retries: an empty row, not a flat bar

@@ -1,0 +1,368 @@
+"""``watui campaign ...``: create (from options or a TOML spec), list, delete, rejects, pause,
+resume, cancel."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tomllib
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from watui.cli.errors import EXIT_OK, CliError
+from watui.cli.main import run_async, settings_from_args
+from watui.storage import Database
+from watui.storage.campaigns import (
+    CampaignError,
+    CreatedCampaign,
+    StepSpec,
+    cancel_campaign,
+    create_campaign,
+    delete_campaign,
+    get_campaign,
+    list_campaigns,
+    list_rejects,
+    pause_campaign,
+    resume_campaign,
+)
+from watui.storage.importer import ContactsError, ContactsSource, check_region
+
+T = TypeVar("T")
+
+#: Keys a spec's ``[[steps]]`` table may hold, and what each must be.
+_STEP_KEYS = {
+    "template": "a string (the template name)",
+    "language": 'a string such as "en_US"',
+    "contacts": "a string (CSV path, relative to the spec file)",
+    "body_params": 'an array of column names, e.g. ["first_name", "order"]',
+    "header_param": "a string (column name)",
+    "phone_column": "a string (column name)",
+    "default_region": 'a two-letter region code such as "ES"',
+}
+_REQUIRED_STEP_KEYS = ("template", "language", "contacts")
+_TOP_KEYS = {"name", "rate", "steps"}
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    parser = subparsers.add_parser("campaign", help="create, list, delete and control campaigns")
+    commands = parser.add_subparsers(dest="campaign_command", metavar="ACTION", required=True)
+    _register_create(commands)
+
+    listing = commands.add_parser("list", help="list campaigns with their counters")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.set_defaults(handler=_list)
+
+    deleting = commands.add_parser("delete", help="delete a campaign and everything of it")
+    deleting.add_argument("name")
+    deleting.set_defaults(handler=_delete)
+
+    rejected = commands.add_parser("rejects", help="import rows that were not queued, and why")
+    rejected.add_argument("name")
+    rejected.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    rejected.set_defaults(handler=_rejects)
+
+    for action, helptext, handler in (
+        ("pause", "pause a campaign (a running sender stops claiming)", _pause),
+        ("resume", "resume a paused campaign", _resume),
+        ("cancel", "cancel: every queued or retrying recipient is skipped", _cancel),
+    ):
+        control = commands.add_parser(action, help=helptext)
+        control.add_argument("name")
+        control.set_defaults(handler=handler)
+
+
+def _register_create(commands: argparse._SubParsersAction[Any]) -> None:
+    create = commands.add_parser(
+        "create",
+        help="create a campaign and import its contacts",
+        description="Create a campaign from options (one step) or from a TOML spec (--spec).",
+    )
+    create.add_argument("name", nargs="?", help="campaign name (unique)")
+    create.add_argument("--spec", metavar="FILE.toml", help="several steps from a TOML spec")
+    create.add_argument("--template", metavar="T", help="approved template name")
+    create.add_argument("--language", metavar="CODE", help="template language, e.g. en_US")
+    create.add_argument("--contacts", metavar="FILE.csv", help="CSV with a header row")
+    create.add_argument(
+        "--body-params", metavar="COL1,COL2", help="columns for the body's {{1}}, {{2}}, ..."
+    )
+    create.add_argument("--header-param", metavar="COL", help="column for the header parameter")
+    create.add_argument("--phone-column", metavar="C", default="phone", help="default: phone")
+    create.add_argument("--default-region", metavar="XX", help="region for national numbers")
+    create.add_argument("--rate", metavar="N", type=float, help="messages/s for this campaign")
+    create.set_defaults(handler=_create)
+
+
+def with_database(args: argparse.Namespace, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Open the database from the settings, run ``work``, and turn bad input into CliError."""
+    settings = settings_from_args(args)
+
+    async def run() -> T:
+        async with Database(settings.database_url) as db:
+            return await work(db)
+
+    try:
+        return run_async(run())
+    except (CampaignError, ContactsError) as error:
+        raise CliError(str(error)) from None
+
+
+def _create(args: argparse.Namespace) -> int:
+    if args.spec:
+        name, rate, step_specs = _from_spec(args)
+    else:
+        name, rate, step_specs = _from_options(args)
+    created = with_database(args, lambda db: create_campaign(db, name, step_specs, rate=rate))
+    _print_created(created, step_specs)
+    return EXIT_OK
+
+
+def _from_options(args: argparse.Namespace) -> tuple[str, float | None, list[StepSpec]]:
+    missing = [
+        option
+        for option, value in (
+            ("NAME", args.name),
+            ("--template", args.template),
+            ("--language", args.language),
+            ("--contacts", args.contacts),
+        )
+        if not value
+    ]
+    if missing:
+        raise CliError(
+            f"campaign create needs {', '.join(missing)} (or --spec FILE.toml for several steps)"
+        )
+    body = [col.strip() for col in (args.body_params or "").split(",") if col.strip()]
+    source = ContactsSource(
+        path=Path(args.contacts),
+        phone_column=args.phone_column,
+        body_params=tuple(body),
+        header_param=args.header_param or None,
+        default_region=_region(args.default_region),
+    )
+    return args.name, args.rate, [StepSpec(args.template, args.language, source)]
+
+
+def _region(value: str | None) -> str | None:
+    try:
+        return check_region(value)
+    except ContactsError as error:
+        raise CliError(str(error)) from None
+
+
+def _from_spec(args: argparse.Namespace) -> tuple[str, float | None, list[StepSpec]]:
+    clashing = [
+        option
+        for option, value in (
+            ("NAME", args.name),
+            ("--template", args.template),
+            ("--language", args.language),
+            ("--contacts", args.contacts),
+            ("--body-params", args.body_params),
+            ("--header-param", args.header_param),
+            ("--default-region", args.default_region),
+        )
+        if value
+    ]
+    if clashing:
+        raise CliError(f"--spec takes everything from the file: drop {', '.join(clashing)}")
+    path = Path(args.spec)
+    spec = _read_spec(path)
+    return load_spec(spec, path, rate_override=args.rate)
+
+
+def _read_spec(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise CliError(f"spec file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise CliError(f"spec file {path} is not valid TOML: {error}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise CliError(f"spec file {path} cannot be read: {error}") from None
+
+
+def load_spec(
+    spec: dict[str, Any], path: Path, *, rate_override: float | None = None
+) -> tuple[str, float | None, list[StepSpec]]:
+    """(name, rate, steps) from a parsed spec; CliError names the bad key and the fix."""
+    where = f"spec file {path}"
+    unknown = sorted(set(spec) - _TOP_KEYS)
+    if unknown:
+        raise CliError(f"{where}: unknown key {unknown[0]!r}; top-level keys are name, rate, steps")
+    name = spec.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise CliError(f'{where}: missing or empty top-level key "name": add name = "my-campaign"')
+    rate = spec.get("rate")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float)):
+        raise CliError(f"{where}: rate must be a number of messages/s, e.g. rate = 80")
+    tables = spec.get("steps")
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
+        raise CliError(
+            f"{where}: needs at least one [[steps]] table with template, language and contacts"
+        )
+    steps = [_spec_step(table, i, path) for i, table in enumerate(tables, 1)]
+    return name, rate_override if rate_override is not None else rate, steps
+
+
+def _spec_step(table: dict[str, Any], number: int, path: Path) -> StepSpec:
+    where = f"spec file {path}, step {number}"
+    unknown = sorted(set(table) - set(_STEP_KEYS))
+    if unknown:
+        raise CliError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(_STEP_KEYS)}")
+    for key in _REQUIRED_STEP_KEYS:
+        if key not in table:
+            raise CliError(f"{where}: missing key {key!r}: add {key} = {_STEP_KEYS[key]}")
+    for key, value in table.items():
+        good = (
+            isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+            if key == "body_params"
+            else isinstance(value, str) and bool(value.strip())
+        )
+        if not good:
+            raise CliError(f"{where}: {key} must be {_STEP_KEYS[key]}")
+    contacts = Path(table["contacts"]).expanduser()
+    if not contacts.is_absolute():
+        contacts = path.parent / contacts
+    source = ContactsSource(
+        path=contacts,
+        phone_column=table.get("phone_column", "phone"),
+        body_params=tuple(table.get("body_params", ())),
+        header_param=table.get("header_param"),
+        default_region=_region(table.get("default_region")),
+    )
+    return StepSpec(table["template"], table["language"], source)
+
+
+def _print_created(created: CreatedCampaign, step_specs: Sequence[StepSpec]) -> None:
+    count = len(created.steps)
+    print(f"Created campaign {created.name!r} ({count} step{'s' if count != 1 else ''}, draft)")
+    rows = [
+        [
+            str(position),
+            f"{spec.template} ({spec.language})",
+            str(spec.contacts.path),
+            f"{counts.queued:,}",
+            f"{counts.invalid:,}",
+            f"{counts.duplicates:,}",
+        ]
+        for position, (spec, counts) in enumerate(zip(step_specs, created.steps, strict=True), 1)
+    ]
+    print_table(["STEP", "TEMPLATE", "CONTACTS", "QUEUED", "INVALID", "DUPLICATES"], rows)
+    rejected = created.invalid + created.duplicates
+    print(
+        f"Total: {created.queued:,} queued, {created.invalid:,} invalid, "
+        f"{created.duplicates:,} duplicates"
+    )
+    if rejected:
+        print(f"See why with: watui campaign rejects {_quoted(created.name)}")
+
+
+def _quoted(name: str) -> str:
+    return name if name.replace("-", "").replace("_", "").isalnum() else repr(name)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Columns padded to their widest cell; numbers (and their headers) right-aligned."""
+    widths = [len(header) for header in headers]
+    for row in rows:
+        widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]
+    numeric = [
+        bool(rows) and all(_looks_numeric(row[i]) for row in rows) for i in range(len(headers))
+    ]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [
+            cell.rjust(width) if right else cell.ljust(width)
+            for cell, width, right in zip(cells, widths, numeric, strict=True)
+        ]
+        return "  ".join(padded).rstrip()
+
+    print(line(headers))
+    for row in rows:
+        print(line(row))
+
+
+def _looks_numeric(cell: str) -> bool:
+    return cell.replace(",", "").replace(".", "").replace("-", "").isdigit() or cell == "-"
+
+
+def _list(args: argparse.Namespace) -> int:
+    summaries = with_database(args, list_campaigns)
+    if args.json:
+        print(json.dumps(summaries, indent=2))
+        return EXIT_OK
+    if not summaries:
+        print("No campaigns yet: create one with 'watui campaign create'.")
+        return EXIT_OK
+    rows = [
+        [
+            s["name"],
+            s["status"],
+            f"{s['total']:,}",
+            f"{s['sent']:,}",
+            f"{s['failed']:,}",
+            f"{s['pending']:,}",
+            f"{s['invalid']:,}",
+            (s["created_at"] or "-").replace("T", " ").rstrip("Z"),
+        ]
+        for s in summaries
+    ]
+    print_table(
+        ["NAME", "STATUS", "TOTAL", "SENT", "FAILED", "PENDING", "INVALID", "CREATED (UTC)"], rows
+    )
+    return EXIT_OK
+
+
+def _delete(args: argparse.Namespace) -> int:
+    with_database(args, lambda db: delete_campaign(db, args.name))
+    print(f"Deleted campaign {args.name!r}.")
+    return EXIT_OK
+
+
+def _rejects(args: argparse.Namespace) -> int:
+    found = with_database(args, lambda db: list_rejects(db, args.name))
+    if args.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["step", "line", "phone", "reason"])
+        for reject in found:
+            writer.writerow(
+                [reject["step"], reject["line"], reject["phone"] or "", reject["reason"]]
+            )
+        return EXIT_OK
+    if not found:
+        print(f"Campaign {args.name!r} has no rejected rows.")
+        return EXIT_OK
+    rows = [[str(r["step"]), str(r["line"]), r["phone"] or "", r["reason"]] for r in found]
+    print_table(["STEP", "LINE", "PHONE", "REASON"], rows)
+    print(f"{len(found):,} rejected row{'s' if len(found) != 1 else ''}.")
+    return EXIT_OK
+
+
+def _control(args: argparse.Namespace, act: Callable[[Database, int], Awaitable[Any]]) -> Any:
+    async def by_name(db: Database) -> Any:
+        campaign = await get_campaign(db, args.name)
+        return await act(db, campaign["id"])
+
+    return with_database(args, by_name)
+
+
+def _pause(args: argparse.Namespace) -> int:
+    _control(args, lambda db, cid: pause_campaign(db, cid, "paused from the command line"))
+    print(f"Paused campaign {args.name!r}.")
+    return EXIT_OK
+
+
+def _resume(args: argparse.Namespace) -> int:
+    _control(args, resume_campaign)
+    print(f"Resumed campaign {args.name!r}.")
+    return EXIT_OK
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    skipped = _control(args, cancel_campaign)
+    print(f"Cancelled campaign {args.name!r}: {skipped:,} recipients skipped.")
+    return EXIT_OK

@@ -1,0 +1,156 @@
+"""``watui run NAME``: send a campaign to the end, headless, with a one-line progress display;
+``watui retry NAME``: requeue failed or in-doubt recipients for scripts."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import Any
+
+from watui.cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PAUSED, CliError
+from watui.engine.runner import CampaignNotRunnable, Prepared, run_campaign
+from watui.engine.sender import CampaignSender, RunStatus
+from watui.storage import queue
+from watui.storage.database import Database
+from watui.storage.schema import RecipientStatus
+
+PROGRESS_INTERVAL = 0.5
+
+
+def register(subparsers: Any) -> None:
+    run = subparsers.add_parser("run", help="send a campaign to the end (headless)")
+    run.add_argument("name", help="campaign name")
+    run.add_argument("--rate", type=_positive_rate, help="messages/s for this run (default: settings)")
+    run.add_argument("--quiet", action="store_true", help="no progress line")
+    run.set_defaults(handler=_run_command)
+
+    retry = subparsers.add_parser("retry", help="requeue failed or in-doubt recipients")
+    retry.add_argument("name", help="campaign name")
+    retry.add_argument("--in-doubt", action="store_true", help="requeue in-doubt recipients "
+                       "(they may already have the message: a resend can duplicate)")
+    retry.add_argument("--failed", action="store_true", help="requeue failed recipients")
+    retry.add_argument("--code", type=int, help="with --failed: only those that failed with this code")
+    retry.set_defaults(handler=_retry_command)
+
+
+def _positive_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 100_000:
+        raise argparse.ArgumentTypeError("must be more than 0 and at most 100000 messages/s")
+    return value
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    from watui.cli.main import settings_from_args
+
+    settings = settings_from_args(args)
+    display = ProgressLine(enabled=not args.quiet)
+    try:
+        outcome, prepared = asyncio.run(
+            run_campaign(settings, args.name, rate=args.rate, on_start=display.start)
+        )
+    except CampaignNotRunnable as error:
+        raise CliError(str(error)) from None
+    finally:
+        display.stop()
+    return asyncio.run(_summarise(settings.database_url, prepared, outcome.status, outcome.reason))
+
+
+async def _summarise(url: str, prepared: Prepared, status: RunStatus, reason: str | None) -> int:
+    async with Database(url) as db:
+        row = await queue.campaign_row(db, prepared.campaign_id)
+    print(
+        f"{prepared.name}: {status.value}; sent {row.sent}, failed {row.failed}, "
+        f"in doubt {row.in_doubt}, skipped {row.skipped} of {row.total}",
+        file=sys.stderr,
+    )
+    if row.in_doubt:
+        print(
+            f"{row.in_doubt} recipients are in doubt (a request may have been delivered): review "
+            f"them, then 'watui retry {prepared.name} --in-doubt' to resend",
+            file=sys.stderr,
+        )
+    if status is RunStatus.PAUSED:
+        print(f"paused: {reason}", file=sys.stderr)
+        return EXIT_PAUSED
+    if status is RunStatus.STOPPED:
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+class ProgressLine:
+    """One live line on stderr: rate, progress, ETA, failures. Quiet when not a terminal."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, sender: CampaignSender, prepared: Prepared) -> None:
+        if prepared.resumed_from:
+            print(f"resuming {prepared.name} (it had paused: {prepared.resumed_from})", file=sys.stderr)
+        if self.enabled:
+            self._task = asyncio.create_task(self._loop(sender, prepared))
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self.enabled and sys.stderr.isatty():
+            print(file=sys.stderr)
+
+    async def _loop(self, sender: CampaignSender, prepared: Prepared) -> None:
+        tty = sys.stderr.isatty()
+        last_line = 0.0
+        while True:
+            await asyncio.sleep(PROGRESS_INTERVAL)
+            try:
+                row = await queue.campaign_row(sender.db, prepared.campaign_id)
+            except Exception:
+                continue
+            line = _format_progress(sender, row)
+            if tty:
+                print(f"\r{line}\x1b[K", end="", file=sys.stderr, flush=True)
+            elif time.monotonic() - last_line >= 5:
+                print(line, file=sys.stderr, flush=True)
+                last_line = time.monotonic()
+
+
+def _format_progress(sender: CampaignSender, row: Any) -> str:
+    snapshot = sender.metrics.snapshot(seconds=10)
+    done = row.sent + row.failed + row.skipped + row.in_doubt
+    pending = max(0, row.total - done)
+    rate = snapshot.current_rate
+    eta = f"{pending / rate:,.0f}s" if rate > 0 else "--"
+    percent = 100.0 * done / row.total if row.total else 100.0
+    return (
+        f"{row.name}: {rate:,.0f} msg/s (target {snapshot.target_rate:g}) | "
+        f"{done:,}/{row.total:,} ({percent:.1f}%) | ETA {eta} | "
+        f"failed {row.failed:,} | retrying {snapshot.retried_total:,} | in flight {snapshot.in_flight}"
+    )
+
+
+def _retry_command(args: argparse.Namespace) -> int:
+    from watui.cli.main import settings_from_args
+
+    if not (args.in_doubt or args.failed):
+        raise CliError("say what to requeue: --failed and/or --in-doubt")
+    if args.code is not None and not args.failed:
+        raise CliError("--code goes with --failed")
+    settings = settings_from_args(args)
+    statuses = [s for s, wanted in ((RecipientStatus.FAILED, args.failed),
+                                    (RecipientStatus.IN_DOUBT, args.in_doubt)) if wanted]
+    return asyncio.run(_retry(settings.database_url, args.name, statuses, args.code))
+
+
+async def _retry(url: str, name: str, statuses: list[RecipientStatus], code: int | None) -> int:
+    async with Database(url) as db:
+        row = await queue.campaign_by_name(db, name)
+        if row is None:
+            raise CliError(f"no campaign named {name!r} (see 'watui campaign list')")
+        moved = await queue.requeue(db, row.id, statuses=statuses, code=code)
+    print(f"requeued {moved} recipients of {name}; 'watui run {name}' sends them")
+    return EXIT_OK

@@ -1,0 +1,95 @@
+"""Collect outcomes and write them every flush interval or every N rows, whichever comes first.
+
+A flush is one transaction (see ``storage.queue.record_outcomes``). When the database is busy or
+down, the batch stays in memory and is tried again with growing waits: a recorded outcome is
+never dropped. Window slots are given back only once their outcome is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from watui.storage.database import Database
+from watui.storage.queue import Outcome, record_outcomes
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 5.0
+
+
+class OutcomeBatcher:
+    def __init__(
+        self,
+        db: Database,
+        campaign_id: int,
+        owner: str,
+        *,
+        interval: float,
+        max_rows: int,
+        on_written: Callable[[int], None],
+        on_trouble: Callable[[str], None] = lambda _text: None,
+    ) -> None:
+        self._db = db
+        self._campaign_id = campaign_id
+        self._owner = owner
+        self._interval = interval
+        self._max_rows = max_rows
+        self._on_written = on_written
+        self._on_trouble = on_trouble
+        self._pending: list[Outcome] = []
+        self._full = asyncio.Event()
+        self._closing = False
+        self.flushes = 0
+        self.failures = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def add(self, outcome: Outcome) -> None:
+        self._pending.append(outcome)
+        if len(self._pending) >= self._max_rows:
+            self._full.set()
+
+    async def run(self) -> None:
+        """Flush on the timer until ``close()``; then flush what is left."""
+        while not self._closing:
+            try:
+                await asyncio.wait_for(self._full.wait(), self._interval)
+            except TimeoutError:
+                pass
+            self._full.clear()
+            await self.flush()
+        await self.flush()
+
+    def close(self) -> None:
+        self._closing = True
+        self._full.set()
+
+    async def flush(self) -> None:
+        """Write everything pending, retrying until it is written."""
+        delay = 0.05
+        while self._pending:
+            batch = self._pending[: self._max_rows]
+            try:
+                await record_outcomes(self._db, self._campaign_id, self._owner, batch)
+            except (OperationalError, DBAPIError, OSError, ConnectionError) as error:
+                self.failures += 1
+                self._on_trouble(f"database write failed, will retry: {_short(error)}")
+                log.warning("flush failed (%s); retrying in %.2fs", _short(error), delay)
+                await asyncio.sleep(delay)
+                delay = min(MAX_BACKOFF, delay * 2)
+                continue
+            del self._pending[: len(batch)]
+            self.flushes += 1
+            self._on_written(len(batch))
+            delay = 0.05
+
+
+def _short(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__

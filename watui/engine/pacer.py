@@ -1,0 +1,126 @@
+"""Release sends evenly at the allowed rate, so that no one-second window ever holds more.
+
+Two rules together:
+- an even schedule (GCRA): slot k is at ``start + k * interval``; a send released late may catch
+  up at most MAX_CATCH_UP slots (so a stall never turns into a burst), beyond that the schedule
+  restarts from now;
+- a hard sliding-window check: the (n+1)-th send is held until more than one second plus
+  WINDOW_MARGIN has passed since the send n places before it (n = the rate). This is the fencepost
+  guard: sends exactly ``1/rate`` apart put ``rate + 1`` of them in some closed one-second window.
+
+The interval is ``(1 + SCHEDULE_MARGIN) / rate``; the margins also absorb the jitter between the
+moment we release a send and the moment the server counts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+
+#: Seconds added to each full window of ``rate`` sends by the schedule (0.5 % of the rate).
+SCHEDULE_MARGIN = 0.005
+#: The hard check's margin: smaller than the schedule's, so that it only binds after a catch-up
+#: (binding always, it would add every send's wake-up lateness to the spacing).
+WINDOW_MARGIN = 0.002
+#: How many slots a late send may catch up (a burst of at most this many back to back).
+MAX_CATCH_UP = 3
+#: Multiplicative decrease on a throttle answer, and the floor it stops at.
+BACKOFF_FACTOR = 0.7
+MIN_FACTOR = 0.05
+#: Slow recovery: the factor grows by this much per second without a throttle answer.
+RECOVERY_PER_SECOND = 0.02
+#: Throttle answers closer together than this count as one (they are the same burst).
+BACKOFF_HOLD = 1.0
+
+
+class Pacer:
+    """One per phone number (per process); ``wait()`` returns when the next send may go."""
+
+    def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._base_rate = rate
+        self._share = 1.0  # this process's share when several processes send one campaign
+        self._factor = 1.0  # AIMD factor after throttle answers
+        self._last_backoff = -1e9
+        self._next_slot = clock()
+        self._interval = self._compute_interval()
+        self._recent: deque[float] = deque(maxlen=self._window_count())
+
+    @property
+    def base_rate(self) -> float:
+        return self._base_rate
+
+    @property
+    def effective_rate(self) -> float:
+        """The rate actually paced now: base × share × throttle factor."""
+        return self._base_rate * self._share * self._factor
+
+    def set_rate(self, rate: float) -> None:
+        """Change the allowed rate; takes effect from the next send."""
+        if rate <= 0:
+            raise ValueError("rate must be greater than 0")
+        self._base_rate = rate
+        self._reschedule()
+
+    def set_share(self, share: float) -> None:
+        """Take ``share`` (0-1] of the rate, e.g. 1/3 when three processes send together."""
+        self._share = min(1.0, max(share, 1e-6))
+        self._reschedule()
+
+    def back_off(self) -> bool:
+        """A throttle answer came back: slow down (at most once per hold period)."""
+        now = self._clock()
+        if now - self._last_backoff < BACKOFF_HOLD:
+            return False
+        self._recover(now)
+        self._last_backoff = now
+        self._factor = max(MIN_FACTOR, self._factor * BACKOFF_FACTOR)
+        self._reschedule()
+        return True
+
+    async def wait(self) -> None:
+        """Sleep until the next slot, then claim it."""
+        now = self._clock()
+        if self._factor < 1.0:
+            self._recover(now)
+        due = self._next_slot
+        if len(self._recent) == self._recent.maxlen:
+            due = max(due, self._recent[0] + 1.0 + WINDOW_MARGIN)
+        if due > now:
+            await asyncio.sleep(due - now)
+            now = self._clock()
+        behind = now - self._next_slot
+        if behind > MAX_CATCH_UP * self._interval:
+            self._next_slot = now - MAX_CATCH_UP * self._interval
+        self._next_slot = max(self._next_slot, due) + self._interval
+        self._recent.append(now)
+
+    def _recover(self, now: float) -> None:
+        elapsed = now - self._last_backoff
+        if elapsed <= BACKOFF_HOLD or self._factor >= 1.0:
+            return
+        recovered = min(1.0, self._factor + RECOVERY_PER_SECOND * (elapsed - BACKOFF_HOLD))
+        if recovered != self._factor:
+            self._factor = recovered
+            self._last_backoff = now - BACKOFF_HOLD  # count recovery from here on
+            self._interval = self._compute_interval()
+            self._recent = deque(self._recent, maxlen=self._window_count())
+
+    def _compute_interval(self) -> float:
+        return (1.0 + SCHEDULE_MARGIN) / self.effective_rate
+
+    def _window_count(self) -> int:
+        """Sends allowed in one second at the paced rate (at least one)."""
+        return max(1, math.floor(self.effective_rate + 1e-9))
+
+    def _reschedule(self) -> None:
+        """A new interval applies at once: the pending slot moves to one new interval from now."""
+        old_interval = self._interval
+        self._interval = self._compute_interval()
+        self._recent = deque(self._recent, maxlen=self._window_count())
+        now = self._clock()
+        previous_send = self._next_slot - old_interval
+        self._next_slot = max(now, previous_send + self._interval) if self._next_slot > now else now

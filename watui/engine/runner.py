@@ -1,0 +1,102 @@
+"""Run one campaign headless: open everything, send to the end, close everything.
+
+Shared by ``watui run`` and the TUI's host so both start and stop a campaign the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from watui.engine.sender import CampaignSender, RunOutcome, RunStatus
+from watui.settings import Settings
+from watui.storage import queue
+from watui.storage.database import Database
+from watui.storage.schema import CampaignStatus
+
+
+class CampaignNotRunnable(Exception):
+    """Unknown, completed or cancelled: the message says which and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    campaign_id: int
+    name: str
+    resumed_from: str | None  # the pause reason when a paused campaign is resumed
+
+
+async def prepare(db: Database, name: str) -> Prepared:
+    """Check the campaign can run; a paused one is resumed (and says why it had paused)."""
+    row = await queue.campaign_by_name(db, name)
+    if row is None:
+        raise CampaignNotRunnable(f"no campaign named {name!r} (see 'watui campaign list')")
+    if row.status == CampaignStatus.COMPLETED.value:
+        raise CampaignNotRunnable(
+            f"campaign {name!r} is already completed; requeue recipients with 'watui retry {name}'"
+        )
+    if row.status == CampaignStatus.CANCELLED.value:
+        raise CampaignNotRunnable(f"campaign {name!r} was cancelled and cannot run again")
+    resumed = row.pause_reason if row.status == CampaignStatus.PAUSED.value else None
+    return Prepared(row.id, row.name, resumed)
+
+
+def install_stop_signals(sender: CampaignSender) -> Callable[[], None]:
+    """SIGINT, SIGTERM and SIGHUP (a closed terminal or SSH session) all stop cleanly."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, sender.request_stop)
+            installed.append(signum)
+
+    def remove() -> None:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+    return remove
+
+
+async def run_campaign(
+    settings: Settings,
+    name: str,
+    *,
+    rate: float | None = None,
+    client_factory: Callable[[Settings], Any] | None = None,
+    on_start: Callable[[CampaignSender, Prepared], Awaitable[None] | None] | None = None,
+) -> tuple[RunOutcome, Prepared]:
+    """Open the database and the client, run the campaign, close both (whatever happens)."""
+    db = await Database(settings.database_url).open()
+    try:
+        prepared = await prepare(db, name)
+        chosen_rate = rate or (await queue.campaign_row(db, prepared.campaign_id)).rate
+        client = (client_factory or _default_client)(settings)
+        try:
+            sender = CampaignSender(db, client, settings, prepared.campaign_id, rate=chosen_rate)
+            remove_signals = install_stop_signals(sender)
+            try:
+                if on_start is not None:
+                    started = on_start(sender, prepared)
+                    if asyncio.iscoroutine(started):
+                        await started
+                outcome = await sender.run()
+            finally:
+                remove_signals()
+        finally:
+            await client.aclose()
+        return outcome, prepared
+    finally:
+        await db.close()
+
+
+def _default_client(settings: Settings) -> Any:
+    from watui.whatsapp.client import WhatsAppClient
+
+    return WhatsAppClient(settings.whatsapp, settings.http)
+
+
+__all__ = ["CampaignNotRunnable", "Prepared", "RunStatus", "prepare", "run_campaign"]

@@ -1,0 +1,472 @@
+"""CampaignSender: sends one campaign's recipients at the paced rate until done, paused or stopped.
+
+Four cooperating tasks in one event loop, no threads:
+- the claimer keeps a short queue of leased rows (a quarter second of sends) within the window;
+- the dispatcher takes a row, waits for the pacer's slot and fires the request as a task;
+- each request task classifies its answer and hands an Outcome to the batcher;
+- the batcher writes outcomes in one transaction per flush and frees their window slots;
+plus a control task (heartbeat, external pause/cancel, window sizing, throttle recovery).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from watui.engine.batcher import OutcomeBatcher
+from watui.engine.metrics import EngineMetrics
+from watui.engine.pacer import Pacer
+from watui.engine.window import Window, little_window
+from watui.settings import Settings
+from watui.storage import campaigns as campaign_store
+from watui.storage import queue
+from watui.storage.campaigns import CampaignError
+from watui.storage.database import Database
+from watui.storage.queue import ClaimedRecipient, Outcome, StepInfo
+from watui.storage.schema import CLAIMABLE, CampaignStatus, RecipientStatus
+from watui.whatsapp.errors import classify
+from watui.whatsapp.payload import build_template_message
+from watui.whatsapp.results import (
+    Accepted,
+    ApiError,
+    Classification,
+    ErrorKind,
+    SendResult,
+    TransportFailure,
+    TransportReason,
+)
+
+log = logging.getLogger(__name__)
+
+CLAIM_LEAD = 0.25  # seconds of sends kept claimed ahead of the dispatcher
+CONTROL_INTERVAL = 1.0  # heartbeat, external status and window sizing
+DEFAULT_LATENCY = 0.3  # assumed p95 before any answer came back
+IDLE_POLL = 0.5  # how often an idle claimer looks for due retries
+
+
+class Client(Protocol):
+    async def send(self, payload: dict[str, Any]) -> SendResult: ...
+
+    def connection_stats(self) -> Any: ...
+
+
+class RunStatus(StrEnum):
+    COMPLETED = "completed"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    STOPPED = "stopped"  # a clean stop (Ctrl-C, SIGTERM, the UI closing): resumable
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    status: RunStatus
+    reason: str | None = None
+    by_safety_rule: bool = False  # paused by an error or the failure-rate rule, not a person
+
+
+class CampaignSender:
+    """Sends one campaign. Plain methods (pause, resume, cancel, set_rate, request_stop) are
+    what the TUI and the command line call; ``metrics`` is what they read."""
+
+    def __init__(
+        self,
+        db: Database,
+        client: Client,
+        settings: Settings,
+        campaign_id: int,
+        *,
+        owner: str | None = None,
+        rate: float | None = None,
+        metrics: EngineMetrics | None = None,
+    ) -> None:
+        self.db = db
+        self.client = client
+        self.settings = settings
+        self.campaign_id = campaign_id
+        self.owner = owner or queue.make_owner()
+        self.metrics = metrics or EngineMetrics()
+        self._rate_override = rate
+        self.pacer = Pacer(rate or settings.send.rate)
+        self.window = Window(self._window_size())
+        self._ready: deque[ClaimedRecipient] = deque()
+        self._ready_event = asyncio.Event()
+        self._low_water = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._step: StepInfo | None = None
+        self._stop_reason: RunOutcome | None = None
+        self._stopping = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._recent_failures: deque[bool] = deque(maxlen=settings.safety.window)
+        self._recent_failure_count = 0
+        self._live = 1  # processes sending this campaign, this one included
+        self._batcher = OutcomeBatcher(
+            db, campaign_id, self.owner,
+            interval=settings.send.flush_interval_ms / 1000,
+            max_rows=settings.send.flush_max_rows,
+            on_written=self.window.give,
+            on_trouble=lambda text: self.metrics.event("warning", text),
+        )
+        self.metrics.connection_stats = self._connection_stats
+
+    # ----- commands (plain methods, called by the TUI and the CLI) -----
+
+    def pause(self, reason: str = "paused by a person", *, by_safety_rule: bool = False) -> None:
+        """Stop sending new requests; in-flight ones finish and are recorded."""
+        self._halt(RunOutcome(RunStatus.PAUSED, reason, by_safety_rule))
+
+    def cancel(self) -> None:
+        self._halt(RunOutcome(RunStatus.CANCELLED, "cancelled by a person"))
+
+    def request_stop(self) -> None:
+        """A clean stop: in-flight requests finish, outcomes are flushed, nothing is in_doubt."""
+        self._halt(RunOutcome(RunStatus.STOPPED, "stopped"))
+
+    def set_rate(self, rate: float) -> None:
+        """Change the allowed rate while sending; takes effect at the next send."""
+        old = self.pacer.base_rate
+        self.pacer.set_rate(rate)
+        self._rate_override = rate
+        self.metrics.target_rate = rate
+        self.window.resize(self._window_size())
+        self.metrics.event("rate", f"rate changed from {old:g} to {rate:g} msg/s")
+
+    @property
+    def running(self) -> bool:
+        return not self._finished.is_set() and not self._stopping.is_set()
+
+    # ----- the run -----
+
+    async def run(self) -> RunOutcome:
+        """Send until the campaign is done, paused, cancelled or stopped."""
+        recovered = await queue.recover_in_doubt(self.db, self.campaign_id)
+        if recovered:
+            self.metrics.event(
+                "warning", f"{recovered} recipients left sending by a stopped process are in doubt"
+            )
+        await queue.set_campaign_status(self.db, self.campaign_id, CampaignStatus.RUNNING)
+        await self._join_peers()
+        self.metrics.target_rate = self.pacer.base_rate
+        self.metrics.event("started", f"sending at {self.pacer.base_rate:g} msg/s")
+        batcher_task = asyncio.create_task(self._batcher.run(), name="watui-batcher")
+        tasks = [
+            asyncio.create_task(self._claimer(), name="watui-claimer"),
+            asyncio.create_task(self._dispatcher(), name="watui-dispatcher"),
+            asyncio.create_task(self._control(), name="watui-control"),
+        ]
+        try:
+            await self._stopping.wait()
+        finally:
+            await self._shutdown(tasks, batcher_task)
+        return await self._settle()
+
+    async def _join_peers(self) -> None:
+        """Other processes already sending this campaign: take our share of the rate, then wait
+        one control interval so that they have slowed to theirs before we add ours."""
+        self._live = await queue.heartbeat(
+            self.db, self.owner, self.campaign_id, stale_after=CONTROL_INTERVAL * 5
+        )
+        if self._live > 1:
+            self.pacer.set_share(1 / self._live)
+            self.metrics.event("shared", f"sharing the rate with {self._live - 1} other process(es)")
+            await asyncio.sleep(CONTROL_INTERVAL * 1.2)
+
+    async def _shutdown(self, tasks: list[asyncio.Task[None]], batcher_task: asyncio.Task[None]) -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+        self._batcher.close()
+        await batcher_task
+        unsent = [row.id for row in self._ready]
+        self._ready.clear()
+        released = await queue.release(self.db, self.owner, unsent)
+        self.window.give(released)
+        with contextlib.suppress(Exception):
+            await queue.leave(self.db, self.owner)
+        self._finished.set()
+
+    async def _settle(self) -> RunOutcome:
+        """Record how the run ended in the campaign's status."""
+        outcome = self._stop_reason or RunOutcome(RunStatus.STOPPED)
+        if outcome.status is RunStatus.COMPLETED:
+            await queue.set_campaign_status(
+                self.db, self.campaign_id, CampaignStatus.COMPLETED, only_from=[CampaignStatus.RUNNING]
+            )
+            self.metrics.event("completed", "campaign completed")
+        elif outcome.status is RunStatus.PAUSED:
+            await queue.set_campaign_status(
+                self.db, self.campaign_id, CampaignStatus.PAUSED, reason=outcome.reason,
+                only_from=[CampaignStatus.RUNNING, CampaignStatus.PAUSED],
+            )
+            self.metrics.event("paused", f"paused: {outcome.reason}")
+        elif outcome.status is RunStatus.CANCELLED:
+            try:
+                await campaign_store.cancel_campaign(self.db, self.campaign_id)
+            except CampaignError:  # cancelled from outside already: skip what we released since
+                await queue.skip(self.db, self.campaign_id, statuses=CLAIMABLE)
+            self.metrics.event("cancelled", "campaign cancelled")
+        else:
+            await queue.set_campaign_status(
+                self.db, self.campaign_id, CampaignStatus.PAUSED,
+                reason="stopped before the end; run it again to continue",
+                only_from=[CampaignStatus.RUNNING],
+            )
+        return outcome
+
+    def _halt(self, outcome: RunOutcome) -> None:
+        if self._stop_reason is None:
+            self._stop_reason = outcome
+        self._stopping.set()
+        self._ready_event.set()
+
+    # ----- claiming -----
+
+    async def _claimer(self) -> None:
+        while not self._stopping.is_set():
+            if len(self._ready) >= self._claim_size():
+                self._low_water.clear()
+                await self._low_water.wait()
+                continue
+            step = self._step or await self._advance_step()
+            if step is None:
+                return
+            granted = await self.window.take(self._claim_size())
+            rows = await queue.claim(
+                self.db, step.id, self.owner, granted,
+                lease_seconds=self.settings.send.lease_seconds, now=time.time(),
+            )
+            self.window.give(granted - len(rows))
+            if rows:
+                self._ready.extend(rows)
+                self._ready_event.set()
+            else:
+                await self._wait_for_due(step)
+
+    async def _advance_step(self) -> StepInfo | None:
+        """Move to the first step with pending rows; finish when there is none."""
+        step = await queue.current_step(self.db, self.campaign_id)
+        if step is None:
+            self._halt(RunOutcome(RunStatus.COMPLETED))
+            return None
+        if self._step is None or step.id != self._step.id:
+            self.metrics.event("step", f"step {step.position + 1}: template {step.template_name}")
+        self._step = step
+        return step
+
+    async def _wait_for_due(self, step: StepInfo) -> None:
+        """Nothing claimable now: wait for in-flight work or a due retry, or move on a step."""
+        if self.window.used == 0 and not self._ready:
+            upcoming = await queue.current_step(self.db, self.campaign_id)
+            if upcoming is None or upcoming.id != step.id:
+                self._step = None
+                return
+        due = await queue.next_due_at(self.db, step.id)
+        wait = IDLE_POLL if due is None else min(IDLE_POLL, max(0.01, due - time.time()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), wait)
+
+    def _claim_size(self) -> int:
+        configured = self.settings.send.claim_batch
+        if configured:
+            return configured
+        return max(1, int(self.pacer.effective_rate * CLAIM_LEAD))
+
+    # ----- dispatching -----
+
+    async def _dispatcher(self) -> None:
+        while not self._stopping.is_set():
+            if not self._ready:
+                self._low_water.set()
+                self._ready_event.clear()
+                await self._ready_event.wait()
+                continue
+            await self.pacer.wait()
+            if self._stopping.is_set() or not self._ready:
+                break
+            row = self._ready.popleft()
+            if len(self._ready) < self._claim_size() // 2 + 1:
+                self._low_water.set()
+            step = self._step
+            assert step is not None
+            task = asyncio.create_task(self._send_one(row, step))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def _send_one(self, row: ClaimedRecipient, step: StepInfo) -> None:
+        self.metrics.in_flight += 1
+        try:
+            payload = build_template_message(
+                row.phone, step.template_name, step.language, row.params,
+                step.mapping.get("header_format"),
+            )
+            result = await self.client.send(payload)
+        except Exception as error:  # a bug in building or sending must not lose the row
+            log.exception("send failed unexpectedly")
+            result = TransportFailure(TransportReason.OTHER, f"{type(error).__name__}: {error}", 0.0)
+        finally:
+            self.metrics.in_flight -= 1
+        self._batcher.add(self._decide(row, result))
+
+    # ----- deciding what an answer means -----
+
+    def _decide(self, row: ClaimedRecipient, result: SendResult) -> Outcome:
+        attempt_no = row.attempts + 1
+        now = time.time()
+        self.metrics.latencies.append(result.latency)
+        if isinstance(result, Accepted):
+            self.metrics.sent.add()
+            self.metrics.accepted_total += 1
+            self._note_outcome(failed=False)
+            return Outcome(
+                row.id, RecipientStatus.SENT.value, attempt_no, wamid=result.wamid, sent_at=now,
+                attempt=self._attempt_row(row, attempt_no, now, result, "accepted", None),
+            )
+        verdict = classify(result)
+        assert verdict is not None
+        code = result.code if isinstance(result, ApiError) else None
+        self.metrics.errors_by_code[_code_label(result)] += 1
+        title = _error_title(result, verdict)
+        attempt = self._attempt_row(row, attempt_no, now, result, verdict.kind.value, title)
+        common = {"error_code": code, "error_title": title, "attempt": attempt}
+        if verdict.kind is ErrorKind.PAUSE:
+            self.pause(f"{_code_label(result)}: {verdict.meaning}", by_safety_rule=True)
+            # The account refused, not the recipient: back to the queue as it was.
+            return Outcome(row.id, _back_status(row), row.attempts, now, **common)
+        if verdict.possibly_sent:
+            self.metrics.in_doubt_total += 1
+            return Outcome(row.id, RecipientStatus.IN_DOUBT.value, attempt_no, possibly_sent=True, **common)
+        if verdict.kind is ErrorKind.THROTTLE:
+            self.metrics.throttled.add()
+            if self.pacer.back_off():
+                self.metrics.event("throttled", f"{_code_label(result)}: slowing to "
+                                   f"{self.pacer.effective_rate:.0f} msg/s")
+        if verdict.kind is ErrorKind.PERMANENT:
+            return self._fail(row, attempt_no, common)
+        retries_used = attempt_no - 1
+        if retries_used >= self.settings.retry.max_retries:
+            return self._fail(row, attempt_no, common)
+        self.metrics.retried.add()
+        self.metrics.retried_total += 1
+        self._note_outcome(failed=False)
+        delay = self._retry_delay(retries_used, verdict)
+        return Outcome(row.id, RecipientStatus.RETRY.value, attempt_no, now + delay, **common)
+
+    def _fail(self, row: ClaimedRecipient, attempt_no: int, common: dict[str, Any]) -> Outcome:
+        self.metrics.failed.add()
+        self.metrics.failed_total += 1
+        self._note_outcome(failed=True)
+        return Outcome(row.id, RecipientStatus.FAILED.value, attempt_no, **common)
+
+    def _retry_delay(self, retries_used: int, verdict: Classification) -> float:
+        delays = self.settings.retry.delays
+        configured = delays[min(retries_used, len(delays) - 1)]
+        return max(configured, verdict.wait)
+
+    def _note_outcome(self, *, failed: bool) -> None:
+        """The failure-rate rule: too many recipients failing means something is wrong."""
+        window = self._recent_failures
+        if len(window) == window.maxlen and window[0]:
+            self._recent_failure_count -= 1
+        window.append(failed)
+        self._recent_failure_count += failed
+        safety = self.settings.safety
+        if len(window) < max(safety.min_outcomes, 1):
+            return
+        rate = self._recent_failure_count / len(window)
+        if rate > safety.max_failure_rate and self._stop_reason is None:
+            top = self.metrics.errors_by_code.most_common(1)
+            cause = f" (most common: {top[0][0]})" if top else ""
+            self.pause(
+                f"failure rate {rate:.0%} over the last {len(window)} sends is above "
+                f"{safety.max_failure_rate:.0%}{cause}",
+                by_safety_rule=True,
+            )
+
+    def _attempt_row(
+        self, row: ClaimedRecipient, attempt_no: int, now: float, result: SendResult,
+        outcome: str, title: str | None,
+    ) -> dict[str, Any]:
+        return {
+            "recipient_id": row.id,
+            "campaign_id": self.campaign_id,
+            "attempt_no": attempt_no,
+            "at": now,
+            "latency_ms": result.latency * 1000,
+            "outcome": outcome,
+            "http_status": 200 if isinstance(result, Accepted) else getattr(result, "http_status", None),
+            "error_code": getattr(result, "code", None),
+            "error_title": title,
+            "wamid": result.wamid if isinstance(result, Accepted) else None,
+            "worker": self.owner,
+        }
+
+    # ----- control -----
+
+    async def _control(self) -> None:
+        """Heartbeat, share the rate with other processes, notice outside pause/cancel."""
+        stale_after = CONTROL_INTERVAL * 5
+        while not self._stopping.is_set():
+            try:
+                live = await queue.heartbeat(self.db, self.owner, self.campaign_id, stale_after=stale_after)
+                if live != self._live:
+                    self._live = live
+                    self.pacer.set_share(1 / live)
+                    self.metrics.event("shared", f"{live} process(es) share this campaign's rate")
+                state = await queue.campaign_row(self.db, self.campaign_id)
+                self._follow_outside_status(state)
+            except Exception as error:  # the database may be restarting: keep sending, say so
+                self.metrics.event("warning", f"control: {error!s:.120}")
+            self.metrics.paced_rate = self.pacer.effective_rate
+            self.metrics.window = self.window.capacity
+            self.window.resize(self._window_size())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), CONTROL_INTERVAL)
+
+    def _follow_outside_status(self, state: Any) -> None:
+        if state.status == CampaignStatus.PAUSED.value:
+            self.pause(state.pause_reason or "paused from another process")
+        elif state.status == CampaignStatus.CANCELLED.value:
+            self.cancel()
+
+    def _window_size(self) -> int:
+        fixed = self.settings.send.max_in_flight
+        if fixed:
+            return fixed
+        p95 = self.metrics.p95_latency() if hasattr(self, "metrics") else None
+        hold = self.settings.send.flush_interval_ms / 1000 + CLAIM_LEAD
+        return little_window(self.pacer.effective_rate, p95 or DEFAULT_LATENCY, hold)
+
+    def _connection_stats(self) -> tuple[int, int]:
+        stats = self.client.connection_stats()
+        if isinstance(stats, tuple):
+            return stats
+        return int(getattr(stats, "requests", 0)), int(getattr(stats, "new_connections", 0))
+
+
+def _back_status(row: ClaimedRecipient) -> str:
+    return RecipientStatus.QUEUED.value if row.attempts == 0 else RecipientStatus.RETRY.value
+
+
+def _code_label(result: SendResult) -> str:
+    if isinstance(result, ApiError):
+        return str(result.code) if result.code is not None else f"HTTP {result.http_status}"
+    if isinstance(result, TransportFailure):
+        return result.reason.value
+    return "accepted"
+
+
+def _error_title(result: SendResult, verdict: Classification) -> str:
+    if isinstance(result, ApiError):
+        detail = f" — {result.details}" if result.details else ""
+        return f"{result.title}{detail}"[:500]
+    if isinstance(result, TransportFailure):
+        return f"{result.reason.value}: {result.detail}"[:500]
+    return verdict.meaning
+

@@ -1,0 +1,1 @@
+"""The service layer: what the UI calls, over storage, the engine and the client."""

@@ -1,0 +1,404 @@
+"""LiveBackend: the UI's Backend over the real storage, engine and client, in the UI's own loop.
+
+The screens call these plain methods; campaigns send in this process as asyncio tasks (one
+CampaignSender each) sharing one HTTP client. Nothing here knows about Textual, and nothing in the
+UI knows about SQL or HTTP: this module is the seam between them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from watui.engine.metrics import MetricsSnapshot as EngineSnapshot
+from watui.engine.runner import CampaignNotRunnable, prepare
+from watui.engine.sender import CampaignSender, RunOutcome
+from watui.settings import Settings
+from watui.storage import campaigns as campaign_store
+from watui.storage import queue
+from watui.storage import templates as template_store
+from watui.storage.campaigns import CampaignError
+from watui.storage.database import Database, StorageError
+from watui.storage.importer import ContactsError, ContactsSource
+from watui.storage.schema import RecipientStatus
+from watui.storage.validation import preview_rows, validate_contacts
+from watui.tui.backend import BackendError, settings_rows
+from watui.tui.models import (
+    CampaignRow,
+    CampaignSpec,
+    CampaignState,
+    ContactsPreview,
+    EngineEvent,
+    ErrorCount,
+    MetricsSnapshot,
+    RecipientState,
+    RejectedContact,
+    RetryFilter,
+    RetryPage,
+    RetryRow,
+    RetryTarget,
+    SettingRow,
+    StepSpec,
+    TemplateInfo,
+    TestSendResult,
+    ValidationReport,
+)
+from watui.whatsapp.errors import describe_code
+from watui.whatsapp.payload import build_template_message
+from watui.whatsapp.results import Accepted, ApiError
+
+SERIES_SECONDS = 180  # what the monitor's chart shows
+
+
+@dataclass
+class _Run:
+    sender: CampaignSender
+    task: asyncio.Task[RunOutcome]
+    campaign_id: int
+    outcome: RunOutcome | None = None
+    listeners: list[Callable[[RunOutcome], None]] = field(default_factory=list)
+
+
+class LiveBackend:
+    """Implements ``watui.tui.backend.Backend``."""
+
+    def __init__(self, settings: Settings, db: Database, client_factory: Callable[[], Any]) -> None:
+        self.settings = settings
+        self.db = db
+        self._client_factory = client_factory
+        self._client: Any = None
+        self._runs: dict[str, _Run] = {}
+
+    @classmethod
+    async def open(cls, settings: Settings, client_factory: Callable[[], Any] | None = None) -> LiveBackend:
+        db = await Database(settings.database_url).open()
+
+        def default_client() -> Any:
+            from watui.whatsapp.client import WhatsAppClient
+
+            return WhatsAppClient(settings.whatsapp, settings.http)
+
+        return cls(settings, db, client_factory or default_client)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._client_factory()
+        return self._client
+
+    # ----- reading -----
+
+    async def list_campaigns(self) -> list[CampaignRow]:
+        summaries = await _guard(campaign_store.list_campaigns(self.db))
+        return [self._row(summary) for summary in summaries]
+
+    async def campaign_status(self, name: str) -> CampaignRow:
+        return self._row(await _guard(campaign_store.campaign_status(self.db, name)))
+
+    def _row(self, summary: dict[str, Any]) -> CampaignRow:
+        run = self._runs.get(summary["name"])
+        rate = eta = None
+        if run is not None and run.outcome is None:
+            snapshot = run.sender.metrics.snapshot(seconds=10)
+            rate = snapshot.current_rate
+            eta = summary["pending"] / rate if rate > 0 else None
+        return CampaignRow(
+            name=summary["name"], status=CampaignState(summary["status"]), total=summary["total"],
+            sent=summary["sent"], failed=summary["failed"], pending=summary["pending"],
+            retrying=summary.get("retrying") or 0, in_doubt=summary["in_doubt"],
+            invalid=summary["invalid"], skipped=summary["skipped"], rate=rate, eta_seconds=eta,
+            paused_reason=summary["paused_reason"],
+        )
+
+    async def list_templates(self) -> list[TemplateInfo]:
+        rows = await _guard(template_store.list_templates(self.db, approved_only=True))
+        return [
+            TemplateInfo(
+                name=row["name"], language=row["language"], category=row.get("category") or "",
+                body=row.get("body_text") or "", param_count=row.get("body_param_count") or 0,
+                header_format=(row.get("header_format") or "").lower() or None,
+                header_text=row.get("header_text"),
+            )
+            for row in rows
+        ]
+
+    async def preview_contacts(
+        self, path: Path, phone_column: str, default_region: str | None, limit: int
+    ) -> ContactsPreview:
+        header, rows = await _guard(asyncio.to_thread(preview_rows, path, limit))
+        return ContactsPreview(tuple(header), tuple(tuple(row) for row in rows))
+
+    async def validate_contacts(
+        self, path: Path, phone_column: str, default_region: str | None
+    ) -> ValidationReport:
+        source = ContactsSource(Path(path), phone_column=phone_column, default_region=default_region)
+        result = await _guard(asyncio.to_thread(validate_contacts, source))
+
+        def shown(rows: list[Any]) -> tuple[RejectedContact, ...]:
+            return tuple(RejectedContact(r.line, r.phone_raw or "", r.reason) for r in rows)
+
+        return ValidationReport(
+            valid=result.counts.queued, invalid=shown(result.invalid),
+            duplicates=shown(result.duplicates), invalid_count=result.counts.invalid,
+            duplicate_count=result.counts.duplicates,
+        )
+
+    async def metrics(self, name: str) -> MetricsSnapshot | None:
+        run = self._runs.get(name)
+        if run is None:
+            return None
+        summary = await _guard(campaign_store.get_campaign(self.db, name))
+        retrying = await _guard(queue.count_status(self.db, run.campaign_id, RecipientStatus.RETRY))
+        return _snapshot(run.sender.metrics.snapshot(SERIES_SECONDS), summary, retrying)
+
+    async def events(self, name: str, since_seq: int) -> list[EngineEvent]:
+        run = self._runs.get(name)
+        if run is None:
+            return []
+        return [EngineEvent(e.seq, e.at, e.kind, e.text) for e in run.sender.metrics.events_since(since_seq)]
+
+    async def retry_queue(
+        self, name: str, status_filter: RetryFilter, offset: int, limit: int
+    ) -> RetryPage:
+        campaign_id = await self._campaign_id(name)
+        status = RecipientStatus(status_filter.status.value) if status_filter.status else None
+        rows, total = await _guard(queue.review_page(
+            self.db, campaign_id, status=status, code=status_filter.code, offset=offset, limit=limit,
+        ))
+        return RetryPage(tuple(_retry_row(row) for row in rows), total, offset)
+
+    def settings_view(self) -> list[SettingRow]:
+        return settings_rows(self.settings)
+
+    # ----- commands -----
+
+    async def create_campaign(self, spec: CampaignSpec) -> CampaignRow:
+        steps = [
+            campaign_store.StepSpec(step.template, step.language, _source(step)) for step in spec.steps
+        ]
+        await _guard(campaign_store.create_campaign(self.db, spec.name, steps, rate=spec.rate))
+        if spec.start_now:
+            await self.start(spec.name)
+        return await self.campaign_status(spec.name)
+
+    async def start(self, name: str) -> None:
+        run = self._runs.get(name)
+        if run is not None and run.outcome is None:
+            return
+        try:
+            prepared = await prepare(self.db, name)
+        except CampaignNotRunnable as error:
+            raise BackendError(str(error)) from None
+        row = await queue.campaign_row(self.db, prepared.campaign_id)
+        sender = CampaignSender(self.db, self.client, self.settings, prepared.campaign_id, rate=row.rate)
+        task = asyncio.create_task(sender.run(), name=f"watui-campaign-{name}")
+        run = _Run(sender, task, prepared.campaign_id)
+        self._runs[name] = run
+        task.add_done_callback(lambda done: self._finished(run, done))
+
+    def _finished(self, run: _Run, task: asyncio.Task[RunOutcome]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            run.sender.metrics.event("error", f"sending stopped: {error!s:.200}")
+            return
+        run.outcome = task.result()
+
+    async def pause(self, name: str) -> None:
+        run = self._runs.get(name)
+        if run is not None and run.outcome is None:
+            run.sender.pause("paused by a person")
+            await asyncio.shield(run.task)
+            return
+        campaign_id = await self._campaign_id(name)
+        await _guard(campaign_store.pause_campaign(self.db, campaign_id, "paused by a person"))
+
+    async def resume(self, name: str) -> None:
+        await self.start(name)
+
+    async def cancel(self, name: str) -> None:
+        run = self._runs.get(name)
+        if run is not None and run.outcome is None:
+            run.sender.cancel()
+            await asyncio.shield(run.task)
+            return
+        campaign_id = await self._campaign_id(name)
+        await _guard(campaign_store.cancel_campaign(self.db, campaign_id))
+
+    async def delete(self, name: str) -> None:
+        run = self._runs.get(name)
+        if run is not None and run.outcome is None:
+            raise BackendError(f"campaign {name!r} is sending: pause or cancel it before deleting")
+        await _guard(campaign_store.delete_campaign(self.db, name))
+        self._runs.pop(name, None)
+
+    async def set_rate(self, name: str, rate: float) -> None:
+        if not 0 < rate <= 100_000:
+            raise BackendError("the rate must be above 0 and at most 100000 messages/s")
+        campaign_id = await self._campaign_id(name)
+        await _guard(queue.set_campaign_rate(self.db, campaign_id, rate))
+        run = self._runs.get(name)
+        if run is not None and run.outcome is None:
+            run.sender.set_rate(rate)
+
+    async def requeue(self, name: str, target: RetryTarget) -> int:
+        campaign_id = await self._campaign_id(name)
+        ids, statuses, code = _target(target)
+        moved = await _guard(queue.requeue(self.db, campaign_id, statuses=statuses, code=code, ids=ids))
+        return moved
+
+    async def skip(self, name: str, target: RetryTarget) -> int:
+        campaign_id = await self._campaign_id(name)
+        ids, statuses, code = _target(target)
+        return await _guard(queue.skip(self.db, campaign_id, statuses=statuses, code=code, ids=ids))
+
+    async def export_retry_queue(self, name: str, status_filter: RetryFilter, path: Path) -> int:
+        campaign_id = await self._campaign_id(name)
+        status = RecipientStatus(status_filter.status.value) if status_filter.status else None
+        written = 0
+        target = Path(path).expanduser()
+        try:
+            with target.open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["phone", "status", "attempts", "error_code", "meaning", "error",
+                                 "next_attempt_at", "step"])
+                async for row in queue.iter_review_rows(
+                    self.db, campaign_id, status=status, code=status_filter.code
+                ):
+                    writer.writerow([
+                        row.phone, row.status, row.attempts, row.error_code or "",
+                        describe_code(row.error_code) if row.error_code else "",
+                        row.error_title or "", _iso(row.next_attempt_at) if row.status == "retry" else "",
+                        row.step_position + 1,
+                    ])
+                    written += 1
+        except OSError as error:
+            raise BackendError(f"cannot write {target}: {error.strerror}") from None
+        return written
+
+    async def send_test(self, spec: CampaignSpec | StepSpec | str, phone: str) -> TestSendResult:
+        from watui.storage.importer import PhoneNormaliser
+
+        step = await self._test_step(spec)
+        try:
+            e164 = PhoneNormaliser(step.default_region).to_e164(phone.strip())
+        except ValueError as error:
+            raise BackendError(str(error)) from None
+        params = await self._sample_params(step)
+        payload = build_template_message(e164, step.template, step.language, params, None)
+        result = await self.client.send(payload)
+        if isinstance(result, Accepted):
+            return TestSendResult(True, f"accepted: {result.wamid}")
+        code = result.code if isinstance(result, ApiError) else None
+        return TestSendResult(False, f"{code or 'transport'}: {describe_code(code)} ({_detail(result)})")
+
+    async def _test_step(self, spec: CampaignSpec | StepSpec | str) -> StepSpec:
+        if isinstance(spec, StepSpec):
+            return spec
+        if isinstance(spec, CampaignSpec):
+            if not spec.steps:
+                raise BackendError("add a step (template and contacts) before a test send")
+            return spec.steps[0]
+        status = await _guard(campaign_store.campaign_status(self.db, spec))
+        first = status["steps"][0]
+        return StepSpec(first["template"], first["language"], first["contacts_file"] or "")
+
+    async def _sample_params(self, step: StepSpec) -> dict[str, Any]:
+        """Parameters from the first contact row, so the test shows what recipients will see."""
+        if not step.contacts:
+            return {"body": []}
+        header, rows = await _guard(asyncio.to_thread(preview_rows, Path(step.contacts), 1))
+        if not rows:
+            return {"body": []}
+        values = dict(zip(header, rows[0], strict=False))
+        params: dict[str, Any] = {"body": [values.get(col, "") for col in step.body_params]}
+        if step.header_param:
+            params["header"] = values.get(step.header_param, "")
+        return params
+
+    async def shutdown(self) -> None:
+        """Stop every campaign cleanly: in-flight requests finish, outcomes are flushed."""
+        running = [run for run in self._runs.values() if run.outcome is None and not run.task.done()]
+        for run in running:
+            run.sender.request_stop()
+        if running:
+            await asyncio.gather(*(run.task for run in running), return_exceptions=True)
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.aclose()
+        await self.db.close()
+
+    async def _campaign_id(self, name: str) -> int:
+        summary = await _guard(campaign_store.get_campaign(self.db, name))
+        return int(summary["id"])
+
+
+def _source(step: StepSpec) -> ContactsSource:
+    return ContactsSource(
+        Path(step.contacts).expanduser(), phone_column=step.phone_column,
+        body_params=tuple(step.body_params), header_param=step.header_param,
+        default_region=step.default_region,
+    )
+
+
+def _target(target: RetryTarget) -> tuple[list[int] | None, list[RecipientStatus], int | None]:
+    all_reviewable = [RecipientStatus.RETRY, RecipientStatus.FAILED, RecipientStatus.IN_DOUBT]
+    if isinstance(target, RetryFilter):
+        statuses = [RecipientStatus(target.status.value)] if target.status else all_reviewable
+        return None, statuses, target.code
+    return list(target), all_reviewable, None
+
+
+def _retry_row(row: queue.ReviewRow) -> RetryRow:
+    return RetryRow(
+        id=row.id, phone=row.phone, status=RecipientState(row.status), attempts=row.attempts,
+        code=row.error_code, meaning=describe_code(row.error_code) if row.error_code else (row.error_title or ""),
+        next_attempt_at=row.next_attempt_at if row.status == "retry" else None,
+        step=row.step_position + 1,
+    )
+
+
+def _snapshot(engine: EngineSnapshot, summary: dict[str, Any], retrying: int) -> MetricsSnapshot:
+    done = summary["sent"] + summary["failed"] + summary["skipped"] + summary["in_doubt"]
+    pending = summary["total"] - done
+    rate = engine.current_rate
+    errors = tuple(
+        ErrorCount(int(label) if label.isdigit() else None,
+                   describe_code(int(label)) if label.isdigit() else label.replace("_", " "), count)
+        for label, count in sorted(engine.errors_by_code.items(), key=lambda item: -item[1])
+    )
+    return MetricsSnapshot(
+        at=engine.at, status=CampaignState(summary["status"]), target_rate=engine.target_rate,
+        sent_per_s=engine.sent_per_s, failed_per_s=engine.failed_per_s,
+        retried_per_s=engine.retried_per_s, throttled_per_s=engine.throttled_per_s,
+        latency_p50=engine.latency_p50, latency_p95=engine.latency_p95,
+        in_flight=engine.in_flight, window=engine.window,
+        connection_reuse=engine.connection_reuse, total=summary["total"], sent=summary["sent"],
+        failed=summary["failed"], pending=pending, retrying=retrying,
+        in_doubt=summary["in_doubt"], skipped=summary["skipped"],
+        eta_seconds=pending / rate if rate > 0 and pending else None, errors=errors,
+        paused_reason=summary["pause_reason"],
+    )
+
+
+def _detail(result: Any) -> str:
+    return str(getattr(result, "title", None) or getattr(result, "detail", ""))[:200]
+
+
+def _iso(timestamp: float | None) -> str:
+    return campaign_store.iso_utc(timestamp) or ""
+
+
+async def _guard(awaitable: Any) -> Any:
+    """Storage and input errors become BackendError: the UI shows them, never crashes."""
+    try:
+        return await awaitable
+    except (CampaignError, ContactsError, StorageError, ValueError) as error:
+        raise BackendError(str(error)) from None
+

@@ -1,0 +1,499 @@
+"""Campaigns: create (with their contacts), list, status, rejects, pause/resume/cancel, delete.
+
+Plain async functions over a Database, shared by the command line, the engine and the UI.
+Counters in ``campaigns`` change only in the same transaction as the rows they count.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from watui.storage.database import Database
+from watui.storage.importer import ContactsReader, ContactsSource, ImportCounts, import_contacts
+from watui.storage.schema import (
+    CampaignStatus,
+    RecipientStatus,
+    attempts,
+    campaigns,
+    recipients,
+    rejects,
+    steps,
+    templates,
+)
+
+Clock = Callable[[], float]
+
+
+class CampaignError(ValueError):
+    """A campaign request that cannot be done as asked; the message says what to fix."""
+
+
+class CampaignNotFound(CampaignError):
+    """No campaign has that name (or id)."""
+
+
+class CampaignExists(CampaignError):
+    """Campaign names are unique."""
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One template send of a campaign: which template, in which language, to which contacts."""
+
+    template: str
+    language: str
+    contacts: ContactsSource
+
+
+@dataclass
+class CreatedCampaign:
+    """What ``create_campaign`` did, per step in order."""
+
+    campaign_id: int
+    name: str
+    steps: list[ImportCounts] = field(default_factory=list)
+
+    @property
+    def queued(self) -> int:
+        return sum(step.queued for step in self.steps)
+
+    @property
+    def invalid(self) -> int:
+        return sum(step.invalid for step in self.steps)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(step.duplicates for step in self.steps)
+
+
+async def create_campaign(
+    db: Database,
+    name: str,
+    step_specs: Sequence[StepSpec],
+    *,
+    rate: float | None = None,
+    clock: Clock = time.time,
+) -> CreatedCampaign:
+    """Create the campaign, its steps and their queued recipients in ONE transaction.
+
+    Every contacts file's header is checked before anything is written, and any failure rolls
+    the whole campaign back. Raises CampaignExists, CampaignError or ContactsError.
+    """
+    name = name.strip()
+    if not name:
+        raise CampaignError("the campaign name is empty: give it a name")
+    if not step_specs:
+        raise CampaignError("a campaign needs at least one step (template and contacts)")
+    if rate is not None and not 0 < rate <= 100_000:
+        raise CampaignError(f"rate {rate} is out of range: give messages/s above 0, at most 100000")
+    readers: list[ContactsReader] = []
+    try:
+        for spec in step_specs:
+            readers.append(ContactsReader(spec.contacts))
+        async with db.engine.begin() as conn:
+            if await _campaign_id(conn, name) is not None:
+                raise CampaignExists(f"a campaign named {name!r} already exists: pick another name")
+            mappings = [await _step_mapping(conn, spec) for spec in step_specs]
+            now = clock()
+            campaign_id = await _insert_campaign(conn, name, rate, now)
+            created = CreatedCampaign(campaign_id, name)
+            for position, (spec, reader, mapping) in enumerate(
+                zip(step_specs, readers, mappings, strict=True)
+            ):
+                counts = await _create_step(conn, campaign_id, position, spec, reader, mapping, now)
+                created.steps.append(counts)
+            await conn.execute(
+                update(campaigns)
+                .where(campaigns.c.id == campaign_id)
+                .values(
+                    total=created.queued,
+                    invalid=created.invalid + created.duplicates,
+                    updated_at=now,
+                )
+            )
+    except IntegrityError:
+        # Another process created the same name between our check and our insert.
+        raise CampaignExists(
+            f"a campaign named {name!r} already exists: pick another name"
+        ) from None
+    finally:
+        for reader in readers:
+            reader.close()
+    return created
+
+
+async def _insert_campaign(conn: AsyncConnection, name: str, rate: float | None, now: float) -> int:
+    result = await conn.execute(
+        insert(campaigns)
+        .values(
+            name=name,
+            status=CampaignStatus.DRAFT.value,
+            rate=rate,
+            current_step=0,
+            total=0,
+            sent=0,
+            failed=0,
+            invalid=0,
+            skipped=0,
+            in_doubt=0,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(campaigns.c.id)
+    )
+    return int(result.scalar_one())
+
+
+async def _create_step(
+    conn: AsyncConnection,
+    campaign_id: int,
+    position: int,
+    spec: StepSpec,
+    reader: ContactsReader,
+    mapping: dict[str, Any],
+    now: float,
+) -> ImportCounts:
+    source = spec.contacts
+    result = await conn.execute(
+        insert(steps)
+        .values(
+            campaign_id=campaign_id,
+            position=position,
+            template_name=spec.template,
+            language=spec.language,
+            mapping=json.dumps(mapping),
+            contacts_file=str(source.path),
+            phone_column=source.phone_column,
+            default_region=reader.source.default_region,
+            total=0,
+        )
+        .returning(steps.c.id)
+    )
+    step_id = int(result.scalar_one())
+    counts = await import_contacts(conn, reader, campaign_id=campaign_id, step_id=step_id, now=now)
+    values: dict[str, Any] = {"total": counts.queued}
+    if mapping["header"] is not None and mapping["header_format"] is None:
+        mapping["header_format"] = counts.header_format
+        values["mapping"] = json.dumps(mapping)
+    await conn.execute(update(steps).where(steps.c.id == step_id).values(**values))
+    return counts
+
+
+async def _step_mapping(conn: AsyncConnection, spec: StepSpec) -> dict[str, Any]:
+    """The step's mapping JSON; checked against the template when it has been synced."""
+    source = spec.contacts
+    mapping: dict[str, Any] = {
+        "body": list(source.body_params),
+        "header": source.header_param,
+        "header_format": None,
+        "buttons": [
+            {"index": b.index, "sub_type": b.sub_type, "column": b.column} for b in source.buttons
+        ],
+    }
+    row = (
+        await conn.execute(
+            select(
+                templates.c.body_param_count, templates.c.header_format, templates.c.header_text
+            ).where(templates.c.name == spec.template, templates.c.language == spec.language)
+        )
+    ).first()
+    if row is None:
+        return mapping  # not synced: trust the mapping, the API will say if it is wrong
+    which = f"template {spec.template!r} ({spec.language})"
+    if row.body_param_count != len(source.body_params):
+        raise CampaignError(
+            f"{which} takes {row.body_param_count} body parameter(s) but "
+            f"{len(source.body_params)} column(s) are mapped: give exactly "
+            f"{row.body_param_count} columns in --body-params / body_params"
+        )
+    header_format = (row.header_format or "").lower() or None
+    header_takes_param = header_format in {"image", "video", "document"} or (
+        header_format == "text" and "{{" in (row.header_text or "")
+    )
+    if header_takes_param and not source.header_param:
+        raise CampaignError(
+            f"{which} has a {header_format} header: name its column with --header-param"
+        )
+    if source.header_param and not header_takes_param:
+        raise CampaignError(f"{which} has no header parameter: drop --header-param")
+    if source.header_param:
+        mapping["header_format"] = header_format
+    return mapping
+
+
+async def _campaign_id(conn: AsyncConnection, name: str) -> int | None:
+    row = (await conn.execute(select(campaigns.c.id).where(campaigns.c.name == name))).first()
+    return None if row is None else int(row.id)
+
+
+async def get_campaign(db: Database, name: str) -> dict[str, Any]:
+    """The campaign's row as a dict; CampaignNotFound when no campaign has that name."""
+    async with db.engine.connect() as conn:
+        row = (await conn.execute(select(campaigns).where(campaigns.c.name == name))).first()
+    if row is None:
+        raise CampaignNotFound(
+            f"no campaign named {name!r} (see 'watui campaign list' for the names)"
+        )
+    return dict(row._mapping)
+
+
+async def list_campaigns(db: Database) -> list[dict[str, Any]]:
+    """Every campaign's summary, newest first (counters only: no per-row counting)."""
+    async with db.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(campaigns).order_by(campaigns.c.created_at.desc(), campaigns.c.id.desc())
+            )
+        ).all()
+    return [_summary(dict(row._mapping)) for row in rows]
+
+
+async def delete_campaign(db: Database, name: str) -> None:
+    """Remove the campaign and everything of it: steps, recipients, rejects, attempts."""
+    async with db.engine.begin() as conn:
+        campaign_id = await _campaign_id(conn, name)
+        if campaign_id is None:
+            raise CampaignNotFound(f"no campaign named {name!r} (see 'watui campaign list')")
+        for table in (attempts, rejects, recipients, steps):
+            await conn.execute(delete(table).where(table.c.campaign_id == campaign_id))
+        await conn.execute(delete(campaigns).where(campaigns.c.id == campaign_id))
+
+
+async def count_by_status(db: Database, campaign_id: int) -> dict[str, int]:
+    """Recipients per status (one GROUP BY); statuses with no rows are 0."""
+    async with db.engine.connect() as conn:
+        return await _count_by_status(conn, campaign_id)
+
+
+async def _count_by_status(conn: AsyncConnection, campaign_id: int) -> dict[str, int]:
+    counts = {status.value: 0 for status in RecipientStatus}
+    result = await conn.execute(
+        select(recipients.c.status, func.count())
+        .where(recipients.c.campaign_id == campaign_id)
+        .group_by(recipients.c.status)
+    )
+    for status, count in result:
+        counts[status] = int(count)
+    return counts
+
+
+async def campaign_status(db: Database, name: str) -> dict[str, Any]:
+    """The status summary the CLI and the UI show (see ``watui status --json``)."""
+    campaign = await get_campaign(db, name)
+    async with db.engine.connect() as conn:
+        by_status = await _count_by_status(conn, campaign["id"])
+        step_rows = (
+            await conn.execute(
+                select(steps)
+                .where(steps.c.campaign_id == campaign["id"])
+                .order_by(steps.c.position)
+            )
+        ).all()
+        per_step = await _step_counts(conn, campaign["id"])
+    summary = _summary(campaign)
+    summary["retrying"] = by_status[RecipientStatus.RETRY.value]
+    summary["sending"] = by_status[RecipientStatus.SENDING.value]
+    summary["steps"] = [
+        {
+            "position": row.position + 1,
+            "template": row.template_name,
+            "language": row.language,
+            "contacts_file": row.contacts_file,
+            "total": row.total,
+            "by_status": per_step.get(row.id, {}),
+        }
+        for row in step_rows
+    ]
+    return summary
+
+
+async def _step_counts(conn: AsyncConnection, campaign_id: int) -> dict[int, dict[str, int]]:
+    result = await conn.execute(
+        select(recipients.c.step_id, recipients.c.status, func.count())
+        .where(recipients.c.campaign_id == campaign_id)
+        .group_by(recipients.c.step_id, recipients.c.status)
+    )
+    counts: dict[int, dict[str, int]] = {}
+    for step_id, status, count in result:
+        counts.setdefault(step_id, {})[status] = int(count)
+    return counts
+
+
+def _summary(campaign: dict[str, Any]) -> dict[str, Any]:
+    """The counters-only part of the status: cheap, from the campaign row alone."""
+    done = campaign["sent"] + campaign["failed"] + campaign["skipped"] + campaign["in_doubt"]
+    return {
+        "id": campaign["id"],
+        "name": campaign["name"],
+        "status": campaign["status"],
+        "total": campaign["total"],
+        "sent": campaign["sent"],
+        "failed": campaign["failed"],
+        "pending": campaign["total"] - done,
+        "in_doubt": campaign["in_doubt"],
+        "invalid": campaign["invalid"],
+        "skipped": campaign["skipped"],
+        "paused_reason": campaign["pause_reason"],
+        "created_at": iso_utc(campaign["created_at"]),
+        "started_at": iso_utc(campaign["started_at"]),
+        "finished_at": iso_utc(campaign["finished_at"]),
+        "rate": campaign["rate"],
+    }
+
+
+def iso_utc(timestamp: float | None) -> str | None:
+    """Seconds since the epoch as ISO 8601 UTC (``2026-11-29T02:03:04Z``); None stays None."""
+    if timestamp is None:
+        return None
+    moment = datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+    return moment.replace("+00:00", "Z")
+
+
+async def list_rejects(db: Database, name: str) -> list[dict[str, Any]]:
+    """The campaign's rejected import rows in step and line order."""
+    campaign = await get_campaign(db, name)
+    async with db.engine.connect() as conn:
+        positions = dict(
+            (
+                await conn.execute(
+                    select(steps.c.id, steps.c.position).where(
+                        steps.c.campaign_id == campaign["id"]
+                    )
+                )
+            ).all()
+        )
+        result = await conn.execute(
+            select(rejects.c.step_id, rejects.c.line_no, rejects.c.phone_raw, rejects.c.reason)
+            .where(rejects.c.campaign_id == campaign["id"])
+            .order_by(rejects.c.line_no, rejects.c.id)
+        )
+        rows = [
+            {
+                "step": positions.get(row.step_id, -1) + 1,
+                "line": row.line_no,
+                "phone": row.phone_raw,
+                "reason": row.reason,
+            }
+            for row in result
+        ]
+    rows.sort(key=lambda reject: (reject["step"], reject["line"]))
+    return rows
+
+
+async def counters_match_rows(db: Database, campaign_id: int) -> dict[str, tuple[int, int]]:
+    """Counters that disagree with the rows, as {name: (counter, rows)}; empty when all agree."""
+    async with db.engine.connect() as conn:
+        row = (await conn.execute(select(campaigns).where(campaigns.c.id == campaign_id))).first()
+        if row is None:
+            raise CampaignNotFound(f"no campaign with id {campaign_id}")
+        by_status = await _count_by_status(conn, campaign_id)
+        reject_count = (
+            await conn.execute(
+                select(func.count())
+                .select_from(rejects)
+                .where(rejects.c.campaign_id == campaign_id)
+            )
+        ).scalar_one()
+    actual = {
+        "total": sum(by_status.values()),
+        "sent": by_status[RecipientStatus.SENT.value],
+        "failed": by_status[RecipientStatus.FAILED.value],
+        "skipped": by_status[RecipientStatus.SKIPPED.value],
+        "in_doubt": by_status[RecipientStatus.IN_DOUBT.value],
+        "invalid": int(reject_count),
+    }
+    return {
+        name: (row._mapping[name], count)
+        for name, count in actual.items()
+        if row._mapping[name] != count
+    }
+
+
+#: Statuses a person may pause, resume or cancel from.
+_PAUSABLE = {CampaignStatus.DRAFT.value, CampaignStatus.RUNNING.value}
+_FINISHED = {CampaignStatus.COMPLETED.value, CampaignStatus.CANCELLED.value}
+
+
+async def pause_campaign(
+    db: Database, campaign_id: int, reason: str, *, clock: Clock = time.time
+) -> None:
+    """Mark the campaign paused with a reason people can read (the engine stops claiming)."""
+    async with db.engine.begin() as conn:
+        current = await _locked_status(conn, campaign_id)
+        if current == CampaignStatus.PAUSED.value:
+            raise CampaignError("the campaign is already paused")
+        if current not in _PAUSABLE:
+            raise CampaignError(f"the campaign is {current}: only a draft or running one can pause")
+        await conn.execute(
+            update(campaigns)
+            .where(campaigns.c.id == campaign_id)
+            .values(status=CampaignStatus.PAUSED.value, pause_reason=reason, updated_at=clock())
+        )
+
+
+async def resume_campaign(db: Database, campaign_id: int, *, clock: Clock = time.time) -> None:
+    """Undo a pause: back to running if it had started, else to draft."""
+    async with db.engine.begin() as conn:
+        current = await _locked_status(conn, campaign_id)
+        if current != CampaignStatus.PAUSED.value:
+            raise CampaignError(f"the campaign is {current}, not paused: nothing to resume")
+        started = (
+            await conn.execute(select(campaigns.c.started_at).where(campaigns.c.id == campaign_id))
+        ).scalar_one()
+        status = CampaignStatus.RUNNING if started is not None else CampaignStatus.DRAFT
+        await conn.execute(
+            update(campaigns)
+            .where(campaigns.c.id == campaign_id)
+            .values(status=status.value, pause_reason=None, updated_at=clock())
+        )
+
+
+async def cancel_campaign(db: Database, campaign_id: int, *, clock: Clock = time.time) -> int:
+    """Stop for good: every queued or retry row becomes skipped (and counted). Returns how many."""
+    async with db.engine.begin() as conn:
+        current = await _locked_status(conn, campaign_id)
+        if current in _FINISHED:
+            raise CampaignError(f"the campaign is already {current}")
+        now = clock()
+        result = await conn.execute(
+            update(recipients)
+            .where(
+                recipients.c.campaign_id == campaign_id,
+                recipients.c.status.in_(
+                    [RecipientStatus.QUEUED.value, RecipientStatus.RETRY.value]
+                ),
+            )
+            .values(status=RecipientStatus.SKIPPED.value, updated_at=now)
+        )
+        skipped = int(result.rowcount or 0)
+        await conn.execute(
+            update(campaigns)
+            .where(campaigns.c.id == campaign_id)
+            .values(
+                status=CampaignStatus.CANCELLED.value,
+                skipped=campaigns.c.skipped + skipped,
+                finished_at=now,
+                updated_at=now,
+            )
+        )
+    return skipped
+
+
+async def _locked_status(conn: AsyncConnection, campaign_id: int) -> str:
+    """The campaign's status, row-locked on PostgreSQL so two writers cannot interleave."""
+    query = select(campaigns.c.status).where(campaigns.c.id == campaign_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    status = (await conn.execute(query)).scalar_one_or_none()
+    if status is None:
+        raise CampaignNotFound(f"no campaign with id {campaign_id}")
+    return str(status)

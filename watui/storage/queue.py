@@ -1,0 +1,590 @@
+"""The send queue's queries: claim due rows, record outcomes in batches, recover after a crash.
+
+Every change to recipient rows here updates the campaign's counters in the same transaction, so
+the counters always equal the rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from watui.storage.database import Database
+from watui.storage.schema import (
+    PENDING,
+    CampaignStatus,
+    RecipientStatus,
+    attempts,
+    campaigns,
+    recipients,
+    steps,
+    workers,
+)
+
+SENDING = RecipientStatus.SENDING.value
+#: Counter columns moved by a recipient entering each status.
+COUNTED = {
+    RecipientStatus.SENT.value: "sent",
+    RecipientStatus.FAILED.value: "failed",
+    RecipientStatus.IN_DOUBT.value: "in_doubt",
+    RecipientStatus.SKIPPED.value: "skipped",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StepInfo:
+    id: int
+    position: int
+    template_name: str
+    language: str
+    mapping: dict[str, Any]
+
+
+@dataclass(slots=True)
+class ClaimedRecipient:
+    id: int
+    phone: str
+    params: dict[str, Any]
+    attempts: int  # requests made before this claim
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The result of one claimed row: its new state, and the attempt log row if a request went."""
+
+    recipient_id: int
+    status: str
+    attempts: int
+    next_attempt_at: float = 0.0
+    wamid: str | None = None
+    error_code: int | None = None
+    error_title: str | None = None
+    possibly_sent: bool = False
+    sent_at: float | None = None
+    attempt: dict[str, Any] | None = None  # columns of `attempts`, None when nothing was sent
+
+
+@dataclass(slots=True)
+class FlushResult:
+    written: int
+    stale: int  # rows no longer ours (taken over after our lease expired): left untouched
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def make_owner() -> str:
+    """A lease owner id: ``host:pid:random``; the pid lets a restart on this host spot the dead."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+def _owner_is_dead_here(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    pid_text = rest.split(":", 1)[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+async def campaign_row(db: Database, campaign_id: int) -> Any:
+    async with db.engine.connect() as conn:
+        return (await conn.execute(select(campaigns).where(campaigns.c.id == campaign_id))).one()
+
+
+async def campaign_by_name(db: Database, name: str) -> Any | None:
+    async with db.engine.connect() as conn:
+        result = await conn.execute(select(campaigns).where(campaigns.c.name == name))
+        return result.first()
+
+
+async def set_campaign_status(
+    db: Database,
+    campaign_id: int,
+    status: CampaignStatus,
+    *,
+    reason: str | None = None,
+    only_from: Sequence[CampaignStatus] | None = None,
+) -> bool:
+    """Move a campaign to ``status``; with ``only_from``, only from those statuses. True if moved."""
+    now = time.time()
+    values: dict[str, Any] = {"status": status.value, "updated_at": now}
+    if status is CampaignStatus.RUNNING:
+        values["pause_reason"] = None
+        values["started_at"] = func.coalesce(campaigns.c.started_at, now)
+        values["finished_at"] = None
+    elif status is CampaignStatus.PAUSED:
+        values["pause_reason"] = reason
+    elif status in (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED):
+        values["finished_at"] = now
+    statement = update(campaigns).where(campaigns.c.id == campaign_id).values(**values)
+    if only_from is not None:
+        statement = statement.where(campaigns.c.status.in_([s.value for s in only_from]))
+    async with db.engine.begin() as conn:
+        result = await conn.execute(statement)
+    return result.rowcount > 0
+
+
+async def current_step(db: Database, campaign_id: int) -> StepInfo | None:
+    """The first step, in order, that still has queued, retrying or sending rows."""
+    pending = (
+        select(recipients.c.id)
+        .where(recipients.c.step_id == steps.c.id, recipients.c.status.in_([s.value for s in PENDING]))
+        .limit(1)
+        .exists()
+    )
+    query = (
+        select(steps)
+        .where(steps.c.campaign_id == campaign_id, pending)
+        .order_by(steps.c.position)
+        .limit(1)
+    )
+    async with db.engine.connect() as conn:
+        row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    return StepInfo(row.id, row.position, row.template_name, row.language, json.loads(row.mapping))
+
+
+async def has_pending(db: Database, campaign_id: int) -> bool:
+    query = select(recipients.c.id).where(
+        recipients.c.campaign_id == campaign_id,
+        recipients.c.status.in_([s.value for s in PENDING]),
+    ).limit(1)
+    async with db.engine.connect() as conn:
+        return (await conn.execute(query)).first() is not None
+
+
+async def next_due_at(db: Database, step_id: int) -> float | None:
+    """When the earliest waiting retry of this step becomes due."""
+    query = select(func.min(recipients.c.next_attempt_at)).where(
+        recipients.c.step_id == step_id, recipients.c.status == RecipientStatus.RETRY.value
+    )
+    async with db.engine.connect() as conn:
+        return (await conn.execute(query)).scalar()
+
+
+_CLAIM_SQLITE = """
+UPDATE recipients SET status = 'sending', lease_owner = :owner, lease_expires_at = :expires,
+       updated_at = :now
+WHERE id IN (SELECT id FROM recipients
+             WHERE step_id = :step AND status = :status AND next_attempt_at <= :now
+             ORDER BY next_attempt_at LIMIT :limit)
+RETURNING id, phone, params, attempts
+"""
+
+_CLAIM_POSTGRES = """
+UPDATE recipients SET status = 'sending', lease_owner = :owner, lease_expires_at = :expires,
+       updated_at = :now
+WHERE id = ANY(ARRAY(SELECT id FROM recipients
+                     WHERE step_id = :step AND status = :status AND next_attempt_at <= :now
+                     ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED))
+RETURNING id, phone, params, attempts
+"""
+
+
+async def claim(
+    db: Database, step_id: int, owner: str, limit: int, *, lease_seconds: float, now: float
+) -> list[ClaimedRecipient]:
+    """Lease up to ``limit`` due rows of one step (due retries first) and mark them sending.
+
+    On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets several processes claim side by side.
+    """
+    statement = text(_CLAIM_POSTGRES if db.is_postgres else _CLAIM_SQLITE)
+    claimed: list[ClaimedRecipient] = []
+    async with db.engine.begin() as conn:
+        for status in (RecipientStatus.RETRY.value, RecipientStatus.QUEUED.value):
+            wanted = limit - len(claimed)
+            if wanted <= 0:
+                break
+            rows = await conn.execute(
+                statement,
+                {"owner": owner, "expires": now + lease_seconds, "now": now, "step": step_id,
+                 "status": status, "limit": wanted},
+            )
+            claimed.extend(
+                ClaimedRecipient(row.id, row.phone, json.loads(row.params), row.attempts)
+                for row in rows
+            )
+    return claimed
+
+
+_RECORD = (
+    update(recipients)
+    .where(recipients.c.id == bindparam("rid"))
+    .values(
+        status=bindparam("new_status"),
+        attempts=bindparam("new_attempts"),
+        next_attempt_at=bindparam("next_at"),
+        wamid=bindparam("new_wamid"),
+        last_error_code=bindparam("code"),
+        last_error_title=bindparam("title"),
+        possibly_sent=bindparam("maybe_sent"),
+        sent_at=bindparam("new_sent_at"),
+        lease_owner=None,
+        lease_expires_at=None,
+        updated_at=bindparam("now"),
+    )
+)
+
+
+async def record_outcomes(
+    db: Database, campaign_id: int, owner: str, outcomes: Sequence[Outcome]
+) -> FlushResult:
+    """Write a batch in ONE transaction: recipient rows, attempt log, campaign counters.
+
+    Only rows still leased by ``owner`` are changed (another process may have taken over an
+    expired lease); every attempt is logged regardless, since the request really went out.
+    """
+    now = time.time()
+    async with db.engine.begin() as conn:
+        owned = await _still_owned(conn, owner, [o.recipient_id for o in outcomes])
+        mine = [o for o in outcomes if o.recipient_id in owned]
+        if mine:
+            await conn.execute(_RECORD, [_record_params(o, now) for o in mine])
+        attempt_rows = [o.attempt for o in outcomes if o.attempt is not None]
+        if attempt_rows:
+            await conn.execute(insert(attempts), attempt_rows)
+        counts = _count_statuses(mine)
+        await _bump_counters(conn, campaign_id, counts, now)
+    return FlushResult(written=len(mine), stale=len(outcomes) - len(mine), counts=counts)
+
+
+async def _still_owned(conn: AsyncConnection, owner: str, ids: list[int]) -> set[int]:
+    owned: set[int] = set()
+    for start in range(0, len(ids), 900):
+        chunk = ids[start : start + 900]
+        query = select(recipients.c.id).where(
+            recipients.c.id.in_(chunk),
+            recipients.c.status == SENDING,
+            recipients.c.lease_owner == owner,
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        owned.update((await conn.execute(query)).scalars())
+    return owned
+
+
+def _record_params(outcome: Outcome, now: float) -> dict[str, Any]:
+    return {
+        "rid": outcome.recipient_id,
+        "new_status": outcome.status,
+        "new_attempts": outcome.attempts,
+        "next_at": outcome.next_attempt_at,
+        "new_wamid": outcome.wamid,
+        "code": outcome.error_code,
+        "title": outcome.error_title,
+        "maybe_sent": 1 if outcome.possibly_sent else 0,
+        "new_sent_at": outcome.sent_at,
+        "now": now,
+    }
+
+
+def _count_statuses(outcomes: Iterable[Outcome]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        column = COUNTED.get(outcome.status)
+        if column:
+            counts[column] = counts.get(column, 0) + 1
+    return counts
+
+
+async def _bump_counters(
+    conn: AsyncConnection, campaign_id: int, deltas: dict[str, int], now: float
+) -> None:
+    values: dict[str, Any] = {"updated_at": now}
+    for column, delta in deltas.items():
+        if delta:
+            values[column] = campaigns.c[column] + delta
+    await conn.execute(update(campaigns).where(campaigns.c.id == campaign_id).values(**values))
+
+
+async def release(db: Database, owner: str, ids: Sequence[int]) -> int:
+    """Give unsent claimed rows back to the queue (no request went out for them)."""
+    if not ids:
+        return 0
+    released = 0
+    async with db.engine.begin() as conn:
+        for start in range(0, len(ids), 900):
+            chunk = list(ids[start : start + 900])
+            result = await conn.execute(
+                update(recipients)
+                .where(
+                    recipients.c.id.in_(chunk),
+                    recipients.c.status == SENDING,
+                    recipients.c.lease_owner == owner,
+                )
+                .values(
+                    status=text("CASE WHEN attempts = 0 THEN 'queued' ELSE 'retry' END"),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+            )
+            released += result.rowcount
+    return released
+
+
+async def recover_in_doubt(db: Database, campaign_id: int, *, now: float | None = None) -> int:
+    """Rows a dead process left in `sending` become in_doubt: never resent automatically.
+
+    A dead process on this host is spotted by its pid at once; another host's rows wait for
+    their lease to expire. Returns how many rows were moved.
+    """
+    now = time.time() if now is None else now
+    moved = 0
+    async with db.engine.begin() as conn:
+        owners = (
+            await conn.execute(
+                select(recipients.c.lease_owner)
+                .where(recipients.c.campaign_id == campaign_id, recipients.c.status == SENDING)
+                .distinct()
+            )
+        ).scalars().all()
+        for owner in owners:
+            condition = [
+                recipients.c.campaign_id == campaign_id,
+                recipients.c.status == SENDING,
+                recipients.c.lease_owner == owner if owner is not None else recipients.c.lease_owner.is_(None),
+            ]
+            if owner is None or not _owner_is_dead_here(owner):
+                condition.append(recipients.c.lease_expires_at < now)
+            result = await conn.execute(
+                update(recipients)
+                .where(*condition)
+                .values(
+                    status=RecipientStatus.IN_DOUBT.value,
+                    last_error_title="interrupted while sending: may have been delivered",
+                    possibly_sent=1,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+            )
+            moved += result.rowcount
+        if moved:
+            await _bump_counters(conn, campaign_id, {"in_doubt": moved}, now)
+    return moved
+
+
+async def heartbeat(db: Database, owner: str, campaign_id: int, *, stale_after: float) -> int:
+    """Record that ``owner`` is alive and sending ``campaign_id``; returns how many are."""
+    now = time.time()
+    hostname, pid = socket.gethostname(), os.getpid()
+    async with db.engine.begin() as conn:
+        updated = await conn.execute(
+            update(workers)
+            .where(workers.c.owner == owner)
+            .values(last_seen=now, campaign_id=campaign_id)
+        )
+        if updated.rowcount == 0:
+            await conn.execute(
+                insert(workers).values(
+                    owner=owner, hostname=hostname, pid=pid, campaign_id=campaign_id,
+                    started_at=now, last_seen=now,
+                )
+            )
+        live = await conn.execute(
+            select(func.count()).select_from(workers).where(
+                workers.c.campaign_id == campaign_id, workers.c.last_seen >= now - stale_after
+            )
+        )
+        return max(1, int(live.scalar_one()))
+
+
+async def leave(db: Database, owner: str) -> None:
+    async with db.engine.begin() as conn:
+        await conn.execute(delete(workers).where(workers.c.owner == owner))
+
+
+async def requeue(
+    db: Database,
+    campaign_id: int,
+    *,
+    statuses: Sequence[RecipientStatus],
+    code: int | None = None,
+    ids: Sequence[int] | None = None,
+) -> int:
+    """Put failed / in_doubt / skipped rows back in the queue for a fresh set of attempts.
+
+    A person decides this (for in_doubt rows it risks a duplicate), so it is never automatic.
+    A completed campaign reopens as paused, ready to run again.
+    """
+    now = time.time()
+    wanted = [s.value for s in statuses if s.value in COUNTED and s is not RecipientStatus.SENT]
+    moved_by_status: dict[str, int] = {}
+    due_now = 0
+    async with db.engine.begin() as conn:
+        if RecipientStatus.RETRY in statuses:  # waiting for a retry: make it due now
+            condition = [recipients.c.campaign_id == campaign_id,
+                         recipients.c.status == RecipientStatus.RETRY.value]
+            if code is not None:
+                condition.append(recipients.c.last_error_code == code)
+            if ids is not None:
+                condition.append(recipients.c.id.in_(list(ids)))
+            result = await conn.execute(update(recipients).where(*condition).values(next_attempt_at=0.0))
+            due_now = result.rowcount
+        for status in wanted:
+            condition = [recipients.c.campaign_id == campaign_id, recipients.c.status == status]
+            if code is not None:
+                condition.append(recipients.c.last_error_code == code)
+            if ids is not None:
+                condition.append(recipients.c.id.in_(list(ids)))
+            result = await conn.execute(
+                update(recipients)
+                .where(*condition)
+                .values(status=RecipientStatus.QUEUED.value, attempts=0, next_attempt_at=0.0,
+                        possibly_sent=0, updated_at=now)
+            )
+            moved_by_status[COUNTED[status]] = -result.rowcount
+        moved = -sum(moved_by_status.values())
+        if moved:
+            await _bump_counters(conn, campaign_id, moved_by_status, now)
+            await conn.execute(
+                update(campaigns)
+                .where(campaigns.c.id == campaign_id,
+                       campaigns.c.status == CampaignStatus.COMPLETED.value)
+                .values(status=CampaignStatus.PAUSED.value, finished_at=None,
+                        pause_reason=f"{moved} recipients requeued; run it to send them")
+            )
+    return moved + due_now
+
+
+#: What the retry queue lists: rows waiting for a retry, failed for good, or in doubt.
+REVIEWABLE = (RecipientStatus.RETRY, RecipientStatus.FAILED, RecipientStatus.IN_DOUBT)
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewRow:
+    id: int
+    phone: str
+    status: str
+    attempts: int
+    error_code: int | None
+    error_title: str | None
+    next_attempt_at: float | None
+    step_position: int
+
+
+def _review_conditions(
+    campaign_id: int, status: RecipientStatus | None, code: int | None
+) -> list[Any]:
+    statuses = [status.value] if status else [s.value for s in REVIEWABLE]
+    conditions: list[Any] = [recipients.c.campaign_id == campaign_id, recipients.c.status.in_(statuses)]
+    if code is not None:
+        conditions.append(recipients.c.last_error_code == code)
+    return conditions
+
+
+async def review_page(
+    db: Database,
+    campaign_id: int,
+    *,
+    status: RecipientStatus | None = None,
+    code: int | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> tuple[list[ReviewRow], int]:
+    """One page of the retry queue (by id, so pages are stable) and the total that match."""
+    conditions = _review_conditions(campaign_id, status, code)
+    query = (
+        select(recipients.c.id, recipients.c.phone, recipients.c.status, recipients.c.attempts,
+               recipients.c.last_error_code, recipients.c.last_error_title,
+               recipients.c.next_attempt_at, steps.c.position)
+        .join(steps, steps.c.id == recipients.c.step_id)
+        .where(*conditions)
+        .order_by(recipients.c.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    async with db.engine.connect() as conn:
+        rows = [ReviewRow(*row) for row in await conn.execute(query)]
+        total = (
+            await conn.execute(select(func.count()).select_from(recipients).where(*conditions))
+        ).scalar_one()
+    return rows, int(total)
+
+
+async def iter_review_rows(
+    db: Database, campaign_id: int, *, status: RecipientStatus | None = None, code: int | None = None,
+    batch: int = 5_000,
+) -> Any:
+    """Every matching row, a batch at a time (for exports of any size)."""
+    last_id = 0
+    while True:
+        conditions = [*_review_conditions(campaign_id, status, code), recipients.c.id > last_id]
+        query = (
+            select(recipients.c.id, recipients.c.phone, recipients.c.status, recipients.c.attempts,
+                   recipients.c.last_error_code, recipients.c.last_error_title,
+                   recipients.c.next_attempt_at, steps.c.position)
+            .join(steps, steps.c.id == recipients.c.step_id)
+            .where(*conditions).order_by(recipients.c.id).limit(batch)
+        )
+        async with db.engine.connect() as conn:
+            rows = [ReviewRow(*row) for row in await conn.execute(query)]
+        if not rows:
+            return
+        for row in rows:
+            yield row
+        last_id = rows[-1].id
+
+
+async def skip(
+    db: Database,
+    campaign_id: int,
+    *,
+    statuses: Sequence[RecipientStatus] = REVIEWABLE,
+    code: int | None = None,
+    ids: Sequence[int] | None = None,
+) -> int:
+    """A person decided these rows are never to be sent: they become skipped (counted)."""
+    now = time.time()
+    deltas: dict[str, int] = {"skipped": 0}
+    async with db.engine.begin() as conn:
+        for status in statuses:
+            condition = [recipients.c.campaign_id == campaign_id, recipients.c.status == status.value]
+            if code is not None:
+                condition.append(recipients.c.last_error_code == code)
+            if ids is not None:
+                condition.append(recipients.c.id.in_(list(ids)))
+            result = await conn.execute(
+                update(recipients).where(*condition)
+                .values(status=RecipientStatus.SKIPPED.value, updated_at=now)
+            )
+            column = COUNTED.get(status.value)
+            if column and result.rowcount:
+                deltas[column] = deltas.get(column, 0) - result.rowcount
+            deltas["skipped"] += result.rowcount
+        if deltas["skipped"]:
+            await _bump_counters(conn, campaign_id, deltas, now)
+    return deltas["skipped"]
+
+
+async def count_status(db: Database, campaign_id: int, status: RecipientStatus) -> int:
+    """Rows of one status (an index range count: cheap even at millions of rows)."""
+    query = select(func.count()).select_from(recipients).where(
+        recipients.c.campaign_id == campaign_id, recipients.c.status == status.value
+    )
+    async with db.engine.connect() as conn:
+        return int((await conn.execute(query)).scalar_one())
+
+
+async def set_campaign_rate(db: Database, campaign_id: int, rate: float) -> None:
+    """Remember the campaign's rate, so a restart sends at the rate last chosen."""
+    async with db.engine.begin() as conn:
+        await conn.execute(
+            update(campaigns).where(campaigns.c.id == campaign_id).values(rate=rate, updated_at=time.time())
+        )

@@ -1,0 +1,116 @@
+"""The watui terminal UI: an App around a ``Backend``; screens never see SQL or HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.worker import Worker, WorkerState
+
+from watui.tui.backend import Backend, BackendError
+from watui.tui.commands import WatuiCommands
+
+if TYPE_CHECKING:
+    from watui.settings import Settings
+
+
+class WatuiApp(App[int]):
+    """Campaigns home, setup, live monitor, retry queue, settings and help."""
+
+    TITLE = "watui"
+    SUB_TITLE = "WhatsApp campaigns"
+    CSS_PATH = "app.tcss"
+    COMMANDS: ClassVar = App.COMMANDS | {WatuiCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark,f1", "help", "Help", key_display="?"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        clock: Callable[[], float] = time.time,
+        refresh_interval: float | None = 0.3,
+        start_dir: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.backend = backend
+        self.clock = clock
+        self.refresh_interval = refresh_interval
+        self.start_dir = start_dir or Path.cwd()
+        self._quitting = False
+
+    def on_mount(self) -> None:
+        from watui.tui.screens.campaigns import CampaignsScreen
+
+        self._watch_hangup()
+        self.push_screen(CampaignsScreen())
+
+    def _watch_hangup(self) -> None:
+        """A closed terminal or lost SSH session quits as cleanly as ctrl+q."""
+        # No SIGHUP on this platform, or not the main thread (some test runners): nothing to do.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_hangup)
+
+    def _on_hangup(self) -> None:
+        self.run_worker(self.action_quit(), group="quit", exit_on_error=False)
+
+    async def action_quit(self) -> None:
+        """Stop sending cleanly (in-flight requests finish, outcomes flushed), then exit."""
+        if self._quitting:
+            return
+        self._quitting = True
+        try:
+            await self.backend.shutdown()
+        finally:
+            self.exit(0)
+
+    def action_help(self) -> None:
+        from watui.tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def run_command(self, action: Callable[[], Awaitable[None]]) -> Worker[None]:
+        """Run a command in the App's worker group, so it outlives the screen that asked."""
+        return self.run_worker(action(), group="commands", exit_on_error=False)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.report_failure(event)
+
+    def report_failure(self, event: Worker.StateChanged) -> None:
+        """Every failed worker ends here: one line for the person, never a crash."""
+        if event.state is not WorkerState.ERROR:
+            return
+        error = event.worker.error
+        if isinstance(error, BackendError):
+            self.notify(str(error), title="Not done", severity="error")
+        else:
+            self.notify(
+                f"{type(error).__name__}: {error}", title="Unexpected error", severity="error"
+            )
+
+
+def run_with_backend(backend: Backend) -> int:
+    """Open the UI on ``backend`` and return the exit code."""
+    result = WatuiApp(backend).run()
+    return 0 if result is None else result
+
+
+def run_app(settings: Settings) -> int:
+    """What ``watui`` with no arguments calls."""
+    # TODO(lead): build the real Backend from storage + engine + client and call run_with_backend.
+    from watui.cli.errors import CliError
+
+    raise CliError(
+        "the terminal UI is not connected to the engine yet in this build; "
+        "use 'watui campaign ...' and 'watui run NAME' for now"
+    )

@@ -1,0 +1,224 @@
+"""Plain data the terminal UI reads. No Textual, SQL or HTTP here.
+
+The engine and storage are adapted to produce these (the UI never sees their own types), so the
+UI can be built, tested and snapshotted against a fake backend with fixed data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class CampaignState(StrEnum):
+    DRAFT = "draft"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class RecipientState(StrEnum):
+    """The recipient statuses the retry queue shows (a subset of the storage statuses)."""
+
+    RETRY = "retry"
+    FAILED = "failed"
+    IN_DOUBT = "in_doubt"
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRow:
+    """One campaign as the home table and the status line show it."""
+
+    name: str
+    status: CampaignState
+    total: int
+    sent: int
+    failed: int
+    pending: int
+    retrying: int = 0
+    in_doubt: int = 0
+    invalid: int = 0
+    skipped: int = 0
+    rate: float | None = None  # msg/s achieved now; None when not sending
+    eta_seconds: float | None = None
+    paused_reason: str | None = None
+
+    @property
+    def done(self) -> int:
+        return self.total - self.pending
+
+    @property
+    def progress(self) -> float:
+        """Fraction of recipients with a final outcome (0..1)."""
+        return self.done / self.total if self.total else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateInfo:
+    """An approved template as setup offers it."""
+
+    name: str
+    language: str
+    category: str
+    body: str  # with {{1}}, {{2}}, ... placeholders
+    param_count: int
+    header_format: str | None = None  # text / image / video / document
+    header_text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactsPreview:
+    """The header and first rows of a contacts file."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedContact:
+    line: int
+    value: str  # the phone text as written in the file
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationReport:
+    """What an import would do, computed before anything is queued."""
+
+    valid: int
+    invalid: tuple[RejectedContact, ...] = ()
+    duplicates: tuple[RejectedContact, ...] = ()
+    invalid_count: int | None = None  # when the lists above are truncated
+    duplicate_count: int | None = None
+
+    @property
+    def invalid_total(self) -> int:
+        return self.invalid_count if self.invalid_count is not None else len(self.invalid)
+
+    @property
+    def duplicate_total(self) -> int:
+        return self.duplicate_count if self.duplicate_count is not None else len(self.duplicates)
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    """One template send within a campaign (the `[[steps]]` of a spec file)."""
+
+    template: str
+    language: str
+    contacts: str  # path of the CSV file
+    body_params: tuple[str, ...] = ()
+    header_param: str | None = None
+    phone_column: str = "phone"
+    default_region: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignSpec:
+    """Everything setup collected; steps are sent strictly in order."""
+
+    name: str
+    steps: tuple[StepSpec, ...]
+    rate: float = 80.0
+    max_retries: int = 2
+    retry_delays: tuple[float, ...] = (5.0, 10.0)
+    start_now: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCount:
+    code: int | None  # None: a transport failure (no API code)
+    meaning: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    """A campaign's live figures, cheap to read 2-4 times a second.
+
+    The series hold one value per second, oldest first, the last one being the second that
+    ended at ``at``.
+    """
+
+    at: float  # unix time of the snapshot
+    status: CampaignState
+    target_rate: float
+    sent_per_s: tuple[float, ...] = ()
+    failed_per_s: tuple[float, ...] = ()
+    retried_per_s: tuple[float, ...] = ()
+    throttled_per_s: tuple[float, ...] = ()
+    latency_p50: float | None = None  # seconds
+    latency_p95: float | None = None
+    in_flight: int = 0
+    window: int = 0  # the in-flight limit
+    connection_reuse: float | None = None  # requests that reused a connection (0..1)
+    total: int = 0
+    sent: int = 0
+    failed: int = 0
+    pending: int = 0
+    retrying: int = 0
+    in_doubt: int = 0
+    skipped: int = 0
+    eta_seconds: float | None = None
+    errors: tuple[ErrorCount, ...] = ()
+    paused_reason: str | None = None
+
+    @property
+    def progress(self) -> float:
+        return (self.total - self.pending) / self.total if self.total else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class EngineEvent:
+    """A notable event (pause, resume, rate change, auto-pause), never one per send."""
+
+    seq: int
+    at: float
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetryRow:
+    """A recipient waiting for a retry, failed for good, or in doubt."""
+
+    id: int
+    phone: str
+    status: RecipientState
+    attempts: int
+    code: int | None = None
+    meaning: str = ""
+    next_attempt_at: float | None = None  # only for status retry
+    step: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RetryFilter:
+    """Which rows of the retry queue to show or act on; None means any."""
+
+    status: RecipientState | None = None
+    code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPage:
+    rows: tuple[RetryRow, ...]
+    total: int  # rows matching the filter, over all pages
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TestSendResult:
+    ok: bool
+    detail: str  # the message id, or the error with its meaning
+
+
+@dataclass(frozen=True, slots=True)
+class SettingRow:
+    name: str
+    value: str  # secrets already masked
+
+
+#: The rows a requeue, skip or export acts on: picked ids, or everything matching a filter.
+RetryTarget = tuple[int, ...] | RetryFilter

@@ -1,0 +1,1 @@
+"""One module per screen; styles in a .tcss file beside each."""

@@ -1,0 +1,70 @@
+"""What every watui screen shares: the backend, the clock, commands run as App workers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, cast
+
+from textual.screen import ModalScreen, Screen
+from textual.worker import Worker
+
+from watui.tui.backend import Backend
+
+if TYPE_CHECKING:
+    from watui.tui.app import WatuiApp
+
+
+class WatuiScreen(Screen[None]):
+    """A screen that reads the backend on the app's refresh tick while it is shown."""
+
+    #: Seconds between refreshes; None: this screen has no live data.
+    LIVE = True
+
+    @property
+    def watui(self) -> WatuiApp:
+        return cast("WatuiApp", self.app)
+
+    @property
+    def backend(self) -> Backend:
+        return self.watui.backend
+
+    def now(self) -> float:
+        return self.watui.clock()
+
+    async def on_mount(self) -> None:
+        # Textual calls every class's on_mount in the MRO, subclasses first: do not call super().
+        await self.refresh_data()
+        if self.LIVE and self.watui.refresh_interval:
+            self.set_interval(self.watui.refresh_interval, self._tick, name="refresh")
+
+    async def _tick(self) -> None:
+        # Only the screen a person is looking at polls the backend.
+        if self.is_current:
+            await self.refresh_data()
+
+    async def refresh_data(self) -> None:
+        """Read the backend and update the widgets (override)."""
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Workers started by this screen report here, not to the App: pass failures on."""
+        self.watui.report_failure(event)
+
+    def confirm(self, modal: ModalScreen[bool], on_yes: Callable[[], object]) -> None:
+        """Show a yes/no modal; call ``on_yes`` only when the person says yes."""
+
+        def answered(answer: bool | None) -> None:
+            if answer:
+                on_yes()
+
+        self.app.push_screen(modal, answered)
+
+    def command(self, action: Callable[[], Awaitable[object]], done: str | None = None) -> None:
+        """Run a backend command as an App worker; report its outcome; refresh this screen."""
+
+        async def run() -> None:
+            await action()
+            if done:
+                self.notify(done)
+            await self.refresh_data()
+
+        self.watui.run_command(run)

@@ -1,0 +1,196 @@
+"""Home: every campaign with its status, progress, counts, rate and ETA, refreshed live."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable, Footer, Header, Static
+
+from watui.tui import format as fmt
+from watui.tui import navigation
+from watui.tui.models import CampaignRow, CampaignState
+from watui.tui.screens.base import WatuiScreen
+from watui.tui.widgets.modals import ConfirmModal
+
+COLUMNS = (
+    ("name", "Campaign"),
+    ("status", "Status"),
+    ("progress", "Progress"),
+    ("sent", "Sent"),
+    ("failed", "Failed"),
+    ("total", "Total"),
+    ("rate", "Rate"),
+    ("eta", "ETA"),
+)
+BAR_WIDTH = 10
+
+STATUS_LABELS = {
+    CampaignState.DRAFT: "○ draft",
+    CampaignState.RUNNING: "▶ running",
+    CampaignState.PAUSED: "‖ paused",
+    CampaignState.COMPLETED: "✔ done",
+    CampaignState.CANCELLED: "✖ cancelled",
+}
+
+
+def campaign_cells(row: CampaignRow) -> tuple[str, ...]:
+    return (
+        row.name,
+        STATUS_LABELS.get(row.status, str(row.status)),
+        f"{fmt.bar(row.progress, BAR_WIDTH)} {row.progress * 100:3.0f}%",
+        fmt.count(row.sent),
+        fmt.count(row.failed),
+        fmt.count(row.total),
+        fmt.rate(row.rate) if row.status is CampaignState.RUNNING else "—",
+        fmt.duration(row.eta_seconds) if row.status is CampaignState.RUNNING else "—",
+    )
+
+
+class CampaignsScreen(WatuiScreen):
+    """The campaigns table; enter opens the live monitor."""
+
+    CSS_PATH = "campaigns.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter,o", "open", "Open", key_display="⏎"),
+        Binding("n", "new", "New"),
+        Binding("s", "start", "Start"),
+        Binding("p", "pause_resume", "Pause/Resume"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("d", "delete", "Delete"),
+        Binding("t", "retry_queue", "Retry queue"),
+        Binding("comma", "settings", "Settings", key_display=","),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rows: dict[str, CampaignRow] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        table: DataTable[str] = DataTable(id="campaigns", cursor_type="row", zebra_stripes=True)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        yield table
+        yield Static("No campaigns yet. Press [b]n[/b] to create one.", id="empty")
+        yield Static(id="detail")
+        yield Footer()
+
+    async def refresh_data(self) -> None:
+        rows = await self.backend.list_campaigns()
+        table = self.query_one(DataTable)
+        wanted = {row.name: row for row in rows}
+        for name in [name for name in self._rows if name not in wanted]:
+            table.remove_row(name)
+        for row in rows:
+            cells = campaign_cells(row)
+            if row.name in self._rows:
+                if self._rows[row.name] != row:
+                    for (column, _), value in zip(COLUMNS, cells, strict=True):
+                        table.update_cell(row.name, column, value)
+            else:
+                table.add_row(*cells, key=row.name)
+        self._rows = wanted
+        self.query_one("#empty").display = not rows
+        table.display = bool(rows)
+        self._show_detail()
+
+    def on_data_table_row_highlighted(self) -> None:
+        self._show_detail()
+
+    def on_data_table_row_selected(self) -> None:
+        self.action_open()
+
+    def _show_detail(self) -> None:
+        """One line under the table: the pause reason, retries, in-doubt, invalid rows."""
+        row = self.selected()
+        detail = ""
+        if row is not None:
+            parts = []
+            if row.paused_reason:
+                parts.append(f"[b]Paused:[/b] {row.paused_reason}")
+            if row.retrying:
+                parts.append(f"{fmt.count(row.retrying)} waiting to retry")
+            if row.in_doubt:
+                parts.append(f"{fmt.count(row.in_doubt)} in doubt")
+            if row.invalid:
+                parts.append(f"{fmt.count(row.invalid)} invalid rows skipped at import")
+            detail = f"[b]{row.name}[/b]: " + (" · ".join(parts) or f"{row.status}")
+        self.query_one("#detail", Static).update(detail)
+
+    def selected(self) -> CampaignRow | None:
+        table = self.query_one(DataTable)
+        if not self._rows or table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self._rows.get(key or "")
+
+    def action_open(self) -> None:
+        if row := self.selected():
+            navigation.open_screen(self.app, "monitor", row.name)
+
+    def action_new(self) -> None:
+        navigation.open_screen(self.app, "setup")
+
+    def action_settings(self) -> None:
+        navigation.open_screen(self.app, "settings")
+
+    def action_retry_queue(self) -> None:
+        if row := self.selected():
+            navigation.open_screen(self.app, "retry", row.name)
+
+    def action_start(self) -> None:
+        row = self.selected()
+        if row and row.status is CampaignState.DRAFT:
+            self.command(lambda: self.backend.start(row.name), f"Started {row.name}")
+        elif row:
+            self.notify(
+                f"{row.name} is {row.status}; only a draft can be started", severity="warning"
+            )
+
+    def action_pause_resume(self) -> None:
+        row = self.selected()
+        if row is None:
+            return
+        if row.status is CampaignState.RUNNING:
+            self.command(lambda: self.backend.pause(row.name), f"Paused {row.name}")
+        elif row.status is CampaignState.PAUSED:
+            self.command(lambda: self.backend.resume(row.name), f"Resumed {row.name}")
+        else:
+            self.notify(
+                f"{row.name} is {row.status}: nothing to pause or resume", severity="warning"
+            )
+
+    def action_cancel(self) -> None:
+        row = self.selected()
+        if row is None or row.status in (CampaignState.COMPLETED, CampaignState.CANCELLED):
+            return
+
+        self.confirm(
+            ConfirmModal(
+                f"Cancel {row.name}?",
+                f"{fmt.count(row.pending)} recipients will never be sent. This cannot be undone.",
+                "Cancel campaign",
+            ),
+            lambda: self.command(lambda: self.backend.cancel(row.name), f"Cancelled {row.name}"),
+        )
+
+    def action_delete(self) -> None:
+        row = self.selected()
+        if row is None:
+            return
+        if row.status is CampaignState.RUNNING:
+            self.notify("Pause or cancel the campaign before deleting it", severity="warning")
+            return
+
+        self.confirm(
+            ConfirmModal(
+                f"Delete {row.name}?",
+                f"Its {fmt.count(row.total)} recipients and their history are removed. "
+                "This cannot be undone.",
+                "Delete",
+            ),
+            lambda: self.command(lambda: self.backend.delete(row.name), f"Deleted {row.name}"),
+        )

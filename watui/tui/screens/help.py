@@ -1,0 +1,84 @@
+"""Every key of every screen, read from the screens' own bindings so it cannot go stale."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.widgets import Footer, Header, Static
+
+from watui.tui.screens.base import WatuiScreen
+
+KEY_NAMES = {
+    "question_mark": "?",
+    "comma": ",",
+    "right_square_bracket": "]",
+    "left_square_bracket": "[",
+}
+
+
+def _key_text(binding: Binding) -> str:
+    keys = (part.strip() for part in binding.key.split(","))
+    return " / ".join(KEY_NAMES.get(key, key) for key in keys)
+
+
+def bindings_table(title: str, bindings: list[BindingType]) -> Table:
+    table = Table(
+        title=title,
+        title_justify="left",
+        title_style="bold",
+        show_header=False,
+        box=None,
+        padding=(0, 2, 0, 1),
+        expand=False,
+    )
+    table.add_column("Key", style="bold", min_width=14)
+    table.add_column("Action")
+    for binding in bindings:
+        if isinstance(binding, Binding):
+            table.add_row(_key_text(binding), binding.description or binding.action)
+    return table
+
+
+def help_sections() -> list[tuple[str, list[BindingType]]]:
+    from watui.tui.app import WatuiApp
+    from watui.tui.screens.campaigns import CampaignsScreen
+    from watui.tui.screens.monitor import MonitorScreen
+    from watui.tui.screens.retry_queue import RetryQueueScreen
+    from watui.tui.screens.setup import SetupScreen
+
+    return [
+        ("Everywhere", [*WatuiApp.BINDINGS, Binding("ctrl+p", "", "Command palette")]),
+        ("Campaigns", CampaignsScreen.BINDINGS),
+        ("Campaign setup", SetupScreen.BINDINGS),
+        ("Live monitor", MonitorScreen.BINDINGS),
+        ("Retry queue", RetryQueueScreen.BINDINGS),
+    ]
+
+
+class HelpScreen(WatuiScreen):
+    LIVE = False
+    DEFAULT_CSS = """
+    HelpScreen #help { padding: 0 1; }
+    HelpScreen #help Static { margin-bottom: 1; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q,escape", "back", "Back", key_display="q"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="help"):
+            for title, bindings in help_sections():
+                yield Static(bindings_table(title, bindings))
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "Keys"
+        self.query_one("#help").focus()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

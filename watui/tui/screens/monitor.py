@@ -1,0 +1,193 @@
+"""Live monitor of one campaign: throughput chart, latency, in-flight, progress, errors, events.
+
+Reads one aggregated ``MetricsSnapshot`` per refresh tick (2-4 Hz), never one message per send.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.markup import escape
+from textual.widgets import DataTable, Footer, Header, Log, Static
+
+from watui.tui import format as fmt
+from watui.tui import navigation
+from watui.tui.models import CampaignRow, CampaignState, MetricsSnapshot
+from watui.tui.screens.base import WatuiScreen
+from watui.tui.widgets.chart import ThroughputChart
+from watui.tui.widgets.modals import PromptModal, parse_rate
+
+PROGRESS_WIDTH = 20
+
+
+class MonitorScreen(WatuiScreen):
+    """Watch and steer one campaign while it sends."""
+
+    CSS_PATH = "monitor.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("space,p", "pause_resume", "Pause/Resume", key_display="space"),
+        Binding("r", "change_rate", "Rate"),
+        Binding("t", "retry_queue", "Retry queue"),
+        Binding("q,escape", "back", "Back", key_display="q"),
+    ]
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.campaign = name
+        self._last_seq = 0
+        self._status: CampaignRow | None = None
+        self._snapshot: MetricsSnapshot | None = None
+        self._errors_shown: tuple[object, ...] = ()
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="status-line")
+        with Horizontal(id="top"):
+            chart = ThroughputChart(id="chart")
+            chart.border_title = "Throughput (msg/s), last 2 min"
+            chart.border_subtitle = "[$success]⣀ sent/s[/]  [$warning]⠁ target[/]"
+            yield chart
+            stats = Static(id="stats")
+            stats.border_title = "Now"
+            yield stats
+        yield Static(id="progress")
+        with Horizontal(id="bottom"):
+            errors: DataTable[str] = DataTable(id="errors", cursor_type="none", show_cursor=False)
+            errors.border_title = "Errors by code"
+            errors.add_column("Code", key="code")
+            errors.add_column("Count", key="count")
+            errors.add_column("Meaning", key="meaning")
+            yield errors
+            with Vertical(id="events-box"):
+                log = Log(id="events", max_lines=500)
+                log.border_title = "Events"
+                yield log
+        yield Footer()
+
+    async def refresh_data(self) -> None:
+        self._status = await self.backend.campaign_status(self.campaign)
+        self._snapshot = await self.backend.metrics(self.campaign)
+        events = await self.backend.events(self.campaign, self._last_seq)
+        with self.app.batch_update():
+            self._show_status()
+            self._show_metrics()
+            log = self.query_one("#events", Log)
+            for event in events:
+                log.write_line(f"{fmt.clock_time(event.at)}  {event.text}")
+                self._last_seq = max(self._last_seq, event.seq)
+
+    def _show_status(self) -> None:
+        status, snap = self._status, self._snapshot
+        assert status is not None
+        self.sub_title = status.name
+        line = f"[b]{escape(status.name)}[/b]  "
+        if status.status is CampaignState.PAUSED:
+            reason = escape(status.paused_reason or "paused")
+            line += f"[$warning][b]‖ PAUSED[/b]: {reason}[/]  (space to resume)"
+        elif status.status is CampaignState.RUNNING:
+            target = f" at {snap.target_rate:g} msg/s target" if snap else ""
+            line += f"[$success][b]▶ RUNNING[/b][/]{target}"
+        else:
+            line += f"[b]{status.status}[/b]"
+        self.query_one("#status-line", Static).update(line)
+
+    def _show_metrics(self) -> None:
+        status, snap = self._status, self._snapshot
+        assert status is not None
+        chart = self.query_one(ThroughputChart)
+        if snap is None:
+            chart.show((), None)
+        else:
+            chart.show(
+                snap.sent_per_s,
+                snap.target_rate,
+                snap.failed_per_s,
+                snap.retried_per_s,
+                snap.throttled_per_s,
+            )
+        self.query_one("#stats", Static).update(self._stats_text(snap))
+        total = snap.total if snap else status.total
+        done = total - (snap.pending if snap else status.pending)
+        fraction = done / total if total else 0.0
+        eta = snap.eta_seconds if snap else status.eta_seconds
+        sent, failed = (snap.sent, snap.failed) if snap else (status.sent, status.failed)
+        self.query_one("#progress", Static).update(
+            f"{fmt.bar(fraction, PROGRESS_WIDTH)} {fraction * 100:.1f}% "
+            f"{fmt.count(done)}/{fmt.count(total)} · [$success]{fmt.count(sent)} sent[/] · "
+            f"[$error]{fmt.count(failed)} failed[/] · ETA {fmt.duration(eta)}"
+        )
+        self._show_errors(snap)
+
+    def _stats_text(self, snap: MetricsSnapshot | None) -> str:
+        if snap is None:
+            return "[dim]Not sending.[/dim]"
+        rate_now = snap.sent_per_s[-1] if snap.sent_per_s else 0.0
+        return "\n".join(
+            (
+                f"sent now    {fmt.rate(rate_now)}",
+                f"target      {fmt.rate(snap.target_rate)}",
+                f"latency p50 {fmt.milliseconds(snap.latency_p50)}",
+                f"latency p95 {fmt.milliseconds(snap.latency_p95)}",
+                f"in flight   {snap.in_flight}/{snap.window}",
+                f"conn reuse  {fmt.percent(snap.connection_reuse)}",
+                f"retrying    {fmt.count(snap.retrying)}",
+                f"in doubt    {fmt.count(snap.in_doubt)}",
+            )
+        )
+
+    def _show_errors(self, snap: MetricsSnapshot | None) -> None:
+        errors = snap.errors if snap else ()
+        if errors == self._errors_shown:
+            return
+        self._errors_shown = errors
+        table = self.query_one("#errors", DataTable)
+        table.clear()
+        for error in sorted(errors, key=lambda item: -item.count):
+            code = str(error.code) if error.code is not None else "—"
+            table.add_row(code, fmt.count(error.count), error.meaning)
+
+    def action_pause_resume(self) -> None:
+        status = self._status
+        if status is None:
+            return
+        if status.status is CampaignState.RUNNING:
+            self.command(lambda: self.backend.pause(self.campaign), "Paused")
+        elif status.status in (CampaignState.PAUSED, CampaignState.DRAFT):
+            action = (
+                self.backend.resume
+                if status.status is CampaignState.PAUSED
+                else (self.backend.start)
+            )
+            self.command(lambda: action(self.campaign), "Sending")
+        else:
+            self.notify(f"The campaign is {status.status}", severity="warning")
+
+    def action_change_rate(self) -> None:
+        current = self._snapshot.target_rate if self._snapshot else 80.0
+
+        def chosen(rate: float | None) -> None:
+            if rate is not None:
+                self.command(
+                    lambda: self.backend.set_rate(self.campaign, rate),
+                    f"Rate set to {rate:g} msg/s",
+                )
+
+        self.app.push_screen(
+            PromptModal(
+                "Change the send rate",
+                "Messages per second (takes effect at once):",
+                f"{current:g}",
+                parse_rate,
+                ok_label="Set rate",
+            ),
+            chosen,
+        )
+
+    def action_retry_queue(self) -> None:
+        navigation.open_screen(self.app, "retry", self.campaign)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

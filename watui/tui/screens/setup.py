@@ -1,0 +1,542 @@
+"""Campaign setup: name, template, contacts, parameter mapping, validation, rate, test send.
+
+Every check shows its message beside the field it is about; nothing is queued until the
+contacts have been validated and the form is complete.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.markup import escape
+from textual.widgets import Button, DataTable, Footer, Header, Input, Select, Static
+
+from watui.tui import format as fmt
+from watui.tui.backend import BackendError
+from watui.tui.models import (
+    CampaignSpec,
+    ContactsPreview,
+    StepSpec,
+    TemplateInfo,
+    ValidationReport,
+)
+from watui.tui.screens.base import WatuiScreen
+from watui.tui.widgets.file_picker import FilePickerModal
+from watui.tui.widgets.form import FormField
+from watui.tui.widgets.modals import parse_rate
+
+PREVIEW_ROWS = 5
+REPORT_LINES = 5
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MEDIA_HEADERS = {"image", "video", "document"}
+
+
+def check_name(name: str) -> str | None:
+    if not name:
+        return "give the campaign a name"
+    if not NAME_PATTERN.match(name):
+        return "use letters, digits, '.', '_' or '-' (at most 64), starting with a letter or digit"
+    return None
+
+
+def parse_columns(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def check_body_params(
+    columns: tuple[str, ...], template: TemplateInfo, available: tuple[str, ...]
+) -> str | None:
+    """The mapping must name one existing column per {{n}} of the template's body."""
+    if len(columns) != template.param_count:
+        return (
+            f"the template needs {template.param_count} column(s) for "
+            f"{{{{1}}}}..{{{{{template.param_count}}}}}; {len(columns)} given"
+        )
+    missing = [column for column in columns if available and column not in available]
+    if missing:
+        return f"no column {', '.join(missing)} in the file"
+    return None
+
+
+def needs_header_param(template: TemplateInfo) -> bool:
+    return template.header_format in MEDIA_HEADERS or "{{" in (template.header_text or "")
+
+
+def parse_retries(text: str) -> int:
+    if not text.isdigit() or int(text) > 100:
+        raise ValueError("a whole number from 0 to 100")
+    return int(text)
+
+
+def parse_delays(text: str) -> tuple[float, ...]:
+    try:
+        delays = tuple(float(part) for part in parse_columns(text))
+    except ValueError:
+        raise ValueError("seconds separated by commas, e.g. 5, 10") from None
+    if not delays or any(delay < 0 for delay in delays):
+        raise ValueError("at least one delay, each zero or more seconds")
+    return delays
+
+
+def template_key(template: TemplateInfo) -> str:
+    return f"{template.name}|{template.language}"
+
+
+def preview_text(template: TemplateInfo) -> str:
+    body = escape(template.body)
+    body = re.sub(r"(\{\{\d+\}\})", r"[b $accent]\1[/]", body)
+    facts = [f"{template.param_count} parameter(s)", template.category.lower(), template.language]
+    if template.header_format:
+        facts.append(f"header: {template.header_format}")
+    return f"{body}\n[dim]{' · '.join(facts)}[/dim]"
+
+
+def report_text(report: ValidationReport) -> str:
+    lines = [
+        f"[$success]✔ {fmt.count(report.valid)} valid[/] · "
+        f"[$error]{fmt.count(report.invalid_total)} invalid[/] · "
+        f"[$warning]{fmt.count(report.duplicate_total)} duplicate(s)[/] "
+        "(invalid and duplicate rows are not queued)"
+    ]
+    for rejected in (*report.invalid, *report.duplicates)[:REPORT_LINES]:
+        lines.append(
+            f"  line {rejected.line}: {escape(rejected.value)!r} {escape(rejected.reason)}"
+        )
+    hidden = report.invalid_total + report.duplicate_total - REPORT_LINES
+    if hidden > 0:
+        lines.append(f"  … and {fmt.count(hidden)} more (all listed by 'watui campaign rejects')")
+    return "\n".join(lines)
+
+
+class SetupScreen(WatuiScreen):
+    """Create a campaign step by step; start it now or keep it as a draft."""
+
+    LIVE = False
+    CSS_PATH = "setup.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+o", "browse", "Browse files"),
+        Binding("ctrl+s", "save(False)", "Save draft"),
+        Binding("ctrl+r", "save(True)", "Start now"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.templates: dict[str, TemplateInfo] = {}
+        self.steps: list[StepSpec] = []
+        self.columns: tuple[str, ...] = ()
+        self.report: ValidationReport | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="form"):
+            yield Static("Campaign", classes="section-title")
+            yield FormField(
+                "Name", Input(compact=True, id="name", placeholder="e.g. spring-sale"), id="f-name"
+            )
+            yield Static("Step 1", classes="section-title", id="step-title")
+            yield FormField(
+                "Template",
+                Select([], id="template", prompt="approved templates", compact=True),
+                id="f-template",
+            )
+            yield Static("", id="template-preview", classes="preview")
+            yield FormField(
+                "Language",
+                Input(compact=True, id="language", placeholder="e.g. en_US"),
+                id="f-language",
+            )
+            yield FormField(
+                "Contacts file",
+                Input(compact=True, id="contacts", placeholder="path/to/contacts.csv"),
+                Button("Browse…", id="browse", compact=True),
+                id="f-contacts",
+            )
+            yield FormField(
+                "Phone column", Input("phone", id="phone-column", compact=True), id="f-phone"
+            )
+            yield FormField(
+                "Default region",
+                Input(compact=True, id="region", placeholder="e.g. US", max_length=2),
+                hint="for numbers written without +country code",
+                id="f-region",
+            )
+            preview: DataTable[str] = DataTable(id="contacts-preview", show_cursor=False)
+            preview.display = False
+            yield preview
+            yield FormField(
+                "Body parameters",
+                Input(
+                    compact=True,
+                    id="body-params",
+                    placeholder="columns for {{1}}, {{2}}, … separated by commas",
+                ),
+                id="f-body",
+            )
+            yield FormField(
+                "Header parameter",
+                Input(
+                    compact=True,
+                    id="header-param",
+                    placeholder="column with the header's media link or text",
+                ),
+                id="f-header",
+            )
+            with Horizontal(classes="buttons"):
+                yield Button("Validate contacts", id="validate", compact=True)
+                yield Button("Add another step", id="add-step", compact=True)
+            yield Static("", id="report")
+            yield Static("", id="steps")
+            yield Static("Sending", classes="section-title")
+            yield FormField(
+                "Rate (msg/s)",
+                Input(compact=True, id="rate"),
+                id="f-rate",
+                hint="your number's tier; 1,000 at most",
+            )
+            yield FormField("Max retries", Input(compact=True, id="max-retries"), id="f-retries")
+            yield FormField(
+                "Retry delays (s)", Input(compact=True, id="retry-delays"), id="f-delays"
+            )
+            yield Static("Test send", classes="section-title")
+            yield FormField(
+                "Test number",
+                Input(compact=True, id="test-phone", placeholder="+15550123456"),
+                Button("Send test", id="send-test", compact=True),
+                id="f-test",
+            )
+            yield Static("", id="test-result")
+            yield Static("", id="form-error", classes="field-error")
+            with Horizontal(classes="buttons"):
+                yield Button("Start now", id="start", variant="success")
+                yield Button("Save as draft", id="draft", variant="primary")
+                yield Button("Cancel", id="cancel")
+        yield Footer()
+
+    async def refresh_data(self) -> None:
+        """Load templates and the defaults (rate, retries) once, when the screen opens."""
+        self.sub_title = "New campaign"
+        try:
+            templates = await self.backend.list_templates()
+        except BackendError as error:
+            self.field("f-template").set_error(str(error))
+            templates = []
+        self.templates = {template_key(template): template for template in templates}
+        options = [(f"{t.name} ({t.language})", key) for key, t in self.templates.items()]
+        self.query_one("#template", Select).set_options(options)
+        if not templates:
+            self.field("f-template").set_hint("No approved templates: run 'watui templates sync'")
+        defaults = {row.name: row.value for row in self.backend.settings_view()}
+        self.query_one("#rate", Input).value = defaults.get("send.rate", "80")
+        self.query_one("#max-retries", Input).value = defaults.get("retry.max_retries", "2")
+        self.query_one("#retry-delays", Input).value = defaults.get("retry.delays", "5, 10")
+        self.field("f-header").display = False
+        self.query_one("#name", Input).focus()
+
+    def field(self, field_id: str) -> FormField:
+        return self.query_one(f"#{field_id}", FormField)
+
+    def value(self, input_id: str) -> str:
+        return self.query_one(f"#{input_id}", Input).value.strip()
+
+    @property
+    def template(self) -> TemplateInfo | None:
+        value = self.query_one("#template", Select).value
+        return None if value is Select.NULL else self.templates.get(str(value))
+
+    # -- reacting to input -----------------------------------------------------------------
+    def on_select_changed(self, event: Select.Changed) -> None:
+        template = self.template
+        self.field("f-template").set_error(None)
+        preview = self.query_one("#template-preview", Static)
+        if template is None:
+            preview.update("")
+            return
+        preview.update(preview_text(template))
+        self.query_one("#language", Input).value = template.language
+        self.field("f-header").display = needs_header_param(template)
+        self._hint_columns()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        field = event.input.id
+        owner = next((node for node in event.input.ancestors if isinstance(node, FormField)), None)
+        if owner is not None:
+            owner.set_error(None)
+        if field in ("contacts", "phone-column", "region"):
+            self.report = None
+            self.query_one("#report", Static).update("")
+            self.load_preview()
+
+    @work(group="preview", exclusive=True, exit_on_error=False)
+    async def load_preview(self) -> None:
+        path = Path(self.value("contacts")).expanduser()
+        table = self.query_one("#contacts-preview", DataTable)
+        if not self.value("contacts") or not path.is_file():
+            table.display = False
+            self.columns = ()
+            return
+        try:
+            preview = await self.backend.preview_contacts(
+                path,
+                self.value("phone-column") or "phone",
+                self.value("region") or None,
+                PREVIEW_ROWS,
+            )
+        except BackendError as error:
+            self.field("f-contacts").set_error(str(error))
+            table.display = False
+            self.columns = ()
+            return
+        self._show_preview(preview)
+
+    def _show_preview(self, preview: ContactsPreview) -> None:
+        self.columns = preview.columns
+        table = self.query_one("#contacts-preview", DataTable)
+        table.clear(columns=True)
+        table.add_columns(*preview.columns)
+        table.add_rows(preview.rows)
+        table.display = True
+        phone = self.value("phone-column") or "phone"
+        self.field("f-phone").set_error(
+            None
+            if phone in preview.columns
+            else f"no column {phone!r}; the file has: {', '.join(preview.columns)}"
+        )
+        self._hint_columns()
+
+    def _hint_columns(self) -> None:
+        template = self.template
+        parts = []
+        if template is not None:
+            parts.append(f"the template needs {template.param_count}")
+        if self.columns:
+            parts.append(f"columns: {', '.join(self.columns)}")
+        self.field("f-body").set_hint("; ".join(parts))
+
+    # -- buttons and keys -------------------------------------------------------------------
+    async def on_button_pressed(self, event: Button.Pressed) -> None:
+        actions = {
+            "browse": self.action_browse,
+            "validate": self.validate_contacts,
+            "add-step": self.add_step,
+            "send-test": self.send_test,
+            "start": lambda: self.action_save(True),
+            "draft": lambda: self.action_save(False),
+            "cancel": self.action_back,
+        }
+        if event.button.id in actions:
+            actions[event.button.id]()
+
+    def action_browse(self) -> None:
+        current = Path(self.value("contacts")).expanduser()
+        start = (
+            current.parent
+            if current.parent.is_dir() and self.value("contacts")
+            else (self.watui.start_dir)
+        )
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self.query_one("#contacts", Input).value = str(path)
+
+        self.app.push_screen(FilePickerModal(start), chosen)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    @work(group="setup", exclusive=True, exit_on_error=False)
+    async def validate_contacts(self) -> ValidationReport | None:
+        """Check the current step's contacts file and show the report."""
+        step = self.collect_step()
+        if step is None:
+            return None
+        try:
+            report = await self.backend.validate_contacts(
+                Path(step.contacts), step.phone_column, step.default_region
+            )
+        except BackendError as error:
+            self.field("f-contacts").set_error(str(error))
+            return None
+        self.report = report
+        self.query_one("#report", Static).update(report_text(report))
+        if report.valid == 0:
+            self.field("f-contacts").set_error("no valid contact in this file")
+        return report
+
+    def add_step(self) -> None:
+        """Keep the current step and clear the step fields for the next template."""
+        step = self.collect_step()
+        if step is None:
+            return
+        self.steps.append(step)
+        self.query_one("#template", Select).clear()
+        for input_id in ("contacts", "body-params", "header-param", "language"):
+            self.query_one(f"#{input_id}", Input).value = ""
+        self.query_one("#step-title", Static).update(f"Step {len(self.steps) + 1}")
+        self.query_one("#steps", Static).update(
+            "Steps so far:\n"
+            + "\n".join(
+                f"  {index}. {escape(s.template)} ({s.language}) ← {escape(Path(s.contacts).name)}"
+                for index, s in enumerate(self.steps, start=1)
+            )
+        )
+        self.query_one("#template", Select).focus()
+
+    @work(group="setup", exclusive=True, exit_on_error=False)
+    async def send_test(self) -> None:
+        phone = self.value("test-phone")
+        step = self.collect_step()
+        result_line = self.query_one("#test-result", Static)
+        if not phone:
+            self.field("f-test").set_error("enter a phone number with its country code")
+        if step is None or not phone:
+            return
+        try:
+            result = await self.backend.send_test(step, phone)
+        except BackendError as error:
+            self.field("f-test").set_error(str(error))
+            return
+        mark = "[$success]✔" if result.ok else "[$error]✖"
+        result_line.update(f"{mark} {escape(result.detail)}[/]")
+
+    # -- collecting and checking ------------------------------------------------------------
+    def collect_step(self) -> StepSpec | None:
+        """The current step, or None after marking every field that is wrong."""
+        template = self.template
+        ok = True
+        if template is None:
+            self.field("f-template").set_error("pick a template")
+            ok = False
+        language = self.value("language")
+        if not language:
+            self.field("f-language").set_error("the template's language code, e.g. en_US")
+            ok = False
+        contacts = self.value("contacts")
+        path = Path(contacts).expanduser()
+        if not contacts:
+            self.field("f-contacts").set_error("choose the contacts file (Browse… or ctrl+o)")
+            ok = False
+        elif not path.is_file():
+            self.field("f-contacts").set_error(f"no file at {contacts}")
+            ok = False
+        phone = self.value("phone-column") or "phone"
+        if self.columns and phone not in self.columns:
+            self.field("f-phone").set_error(f"no column {phone!r} in the file")
+            ok = False
+        region = self.value("region").upper() or None
+        if region and not re.fullmatch(r"[A-Z]{2}", region):
+            self.field("f-region").set_error("two letters, e.g. US, BR, DE")
+            ok = False
+        body = parse_columns(self.value("body-params"))
+        if template is not None and (problem := check_body_params(body, template, self.columns)):
+            self.field("f-body").set_error(problem)
+            ok = False
+        header = self.value("header-param") or None
+        if template is not None and needs_header_param(template):
+            if header is None:
+                self.field("f-header").set_error(
+                    f"this template's {template.header_format} header needs a column"
+                )
+                ok = False
+            elif self.columns and header not in self.columns:
+                self.field("f-header").set_error(f"no column {header!r} in the file")
+                ok = False
+        if not ok or template is None:
+            return None
+        return StepSpec(
+            template.name,
+            language,
+            str(path),
+            body,
+            header if needs_header_param(template) else None,
+            phone,
+            region,
+        )
+
+    def collect_spec(self, start_now: bool) -> CampaignSpec | None:
+        name = self.value("name")
+        problems = 0
+        if error := check_name(name):
+            self.field("f-name").set_error(error)
+            problems += 1
+        numbers = {}
+        for field_id, input_id, parse in (
+            ("f-rate", "rate", parse_rate),
+            ("f-retries", "max-retries", parse_retries),
+            ("f-delays", "retry-delays", parse_delays),
+        ):
+            try:
+                numbers[input_id] = parse(self.value(input_id))
+            except ValueError as error:
+                self.field(field_id).set_error(str(error))
+                problems += 1
+        steps = list(self.steps)
+        if not steps or self._step_started():
+            step = self.collect_step()
+            if step is None:
+                problems += 1
+            else:
+                steps.append(step)
+        if problems:
+            return None
+        return CampaignSpec(
+            name,
+            tuple(steps),
+            rate=numbers["rate"],
+            max_retries=numbers["max-retries"],
+            retry_delays=numbers["retry-delays"],
+            start_now=start_now,
+        )
+
+    def _step_started(self) -> bool:
+        return self.template is not None or bool(self.value("contacts"))
+
+    @work(group="setup", exclusive=True, exit_on_error=False)
+    async def action_save(self, start_now: bool) -> None:
+        """Validate everything, show the report, then create (and maybe start) the campaign."""
+        form_error = self.query_one("#form-error", Static)
+        form_error.update("")
+        spec = self.collect_spec(start_now)
+        if spec is None:
+            form_error.update("Fix the fields marked ✖ above.")
+            self._scroll_to_first_error()
+            return
+        try:
+            if self.report is None and self._step_started():
+                last = spec.steps[-1]
+                self.report = await self.backend.validate_contacts(
+                    Path(last.contacts), last.phone_column, last.default_region
+                )
+                self.query_one("#report", Static).update(report_text(self.report))
+            if self.report is not None and self.report.valid == 0:
+                form_error.update("✖ The contacts file has no valid contact.")
+                return
+            created = await self.backend.create_campaign(spec)
+        except BackendError as error:
+            form_error.update(f"✖ {error}")
+            if "exists" in str(error):
+                self.field("f-name").set_error(str(error))
+            return
+        verb = "started" if start_now else "saved as a draft"
+        self.notify(f"{created.name}: {fmt.count(created.total)} recipients, {verb}")
+        # Leave from the app's queue: popping this screen cancels this very worker.
+        self.app.call_later(self._leave, created.name if start_now else None)
+
+    def _leave(self, monitor: str | None) -> None:
+        from watui.tui import navigation
+
+        self.app.pop_screen()
+        if monitor is not None:
+            navigation.open_screen(self.app, "monitor", monitor)
+
+    def _scroll_to_first_error(self) -> None:
+        for field in self.query(FormField):
+            if field.has_class("-invalid"):
+                self.query_one("#form", VerticalScroll).scroll_to_widget(field, animate=False)
+                break

@@ -1,0 +1,1 @@
+"""Widgets of our own: the throughput chart, the text progress cell, modals."""
