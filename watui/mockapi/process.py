@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import multiprocessing
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 
-from watui.mockapi.config import MockConfig
-from watui.mockapi.server import MockCloudApi
+from watui.mockapi.server import MockCloudApi, MockConfig
 
 STARTUP_TIMEOUT = 20.0
 
@@ -42,10 +43,28 @@ def _child(config: MockConfig, host: str, port: int, ready: Connection) -> None:
         asyncio.run(serve_forever(config, host, port, ready))
 
 
-def run_mock_in_subprocess(
-    config: MockConfig, host: str = "127.0.0.1", port: int = 0
-) -> tuple[str, Callable[[], None]]:
-    """Start the mock in a child process; returns its base URL and a function that stops it."""
+@dataclass
+class MockProcess:
+    """A mock running in a child process (its pid lets a benchmark read the mock's CPU time)."""
+
+    base_url: str
+    process: BaseProcess
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
+
+
+def start_mock_process(config: MockConfig, host: str = "127.0.0.1", port: int = 0) -> MockProcess:
+    """Start the mock (uvloop when installed) in a child process and wait until it listens."""
     receiver, sender = multiprocessing.Pipe(duplex=False)
     process = multiprocessing.get_context("spawn").Process(
         target=_child, args=(config, host, port, sender), daemon=True
@@ -55,12 +74,12 @@ def run_mock_in_subprocess(
     if not receiver.poll(STARTUP_TIMEOUT):
         process.kill()
         raise RuntimeError("the mock Cloud API did not start in time")
-    base_url: str = receiver.recv()
+    return MockProcess(receiver.recv(), process)
 
-    def stop() -> None:
-        process.terminate()
-        process.join(5)
-        if process.is_alive():
-            process.kill()
 
-    return base_url, stop
+def run_mock_in_subprocess(
+    config: MockConfig, host: str = "127.0.0.1", port: int = 0
+) -> tuple[str, Callable[[], None]]:
+    """Start the mock in a child process; returns its base URL and a function that stops it."""
+    mock = start_mock_process(config, host, port)
+    return mock.base_url, mock.stop
