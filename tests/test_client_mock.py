@@ -145,6 +145,27 @@ async def test_connect_error_is_certainly_not_sent(transport: str) -> None:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_garbled_answer_is_a_result_not_an_exception(transport: str) -> None:
+    async def answer_garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        writer.write(b"HTTP/1.1 abc garbage\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer_garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with make_client(f"http://127.0.0.1:{port}", transport) as client:
+            result = await client.send(message())
+    finally:
+        server.close()
+    assert isinstance(result, TransportFailure)
+    assert result.reason in (TransportReason.PROTOCOL, TransportReason.RESET)
+    classification = classify(result)
+    assert classification is not None and classification.possibly_sent
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_rate_limit_answers_130429_beyond_the_window(mock: MockCloudApi, transport: str) -> None:
     mock.update_config({"rate_limit": 5})
     async with make_client(mock.base_url, transport) as client:
