@@ -201,20 +201,34 @@ async def test_spam_switch_starts_and_stops_at_runtime(mock: MockCloudApi) -> No
     assert isinstance(after, Accepted)
 
 
+async def send_through_window(client: WhatsAppClient, count: int, window_size: int) -> list[Any]:
+    window = asyncio.Semaphore(window_size)
+
+    async def one(i: int) -> Any:
+        async with window:
+            return await client.send(message(f"+1555{i:07d}"))
+
+    return await asyncio.gather(*(one(i) for i in range(count)))
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_connections_are_reused_over_1000_requests(mock: MockCloudApi, transport: str) -> None:
     async with make_client(mock.base_url, transport) as client:
-        window = asyncio.Semaphore(8)
-
-        async def one(i: int) -> Any:
-            async with window:
-                return await client.send(message(f"+1555{i:07d}"))
-
-        results = await asyncio.gather(*(one(i) for i in range(1000)))
+        results = await send_through_window(client, 1000, 8)
         stats = client.connection_stats()
     assert all(isinstance(r, Accepted) for r in results)
-    assert stats.requests == 1000 and 1 <= stats.new_connections <= 50
+    assert stats.requests == 1000 and 1 <= stats.new_connections <= 8
     assert stats.reuse is not None and stats.reuse >= 0.95
+
+
+async def test_native_pool_keeps_a_deep_window_alive_by_default(mock: MockCloudApi) -> None:
+    """httpx closes released connections while more than max_keepalive are open."""
+    mock.update_config({"latency": (0.001, 0.003)})
+    async with make_client(mock.base_url, "httpx") as client:
+        results = await send_through_window(client, 300, 32)
+        stats = client.connection_stats()
+    assert all(isinstance(r, Accepted) for r in results)
+    assert stats.new_connections <= 32
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
