@@ -3,8 +3,9 @@
     python -m bench.http_bench            # full run (about a minute)
     python -m bench.http_bench --quick    # fewer requests, same shape
 
-The mock runs in its own process (uvloop when installed) with no latency and no limits; its CPU
-is read from /proc, so "req/s per mock core" does not depend on how busy the load generator is.
+The mock runs in its own process (`watui mock-api`, uvloop when installed) with no latency and
+no limits; its CPU is read from /proc, so "req/s per mock core" does not depend on how busy the
+load generator is.
 Client figures are CPU ms of this process per 1,000 requests and req/s, at in-flight windows of
 4, 64 and 256, for the aiohttp transport (httpx-aiohttp) and httpx's native pool, side by side.
 Single runs on a shared 2-core machine: read them as ratios.
@@ -22,8 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from watui.mockapi.process import MockProcess, start_mock_process
-from watui.mockapi.server import MockConfig
+from watui.mockapi.process import MockProcess
 from watui.settings import HttpSettings, WhatsAppSettings
 from watui.whatsapp.client import WhatsAppClient
 from watui.whatsapp.payload import build_template_message
@@ -125,9 +125,9 @@ def print_clients(figures: list[ClientFigure]) -> None:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    config = MockConfig(access_token=TOKEN, latency=(0.0, 0.0), rate_limit=10**9,
-                        pair_limit_seconds=0)
-    mock = start_mock_process(config)
+    mock = MockProcess(["--token", TOKEN, "--latency", "0,0", "--rate-limit", "1e9",
+                        "--no-pair-limit"])
+    await mock.start()
     try:
         seen, per_core = await mock_throughput(mock, args.mock_requests)
         figures = [
@@ -136,7 +136,7 @@ async def main_async(args: argparse.Namespace) -> None:
             for transport in ("aiohttp", "httpx")
         ]
     finally:
-        mock.stop()
+        await mock.stop()
     print_mock(seen, per_core)
     print_clients(figures)
 

@@ -148,7 +148,7 @@ async def run_cli(*args: str, env: dict[str, str], timeout: float = 90) -> tuple
 async def test_spam_switch_pauses_with_exit_3_and_resume_finishes_without_duplicates(
     database: Database, mock_api: MockCloudApi
 ) -> None:
-    await make_campaign(database, "spammy", recipients_per_step=200)
+    campaign_id = await make_campaign(database, "spammy", recipients_per_step=200)
     env = env_for(settings_for(database.url, mock_api))
     mock_api.config.spam_after = 60
     code, stderr = await run_cli("run", "spammy", "--rate", "400", env=env)
@@ -160,6 +160,7 @@ async def test_spam_switch_pauses_with_exit_3_and_resume_finishes_without_duplic
     assert "resuming" in stderr and "131048" in stderr
     per_phone = accepted_per_phone(mock_api)
     assert len(per_phone) == 200 and set(per_phone.values()) == {1}
+    assert await counts(database, campaign_id) == {"sent": 200}  # a pause leaves nothing in doubt
 
 
 async def test_run_refuses_unknown_and_completed_campaigns(

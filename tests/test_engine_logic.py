@@ -8,6 +8,7 @@ the mock API is in test_engine_http.py.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -129,7 +130,7 @@ async def test_transient_errors_retry_with_the_configured_spacing(database: Data
     await run(database, client, campaign_id)
     times = [at for phone, at in client.requests if phone == always_failing]
     assert len(times) == 3  # the first try and max_retries=2 retries
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert gaps[0] >= 0.2 and gaps[1] >= 0.4
     counts = await status_counts(database, campaign_id)
     assert counts == {"sent": 19, "failed": 1}

@@ -6,13 +6,14 @@ import csv
 from pathlib import Path
 
 import pytest
+from textual.command import CommandList
 from textual.widgets import DataTable, Input, Select, Static
 from textual.worker import WorkerFailed
 
-from tests.tui_fakes import CONTACTS, TEMPLATES, FakeBackend, make_app
+from tests.tui_fakes import CONTACTS, TEMPLATES, FakeBackend, FakeCampaign, make_app
 from watui.tui import format as fmt
 from watui.tui.backend import SECRET_MASK, settings_rows
-from watui.tui.models import CampaignState, RecipientState
+from watui.tui.models import CampaignRow, CampaignState, RecipientState
 from watui.tui.screens.campaigns import CampaignsScreen
 from watui.tui.screens.monitor import MonitorScreen
 from watui.tui.screens.retry_queue import PAGE_SIZE, RetryQueueScreen
@@ -282,3 +283,51 @@ async def test_chart_draws_target_line_and_small_series() -> None:
     assert all(line[8:].strip() == "" for line in lines[1:7])
     assert set(lines[-3][8:]) == {"█"}  # failed/s on its own scale: every column at its peak
     assert lines[-2][8:].strip() == ""  # no retries: an empty row, not a flat bar
+
+
+async def test_command_palette_opens_a_campaigns_retry_queue() -> None:
+    app = make_app(FakeBackend.sample())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"retry queue of welcome")
+        for _ in range(60):  # the palette searches in the background
+            await pilot.pause(0.05)
+            if app.screen.query_one(CommandList).option_count:
+                break
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, RetryQueueScreen)
+        assert app.screen.campaign == "welcome-series"
+
+
+async def test_monitor_of_a_vanished_campaign_says_so_and_stays_up() -> None:
+    backend = FakeBackend.sample()
+    app = make_app(backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await app.push_screen(MonitorScreen("gone-campaign"))
+        await settle(pilot)
+        assert isinstance(app.screen, MonitorScreen) and app.is_running
+        assert any("no campaign named 'gone-campaign'" in n.message for n in app._notifications)
+
+
+async def test_names_and_reasons_with_brackets_are_shown_literally() -> None:
+    odd = FakeCampaign(
+        CampaignRow(
+            "promo[2026]",
+            CampaignState.PAUSED,
+            total=10,
+            sent=1,
+            failed=0,
+            pending=9,
+            paused_reason="(#368) [blocked] temporarily",
+        )
+    )
+    app = make_app(FakeBackend([odd]))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        detail = str(app.screen.query_one("#detail", Static).render())
+        assert "promo[2026]" in detail and "[blocked]" in detail
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "[blocked]" in str(app.screen.query_one("#status-line", Static).render())

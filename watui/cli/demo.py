@@ -39,7 +39,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise CliError("--rate must be above 0 and at most 1000 in the demo")
     workdir = Path(tempfile.mkdtemp(prefix="watui-demo-"))
     try:
-        return run_demo(workdir, contacts=args.contacts, rate=args.rate)
+        return run_demo(workdir, contacts=args.contacts, rate=args.rate, keep=args.keep)
     finally:
         if args.keep:
             print(f"demo files kept in {workdir}")
@@ -58,22 +58,18 @@ def demo_settings(workdir: Path, base_url: str = "http://127.0.0.1:1") -> Any:
     )
 
 
-def demo_mock_config(rate: float) -> Any:
+def demo_mock_args(rate: float) -> list[str]:
     """The demo's weather: mostly fine, with a sprinkle of every kind of trouble."""
-    from watui.mockapi.server import MockConfig
-
-    return MockConfig(
-        access_token=DEMO_TOKEN,
-        rate_limit=max(rate, 80),
-        latency=(0.10, 0.25),
-        transient_rate=0.02,  # 131000: retried, then sent
-        http500_rate=0.005,
-        permanent_rate=0.01,  # 131026: not on WhatsApp
-        seed=2026,
-    )
+    return [
+        "--token", DEMO_TOKEN, "--rate-limit", str(max(rate, 80)), "--latency", "0.10,0.25",
+        "--transient-rate", "0.02",  # 131000: retried, then sent
+        "--permanent-rate", "0.01",  # 131026: not on WhatsApp
+        "--http500-rate", "0.005",
+        "--seed", "2026",
+    ]
 
 
-def run_demo(workdir: Path, *, contacts: int, rate: float) -> int:
+def run_demo(workdir: Path, *, contacts: int, rate: float, keep: bool = False) -> int:
     from watui.service.live import LiveBackend
     from watui.storage.database import Database
     from watui.tui.app import WatuiApp
@@ -83,22 +79,29 @@ def run_demo(workdir: Path, *, contacts: int, rate: float) -> int:
     holder: dict[str, Any] = {}
 
     async def startup(app: WatuiApp) -> None:
-        from watui.mockapi.server import MockCloudApi
+        from watui.mockapi.process import MockProcess
 
-        mock = MockCloudApi(demo_mock_config(rate))
-        base_url = await mock.start()
+        mock = MockProcess(demo_mock_args(rate))
         holder["mock"] = mock
+        base_url = await mock.start()
         backend: LiveBackend = app.backend  # type: ignore[assignment]
         backend.settings = demo_settings(workdir, base_url)
         await prepare_demo_campaign(backend, workdir, contacts=contacts, rate=rate)
+        from watui.tui.screens.monitor import MonitorScreen
+
+        await app.push_screen(MonitorScreen(DEMO_CAMPAIGN))
+        await asyncio.sleep(0.3)  # let the first frames render before the sending starts
+        await backend.start(DEMO_CAMPAIGN)
 
     async def cleanup() -> None:
         mock = holder.get("mock")
         if mock is not None:
             await mock.stop()
+        if not keep:  # also on a hangup, which leaves without returning here
+            shutil.rmtree(workdir, ignore_errors=True)
 
     backend = LiveBackend(settings, Database(settings.database_url), lambda: _client(backend))
-    app = WatuiApp(backend, startup=startup, open_campaign=DEMO_CAMPAIGN, cleanup=cleanup)
+    app = WatuiApp(backend, startup=startup, cleanup=cleanup)
     result = app.run()
     return 0 if result is None else int(result)
 
@@ -129,6 +132,6 @@ async def prepare_demo_campaign(backend: Any, workdir: Path, *, contacts: int, r
         steps=(StepSpec("order_update", "en_US", str(csv_path), body_params=("first_name", "order"),
                         header_param="photo"),),
         rate=rate,
-        start_now=True,
+        start_now=False,
     )
     await backend.create_campaign(spec)

@@ -39,7 +39,8 @@ async def _sync_async(settings: Any) -> int:
     from watui.storage.database import Database
     from watui.whatsapp.client import ApiUnavailable, TokenRefused, WhatsAppClient
 
-    async with Database(settings.database_url) as db, WhatsAppClient(settings.whatsapp, settings.http) as client:
+    client = WhatsAppClient(settings.whatsapp, settings.http)
+    async with Database(settings.database_url) as db, client:
         try:
             return await template_store.sync_templates(db, client)
         except TokenRefused as error:

@@ -8,6 +8,7 @@ never dropped. Window slots are given back only once their outcome is on disk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -58,10 +59,8 @@ class OutcomeBatcher:
     async def run(self) -> None:
         """Flush on the timer until ``close()``; then flush what is left."""
         while not self._closing:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), self._interval)
-            except TimeoutError:
-                pass
             self._full.clear()
             await self.flush()
         await self.flush()

@@ -156,5 +156,5 @@ class EngineMetrics:
 def _percentile(ordered: list[float], fraction: float) -> float | None:
     if not ordered:
         return None
-    index = min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))
+    index = min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))
     return ordered[index]

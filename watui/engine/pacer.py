@@ -28,10 +28,10 @@ WINDOW_MARGIN = 0.002
 #: How many slots a late send may catch up (a burst of at most this many back to back).
 MAX_CATCH_UP = 3
 #: Multiplicative decrease on a throttle answer, and the floor it stops at.
-BACKOFF_FACTOR = 0.7
+BACKOFF_FACTOR = 0.85
 MIN_FACTOR = 0.05
 #: Slow recovery: the factor grows by this much per second without a throttle answer.
-RECOVERY_PER_SECOND = 0.02
+RECOVERY_PER_SECOND = 0.05
 #: Throttle answers closer together than this count as one (they are the same burst).
 BACKOFF_HOLD = 1.0
 

@@ -105,6 +105,7 @@ class CampaignSender:
         self._recent_failures: deque[bool] = deque(maxlen=settings.safety.window)
         self._recent_failure_count = 0
         self._live = 1  # processes sending this campaign, this one included
+        self._claiming: asyncio.Future[list[ClaimedRecipient]] | None = None
         self._batcher = OutcomeBatcher(
             db, campaign_id, self.owner,
             interval=settings.send.flush_interval_ms / 1000,
@@ -180,6 +181,10 @@ class CampaignSender:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._claiming is not None:
+            with contextlib.suppress(Exception):
+                self._ready.extend(await self._claiming)
+            self._claiming = None
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
         self._batcher.close()
@@ -238,10 +243,14 @@ class CampaignSender:
             if step is None:
                 return
             granted = await self.window.take(self._claim_size())
-            rows = await queue.claim(
+            # Shielded: a stop arriving mid-claim must not lose rows the database already leased
+            # to us (they would sit in `sending` and turn in_doubt); _shutdown collects them.
+            self._claiming = asyncio.ensure_future(queue.claim(
                 self.db, step.id, self.owner, granted,
                 lease_seconds=self.settings.send.lease_seconds, now=time.time(),
-            )
+            ))
+            rows = await asyncio.shield(self._claiming)
+            self._claiming = None
             self.window.give(granted - len(rows))
             if rows:
                 self._ready.extend(rows)

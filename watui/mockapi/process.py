@@ -1,85 +1,55 @@
-"""Run the mock in its own process, so benchmarks measure the client and not the mock's CPU."""
+"""Run the mock API in its own process, as the demo and the benchmarks do.
+
+In its own process the mock counts arrivals on its own clock and its own event loop, as the real
+API would: sharing the sender's loop, it would see the loop's hiccups as bursts.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
-from collections.abc import Callable
-from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
+import sys
+from collections.abc import Sequence
 
-from watui.mockapi.server import MockCloudApi, MockConfig
-
-STARTUP_TIMEOUT = 20.0
+READY_PREFIX = "mock Cloud API on "
 
 
-def install_uvloop() -> bool:
-    """Use uvloop for new event loops when it is installed; True when it is."""
-    try:
-        import uvloop
-    except ImportError:
-        return False
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return True
-
-
-async def serve_forever(config: MockConfig, host: str, port: int, ready: Connection | None) -> None:
-    mock = MockCloudApi(config)
-    base_url = await mock.start(host, port)
-    if ready is not None:
-        ready.send(base_url)
-        ready.close()
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await mock.stop()
-
-
-def _child(config: MockConfig, host: str, port: int, ready: Connection) -> None:
-    install_uvloop()
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_forever(config, host, port, ready))
-
-
-@dataclass
 class MockProcess:
-    """A mock running in a child process (its pid lets a benchmark read the mock's CPU time)."""
+    """``watui mock-api`` as a child process on a free loopback port."""
 
-    base_url: str
-    process: BaseProcess
+    def __init__(self, args: Sequence[str]) -> None:
+        self._args = list(args)
+        self._process: asyncio.subprocess.Process | None = None
+        self.base_url = ""
+
+    async def start(self, timeout: float = 20.0) -> str:
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "watui", "mock-api", "--port", "0", *self._args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.DEVNULL,
+            start_new_session=True,  # a terminal hangup must not take the "remote" API down
+        )
+        assert self._process.stdout is not None
+        line = await asyncio.wait_for(self._process.stdout.readline(), timeout)
+        text = line.decode().strip()
+        if not text.startswith(READY_PREFIX):
+            await self.stop()
+            raise RuntimeError(f"the mock API did not start: {text or 'no output'}")
+        self.base_url = text.removeprefix(READY_PREFIX).split(" ", 1)[0]
+        return self.base_url
 
     @property
     def pid(self) -> int:
-        assert self.process.pid is not None
-        return self.process.pid
+        """The child's process id (benchmarks read its CPU time from /proc)."""
+        assert self._process is not None, "start() first"
+        return self._process.pid
 
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.join(5)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join(5)
-
-
-def start_mock_process(config: MockConfig, host: str = "127.0.0.1", port: int = 0) -> MockProcess:
-    """Start the mock (uvloop when installed) in a child process and wait until it listens."""
-    receiver, sender = multiprocessing.Pipe(duplex=False)
-    process = multiprocessing.get_context("spawn").Process(
-        target=_child, args=(config, host, port, sender), daemon=True
-    )
-    process.start()
-    sender.close()
-    if not receiver.poll(STARTUP_TIMEOUT):
-        process.kill()
-        raise RuntimeError("the mock Cloud API did not start in time")
-    return MockProcess(receiver.recv(), process)
-
-
-def run_mock_in_subprocess(
-    config: MockConfig, host: str = "127.0.0.1", port: int = 0
-) -> tuple[str, Callable[[], None]]:
-    """Start the mock in a child process; returns its base URL and a function that stops it."""
-    mock = start_mock_process(config, host, port)
-    return mock.base_url, mock.stop
+    async def stop(self) -> None:
+        if self._process is None or self._process.returncode is not None:
+            return
+        self._process.terminate()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._process.wait(), 10)
+            return
+        self._process.kill()
+        await self._process.wait()

@@ -355,7 +355,8 @@ def _invalid_message(body: Any) -> str | None:
     if not isinstance(template, dict) or not template.get("name"):
         return "template.name is required"
     language = template.get("language")
-    if not isinstance(language, dict) or language.get("policy") != "deterministic" or not language.get("code"):
+    if not isinstance(language, dict) or language.get("policy") != "deterministic" \
+            or not language.get("code"):
         return "template.language needs policy 'deterministic' and a code"
     return None
 

@@ -358,7 +358,8 @@ def _target(target: RetryTarget) -> tuple[list[int] | None, list[RecipientStatus
 def _retry_row(row: queue.ReviewRow) -> RetryRow:
     return RetryRow(
         id=row.id, phone=row.phone, status=RecipientState(row.status), attempts=row.attempts,
-        code=row.error_code, meaning=describe_code(row.error_code) if row.error_code else (row.error_title or ""),
+        code=row.error_code,
+        meaning=describe_code(row.error_code) if row.error_code else (row.error_title or ""),
         next_attempt_at=row.next_attempt_at if row.status == "retry" else None,
         step=row.step_position + 1,
     )

@@ -86,7 +86,7 @@ def _is_secret(loc: list[str]) -> bool:
 
 def _shown_input(detail: Mapping[str, Any]) -> str:
     value = detail.get("input")
-    if value is None or isinstance(value, (dict, list)) and len(repr(value)) > 60:
+    if value is None or (isinstance(value, (dict, list)) and len(repr(value)) > 60):
         return ""
     return f"= {value!r} "
 

@@ -355,11 +355,10 @@ async def recover_in_doubt(db: Database, campaign_id: int, *, now: float | None 
             )
         ).scalars().all()
         for owner in owners:
-            condition = [
-                recipients.c.campaign_id == campaign_id,
-                recipients.c.status == SENDING,
-                recipients.c.lease_owner == owner if owner is not None else recipients.c.lease_owner.is_(None),
-            ]
+            same_owner = (
+                recipients.c.lease_owner == owner if owner is not None else recipients.c.lease_owner.is_(None)
+            )
+            condition = [recipients.c.campaign_id == campaign_id, recipients.c.status == SENDING, same_owner]
             if owner is None or not _owner_is_dead_here(owner):
                 condition.append(recipients.c.lease_expires_at < now)
             result = await conn.execute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -40,6 +41,9 @@ class WatuiApp(App[int]):
         clock: Callable[[], float] = time.time,
         refresh_interval: float | None = 0.3,
         start_dir: Path | None = None,
+        startup: Callable[[WatuiApp], Awaitable[None]] | None = None,
+        open_campaign: str | None = None,
+        cleanup: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__()
         self.backend = backend
@@ -47,12 +51,27 @@ class WatuiApp(App[int]):
         self.refresh_interval = refresh_interval
         self.start_dir = start_dir or Path.cwd()
         self._quitting = False
+        self._startup = startup
+        self._open_campaign = open_campaign
+        self._cleanup = cleanup
 
     def on_mount(self) -> None:
         from watui.tui.screens.campaigns import CampaignsScreen
 
         self._watch_hangup()
         self.push_screen(CampaignsScreen())
+        if self._startup is not None:
+            self.run_worker(self._start_up(), group="startup", exit_on_error=False)
+
+    async def _start_up(self) -> None:
+        """Work that needs the app's event loop (the demo's mock API and campaign), then the
+        campaign to watch, if one was named."""
+        assert self._startup is not None
+        await self._startup(self)
+        if self._open_campaign:
+            from watui.tui.screens.monitor import MonitorScreen
+
+            await self.push_screen(MonitorScreen(self._open_campaign))
 
     def _watch_hangup(self) -> None:
         """A closed terminal or lost SSH session quits as cleanly as ctrl+q."""
@@ -61,7 +80,20 @@ class WatuiApp(App[int]):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_hangup)
 
     def _on_hangup(self) -> None:
-        self.run_worker(self.action_quit(), group="quit", exit_on_error=False)
+        self.run_worker(self._quit_after_hangup(), group="quit", exit_on_error=False)
+
+    async def _quit_after_hangup(self) -> None:
+        """The terminal is gone: stop sending cleanly, then leave without restoring it (Textual's
+        writer thread can block forever on a closed terminal)."""
+        if self._quitting:
+            return
+        self._quitting = True
+        try:
+            await self.backend.shutdown()
+            if self._cleanup is not None:
+                await self._cleanup()
+        finally:
+            os._exit(0)
 
     async def action_quit(self) -> None:
         """Stop sending cleanly (in-flight requests finish, outcomes flushed), then exit."""
@@ -70,6 +102,8 @@ class WatuiApp(App[int]):
         self._quitting = True
         try:
             await self.backend.shutdown()
+            if self._cleanup is not None:
+                await self._cleanup()
         finally:
             self.exit(0)
 
@@ -106,11 +140,27 @@ def run_with_backend(backend: Backend) -> int:
 
 
 def run_app(settings: Settings) -> int:
-    """What ``watui`` with no arguments calls."""
-    # TODO(lead): build the real Backend from storage + engine + client and call run_with_backend.
-    from watui.cli.errors import CliError
+    """What ``watui`` with no arguments calls: the UI over the real storage, engine and client."""
+    from watui.service.live import LiveBackend
+    from watui.storage.database import Database
 
-    raise CliError(
-        "the terminal UI is not connected to the engine yet in this build; "
-        "use 'watui campaign ...' and 'watui run NAME' for now"
-    )
+    asyncio.run(_upgrade_schema(settings.database_url))
+    backend = LiveBackend(settings, Database(settings.database_url), _client_factory(settings))
+    return run_with_backend(backend)
+
+
+async def _upgrade_schema(url: str) -> None:
+    """Open once before the UI starts, so a bad database is one line on stderr, not a crash."""
+    from watui.storage.database import Database
+
+    async with Database(url):
+        pass
+
+
+def _client_factory(settings: Settings) -> Callable[[], object]:
+    def make() -> object:
+        from watui.whatsapp.client import WhatsAppClient
+
+        return WhatsAppClient(settings.whatsapp, settings.http)
+
+    return make

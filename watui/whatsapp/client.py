@@ -203,7 +203,8 @@ def _api_error(status: int, body: Any, latency: float) -> ApiError:
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
         return ApiError(status, None, None, f"HTTP {status} without an error object", "", None, latency)
-    details = (error.get("error_data") or {}).get("details", "") if isinstance(error.get("error_data"), dict) else ""
+    data = error.get("error_data")
+    details = data.get("details", "") if isinstance(data, dict) else ""
     code = error.get("code")
     subcode = error.get("error_subcode")
     return ApiError(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, cast
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker
 
-from watui.tui.backend import Backend
+from watui.tui.backend import Backend, BackendError
 
 if TYPE_CHECKING:
     from watui.tui.app import WatuiApp
@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 class WatuiScreen(Screen[None]):
     """A screen that reads the backend on the app's refresh tick while it is shown."""
 
-    #: Seconds between refreshes; None: this screen has no live data.
+    #: Whether this screen polls the backend on the app's refresh tick.
     LIVE = True
+    _last_refresh_error: str | None = None
 
     @property
     def watui(self) -> WatuiApp:
@@ -33,14 +34,28 @@ class WatuiScreen(Screen[None]):
 
     async def on_mount(self) -> None:
         # Textual calls every class's on_mount in the MRO, subclasses first: do not call super().
-        await self.refresh_data()
+        await self._refresh_safely()
         if self.LIVE and self.watui.refresh_interval:
             self.set_interval(self.watui.refresh_interval, self._tick, name="refresh")
 
     async def _tick(self) -> None:
-        # Only the screen a person is looking at polls the backend.
-        if self.is_current:
+        # Only the screen a person is looking at polls the backend (also under a small modal,
+        # so the graph keeps moving while the rate dialog is open).
+        stack = self.app.screen_stack
+        if self.is_current or (isinstance(self.app.screen, ModalScreen) and stack[-2] is self):
+            await self._refresh_safely()
+
+    async def _refresh_safely(self) -> None:
+        """A refresh the backend refuses (say, the campaign was deleted elsewhere) is shown
+        once as a notification; the screen stays up and keeps trying."""
+        try:
             await self.refresh_data()
+        except BackendError as error:
+            if str(error) != self._last_refresh_error:
+                self._last_refresh_error = str(error)
+                self.notify(str(error), title="Cannot refresh", severity="error")
+        else:
+            self._last_refresh_error = None
 
     async def refresh_data(self) -> None:
         """Read the backend and update the widgets (override)."""

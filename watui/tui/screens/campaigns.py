@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.markup import escape
 from textual.widgets import DataTable, Footer, Header, Static
 
 from watui.tui import format as fmt
@@ -25,6 +27,9 @@ COLUMNS = (
     ("eta", "ETA"),
 )
 BAR_WIDTH = 10
+NARROW_BAR_WIDTH = 5
+NARROW_NAME = 14
+NARROW_BELOW = 100
 
 STATUS_LABELS = {
     CampaignState.DRAFT: "○ draft",
@@ -35,17 +40,30 @@ STATUS_LABELS = {
 }
 
 
-def campaign_cells(row: CampaignRow) -> tuple[str, ...]:
-    return (
-        row.name,
-        STATUS_LABELS.get(row.status, str(row.status)),
-        f"{fmt.bar(row.progress, BAR_WIDTH)} {row.progress * 100:3.0f}%",
-        fmt.count(row.sent),
-        fmt.count(row.failed),
-        fmt.count(row.total),
-        fmt.rate(row.rate) if row.status is CampaignState.RUNNING else "—",
-        fmt.duration(row.eta_seconds) if row.status is CampaignState.RUNNING else "—",
+def campaign_cells(row: CampaignRow, narrow: bool = False) -> tuple[Text | str, ...]:
+    """One table row; ``narrow`` (under 100 columns) trims so all columns fit in 80."""
+    name = (
+        row.name
+        if not narrow or len(row.name) <= NARROW_NAME
+        else row.name[: NARROW_NAME - 1] + "…"
     )
+    status = str(row.status) if narrow else STATUS_LABELS.get(row.status, str(row.status))
+    bar_width = NARROW_BAR_WIDTH if narrow else BAR_WIDTH
+    running = row.status is CampaignState.RUNNING
+    return (
+        name,
+        status,
+        f"{fmt.bar(row.progress, bar_width)} {row.progress * 100:3.0f}%",
+        _right(fmt.count(row.sent)),
+        _right(fmt.count(row.failed)),
+        _right(fmt.count(row.total)),
+        _right(fmt.rate(row.rate) if running else "—"),
+        _right(fmt.duration(row.eta_seconds) if running else "—"),
+    )
+
+
+def _right(text: str) -> Text:
+    return Text(text, justify="right")
 
 
 class CampaignsScreen(WatuiScreen):
@@ -67,6 +85,7 @@ class CampaignsScreen(WatuiScreen):
     def __init__(self) -> None:
         super().__init__()
         self._rows: dict[str, CampaignRow] = {}
+        self._narrow = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -81,11 +100,16 @@ class CampaignsScreen(WatuiScreen):
     async def refresh_data(self) -> None:
         rows = await self.backend.list_campaigns()
         table = self.query_one(DataTable)
+        narrow = self.size.width < NARROW_BELOW
+        if narrow != self._narrow:  # the terminal was resized across the limit: redraw all
+            self._narrow = narrow
+            table.clear()
+            self._rows = {}
         wanted = {row.name: row for row in rows}
         for name in [name for name in self._rows if name not in wanted]:
             table.remove_row(name)
         for row in rows:
-            cells = campaign_cells(row)
+            cells = campaign_cells(row, narrow)
             if row.name in self._rows:
                 if self._rows[row.name] != row:
                     for (column, _), value in zip(COLUMNS, cells, strict=True):
@@ -96,6 +120,9 @@ class CampaignsScreen(WatuiScreen):
         self.query_one("#empty").display = not rows
         table.display = bool(rows)
         self._show_detail()
+
+    async def on_resize(self) -> None:
+        await self.refresh_data()
 
     def on_data_table_row_highlighted(self) -> None:
         self._show_detail()
@@ -110,14 +137,14 @@ class CampaignsScreen(WatuiScreen):
         if row is not None:
             parts = []
             if row.paused_reason:
-                parts.append(f"[b]Paused:[/b] {row.paused_reason}")
+                parts.append(f"[b]Paused:[/b] {escape(row.paused_reason)}")
             if row.retrying:
                 parts.append(f"{fmt.count(row.retrying)} waiting to retry")
             if row.in_doubt:
                 parts.append(f"{fmt.count(row.in_doubt)} in doubt")
             if row.invalid:
                 parts.append(f"{fmt.count(row.invalid)} invalid rows skipped at import")
-            detail = f"[b]{row.name}[/b]: " + (" · ".join(parts) or f"{row.status}")
+            detail = f"[b]{escape(row.name)}[/b]: " + (" · ".join(parts) or f"{row.status}")
         self.query_one("#detail", Static).update(detail)
 
     def selected(self) -> CampaignRow | None:

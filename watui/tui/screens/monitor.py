@@ -47,7 +47,7 @@ class MonitorScreen(WatuiScreen):
         yield Static(id="status-line")
         with Horizontal(id="top"):
             chart = ThroughputChart(id="chart")
-            chart.border_title = "Throughput (msg/s), last 2 min"
+            chart.border_title = "Throughput (msg/s)"
             chart.border_subtitle = "[$success]⣀ sent/s[/]  [$warning]⠁ target[/]"
             yield chart
             stats = Static(id="stats")
@@ -101,6 +101,7 @@ class MonitorScreen(WatuiScreen):
         if snap is None:
             chart.show((), None)
         else:
+            chart.border_title = f"Throughput (msg/s), last {fmt.duration(len(snap.sent_per_s))}"
             chart.show(
                 snap.sent_per_s,
                 snap.target_rate,

@@ -302,6 +302,8 @@ class SetupScreen(WatuiScreen):
         table.add_columns(*preview.columns)
         table.add_rows(preview.rows)
         table.display = True
+        # A height:auto table shown and filled in one go is not re-measured on its own.
+        self.query_one("#form").refresh(layout=True)
         phone = self.value("phone-column") or "phone"
         self.field("f-phone").set_error(
             None

@@ -29,7 +29,8 @@ class SmallSeries:
 
 
 class ThroughputChart(Widget):
-    """Rolling per-second throughput; two samples per column, newest on the right."""
+    """Rolling per-second throughput, newest on the right; the series fills the width
+    (two samples per column when there are enough, stretched when there are fewer)."""
 
     COMPONENT_CLASSES = frozenset(
         {
@@ -123,8 +124,12 @@ class ThroughputChart(Widget):
 
 
 def _last(values: Sequence[float], count: int) -> list[float]:
-    tail = list(values[-count:])
-    return tail
+    """Exactly ``count`` samples: the newest ones, or all of them stretched to fill the width."""
+    if len(values) >= count:
+        return list(values[len(values) - count :])
+    if not values:
+        return []
+    return [values[index * len(values) // count] for index in range(count)]
 
 
 def _spark(value: float, peak: float) -> str:

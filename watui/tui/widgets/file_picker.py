@@ -31,13 +31,13 @@ class FilePickerModal(ModalScreen[Path | None]):
     DEFAULT_CSS = """
     FilePickerModal { align: center middle; }
     FilePickerModal > Vertical {
-        width: 80%; min-width: 50; height: 80%; border: thick $primary; background: $surface;
+        width: 90%; max-width: 100; height: 90%; border: thick $primary; background: $surface;
         padding: 0 1;
     }
     FilePickerModal #picker-title { text-style: bold; }
     FilePickerModal #picker-root { color: $text-muted; }
     FilePickerModal ContactsTree { height: 1fr; }
-    FilePickerModal Horizontal { height: auto; align-horizontal: right; }
+    FilePickerModal Horizontal { height: auto; width: 100%; align-horizontal: right; }
     FilePickerModal Button { margin-left: 2; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
