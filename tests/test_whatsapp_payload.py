@@ -73,3 +73,13 @@ def test_quick_reply_carries_a_payload_and_empty_components_are_left_out() -> No
          "parameters": [{"type": "payload", "payload": "STOP"}]},
     ]
     assert "components" not in build_template_message("+1555", "t", "en", {}, None)["template"]
+
+
+def test_named_placeholders_carry_their_parameter_names() -> None:
+    body = build_template_message(
+        "+15551234567", "welcome", "en_US", {"body": ["Ana"]}, None, ["first_name"]
+    )
+    assert spec_errors("TemplateMessage", body) == []
+    assert body["template"]["components"] == [
+        {"type": "body", "parameters": [{"type": "text", "parameter_name": "first_name", "text": "Ana"}]}
+    ]

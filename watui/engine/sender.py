@@ -324,7 +324,7 @@ class CampaignSender:
         try:
             payload = build_template_message(
                 row.phone, step.template_name, step.language, row.params,
-                step.mapping.get("header_format"),
+                step.mapping.get("header_format"), step.mapping.get("body_names"),
             )
             result = await self.client.send(payload)
         except Exception as error:  # a bug in building or sending must not lose the row

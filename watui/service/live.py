@@ -26,6 +26,7 @@ from watui.storage.campaigns import CampaignError
 from watui.storage.database import Database, StorageError
 from watui.storage.importer import ContactsError, ContactsSource
 from watui.storage.schema import RecipientStatus
+from watui.storage.templates import placeholder_names
 from watui.storage.validation import preview_rows, validate_contacts
 from watui.tui.backend import BackendError, settings_rows
 from watui.tui.models import (
@@ -292,7 +293,11 @@ class LiveBackend:
         except ValueError as error:
             raise BackendError(str(error)) from None
         params = await self._sample_params(step)
-        payload = build_template_message(e164, step.template, step.language, params, None)
+        template = await self._template(step.template, step.language)
+        header_format = (template.get("header_format") or "").lower() or None if template else None
+        names = placeholder_names(template.get("body_text")) if template else []
+        payload = build_template_message(e164, step.template, step.language, params, header_format,
+                                         names or None)
         result = await self.client.send(payload)
         if isinstance(result, Accepted):
             return TestSendResult(True, f"accepted: {result.wamid}")
@@ -309,6 +314,12 @@ class LiveBackend:
         status = await _guard(campaign_store.campaign_status(self.db, spec))
         first = status["steps"][0]
         return StepSpec(first["template"], first["language"], first["contacts_file"] or "")
+
+    async def _template(self, name: str, language: str) -> dict[str, Any] | None:
+        for row in await _guard(template_store.list_templates(self.db)):
+            if row["name"] == name and row["language"] == language:
+                return row
+        return None
 
     async def _sample_params(self, step: StepSpec) -> dict[str, Any]:
         """Parameters from the first contact row, so the test shows what recipients will see."""
