@@ -176,8 +176,9 @@ async def unthrottled(database_url: str, db_label: str, workdir: Path, *, contac
     port = _free_port()
     rows: list[Row] = []
     with MockProcess(rate_limit=1_000_000, latency=(0.0, 0.001), port=port) as mock:
-        settings = settings_for(database_url, mock.base_url, rate=100_000, max_connections=window,
-                                max_in_flight=window)
+        # The same HTTP concurrency for both: a pool of `window` connections. The engine's own
+        # window (claim to flushed outcome) is sized by Little's law as in production.
+        settings = settings_for(database_url, mock.base_url, rate=100_000, max_connections=window)
         campaign_id = await make_campaign(settings, workdir, contacts, f"fast-{db_label}")
         async with Database(database_url) as db:
             async with WhatsAppClient(settings.whatsapp, settings.http) as client:

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 CLAIM_LEAD = 0.25  # seconds of sends kept claimed ahead of the dispatcher
 CONTROL_INTERVAL = 1.0  # heartbeat, external status and window sizing
+RECOVERY_EVERY = 10  # control ticks between looks for rows a dead peer left in `sending`
 DEFAULT_LATENCY = 0.3  # assumed p95 before any answer came back
 IDLE_POLL = 0.5  # how often an idle claimer looks for due retries
 
@@ -106,6 +107,8 @@ class CampaignSender:
         self._recent_failure_count = 0
         self._live = 1  # processes sending this campaign, this one included
         self._claiming: asyncio.Future[list[ClaimedRecipient]] | None = None
+        self._http_slots = asyncio.Semaphore(settings.http.max_connections)
+        self._pool_warned = False
         self._batcher = OutcomeBatcher(
             db, campaign_id, self.owner,
             interval=settings.send.flush_interval_ms / 1000,
@@ -290,15 +293,23 @@ class CampaignSender:
     # ----- dispatching -----
 
     async def _dispatcher(self) -> None:
+        released = 0
         while not self._stopping.is_set():
             if not self._ready:
                 self._low_water.set()
                 self._ready_event.clear()
                 await self._ready_event.wait()
                 continue
+            # A connection slot first, then the pacer's slot: the request then leaves on time
+            # instead of queueing inside the pool (and timing out there).
+            await self._http_slots.acquire()
             await self.pacer.wait()
             if self._stopping.is_set() or not self._ready:
+                self._http_slots.release()
                 break
+            released += 1
+            if released % 64 == 0:
+                await asyncio.sleep(0)  # unthrottled, the pacer never sleeps: let answers in
             row = self._ready.popleft()
             if len(self._ready) < self._claim_size() // 2 + 1:
                 self._low_water.set()
@@ -313,7 +324,7 @@ class CampaignSender:
         try:
             payload = build_template_message(
                 row.phone, step.template_name, step.language, row.params,
-                step.mapping.get("header_format"),
+                step.mapping.get("header_format"), step.mapping.get("body_names"),
             )
             result = await self.client.send(payload)
         except Exception as error:  # a bug in building or sending must not lose the row
@@ -321,6 +332,7 @@ class CampaignSender:
             result = TransportFailure(TransportReason.OTHER, f"{type(error).__name__}: {error}", 0.0)
         finally:
             self.metrics.in_flight -= 1
+            self._http_slots.release()
         self._batcher.add(self._decide(row, result))
 
     # ----- deciding what an answer means -----
@@ -421,8 +433,12 @@ class CampaignSender:
     async def _control(self) -> None:
         """Heartbeat, share the rate with other processes, notice outside pause/cancel."""
         stale_after = CONTROL_INTERVAL * 5
+        tick = 0
         while not self._stopping.is_set():
+            tick += 1
             try:
+                if tick % RECOVERY_EVERY == 0:
+                    await self._recover_from_dead_peers()
                 live = await queue.heartbeat(self.db, self.owner, self.campaign_id, stale_after=stale_after)
                 if live != self._live:
                     self._live = live
@@ -433,10 +449,35 @@ class CampaignSender:
             except Exception as error:  # the database may be restarting: keep sending, say so
                 self.metrics.event("warning", f"control: {error!s:.120}")
             self.metrics.paced_rate = self.pacer.effective_rate
+            self._warn_if_pool_too_small()
             self.metrics.window = self.window.capacity
             self.window.resize(self._window_size())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), CONTROL_INTERVAL)
+
+    async def _recover_from_dead_peers(self) -> None:
+        """A peer that died mid-send left rows in `sending`: without this the step would wait
+        for them forever. They become in_doubt (never resent automatically)."""
+        moved = await queue.recover_in_doubt(self.db, self.campaign_id, exclude_owner=self.owner)
+        if moved:
+            self.metrics.event("warning", f"{moved} recipients left sending by a stopped process "
+                                          "are in doubt")
+
+    def _warn_if_pool_too_small(self) -> None:
+        """Requests in flight cannot exceed the connection pool (HTTP/1.1: one per connection)."""
+        p95 = self.metrics.p95_latency()
+        pool = self.settings.http.max_connections
+        if self._pool_warned or p95 is None or p95 <= 0:
+            return
+        ceiling = pool / p95
+        if ceiling < self.pacer.effective_rate * 0.98:
+            self._pool_warned = True
+            self.metrics.event(
+                "warning",
+                f"http.max_connections={pool} caps sending at about {ceiling:.0f} msg/s with "
+                f"{p95 * 1000:.0f} ms answers; raise it to at least "
+                f"{int(self.pacer.effective_rate * p95 * 1.3) + 1}",
+            )
 
     def _follow_outside_status(self, state: Any) -> None:
         if state.status == CampaignStatus.PAUSED.value:

@@ -18,7 +18,7 @@ from typing import Any
 
 from watui.engine.metrics import EngineMetrics
 from watui.engine.metrics import MetricsSnapshot as EngineSnapshot
-from watui.engine.runner import CampaignNotRunnable, prepare
+from watui.engine.runner import CampaignNotRunnable, check_send_settings, prepare
 from watui.engine.sender import CampaignSender, RunOutcome
 from watui.settings import RetrySettings, Settings
 from watui.storage import campaigns as campaign_store
@@ -28,6 +28,7 @@ from watui.storage.campaigns import CampaignError
 from watui.storage.database import Database, StorageError
 from watui.storage.importer import ContactsError, ContactsSource
 from watui.storage.schema import RecipientStatus
+from watui.storage.templates import placeholder_names
 from watui.storage.validation import preview_rows, validate_contacts
 from watui.tui.backend import BackendError, settings_rows
 from watui.tui.models import (
@@ -220,6 +221,7 @@ class LiveBackend:
         if self.is_sending(name):
             return
         try:
+            check_send_settings(self.settings)
             prepared = await prepare(self.db, name)
         except CampaignNotRunnable as error:
             raise BackendError(str(error)) from None
@@ -335,7 +337,12 @@ class LiveBackend:
         except ValueError as error:
             raise BackendError(str(error)) from None
         params = await self._sample_params(step)
-        payload = build_template_message(e164, step.template, step.language, params, header_format)
+        template = await self._template(step.template, step.language)
+        if header_format is None and template is not None:
+            header_format = (template.get("header_format") or "").lower() or None
+        names = placeholder_names(template.get("body_text")) if template else []
+        payload = build_template_message(e164, step.template, step.language, params, header_format,
+                                         names or None)
         result = await self.client.send(payload)
         if isinstance(result, Accepted):
             return TestSendResult(True, f"accepted: {result.wamid}")
@@ -343,21 +350,15 @@ class LiveBackend:
         return TestSendResult(False, f"{code or 'transport'}: {describe_code(code)} ({_detail(result)})")
 
     async def _test_step(self, spec: CampaignSpec | StepSpec | str) -> tuple[StepSpec, str | None]:
-        """The step a test send uses and its template's header format (an image header is sent
-        as a link, a text one as text: the API refuses the wrong kind)."""
+        """The step a test send uses and, for a saved campaign, the header format its mapping
+        recorded (an image header is sent as a link, a text one as text)."""
         if isinstance(spec, str):
             return await self._campaign_test_step(spec)
         if isinstance(spec, CampaignSpec):
             if not spec.steps:
                 raise BackendError("add a step (template and contacts) before a test send")
             spec = spec.steps[0]
-        templates = await _guard(template_store.list_templates(self.db, approved_only=True))
-        header_format = next(
-            ((row.get("header_format") or "").lower() or None for row in templates
-             if row["name"] == spec.template and row["language"] == spec.language),
-            None,
-        )
-        return spec, header_format
+        return spec, None  # the template's own header format, looked up by send_test
 
     async def _campaign_test_step(self, name: str) -> tuple[StepSpec, str | None]:
         """A saved campaign's step still to send (else its first), with its column mapping."""
@@ -373,6 +374,12 @@ class LiveBackend:
                      mapping.get("header")),
             mapping.get("header_format"),
         )
+
+    async def _template(self, name: str, language: str) -> dict[str, Any] | None:
+        for row in await _guard(template_store.list_templates(self.db)):
+            if row["name"] == name and row["language"] == language:
+                return row
+        return None
 
     async def _sample_params(self, step: StepSpec) -> dict[str, Any]:
         """Parameters from the first contact row, so the test shows what recipients will see."""
