@@ -22,7 +22,7 @@ from watui.storage import templates as template_store
 from watui.storage.database import Database
 from watui.tui.app import WatuiApp
 from watui.tui.backend import SECRET_MASK, BackendError
-from watui.tui.models import CampaignSpec, CampaignState, RetryFilter, StepSpec
+from watui.tui.models import CampaignSpec, CampaignState, RecipientState, RetryFilter, StepSpec
 from watui.tui.screens.campaigns import CampaignsScreen
 from watui.tui.screens.monitor import MonitorScreen
 from watui.tui.screens.retry_queue import RetryQueueScreen
@@ -283,3 +283,38 @@ async def test_settings_view_masks_the_token_and_the_database_password(
     rows = {row.name: row.value for row in backend.settings_view()}
     assert rows["whatsapp.access_token"] == SECRET_MASK and TOKEN not in repr(rows)
     assert rows["send.rate"] == "200"
+
+
+async def test_retry_queue_pages_filters_exports_and_skips_on_the_database(
+    backend: LiveBackend, mock_api: MockCloudApi, tmp_path: Path
+) -> None:
+    mock_api.update_config({"fail_suffixes": {"3": 131026}})  # permanent: failed at once
+    await make_campaign(backend, contacts(tmp_path, 100), "bounced", rate=500)
+    await backend.start("bounced")
+    for _ in range(200):
+        if not backend.is_sending("bounced"):
+            break
+        await asyncio.sleep(0.05)
+    first = await backend.retry_queue("bounced", RetryFilter(), 0, 6)
+    second = await backend.retry_queue("bounced", RetryFilter(), 6, 6)
+    assert (first.total, len(first.rows), len(second.rows), second.offset) == (10, 6, 4, 6)
+    assert not {row.id for row in first.rows} & {row.id for row in second.rows}
+    assert {(row.status, row.code, row.attempts) for row in first.rows} == {
+        (RecipientState.FAILED, 131026, 1)
+    }
+    assert "undeliverable" in first.rows[0].meaning
+    assert (await backend.retry_queue("bounced", RetryFilter(code=131000), 0, 50)).total == 0
+    assert (await backend.retry_queue(
+        "bounced", RetryFilter(status=RecipientState.RETRY), 0, 50)).total == 0
+    exported = tmp_path / "out" / "bounced.csv"
+    exported.parent.mkdir()
+    assert await backend.export_retry_queue("bounced", RetryFilter(code=131026), exported) == 10
+    lines = exported.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("phone,status,attempts,error_code") and len(lines) == 11
+    assert ",failed,1,131026," in lines[1]
+    with pytest.raises(BackendError, match="cannot write"):
+        await backend.export_retry_queue("bounced", RetryFilter(), tmp_path / "no" / "x.csv")
+    assert await backend.skip("bounced", (first.rows[0].id,)) == 1
+    summary = await db_status(backend.db, "bounced")
+    assert (summary["failed"], summary["skipped"]) == (9, 1)
+    assert await campaign_store.counters_match_rows(backend.db, summary["id"]) == {}
