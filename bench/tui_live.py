@@ -114,6 +114,8 @@ async def measure(contacts: int, rate: float) -> dict[str, tuple[float, str]]:
             await backend.start(CAMPAIGN)
             await pilot.pause(3.0)  # up to speed
             figures.update(await keys(app))
+            figures["monitor refresh (4 queries + draw), median ms"] = (
+                await refresh_ms(app.screen), "")
             cpu_ui, rate_ui = await phase(app, backend, PHASE_SECONDS)
             await app.push_screen(StaticScreen())
             cpu_engine, rate_engine = await phase(app, backend, PHASE_SECONDS)
@@ -132,6 +134,16 @@ async def measure(contacts: int, rate: float) -> dict[str, tuple[float, str]]:
         await backend.shutdown()
         await mock.stop()
     return figures
+
+
+async def refresh_ms(screen: Screen[None]) -> float:
+    assert isinstance(screen, MonitorScreen)
+    times = []
+    for _ in range(20):
+        start = time.perf_counter()
+        await screen.refresh_data()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
 
 
 async def keys(app: WatuiApp) -> dict[str, tuple[float, str]]:

@@ -112,7 +112,18 @@ class LiveBackend:
         return [self._row(summary) for summary in summaries]
 
     async def campaign_status(self, name: str) -> CampaignRow:
-        return self._row(await _guard(campaign_store.campaign_status(self.db, name)))
+        """From the campaign's counters and one index range count, never a count over every
+        recipient: the monitor asks 4 times a second (campaign_status counted all rows: 50 ms of
+        CPU per call at 100,000 recipients)."""
+        campaign = await _guard(campaign_store.get_campaign(self.db, name))
+        retrying = await _guard(
+            queue.count_status(self.db, int(campaign["id"]), RecipientStatus.RETRY)
+        )
+        done = campaign["sent"] + campaign["failed"] + campaign["skipped"] + campaign["in_doubt"]
+        return self._row({
+            **campaign, "pending": campaign["total"] - done, "retrying": retrying,
+            "paused_reason": campaign["pause_reason"],
+        })
 
     def _row(self, summary: dict[str, Any]) -> CampaignRow:
         run = self._runs.get(summary["name"])
