@@ -122,6 +122,20 @@ async def test_synced_template_checks_the_mapping(database: Database, tmp_path: 
     await create_campaign(database, "d", [step(path, "unsynced")])
 
 
+async def test_named_placeholders_are_kept_for_the_request(database: Database, tmp_path: Path) -> None:
+    async with database.engine.begin() as conn:
+        await conn.execute(insert(templates).values(
+            name="welcome", language="en_US", status="APPROVED", body_param_count=1,
+            body_text="Welcome aboard, {{first_name}}!", synced_at=NOW,
+        ))
+    path = tmp_path / "c.csv"
+    path.write_text("phone,name\n+34600000001,Ana\n")
+    await create_campaign(database, "named", [step(path, "welcome")])
+    async with database.engine.connect() as conn:
+        mapping = json.loads((await conn.execute(select(steps.c.mapping))).scalar_one())
+    assert mapping["body_names"] == ["first_name"]
+
+
 async def test_unknown_campaign(database: Database) -> None:
     with pytest.raises(CampaignNotFound, match="no campaign named 'nope'"):
         await get_campaign(database, "nope")

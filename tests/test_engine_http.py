@@ -223,3 +223,16 @@ async def test_two_processes_share_a_campaign_on_postgres(
     assert most_in_one_second([entry.at for entry in mock_api.ledger]) <= 105
     async with Database(url) as db:
         assert await counts(db, campaign_id) == {"sent": 500}
+
+
+async def test_run_without_a_token_says_what_to_set(database: Database, mock_api: MockCloudApi) -> None:
+    await make_campaign(database, "tokenless", recipients_per_step=3)
+    env = env_for(settings_for(database.url, mock_api))
+    del env["WATUI_WHATSAPP__ACCESS_TOKEN"]
+    code, stderr = await run_cli("run", "tokenless", env=env)
+    assert code == 2
+    assert stderr.strip() == (
+        "watui: error: whatsapp.access_token is not set: set WATUI_WHATSAPP__ACCESS_TOKEN "
+        "or add it to watui.toml before sending"
+    )
+    assert mock_api.stats()["requests"] == 0

@@ -269,3 +269,21 @@ async def test_throttle_answers_slow_the_pacer_and_are_retried(database: Databas
     assert sender.pacer.effective_rate < 400 or sender.metrics.throttled.values(600)
     assert await status_counts(database, campaign_id) == {"sent": 40}
     assert any(event.kind == "throttled" for event in sender.metrics.events_since(0))
+
+
+async def test_a_dead_peers_rows_do_not_block_the_campaign(database: Database, monkeypatch) -> None:
+    """A peer on another host died holding leases: once they expire, the live sender turns them
+    in_doubt and finishes, instead of waiting for them forever."""
+    import watui.engine.sender as sender_module
+
+    monkeypatch.setattr(sender_module, "CONTROL_INTERVAL", 0.05)
+    monkeypatch.setattr(sender_module, "RECOVERY_EVERY", 2)
+    campaign_id = await make_campaign(database, recipients_per_step=20)
+    step = await queue.current_step(database, campaign_id)
+    assert step is not None
+    await queue.claim(database, step.id, "far-host:999:dead", 5, lease_seconds=0.2, now=time.time())
+    client = ScriptedClient()
+    _, outcome = await run(database, client, campaign_id)
+    assert outcome.status is RunStatus.COMPLETED
+    assert await status_counts(database, campaign_id) == {"sent": 15, "in_doubt": 5}
+    await assert_counters_match(database, campaign_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -331,3 +332,21 @@ async def test_names_and_reasons_with_brackets_are_shown_literally() -> None:
         await pilot.press("enter")
         await settle(pilot)
         assert "[blocked]" in str(app.screen.query_one("#status-line", Static).render())
+
+
+async def test_small_terminal_widens_columns_as_figures_grow() -> None:
+    backend = FakeBackend.sample()
+    app = make_app(backend, refresh_interval=0.05)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(DataTable)
+        campaign = backend.campaigns["spring-sale"]
+        campaign.row = replace(campaign.row, sent=1_234_567, total=2_000_000, failed=12_345)
+        for _ in range(40):
+            await pilot.pause(0.05)
+            if "1,234,567" in str(table.get_cell("spring-sale", "sent")):
+                break
+        for key, shown in (("sent", "1,234,567"), ("failed", "12,345"), ("total", "2,000,000")):
+            assert table.columns[key].content_width >= len(shown), key  # type: ignore[index]
+        widths = sum(column.get_render_width(table) for column in table.columns.values())
+        assert widths <= 80 - 2, "the table no longer fits 80 columns beside its scrollbar"

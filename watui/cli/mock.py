@@ -22,8 +22,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--transient-rate", type=float, default=0.0, help="share answered 131000")
     parser.add_argument("--permanent-rate", type=float, default=0.0, help="share answered 131026")
     parser.add_argument("--http500-rate", type=float, default=0.0, help="share answered HTTP 500")
-    parser.add_argument("--seed", type=int, help="random seed, for repeatable runs")
+    parser.add_argument("--reset-rate", type=float, default=0.0, help="share accepted, then reset")
+    parser.add_argument("--slow-rate", type=float, default=0.0, help="share answered after 60 s")
+    parser.add_argument("--fail-suffix", action="append", default=[], metavar="DIGITS=CODE",
+                        help="numbers ending in DIGITS get error CODE (repeatable)")
     parser.add_argument("--spam-after", type=int, help="answer 131048 after this many accepted")
+    parser.add_argument("--webhook-url", help="POST signed status updates (sent, delivered, read) here")
+    parser.add_argument("--seed", type=int, help="random seed, for repeatable runs")
     parser.set_defaults(handler=_mock_api)
 
 
@@ -37,6 +42,25 @@ def _latency(text: str) -> tuple[float, float]:
     return low, high
 
 
+def _fail_suffixes(items: list[str]) -> dict[str, int]:
+    suffixes: dict[str, int] = {}
+    for item in items:
+        digits, _, code = item.partition("=")
+        if not digits.isdigit() or not code.isdigit():
+            raise CliError(f"--fail-suffix {item!r}: give DIGITS=CODE, e.g. 13=131026")
+        suffixes[digits] = int(code)
+    return suffixes
+
+
+def _rates(args: argparse.Namespace) -> dict[str, float]:
+    names = ("transient_rate", "permanent_rate", "http500_rate", "reset_rate", "slow_rate")
+    rates = {name: getattr(args, name) for name in names}
+    for name, rate in rates.items():
+        if not 0 <= rate <= 1:
+            raise CliError(f"--{name.replace('_', '-')} must be between 0 and 1")
+    return rates
+
+
 def _mock_api(args: argparse.Namespace) -> int:
     from watui.mockapi.server import MockConfig
 
@@ -44,9 +68,9 @@ def _mock_api(args: argparse.Namespace) -> int:
         raise CliError("--port must be between 0 and 65535")
     config = MockConfig(
         access_token=args.token, rate_limit=args.rate_limit, latency=_latency(args.latency),
-        pair_limit_seconds=0 if args.no_pair_limit else 6.0, transient_rate=args.transient_rate,
-        permanent_rate=args.permanent_rate, spam_after=args.spam_after,
-        http500_rate=args.http500_rate, seed=args.seed,
+        pair_limit_seconds=0 if args.no_pair_limit else 6.0, spam_after=args.spam_after,
+        fail_suffixes=_fail_suffixes(args.fail_suffix), webhook_url=args.webhook_url,
+        seed=args.seed, **_rates(args),
     )
     with contextlib.suppress(ImportError):
         import uvloop

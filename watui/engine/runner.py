@@ -30,6 +30,25 @@ class Prepared:
     resumed_from: str | None  # the pause reason when a paused campaign is resumed
 
 
+def check_send_settings(settings: Settings) -> None:
+    """Refuse to start sending without what every request needs (one line saying what to set)."""
+    missing = [
+        (name, variable)
+        for name, variable, value in (
+            ("whatsapp.access_token", "WATUI_WHATSAPP__ACCESS_TOKEN",
+             settings.whatsapp.access_token.get_secret_value()),
+            ("whatsapp.phone_number_id", "WATUI_WHATSAPP__PHONE_NUMBER_ID",
+             settings.whatsapp.phone_number_id),
+        )
+        if not value
+    ]
+    if missing:
+        name, variable = missing[0]
+        raise CampaignNotRunnable(
+            f"{name} is not set: set {variable} or add it to watui.toml before sending"
+        )
+
+
 async def prepare(db: Database, name: str) -> Prepared:
     """Check the campaign can run; a paused one is resumed (and says why it had paused)."""
     row = await queue.campaign_by_name(db, name)
@@ -70,6 +89,7 @@ async def run_campaign(
     on_start: Callable[[CampaignSender, Prepared], Awaitable[None] | None] | None = None,
 ) -> tuple[RunOutcome, Prepared]:
     """Open the database and the client, run the campaign, close both (whatever happens)."""
+    check_send_settings(settings)
     db = await Database(settings.database_url).open()
     try:
         prepared = await prepare(db, name)

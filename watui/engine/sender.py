@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 CLAIM_LEAD = 0.25  # seconds of sends kept claimed ahead of the dispatcher
 CONTROL_INTERVAL = 1.0  # heartbeat, external status and window sizing
+RECOVERY_EVERY = 10  # control ticks between looks for rows a dead peer left in `sending`
 DEFAULT_LATENCY = 0.3  # assumed p95 before any answer came back
 IDLE_POLL = 0.5  # how often an idle claimer looks for due retries
 CLAIM_RETRY_FIRST = 0.1  # seconds before claiming again after a database error; doubles
@@ -361,7 +362,7 @@ class CampaignSender:
         try:
             payload = build_template_message(
                 row.phone, step.template_name, step.language, row.params,
-                step.mapping.get("header_format"),
+                step.mapping.get("header_format"), step.mapping.get("body_names"),
             )
             result = await self.client.send(payload)
         except Exception as error:  # a bug in building or sending must not lose the row
@@ -470,8 +471,12 @@ class CampaignSender:
     async def _control(self) -> None:
         """Heartbeat, share the rate with other processes, notice outside pause/cancel."""
         stale_after = CONTROL_INTERVAL * 5
+        tick = 0
         while not self._stopping.is_set():
+            tick += 1
             try:
+                if tick % RECOVERY_EVERY == 0:
+                    await self._recover_from_dead_peers()
                 live = await queue.heartbeat(self.db, self.owner, self.campaign_id, stale_after=stale_after)
                 if live != self._live:
                     self._live = live
@@ -487,6 +492,14 @@ class CampaignSender:
             self.window.resize(self._window_size())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), CONTROL_INTERVAL)
+
+    async def _recover_from_dead_peers(self) -> None:
+        """A peer that died mid-send left rows in `sending`: without this the step would wait
+        for them forever. They become in_doubt (never resent automatically)."""
+        moved = await queue.recover_in_doubt(self.db, self.campaign_id, exclude_owner=self.owner)
+        if moved:
+            self.metrics.event("warning", f"{moved} recipients left sending by a stopped process "
+                                          "are in doubt")
 
     def _warn_if_pool_too_small(self) -> None:
         """Requests in flight cannot exceed the connection pool (HTTP/1.1: one per connection)."""

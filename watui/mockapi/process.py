@@ -38,6 +38,12 @@ class MockProcess:
         self.base_url = text.removeprefix(READY_PREFIX).split(" ", 1)[0]
         return self.base_url
 
+    @property
+    def pid(self) -> int:
+        """The child's process id (benchmarks read its CPU time from /proc)."""
+        assert self._process is not None, "start() first"
+        return self._process.pid
+
     async def stop(self) -> None:
         if self._process is None or self._process.returncode is not None:
             return

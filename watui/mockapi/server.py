@@ -123,7 +123,10 @@ class MockCloudApi:
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        # A short shutdown: a fake API owes no grace to requests it is deliberately holding.
+        self._runner = web.AppRunner(
+            self.make_app(), access_log=None, handle_signals=False, shutdown_timeout=0.5
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()

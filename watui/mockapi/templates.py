@@ -13,7 +13,7 @@ SAMPLE_TEMPLATES: list[dict[str, Any]] = [
             {"type": "BODY", "text": "Hi {{1}}, your order {{2}} is on its way. Track it below."},
             {"type": "FOOTER", "text": "Reply STOP to opt out"},
             {"type": "BUTTONS", "buttons": [
-                {"type": "URL", "text": "Track order", "url": "https://shop.example.com/track/{{1}}"},
+                {"type": "URL", "text": "Track order", "url": "https://shop.example.com/track"},
             ]},
         ],
     },

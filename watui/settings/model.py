@@ -92,7 +92,9 @@ class HttpSettings(_Group):
 
     transport: Literal["aiohttp", "httpx"] = "aiohttp"
     max_connections: int = Field(default=100, ge=1, le=10_000)
-    max_keepalive_connections: int = Field(default=10, ge=0, le=10_000)
+    # As many as max_connections: httpx's own pool closes every released connection while more
+    # than this many are open, so a window deeper than it opened a new connection per request.
+    max_keepalive_connections: int = Field(default=100, ge=0, le=10_000)
     keepalive_expiry: float = Field(default=30.0, ge=0)
     timeout: float = Field(default=30.0, gt=0, le=600)
     http2: bool = False

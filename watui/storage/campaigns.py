@@ -29,6 +29,7 @@ from watui.storage.schema import (
     steps,
     templates,
 )
+from watui.storage.templates import placeholder_names
 
 Clock = Callable[[], float]
 
@@ -202,7 +203,8 @@ async def _step_mapping(conn: AsyncConnection, spec: StepSpec) -> dict[str, Any]
     row = (
         await conn.execute(
             select(
-                templates.c.body_param_count, templates.c.header_format, templates.c.header_text
+                templates.c.body_param_count, templates.c.header_format, templates.c.header_text,
+                templates.c.body_text,
             ).where(templates.c.name == spec.template, templates.c.language == spec.language)
         )
     ).first()
@@ -227,6 +229,9 @@ async def _step_mapping(conn: AsyncConnection, spec: StepSpec) -> dict[str, Any]
         raise CampaignError(f"{which} has no header parameter: drop --header-param")
     if source.header_param:
         mapping["header_format"] = header_format
+    names = placeholder_names(row.body_text)
+    if names:  # a template with {{named}} placeholders needs the names in every request
+        mapping["body_names"] = names
     return mapping
 
 

@@ -359,7 +359,9 @@ async def release_claim(db: Database, owner: str, lease_expires_at: float) -> in
     return int(result.rowcount or 0)
 
 
-async def recover_in_doubt(db: Database, campaign_id: int, *, now: float | None = None) -> int:
+async def recover_in_doubt(
+    db: Database, campaign_id: int, *, now: float | None = None, exclude_owner: str | None = None
+) -> int:
     """Rows a dead process left in `sending` become in_doubt: never resent automatically.
 
     A dead process on this host is spotted by its pid at once; another host's rows wait for
@@ -376,6 +378,8 @@ async def recover_in_doubt(db: Database, campaign_id: int, *, now: float | None 
             )
         ).scalars().all()
         for owner in owners:
+            if owner is not None and owner == exclude_owner:
+                continue
             same_owner = (
                 recipients.c.lease_owner == owner if owner is not None else recipients.c.lease_owner.is_(None)
             )

@@ -19,6 +19,13 @@ class TemplateSource(Protocol):
     async def list_templates(self) -> list[dict[str, Any]]: ...
 
 
+def placeholder_names(text: str | None) -> list[str]:
+    """The body's named placeholders in order ({{first_name}} -> "first_name"); empty when the
+    template uses positional ones ({{1}}, {{2}}), which need no names in the request."""
+    names = list(dict.fromkeys(_PLACEHOLDER.findall(text or "")))
+    return [] if all(name.isdigit() for name in names) else names
+
+
 def count_placeholders(text: str | None) -> int:
     """Distinct {{1}}, {{2}} ... or {{named}} placeholders in a template text."""
     if not text:

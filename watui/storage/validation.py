@@ -46,10 +46,16 @@ class _Recorder:
     def __init__(self) -> None:
         self.result = ValidationResult()
         self.counts = self.result.counts
-        self.seen: dict[int, int] = {}
+        self.seen: set[int] = set()  # the importer's duplicate check: E.164 digits as ints
+        self._first_lines: dict[str, int] = {}
 
     def queue(self, line: int, phone: str, params: dict[str, Any]) -> None:
         self.counts.queued += 1
+        self._first_lines[phone] = line
+
+    def reject_duplicate(self, line: int, phone_raw: str, phone: str) -> None:
+        """Worded as the import words it once flushed: "duplicate of line N"."""
+        self.reject(line, phone_raw, f"duplicate of line {self._first_lines[phone]}", duplicate=True)
 
     def reject(self, line: int, phone_raw: str | None, reason: str, *, duplicate: bool = False) -> None:
         kept = self.result.duplicates if duplicate else self.result.invalid

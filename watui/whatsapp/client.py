@@ -29,6 +29,9 @@ from watui.whatsapp.results import (
 
 TEMPLATE_FIELDS = "id,name,language,status,category,components"
 TEMPLATE_PAGE_SIZE = 100
+#: What a request can fail with. httpx-aiohttp re-raises aiohttp errors it has no mapping for
+#: (a garbled status line comes out as a raw aiohttp.ClientResponseError), so catch those too.
+NETWORK_ERRORS = (httpx.HTTPError, aiohttp.ClientError, OSError)
 
 
 class TokenRefused(Exception):
@@ -115,7 +118,7 @@ class WhatsAppClient:
         started = time.perf_counter()
         try:
             response = await self._http.post(self._messages_url, content=_dumps(payload))
-        except httpx.HTTPError as error:
+        except NETWORK_ERRORS as error:
             return TransportFailure(_reason(error), _describe(error), time.perf_counter() - started)
         latency = time.perf_counter() - started
         return _parse_send(response.status_code, response.content, latency)
@@ -135,7 +138,7 @@ class WhatsAppClient:
     async def _get_json(self, url: str, params: dict[str, Any]) -> dict[str, Any]:
         try:
             response = await self._http.get(url, params=params)
-        except httpx.HTTPError as error:
+        except NETWORK_ERRORS as error:
             raise ApiUnavailable(f"cannot reach {self._settings.api_base_url}: {_describe(error)}") from None
         body = _loads(response.content)
         if response.status_code == 200 and isinstance(body, dict):
@@ -216,9 +219,10 @@ def _api_error(status: int, body: Any, latency: float) -> ApiError:
     )
 
 
-def _reason(error: httpx.HTTPError) -> TransportReason:
+def _reason(error: BaseException) -> TransportReason:
     """Where it broke decides whether the request may have been accepted."""
-    cause = error.__cause__
+    # httpx-aiohttp wraps aiohttp's error as the cause, or lets it through unwrapped.
+    cause = error if isinstance(error, aiohttp.ClientError) else error.__cause__
     if isinstance(cause, aiohttp.ConnectionTimeoutError | aiohttp.ClientConnectorError):
         return TransportReason.CONNECT
     if isinstance(cause, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):

@@ -18,11 +18,14 @@ def build_template_message(
     language: str,
     params: Mapping[str, Any],
     header_format: str | None,
+    body_names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The JSON body of POST /{version}/{phone_number_id}/messages for a template message.
 
     ``params`` is a recipient's stored parameters: {"body": [...], "header": str,
     "buttons": [{"index": 0, "sub_type": "url" | "quick_reply", "text": ...}]}.
+    ``body_names``: for templates with named placeholders ({{first_name}}), each body value
+    carries its ``parameter_name``, as the API requires.
     """
     components: list[dict[str, Any]] = []
     header = params.get("header")
@@ -30,9 +33,14 @@ def build_template_message(
         components.append({"type": "header", "parameters": [_header_parameter(header, header_format)]})
     body: Sequence[str] = params.get("body") or ()
     if body:
-        components.append(
-            {"type": "body", "parameters": [{"type": "text", "text": value} for value in body]}
-        )
+        if body_names:
+            parameters = [
+                {"type": "text", "parameter_name": name, "text": value}
+                for name, value in zip(body_names, body, strict=False)
+            ]
+        else:
+            parameters = [{"type": "text", "text": value} for value in body]
+        components.append({"type": "body", "parameters": parameters})
     for button in params.get("buttons") or ():
         components.append(_button_component(button))
     template: dict[str, Any] = {

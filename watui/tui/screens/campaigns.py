@@ -28,7 +28,7 @@ COLUMNS = (
 )
 BAR_WIDTH = 10
 NARROW_BAR_WIDTH = 5
-NARROW_NAME = 14
+NARROW_NAME = 12
 NARROW_BELOW = 100
 
 STATUS_LABELS = {
@@ -37,6 +37,14 @@ STATUS_LABELS = {
     CampaignState.PAUSED: "‖ paused",
     CampaignState.COMPLETED: "✔ done",
     CampaignState.CANCELLED: "✖ cancelled",
+}
+#: Under 100 columns: at most 8 characters, so the counts keep their digits in 80 columns.
+NARROW_STATUS_LABELS = {
+    CampaignState.DRAFT: "○ draft",
+    CampaignState.RUNNING: "▶ run",
+    CampaignState.PAUSED: "‖ paused",
+    CampaignState.COMPLETED: "✔ done",
+    CampaignState.CANCELLED: "✖ cancel",
 }
 
 
@@ -47,7 +55,8 @@ def campaign_cells(row: CampaignRow, narrow: bool = False) -> tuple[Text | str, 
         if not narrow or len(row.name) <= NARROW_NAME
         else row.name[: NARROW_NAME - 1] + "…"
     )
-    status = str(row.status) if narrow else STATUS_LABELS.get(row.status, str(row.status))
+    labels = NARROW_STATUS_LABELS if narrow else STATUS_LABELS
+    status = labels.get(row.status, str(row.status))
     bar_width = NARROW_BAR_WIDTH if narrow else BAR_WIDTH
     running = row.status is CampaignState.RUNNING
     return (
@@ -112,8 +121,9 @@ class CampaignsScreen(WatuiScreen):
             cells = campaign_cells(row, narrow)
             if row.name in self._rows:
                 if self._rows[row.name] != row:
+                    # Widen as figures grow (0 -> 1,823; draft -> running): never cut a number.
                     for (column, _), value in zip(COLUMNS, cells, strict=True):
-                        table.update_cell(row.name, column, value)
+                        table.update_cell(row.name, column, value, update_width=True)
             else:
                 table.add_row(*cells, key=row.name)
         self._rows = wanted
