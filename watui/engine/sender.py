@@ -165,12 +165,12 @@ class CampaignSender:
         tasks = [
             asyncio.create_task(self._claimer(), name="watui-claimer"),
             asyncio.create_task(self._dispatcher(), name="watui-dispatcher"),
-            asyncio.create_task(self._control(), name="watui-control"),
         ]
+        control_task = asyncio.create_task(self._control(), name="watui-control")
         try:
             await self._stopping.wait()
         finally:
-            await self._shutdown(tasks, batcher_task)
+            await self._shutdown(tasks, control_task, batcher_task)
         return await self._settle()
 
     async def _join_peers(self) -> None:
@@ -184,10 +184,17 @@ class CampaignSender:
             self.metrics.event("shared", f"sharing the rate with {self._live - 1} other process(es)")
             await asyncio.sleep(CONTROL_INTERVAL * 1.2)
 
-    async def _shutdown(self, tasks: list[asyncio.Task[None]], batcher_task: asyncio.Task[None]) -> None:
+    async def _shutdown(
+        self, tasks: list[asyncio.Task[None]], control_task: asyncio.Task[None],
+        batcher_task: asyncio.Task[None],
+    ) -> None:
+        self._stopping.set()  # also when run() itself was cancelled
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # The control task writes (heartbeat, recovery): cancelled inside a SQLite write
+        # transaction, it left the write lock held by a connection nobody would roll back, and
+        # the final flush then waited for that lock forever. It stops by itself at _stopping.
+        await asyncio.gather(*tasks, control_task, return_exceptions=True)
         if self._claiming is not None:
             with contextlib.suppress(Exception):
                 self._ready.extend(await self._claiming)
