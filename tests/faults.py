@@ -4,19 +4,35 @@ campaign afterwards against the mock API's ledger (what the "remote" API really 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 
-from watui.mockapi.server import MockCloudApi
+from tests.test_engine_http import TOKEN
+from watui.mockapi.server import MockCloudApi, MockConfig
 from watui.storage.campaigns import counters_match_rows
 from watui.storage.database import Database
 from watui.storage.schema import recipients
 
 #: Where every recipient must end up once a campaign has run to its end.
 FINAL_STATUSES = {"sent", "failed", "in_doubt"}
+
+
+@contextlib.asynccontextmanager
+async def running_mock(**config: Any) -> AsyncIterator[MockCloudApi]:
+    """The mock API on a free loopback port, with no limit of its own unless ``config`` sets one."""
+    settings = {"access_token": TOKEN, "rate_limit": 10_000, "pair_limit_seconds": 0, **config}
+    mock = MockCloudApi(MockConfig(**settings))
+    await mock.start()
+    try:
+        yield mock
+    finally:
+        await mock.stop()
 
 
 async def spawn_run(name: str, env: dict[str, str], *, rate: float) -> asyncio.subprocess.Process:

@@ -148,14 +148,14 @@ REAL_FILES: dict[str, bytes] = {
 
 @pytest.mark.parametrize("case", sorted(REAL_FILES))
 def test_watui_campaign_create_never_shows_a_traceback(
-    case: str, tmp_path: Path, database_url: str
+    case: str, tmp_path: Path, sqlite_url: str
 ) -> None:
     import subprocess
 
     path = tmp_path / f"{case}.csv"
     path.write_bytes(REAL_FILES[case])
     env = {key: value for key, value in os.environ.items() if not key.startswith("WATUI_")}
-    env["WATUI_DATABASE_URL"] = database_url
+    env["WATUI_DATABASE_URL"] = sqlite_url
     command = [sys.executable, "-m", "watui", "campaign", "create", case, "--template", "welcome",
                "--language", "en_US", "--contacts", str(path), "--body-params", "first_name"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
@@ -170,6 +170,23 @@ def test_watui_campaign_create_never_shows_a_traceback(
         listing = subprocess.run([sys.executable, "-m", "watui", "campaign", "list", "--json"],
                                  env=env, capture_output=True, text=True, timeout=60)
         assert listing.stdout.strip() == "[]", "a refused create must leave no campaign"
+
+
+async def test_a_nul_byte_past_the_binary_sniff_is_refused_or_imported_on_both_databases(
+    database: Database, tmp_path: Path
+) -> None:
+    """PostgreSQL's COPY refuses NUL in text: it must surface as a one-line refusal, not a crash."""
+    path = tmp_path / "nul.csv"
+    path.write_bytes(REAL_FILES["nul-late"])
+    try:
+        created = await create_campaign(database, "nul", [StepSpec("welcome", "en_US", ContactsSource(
+            path=path, body_params=("first_name",)))])
+    except (ContactsError, CampaignError) as error:
+        assert "\n" not in str(error)
+        async with database.engine.connect() as conn:
+            assert (await conn.execute(select(func.count()).select_from(campaigns))).scalar_one() == 0
+    else:
+        assert created.queued + created.invalid + created.duplicates == 601
 
 
 # ----- spec files and settings, through the real entry point -----

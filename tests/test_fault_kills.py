@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.factories import make_campaign
-from tests.faults import assert_clean, audit, run_to_end, spawn_run, status_counts
-from tests.test_engine_http import TOKEN, env_for, settings_for
-from watui.mockapi.server import MockCloudApi, MockConfig
+from tests.faults import assert_clean, audit, run_to_end, running_mock, spawn_run, status_counts
+from tests.test_engine_http import env_for, settings_for
+from watui.mockapi.server import MockCloudApi
 from watui.storage import queue
 from watui.storage.campaigns import counters_match_rows
 from watui.storage.database import Database
@@ -32,13 +32,8 @@ FLUSH_INTERVALS_MS = [20, 50, 200, 500]
 
 @pytest.fixture
 async def mock_api() -> AsyncIterator[MockCloudApi]:
-    mock = MockCloudApi(MockConfig(access_token=TOKEN, latency=(0.0, 0.002), rate_limit=10_000,
-                                   pair_limit_seconds=0, seed=6))
-    await mock.start()
-    try:
+    async with running_mock(latency=(0.0, 0.002), seed=6) as mock:
         yield mock
-    finally:
-        await mock.stop()
 
 
 async def kill_and_restart(

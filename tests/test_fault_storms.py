@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.factories import make_campaign
-from tests.faults import FINAL_STATUSES, audit
+from tests.faults import FINAL_STATUSES, audit, running_mock
 from tests.test_engine_http import PHONE_ID, TOKEN
 from watui.engine.sender import CampaignSender, RunStatus
-from watui.mockapi.server import MockCloudApi, MockConfig
+from watui.mockapi.server import MockCloudApi
 from watui.settings import Settings
 from watui.storage.database import Database
 from watui.storage.schema import attempts, recipients
@@ -36,13 +36,8 @@ STORMS: list[tuple[float, dict[str, Any]]] = [
 
 @pytest.fixture
 async def mock_api() -> AsyncIterator[MockCloudApi]:
-    mock = MockCloudApi(MockConfig(access_token=TOKEN, latency=(0.002, 0.01), rate_limit=10_000,
-                                   pair_limit_seconds=0, seed=42))
-    await mock.start()
-    try:
+    async with running_mock(latency=(0.002, 0.01), seed=42) as mock:
         yield mock
-    finally:
-        await mock.stop()
 
 
 def storm_settings(database_url: str, mock: MockCloudApi) -> Settings:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from watui.mockapi.server import MockCloudApi, MockConfig, sign, status_update
+from tests.faults import running_mock
+from watui.mockapi.server import MockCloudApi, sign, status_update
 from watui.service.live import LiveBackend
 from watui.settings import Settings
 from watui.tui.models import RetryFilter
@@ -28,15 +29,9 @@ SECRETS = (TOKEN, APP_SECRET)
 
 @pytest.fixture
 async def mock_api() -> AsyncIterator[MockCloudApi]:
-    mock = MockCloudApi(MockConfig(
-        access_token=TOKEN, app_secret=APP_SECRET, latency=(0.0, 0.003), rate_limit=10_000,
-        pair_limit_seconds=0, reset_rate=0.1, fail_suffixes={"7": 131026}, seed=3,
-    ))
-    await mock.start()
-    try:
+    async with running_mock(access_token=TOKEN, app_secret=APP_SECRET, latency=(0.0, 0.003),
+                            reset_rate=0.1, fail_suffixes={"7": 131026}, seed=3) as mock:
         yield mock
-    finally:
-        await mock.stop()
 
 
 async def watui(*args: str, env: dict[str, str]) -> tuple[int, str, str]:

@@ -313,6 +313,14 @@ async def _bump_counters(
     await conn.execute(update(campaigns).where(campaigns.c.id == campaign_id).values(**values))
 
 
+#: An unsent claimed row goes back to where it was: queued, or waiting for its next retry.
+_BACK_TO_QUEUE: dict[str, Any] = {
+    "status": text("CASE WHEN attempts = 0 THEN 'queued' ELSE 'retry' END"),
+    "lease_owner": None,
+    "lease_expires_at": None,
+}
+
+
 async def release(db: Database, owner: str, ids: Sequence[int]) -> int:
     """Give unsent claimed rows back to the queue (no request went out for them)."""
     if not ids:
@@ -328,11 +336,7 @@ async def release(db: Database, owner: str, ids: Sequence[int]) -> int:
                     recipients.c.status == SENDING,
                     recipients.c.lease_owner == owner,
                 )
-                .values(
-                    status=text("CASE WHEN attempts = 0 THEN 'queued' ELSE 'retry' END"),
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
+                .values(**_BACK_TO_QUEUE)
             )
             released += result.rowcount
     return released
@@ -350,11 +354,7 @@ async def release_claim(db: Database, owner: str, lease_expires_at: float) -> in
                 recipients.c.lease_owner == owner,
                 recipients.c.lease_expires_at == lease_expires_at,
             )
-            .values(
-                status=text("CASE WHEN attempts = 0 THEN 'queued' ELSE 'retry' END"),
-                lease_owner=None,
-                lease_expires_at=None,
-            )
+            .values(**_BACK_TO_QUEUE)
         )
     return int(result.rowcount or 0)
 
