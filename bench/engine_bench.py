@@ -74,6 +74,11 @@ class MockProcess:
     def stats(self) -> dict[str, Any]:
         return httpx.get(f"{self.base_url}/_mock/stats", timeout=5).json()
 
+    def arrival_span_rate(self) -> float:
+        """Accepted messages per second between the first and the last arrival at the API."""
+        times = sorted(e["at"] for e in httpx.get(f"{self.base_url}/_mock/ledger", timeout=30).json())
+        return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+
     def __exit__(self, *_exc: object) -> None:
         assert self._process is not None
         self._process.terminate()
@@ -135,15 +140,17 @@ async def paced_scenario(database_url: str, db_label: str, workdir: Path, *, rat
                 sender = CampaignSender(db, client, settings, campaign_id)
                 wall, cpu, _ = await timed(sender.run)
         stats = mock.stats()
+        achieved = mock.arrival_span_rate()
     accepted = stats.get("accepted", 0)
     throttled = stats.get("errors", {}).get("130429", 0)
-    achieved = accepted / wall
     ratio_target = 0.99 if rate <= 80 else 0.98
+    wall_target = contacts / rate + 2  # the issue: 10,000 at 80/s within 127 s
     rows = [
         Row(label, db_label, "accepted", accepted, f"= {contacts}", accepted == contacts),
-        Row(label, db_label, "wall s", wall, f"<= {contacts / (ratio_target * rate):.0f}", None),
-        Row(label, db_label, "achieved/allowed", achieved / rate, f">= {ratio_target}",
+        Row(label, db_label, "wall s", wall, f"<= {wall_target:.0f}", wall <= wall_target),
+        Row(label, db_label, "achieved/allowed (at the API)", achieved / rate, f">= {ratio_target}",
             achieved / rate >= ratio_target),
+        Row(label, db_label, "accepted / wall / allowed", accepted / wall / rate, "", None),
         Row(label, db_label, "130429 answers", throttled, "= 0", throttled == 0),
         Row(label, db_label, "engine CPU s per 1,000 msg", cpu / accepted * 1000, "<= 0.5 at 1,000/s",
             (cpu / wall) <= 0.5 if rate >= 1000 else None),

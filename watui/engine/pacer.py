@@ -20,11 +20,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-#: Seconds added to each full window of ``rate`` sends by the schedule (0.5 % of the rate).
-SCHEDULE_MARGIN = 0.005
+#: Seconds added to each full window of ``rate`` sends by the schedule (0.7 % of the rate).
+SCHEDULE_MARGIN = 0.007
 #: The hard check's margin: smaller than the schedule's, so that it only binds after a catch-up
 #: (binding always, it would add every send's wake-up lateness to the spacing).
-WINDOW_MARGIN = 0.002
+WINDOW_MARGIN = 0.005
 #: How many slots a late send may catch up (a burst of at most this many back to back).
 MAX_CATCH_UP = 3
 #: Multiplicative decrease on a throttle answer, and the floor it stops at.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections import deque
@@ -152,6 +153,7 @@ class CampaignSender:
 
     async def run(self) -> RunOutcome:
         """Send until the campaign is done, paused, cancelled or stopped."""
+        _freeze_long_lived_objects()
         recovered = await queue.recover_in_doubt(self.db, self.campaign_id)
         if recovered:
             self.metrics.event(
@@ -543,6 +545,15 @@ class CampaignSender:
         if isinstance(stats, tuple):
             return stats
         return int(getattr(stats, "requests", 0)), int(getattr(stats, "new_connections", 0))
+
+
+def _freeze_long_lived_objects() -> None:
+    """Move everything alive so far (modules, the UI, the ORM's caches) out of the collector's
+    reach. A full collection over them pauses the loop for tens of ms; a request delayed that
+    long between its pacer slot and the socket lands in the next second at the server and can
+    make that second one over the limit (seen as rare 130429s at 80 msg/s)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _back_status(row: ClaimedRecipient) -> str:
