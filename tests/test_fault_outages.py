@@ -5,9 +5,12 @@ no recorded outcome lost, nobody sent twice (checked against the mock API's ledg
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import event
@@ -195,3 +198,56 @@ async def test_a_claim_that_committed_but_raised_gives_its_rows_back(
     assert broken["left"] == 0
     assert len(client.seen) == 300 and set(client.seen.values()) == {1}
     assert await status_counts(database, campaign_id) == {"sent": 300}
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MB tmpfs of our own (we run as root here); skipped where mounting is not allowed."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount_point)],
+                             capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Fill the file system to the last byte; returns the filler to delete."""
+    filler = disk / "filler"
+    with filler.open("wb", buffering=0) as handle:
+        chunk = b"\0" * 65536
+        with contextlib.suppress(OSError):
+            while True:
+                handle.write(chunk)
+    with filler.open("ab", buffering=0) as handle, contextlib.suppress(OSError):
+        while True:
+            handle.write(b"\0")
+    return filler
+
+
+async def test_a_really_full_disk_stalls_the_run_until_space_returns(
+    small_disk: Path, mock_api: MockCloudApi
+) -> None:
+    total = 3000
+    url = f"sqlite+aiosqlite:///{small_disk / 'watui.db'}"
+    async with Database(url) as db:
+        campaign_id = await make_campaign(db, "tmpfs", recipients_per_step=total)
+        env = outage_env(db, mock_api)
+        run = asyncio.create_task(run_to_end("tmpfs", env, rate=300, timeout=90))
+        await wait_for_requests(mock_api, 200)
+        filler = await asyncio.to_thread(fill, small_disk)
+        await asyncio.sleep(2.0)
+        recorded = (await status_counts(db, campaign_id)).get("sent", 0)
+        unrecorded_while_full = mock_api.counters["accepted"] - recorded
+        filler.unlink()
+        code, stderr = await run
+        assert code == 0, stderr
+        result = await audit(db, campaign_id, mock_api, total)
+    assert_clean(result)
+    assert result.by_status == {"sent": total}
+    assert "database or disk is full" in stderr, "the full disk never bit: the test proves nothing"
+    assert unrecorded_while_full <= WINDOW, "sends must never run more than a window ahead of the disk"
