@@ -128,9 +128,9 @@ recipients = Table(
 Index("ix_recipients_claim", recipients.c.step_id, recipients.c.status, recipients.c.next_attempt_at)
 # "Count by status" and the retry queue's listing per campaign.
 Index("ix_recipients_campaign_status", recipients.c.campaign_id, recipients.c.status)
-# Crash recovery: rows left in `sending`, by owner.
-Index("ix_recipients_lease", recipients.c.status, recipients.c.lease_owner)
-Index("ix_recipients_wamid", recipients.c.wamid)
+# No more indexes on recipients: every one is rewritten by each claim and each outcome (twice per
+# message). Crash recovery finds `sending` rows through ix_recipients_campaign_status (they are
+# at most one window); a wamid index comes with delivery webhooks.
 
 attempts = Table(
     "attempts",
