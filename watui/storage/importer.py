@@ -567,6 +567,19 @@ async def import_contacts(
     unreadable part-way (the caller's rollback then removes what was written).
     """
     job = _StepImport(conn, campaign_id, step_id, now)
+    for _ in judge_rows(reader, job):
+        if job.batch_full:
+            await job.flush()
+    await job.flush()
+    if job.first_header is not None:
+        job.counts.header_format = guess_header_format(job.first_header)
+    return job.counts
+
+
+def judge_rows(reader: ContactsReader, sink: Any) -> Iterator[None]:
+    """Judge every data row, handing it to ``sink.queue`` or ``sink.reject`` (the import's
+    database job, or validation's recorder: one set of rules for both); yields after each row
+    so that a caller can flush its batches."""
     layout = reader.layout
     normaliser = PhoneNormaliser(reader.source.default_region)
     mapped = reader.source.mapped_columns()
@@ -576,15 +589,10 @@ async def import_contacts(
     ]
     for line, row, broken in reader.rows():
         if row is None:
-            job.reject(line, None, broken or "malformed CSV row")
+            sink.reject(line, None, broken or "malformed CSV row")
         else:
-            _take_row(job, normaliser, layout, mapped_indexes, line, row)
-        if job.batch_full:
-            await job.flush()
-    await job.flush()
-    if job.first_header is not None:
-        job.counts.header_format = guess_header_format(job.first_header)
-    return job.counts
+            _take_row(sink, normaliser, layout, mapped_indexes, line, row)
+        yield
 
 
 def _mapped_indexes(layout: _Layout) -> list[int]:

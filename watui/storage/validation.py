@@ -17,10 +17,8 @@ from watui.storage.importer import (
     ContactsReader,
     ContactsSource,
     ImportCounts,
-    PhoneNormaliser,
-    _mapped_indexes,
     _open_text,
-    _take_row,
+    judge_rows,
 )
 
 EXAMPLES_KEPT = 200
@@ -71,18 +69,8 @@ def validate_contacts(source: ContactsSource) -> ValidationResult:
     """Every row judged as the import would judge it. Raises ContactsError for a bad file."""
     recorder = _Recorder()
     with ContactsReader(source) as reader:
-        layout = reader.layout
-        normaliser = PhoneNormaliser(source.default_region)
-        mapped = source.mapped_columns()
-        mapped_indexes = [
-            (index, f"{column!r} ({role})")
-            for (column, role), index in zip(mapped, _mapped_indexes(layout), strict=True)
-        ]
-        for line, row, broken in reader.rows():
-            if row is None:
-                recorder.reject(line, None, broken or "malformed CSV row")
-            else:
-                _take_row(recorder, normaliser, layout, mapped_indexes, line, row)  # type: ignore[arg-type]
+        for _ in judge_rows(reader, recorder):
+            pass
     return recorder.result
 
 

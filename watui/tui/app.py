@@ -85,27 +85,26 @@ class WatuiApp(App[int]):
     async def _quit_after_hangup(self) -> None:
         """The terminal is gone: stop sending cleanly, then leave without restoring it (Textual's
         writer thread can block forever on a closed terminal)."""
-        if self._quitting:
-            return
-        self._quitting = True
         try:
-            await self.backend.shutdown()
-            if self._cleanup is not None:
-                await self._cleanup()
+            await self._shut_down()
         finally:
             os._exit(0)
 
     async def action_quit(self) -> None:
         """Stop sending cleanly (in-flight requests finish, outcomes flushed), then exit."""
+        try:
+            await self._shut_down()
+        finally:
+            self.exit(0)
+
+    async def _shut_down(self) -> None:
+        """Once, whichever way the app is leaving: stop sending cleanly, then clean up."""
         if self._quitting:
             return
         self._quitting = True
-        try:
-            await self.backend.shutdown()
-            if self._cleanup is not None:
-                await self._cleanup()
-        finally:
-            self.exit(0)
+        await self.backend.shutdown()
+        if self._cleanup is not None:
+            await self._cleanup()
 
     def action_help(self) -> None:
         from watui.tui.screens.help import HelpScreen
