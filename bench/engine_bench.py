@@ -296,7 +296,7 @@ async def main_async(args: argparse.Namespace) -> None:
                                          contacts=800 if quick else 10_000, label="rate 80")
             rows += await paced_scenario(url, label, workdir, rate=1000,
                                          contacts=5_000 if quick else 20_000, label="rate 1,000")
-            rows += await old_vs_new(url, label, workdir, contacts=300 if quick else 1_000)
+            rows += await old_vs_new(url, label, workdir, contacts=300 if quick else 1_500)
             rows += await unthrottled(url, label, workdir, contacts=5_000 if quick else 20_000)
         rows += await memory_scenario(workdir, contacts=100_000 if quick else 1_000_000)
     finally:
