@@ -11,13 +11,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.markup import escape
-from textual.widgets import DataTable, Footer, Header, Log, Static
+from textual.widgets import DataTable, Header, Log, Static
 
 from watui.tui import format as fmt
 from watui.tui import navigation
 from watui.tui.models import CampaignRow, CampaignState, MetricsSnapshot
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.widgets.chart import ThroughputChart
+from watui.tui.widgets.keybar import KeyBar
 from watui.tui.widgets.modals import PromptModal, parse_rate
 
 PROGRESS_WIDTH = 20
@@ -65,7 +66,7 @@ class MonitorScreen(WatuiScreen):
                 log = Log(id="events", max_lines=500)
                 log.border_title = "Events"
                 yield log
-        yield Footer()
+        yield KeyBar()
 
     async def refresh_data(self) -> None:
         self._status = await self.backend.campaign_status(self.campaign)
