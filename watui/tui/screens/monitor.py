@@ -177,15 +177,18 @@ class MonitorScreen(WatuiScreen):
                     f"Rate set to {rate:g} msg/s",
                 )
 
-        self.app.push_screen(
-            PromptModal(
-                "Change the send rate",
-                "Messages per second (takes effect at once):",
-                f"{current:g}",
-                parse_rate,
-                ok_label="Set rate",
-            ),
-            chosen,
+        prompt = self.kept_modal("rate", self._rate_prompt)
+        prompt.reset(f"{current:g}")
+        self.app.push_screen(prompt, chosen)
+
+    @staticmethod
+    def _rate_prompt() -> PromptModal[float]:
+        return PromptModal(
+            "Change the send rate",
+            "Messages per second (takes effect at once):",
+            "",
+            parse_rate,
+            ok_label="Set rate",
         )
 
     def action_retry_queue(self) -> None:
