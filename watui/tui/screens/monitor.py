@@ -42,6 +42,7 @@ class MonitorScreen(WatuiScreen):
         self._status: CampaignRow | None = None
         self._snapshot: MetricsSnapshot | None = None
         self._errors_shown: tuple[object, ...] = ()
+        self._texts_shown: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -93,7 +94,7 @@ class MonitorScreen(WatuiScreen):
             line += f"[$success][b]▶ RUNNING[/b][/]{target}"
         else:
             line += f"[b]{status.status}[/b]"
-        self.query_one("#status-line", Static).update(line)
+        self._set_text("#status-line", line)
 
     def _show_metrics(self) -> None:
         status, snap = self._status, self._snapshot
@@ -102,7 +103,9 @@ class MonitorScreen(WatuiScreen):
         if snap is None:
             chart.show((), None)
         else:
-            chart.border_title = f"Throughput (msg/s), last {fmt.duration(len(snap.sent_per_s))}"
+            title = f"Throughput (msg/s), last {fmt.duration(len(snap.sent_per_s))}"
+            if chart.border_title != title:
+                chart.border_title = title
             chart.show(
                 snap.sent_per_s,
                 snap.target_rate,
@@ -110,18 +113,27 @@ class MonitorScreen(WatuiScreen):
                 snap.retried_per_s,
                 snap.throttled_per_s,
             )
-        self.query_one("#stats", Static).update(self._stats_text(snap))
+        self._set_text("#stats", self._stats_text(snap))
         total = snap.total if snap else status.total
         done = total - (snap.pending if snap else status.pending)
         fraction = done / total if total else 0.0
         eta = snap.eta_seconds if snap else status.eta_seconds
         sent, failed = (snap.sent, snap.failed) if snap else (status.sent, status.failed)
-        self.query_one("#progress", Static).update(
+        self._set_text(
+            "#progress",
             f"{fmt.bar(fraction, PROGRESS_WIDTH)} {fraction * 100:.1f}% "
             f"{fmt.count(done)}/{fmt.count(total)} · [$success]{fmt.count(sent)} sent[/] · "
-            f"[$error]{fmt.count(failed)} failed[/] · ETA {fmt.duration(eta)}"
+            f"[$error]{fmt.count(failed)} failed[/] · ETA {fmt.duration(eta)}",
         )
         self._show_errors(snap)
+
+    def _set_text(self, selector: str, text: str) -> None:
+        """Update a fixed-size text only when it changed, without a layout pass: an unchanged
+        or same-size update would otherwise re-lay-out the whole screen on every tick."""
+        if self._texts_shown.get(selector) == text:
+            return
+        self._texts_shown[selector] = text
+        self.query_one(selector, Static).update(text, layout=False)
 
     def _stats_text(self, snap: MetricsSnapshot | None) -> str:
         if snap is None:
