@@ -156,6 +156,32 @@ async def test_pause_resume_and_rate_change_from_monitor() -> None:
     assert [call[0] for call in backend.calls] == ["pause", "resume", "set_rate"]
 
 
+async def test_kept_rate_prompt_reopens_fresh_and_goes_with_its_monitor() -> None:
+    backend = FakeBackend.sample()
+    app = make_app(backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("r", "0", "enter")  # refused: the error shows
+        await pilot.pause()
+        prompt = app.screen
+        assert "more than 0" in str(prompt.query_one("#prompt-error", Static).content)
+        await pilot.press("escape", "r")
+        await pilot.pause()
+        assert app.screen is prompt  # the same dialog, not built again
+        assert str(prompt.query_one("#prompt-error", Static).content) == ""
+        assert prompt.query_one(Input).value == "80"
+        await pilot.press("6", "0", "enter")
+        await settle(pilot)
+        await pilot.press("r")
+        await pilot.pause()
+        assert prompt.query_one(Input).value == "60"  # the rate now in force
+        await pilot.press("escape", "q")
+        await settle(pilot)
+        assert isinstance(app.screen, CampaignsScreen)
+        assert not prompt.is_attached and not app.is_screen_installed(prompt)
+
+
 async def test_retry_selected_and_all_matching_from_retry_queue() -> None:
     backend = FakeBackend.sample()
     app = make_app(backend)

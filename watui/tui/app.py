@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from watui.settings import Settings
 
 
+HELP_SCREEN = "help"
+
+
 class WatuiApp(App[int]):
     """Campaigns home, setup, live monitor, retry queue, settings and help."""
 
@@ -110,7 +113,16 @@ class WatuiApp(App[int]):
         from watui.tui.screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            self.show_help()
+
+    def show_help(self) -> None:
+        """Push the help screen. It never changes, so it is built once and kept (installed):
+        reopening it skips composing, styling and laying out its tables again."""
+        from watui.tui.screens.help import HelpScreen
+
+        if not self.is_screen_installed(HELP_SCREEN):
+            self.install_screen(HelpScreen(), HELP_SCREEN)
+        self.push_screen(HELP_SCREEN)
 
     def run_command(self, action: Callable[[], Awaitable[None]]) -> Worker[None]:
         """Run a command in the App's worker group, so it outlives the screen that asked."""

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from textual.app import App
+
+if TYPE_CHECKING:
+    from watui.tui.app import WatuiApp
 
 
 def open_screen(app: App[object], what: str, name: str | None = None) -> None:
     """Push the named screen; 'home' pops back to the campaigns list."""
     from watui.tui.screens.campaigns import CampaignsScreen
-    from watui.tui.screens.help import HelpScreen
     from watui.tui.screens.monitor import MonitorScreen
     from watui.tui.screens.retry_queue import RetryQueueScreen
     from watui.tui.screens.settings import SettingsScreen
@@ -27,4 +31,4 @@ def open_screen(app: App[object], what: str, name: str | None = None) -> None:
     elif what == "settings":
         app.push_screen(SettingsScreen())
     elif what == "help":
-        app.push_screen(HelpScreen())
+        cast("WatuiApp", app).action_help()

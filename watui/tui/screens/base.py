@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker
@@ -13,6 +13,8 @@ from watui.tui.backend import Backend, BackendError
 if TYPE_CHECKING:
     from watui.tui.app import WatuiApp
 
+ModalT = TypeVar("ModalT", bound=ModalScreen[object])
+
 
 class WatuiScreen(Screen[None]):
     """A screen that reads the backend on the app's refresh tick while it is shown."""
@@ -20,6 +22,11 @@ class WatuiScreen(Screen[None]):
     #: Whether this screen polls the backend on the app's refresh tick.
     LIVE = True
     _last_refresh_error: str | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: Names of the installed modals this screen keeps (see ``kept_modal``).
+        self._kept_modals: set[str] = set()
 
     @property
     def watui(self) -> WatuiApp:
@@ -37,6 +44,25 @@ class WatuiScreen(Screen[None]):
         await self._refresh_safely()
         if self.LIVE and self.watui.refresh_interval:
             self.set_interval(self.watui.refresh_interval, self._tick, name="refresh")
+
+    async def on_unmount(self) -> None:
+        for name in self._kept_modals:
+            modal = self.app.get_screen(name)
+            if modal in self.app.screen_stack:
+                continue  # the app is closing with the modal open: Textual cleans it up
+            self.app.uninstall_screen(name)
+            if modal.is_attached:
+                await modal.remove()
+        self._kept_modals.clear()
+
+    def kept_modal(self, key: str, build: Callable[[], ModalT]) -> ModalT:
+        """A modal built on first use and kept (installed) while this screen lives: reopening
+        it skips composing and styling its widgets again, the bulk of a key's latency."""
+        name = f"{key}@{id(self)}"
+        if name not in self._kept_modals:
+            self.app.install_screen(build(), name)
+            self._kept_modals.add(name)
+        return cast("ModalT", self.app.get_screen(name))
 
     async def _tick(self) -> None:
         # Only the screen a person is looking at polls the backend (also under a small modal,

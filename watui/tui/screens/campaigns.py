@@ -8,12 +8,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.markup import escape
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from watui.tui import format as fmt
 from watui.tui import navigation
 from watui.tui.models import CampaignRow, CampaignState
 from watui.tui.screens.base import WatuiScreen
+from watui.tui.widgets.keybar import KeyBar
 from watui.tui.widgets.modals import ConfirmModal
 
 COLUMNS = (
@@ -104,7 +105,7 @@ class CampaignsScreen(WatuiScreen):
         yield table
         yield Static("No campaigns yet. Press [b]n[/b] to create one.", id="empty")
         yield Static(id="detail")
-        yield Footer()
+        yield KeyBar()
 
     async def refresh_data(self) -> None:
         rows = await self.backend.list_campaigns()

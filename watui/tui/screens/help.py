@@ -8,9 +8,10 @@ from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from watui.tui.screens.base import WatuiScreen
+from watui.tui.widgets.keybar import KeyBar
 
 KEY_NAMES = {
     "question_mark": "?",
@@ -74,7 +75,7 @@ class HelpScreen(WatuiScreen):
         with VerticalScroll(id="help"):
             for title, bindings in help_sections():
                 yield Static(bindings_table(title, bindings))
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.sub_title = "Keys"

@@ -11,13 +11,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.markup import escape
-from textual.widgets import DataTable, Footer, Header, Log, Static
+from textual.widgets import DataTable, Header, Log, Static
 
 from watui.tui import format as fmt
 from watui.tui import navigation
 from watui.tui.models import CampaignRow, CampaignState, MetricsSnapshot
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.widgets.chart import ThroughputChart
+from watui.tui.widgets.keybar import KeyBar
 from watui.tui.widgets.modals import PromptModal, parse_rate
 
 PROGRESS_WIDTH = 20
@@ -41,6 +42,7 @@ class MonitorScreen(WatuiScreen):
         self._status: CampaignRow | None = None
         self._snapshot: MetricsSnapshot | None = None
         self._errors_shown: tuple[object, ...] = ()
+        self._texts_shown: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -65,7 +67,7 @@ class MonitorScreen(WatuiScreen):
                 log = Log(id="events", max_lines=500)
                 log.border_title = "Events"
                 yield log
-        yield Footer()
+        yield KeyBar()
 
     async def refresh_data(self) -> None:
         self._status = await self.backend.campaign_status(self.campaign)
@@ -92,7 +94,7 @@ class MonitorScreen(WatuiScreen):
             line += f"[$success][b]▶ RUNNING[/b][/]{target}"
         else:
             line += f"[b]{status.status}[/b]"
-        self.query_one("#status-line", Static).update(line)
+        self._set_text("#status-line", line)
 
     def _show_metrics(self) -> None:
         status, snap = self._status, self._snapshot
@@ -101,7 +103,9 @@ class MonitorScreen(WatuiScreen):
         if snap is None:
             chart.show((), None)
         else:
-            chart.border_title = f"Throughput (msg/s), last {fmt.duration(len(snap.sent_per_s))}"
+            title = f"Throughput (msg/s), last {fmt.duration(len(snap.sent_per_s))}"
+            if chart.border_title != title:
+                chart.border_title = title
             chart.show(
                 snap.sent_per_s,
                 snap.target_rate,
@@ -109,18 +113,27 @@ class MonitorScreen(WatuiScreen):
                 snap.retried_per_s,
                 snap.throttled_per_s,
             )
-        self.query_one("#stats", Static).update(self._stats_text(snap))
+        self._set_text("#stats", self._stats_text(snap))
         total = snap.total if snap else status.total
         done = total - (snap.pending if snap else status.pending)
         fraction = done / total if total else 0.0
         eta = snap.eta_seconds if snap else status.eta_seconds
         sent, failed = (snap.sent, snap.failed) if snap else (status.sent, status.failed)
-        self.query_one("#progress", Static).update(
+        self._set_text(
+            "#progress",
             f"{fmt.bar(fraction, PROGRESS_WIDTH)} {fraction * 100:.1f}% "
             f"{fmt.count(done)}/{fmt.count(total)} · [$success]{fmt.count(sent)} sent[/] · "
-            f"[$error]{fmt.count(failed)} failed[/] · ETA {fmt.duration(eta)}"
+            f"[$error]{fmt.count(failed)} failed[/] · ETA {fmt.duration(eta)}",
         )
         self._show_errors(snap)
+
+    def _set_text(self, selector: str, text: str) -> None:
+        """Update a fixed-size text only when it changed, without a layout pass: an unchanged
+        or same-size update would otherwise re-lay-out the whole screen on every tick."""
+        if self._texts_shown.get(selector) == text:
+            return
+        self._texts_shown[selector] = text
+        self.query_one(selector, Static).update(text, layout=False)
 
     def _stats_text(self, snap: MetricsSnapshot | None) -> str:
         if snap is None:
@@ -176,15 +189,18 @@ class MonitorScreen(WatuiScreen):
                     f"Rate set to {rate:g} msg/s",
                 )
 
-        self.app.push_screen(
-            PromptModal(
-                "Change the send rate",
-                "Messages per second (takes effect at once):",
-                f"{current:g}",
-                parse_rate,
-                ok_label="Set rate",
-            ),
-            chosen,
+        prompt = self.kept_modal("rate", self._rate_prompt)
+        prompt.reset(f"{current:g}")
+        self.app.push_screen(prompt, chosen)
+
+    @staticmethod
+    def _rate_prompt() -> PromptModal[float]:
+        return PromptModal(
+            "Change the send rate",
+            "Messages per second (takes effect at once):",
+            "",
+            parse_rate,
+            ok_label="Set rate",
         )
 
     def action_retry_queue(self) -> None:

@@ -11,11 +11,12 @@ from typing import ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.widgets import DataTable, Footer, Header, Input, Label, Select, Static
+from textual.widgets import DataTable, Header, Input, Label, Select, Static
 
 from watui.tui import format as fmt
 from watui.tui.models import RecipientState, RetryFilter, RetryPage, RetryRow, RetryTarget
 from watui.tui.screens.base import WatuiScreen
+from watui.tui.widgets.keybar import KeyBar
 from watui.tui.widgets.modals import ConfirmModal, PromptModal
 
 PAGE_SIZE = 100
@@ -100,7 +101,7 @@ class RetryQueueScreen(WatuiScreen):
             table.add_column(label, key=key, width=COLUMN_WIDTHS.get(key))
         yield table
         yield Static(id="page-info")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         # WatuiScreen.on_mount (called after this one by Textual) loads the first page.

@@ -6,9 +6,10 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from watui.tui.screens.base import WatuiScreen
+from watui.tui.widgets.keybar import KeyBar
 
 
 class SettingsScreen(WatuiScreen):
@@ -34,7 +35,7 @@ class SettingsScreen(WatuiScreen):
             "(see settings.example.toml).",
             classes="hint",
         )
-        yield Footer()
+        yield KeyBar()
 
     async def refresh_data(self) -> None:
         self.sub_title = "Settings"

@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.markup import escape
-from textual.widgets import Button, DataTable, Footer, Header, Input, Select, Static
+from textual.widgets import Button, DataTable, Header, Input, Select, Static
 
 from watui.tui import format as fmt
 from watui.tui.backend import BackendError
@@ -29,6 +29,7 @@ from watui.tui.models import (
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.widgets.file_picker import FilePickerModal
 from watui.tui.widgets.form import FormField
+from watui.tui.widgets.keybar import KeyBar
 from watui.tui.widgets.modals import parse_rate
 
 PREVIEW_ROWS = 5
@@ -217,7 +218,7 @@ class SetupScreen(WatuiScreen):
                 yield Button("Start now", id="start", variant="success")
                 yield Button("Save as draft", id="draft", variant="primary")
                 yield Button("Cancel", id="cancel")
-        yield Footer()
+        yield KeyBar()
 
     async def refresh_data(self) -> None:
         """Load templates and the defaults (rate, retries) once, when the screen opens."""

@@ -67,7 +67,12 @@ class ThroughputChart(Widget):
         retried: Sequence[float] = (),
         throttled: Sequence[float] = (),
     ) -> None:
-        """Replace the data and redraw (call it from the screen's refresh tick)."""
+        """Replace the data and redraw (call it from the screen's refresh tick); the same data
+        again (ticks are faster than the per-second series) costs no redraw."""
+        if (sent, target) == (self._sent, self._target) and self._small and (
+            (failed, retried, throttled) == tuple(series.values for series in self._small)
+        ):
+            return
         self._sent = sent
         self._target = target
         self._small = (

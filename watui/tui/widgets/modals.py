@@ -88,6 +88,15 @@ class PromptModal(ModalScreen[T | None], Generic[T]):
     def on_mount(self) -> None:
         self.query_one(Input).focus()
 
+    def reset(self, value: str) -> None:
+        """Show ``value`` again with no error, for a prompt that is kept and reopened."""
+        self._value = value
+        if self.is_mounted:
+            field = self.query_one(Input)
+            field.value = value
+            field.select_all()
+            self.query_one("#prompt-error", Static).update("")
+
     def on_input_submitted(self) -> None:
         self._submit()
 
