@@ -63,6 +63,11 @@ class OutcomeBatcher:
             await self.flush()
         await self.flush()
 
+    def flush_soon(self) -> None:
+        """Write what is pending now rather than at the next tick (the run is ending)."""
+        if self._pending:
+            self._full.set()
+
     def close(self) -> None:
         self._closing = True
         self._full.set()

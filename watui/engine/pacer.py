@@ -25,8 +25,10 @@ SCHEDULE_MARGIN = 0.007
 #: The hard check's margin: smaller than the schedule's, so that it only binds after a catch-up
 #: (binding always, it would add every send's wake-up lateness to the spacing).
 WINDOW_MARGIN = 0.005
-#: How many slots a late send may catch up (a burst of at most this many back to back).
+#: How far a late send may catch up: this many slots, or this long at high rates (the hard
+#: window check still holds every one-second window at the rate).
 MAX_CATCH_UP = 3
+MAX_CATCH_UP_SECONDS = 0.010
 #: Multiplicative decrease on a throttle answer, and the floor it stops at.
 BACKOFF_FACTOR = 0.85
 MIN_FACTOR = 0.05
@@ -93,8 +95,9 @@ class Pacer:
             await asyncio.sleep(due - now)
             now = self._clock()
         behind = now - self._next_slot
-        if behind > MAX_CATCH_UP * self._interval:
-            self._next_slot = now - MAX_CATCH_UP * self._interval
+        catch_up = max(MAX_CATCH_UP * self._interval, MAX_CATCH_UP_SECONDS)
+        if behind > catch_up:
+            self._next_slot = now - catch_up
         self._next_slot = max(self._next_slot, due) + self._interval
         self._recent.append(now)
 

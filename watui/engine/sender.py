@@ -106,6 +106,7 @@ class CampaignSender:
         self._stop_reason: RunOutcome | None = None
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
+        self._progress = asyncio.Event()  # outcomes written, or a stop: the idle claimer looks again
         self._recent_failures: deque[bool] = deque(maxlen=settings.safety.window)
         self._recent_failure_count = 0
         self._live = 1  # processes sending this campaign, this one included
@@ -118,7 +119,7 @@ class CampaignSender:
             db, campaign_id, self.owner,
             interval=settings.send.flush_interval_ms / 1000,
             max_rows=settings.send.flush_max_rows,
-            on_written=self.window.give,
+            on_written=self._outcomes_written,
             on_trouble=lambda text: self.metrics.event("warning", text),
         )
         self.metrics.connection_stats = self._connection_stats
@@ -248,6 +249,7 @@ class CampaignSender:
             self._stop_reason = outcome
         self._stopping.set()
         self._ready_event.set()
+        self._progress.set()
 
     # ----- claiming -----
 
@@ -328,8 +330,15 @@ class CampaignSender:
                 return
         due = await queue.next_due_at(self.db, step.id)
         wait = IDLE_POLL if due is None else min(IDLE_POLL, max(0.01, due - time.time()))
+        if self.metrics.in_flight == 0 and not self._ready:
+            self._batcher.flush_soon()  # only unwritten outcomes stand between us and the end
+        self._progress.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), wait)
+            await asyncio.wait_for(self._progress.wait(), wait)
+
+    def _outcomes_written(self, count: int) -> None:
+        self.window.give(count)
+        self._progress.set()
 
     def _claim_size(self) -> int:
         configured = self.settings.send.claim_batch
