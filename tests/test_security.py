@@ -22,7 +22,7 @@ from watui.tui.models import RetryFilter
 from watui.whatsapp.webhooks import verify_signature
 
 ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "EAAGtokenZZ9distinctive-7c1f0e4b"
+TOKEN = "EAAG-test-token-ZZ9-distinctive-7c1f0e4b"  # fake; hyphens keep it from looking real
 APP_SECRET = "appsecretQQ5distinctive-90d2"
 SECRETS = (TOKEN, APP_SECRET)
 
