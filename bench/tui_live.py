@@ -21,12 +21,12 @@ import asyncio
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from textual.screen import Screen
 from textual.widgets import Static
 
+from bench.tui_latency import key_to_frame, p95
 from watui.demo_data import write_demo_contacts
 from watui.mockapi.process import MockProcess
 from watui.service.live import LiveBackend
@@ -55,24 +55,6 @@ class StaticScreen(Screen[None]):
 
     def compose(self):  # type: ignore[no-untyped-def]
         yield Static("engine only")
-
-
-def p95(values: list[float]) -> float:
-    return statistics.quantiles(values, n=20)[-1]
-
-
-async def key_to_frame(app: WatuiApp, key: str, shown: Callable[[], bool]) -> float:
-    """Milliseconds from the key to the first frame drawn once ``shown()`` holds."""
-    start = time.perf_counter()
-    app.simulate_key(key)
-    while not shown():
-        if time.perf_counter() - start > 5:
-            raise RuntimeError(f"key {key!r} had no effect within 5 s")
-        await asyncio.sleep(0.0005)
-    drawn = asyncio.Event()
-    app.call_after_refresh(drawn.set)
-    await drawn.wait()
-    return (time.perf_counter() - start) * 1000
 
 
 async def phase(app: WatuiApp, backend: LiveBackend, seconds: float) -> tuple[float, float]:

@@ -12,6 +12,8 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from watui.whatsapp.results import ConnectionStats
+
 SERIES_SECONDS = 600  # ten minutes of per-second history
 LATENCY_SAMPLES = 2_000
 
@@ -53,9 +55,7 @@ class MetricsSnapshot:
     @property
     def connection_reuse(self) -> float | None:
         """Share of requests that reused a kept-alive connection."""
-        if self.requests == 0:
-            return None
-        return max(0.0, 1.0 - self.new_connections / self.requests)
+        return ConnectionStats(self.requests, self.new_connections).reuse
 
 
 class _Series:

@@ -12,7 +12,6 @@ import json
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -22,6 +21,7 @@ from watui.settings import HttpSettings, WhatsAppSettings
 from watui.whatsapp.results import (
     Accepted,
     ApiError,
+    ConnectionStats,
     SendResult,
     TransportFailure,
     TransportReason,
@@ -40,19 +40,6 @@ class TokenRefused(Exception):
 
 class ApiUnavailable(Exception):
     """The API could not be reached or answered with an error; the message says which."""
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionStats:
-    requests: int
-    new_connections: int
-
-    @property
-    def reuse(self) -> float | None:
-        """Share of requests that went over an already open connection."""
-        if self.requests == 0:
-            return None
-        return max(0.0, 1.0 - self.new_connections / self.requests)
 
 
 class WhatsAppClient:

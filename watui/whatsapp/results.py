@@ -76,3 +76,16 @@ class Classification:
     meaning: str  # a short human explanation for the UI
     possibly_sent: bool = False  # the request may have been accepted (read timeout)
     suppress: bool = False  # the user opted out: never message this number again
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStats:
+    requests: int
+    new_connections: int
+
+    @property
+    def reuse(self) -> float | None:
+        """Share of requests that went over an already open connection."""
+        if self.requests == 0:
+            return None
+        return max(0.0, 1.0 - self.new_connections / self.requests)
