@@ -54,17 +54,25 @@ class WhatsAppClient:
         self._messages_url = httpx.URL(f"{base}/{whatsapp.phone_number_id}/messages")
         self._templates_url = f"{base}/{whatsapp.waba_id}/message_templates"
         token = whatsapp.access_token.get_secret_value()
+        timeout = httpx.Timeout(http.timeout)
+        self._transport = self._make_transport(http)
         self._http = httpx.AsyncClient(
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            timeout=httpx.Timeout(http.timeout),
-            transport=self._transport(http),
+            timeout=timeout,
+            transport=self._transport,
             follow_redirects=False,
         )
+        self._send_headers = [
+            (b"Host", self._messages_url.netloc),
+            (b"Authorization", f"Bearer {token}".encode()),
+            (b"Content-Type", b"application/json"),
+        ]
+        self._send_extensions = {"timeout": timeout.as_dict()}
 
     def __repr__(self) -> str:  # the token never shows, even in a debugger or a log
         return f"WhatsAppClient(url={str(self._messages_url)!r})"
 
-    def _transport(self, http: HttpSettings) -> httpx.AsyncBaseTransport:
+    def _make_transport(self, http: HttpSettings) -> httpx.AsyncBaseTransport:
         limits = httpx.Limits(
             max_connections=http.max_connections,
             max_keepalive_connections=http.max_keepalive_connections,
@@ -100,15 +108,31 @@ class WhatsAppClient:
         return ConnectionStats(self._requests, self._new_connections)
 
     async def send(self, payload: dict[str, Any]) -> SendResult:
-        """POST one message; never raises for a network or API problem."""
+        """POST one message; never raises for a network or API problem.
+
+        The request goes straight to the transport, an httpx.Request in and an httpx.Response
+        out: AsyncClient's per-request layers (header merging, cookie jar, auth and redirect
+        flows, event hooks) do nothing for this one fixed POST and cost ~0.15 ms of CPU per
+        message, a third of the budget at 1,000 msg/s (bench/http_bench.py)."""
         self._requests += 1
+        body = _dumps(payload)
+        request = httpx.Request(
+            "POST", self._messages_url,
+            headers=httpx.Headers([*self._send_headers, (b"Content-Length", b"%d" % len(body))], "ascii"),
+            stream=httpx.ByteStream(body),
+            extensions=self._send_extensions,
+        )
+        request.read()  # the body is in memory: the transport sends it as bytes, not chunked
         started = time.perf_counter()
         try:
-            response = await self._http.post(self._messages_url, content=_dumps(payload))
+            response = await self._transport.handle_async_request(request)
+            try:
+                content = await response.aread()
+            finally:
+                await response.aclose()
         except NETWORK_ERRORS as error:
             return TransportFailure(_reason(error), _describe(error), time.perf_counter() - started)
-        latency = time.perf_counter() - started
-        return _parse_send(response.status_code, response.content, latency)
+        return _parse_send(response.status_code, content, time.perf_counter() - started)
 
     async def list_templates(self) -> list[dict[str, Any]]:
         """Every template of the business account, following the pages."""
