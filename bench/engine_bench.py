@@ -27,6 +27,7 @@ import httpx
 from bench.old_algorithm import run_old_algorithm
 from watui.demo_data import write_demo_contacts
 from watui.engine.sender import CampaignSender
+from watui.eventloop import use_fast_event_loop
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
 from watui.storage.database import Database
@@ -306,6 +307,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    use_fast_event_loop()  # as `watui` itself does
     if len(sys.argv) == 4 and sys.argv[1] == "--rss-child":
         rss_child(sys.argv[2], sys.argv[3], seconds=15)
         return

@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 
+from watui.eventloop import use_fast_event_loop
 from watui.mockapi.process import MockProcess
 from watui.settings import HttpSettings, WhatsAppSettings
 from watui.whatsapp.client import WhatsAppClient
@@ -142,6 +143,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    use_fast_event_loop()  # as `watui` itself does
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests")
     args = parser.parse_args()

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from textual.widgets import Footer, Static
 
 from tests.tui_fakes import FakeBackend, make_app
+from watui.eventloop import use_fast_event_loop
 from watui.tui.app import WatuiApp
 from watui.tui.screens.help import HelpScreen
 from watui.tui.screens.monitor import MonitorScreen
@@ -153,6 +154,7 @@ def compare_variants() -> dict[str, float]:
 
 
 def main() -> None:
+    use_fast_event_loop()  # as `watui` itself does
     figures = compare_variants()
     figures.update(asyncio.run(measure()))
     width = max(map(len, figures))

@@ -28,6 +28,7 @@ from textual.widgets import Static
 
 from bench.tui_latency import key_to_frame, p95
 from watui.demo_data import write_demo_contacts
+from watui.eventloop import use_fast_event_loop
 from watui.mockapi.process import MockProcess
 from watui.service.live import LiveBackend
 from watui.settings import Settings
@@ -151,6 +152,7 @@ async def keys(app: WatuiApp) -> dict[str, tuple[float, str]]:
 
 
 def main() -> None:
+    use_fast_event_loop()  # as `watui` itself does
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=20_000)
     parser.add_argument("--rate", type=float, default=1000.0)

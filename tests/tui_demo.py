@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from tests.tui_fakes import CONTACTS, FakeBackend
+from watui.eventloop import use_fast_event_loop
 from watui.tui.app import WatuiApp
 
 
@@ -24,6 +25,7 @@ class MarkedFakeBackend(FakeBackend):
 
 
 def main() -> int:
+    use_fast_event_loop()  # as `watui` itself does
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--retry-rows", type=int, default=240)
     parser.add_argument("--shutdown-marker", type=Path)

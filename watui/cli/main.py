@@ -11,6 +11,7 @@ from typing import Any
 
 from watui import __version__
 from watui.cli.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_UNEXPECTED, CliError
+from watui.eventloop import use_fast_event_loop
 from watui.settings import Settings, SettingsError, load_settings
 from watui.storage import StorageError
 
@@ -67,6 +68,7 @@ def settings_from_args(args: argparse.Namespace, extra: dict[str, Any] | None = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    use_fast_event_loop()
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
@@ -109,7 +111,7 @@ def _open_tui(args: argparse.Namespace) -> int:
 
 
 def run_async(coro: Any) -> Any:
-    """Run a command's coroutine on a fresh loop (uvloop when it is installed)."""
+    """Run a command's coroutine on a fresh loop (uvloop where it exists: see watui.eventloop)."""
     return asyncio.run(coro)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import signal
 from typing import Any
 
@@ -72,10 +71,6 @@ def _mock_api(args: argparse.Namespace) -> int:
         fail_suffixes=_fail_suffixes(args.fail_suffix), webhook_url=args.webhook_url,
         seed=args.seed, **_rates(args),
     )
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        uvloop.install()
     import gc
 
     gc.freeze()  # fewer collector pauses: a pause skews the arrival times the limiter counts
