@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from textual import events
 from textual.command import CommandList
 from textual.widgets import DataTable, Input, Select, Static
 from textual.worker import WorkerFailed
@@ -154,6 +155,26 @@ async def test_pause_resume_and_rate_change_from_monitor() -> None:
         log = "\n".join(app.screen.query_one("#events").lines)
         assert "Rate changed 80 → 60 msg/s" in log and "Paused by you" in log
     assert [call[0] for call in backend.calls] == ["pause", "resume", "set_rate"]
+
+
+async def test_a_fast_burst_of_keys_edits_in_the_order_typed() -> None:
+    """Keys that arrive in one read from the terminal (a fast typist over SSH, a macro) are
+    posted to the app together; backspace must still act before the digits that follow it."""
+    backend = FakeBackend.sample()
+    app = make_app(backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("r")
+        await pilot.pause()
+        field = app.screen.query_one(Input)
+        await pilot.press("end")  # "80" with the cursor after it, nothing selected
+        for key, character in [("backspace", None), ("backspace", None), ("5", "5"), ("1", "1"),
+                               ("left", None), ("4", "4"), ("enter", "\r")]:
+            app.post_message(events.Key(key, character))
+        await settle(pilot)
+        assert field.value == "541"
+        assert backend.campaigns["spring-sale"].target_rate == 541
 
 
 async def test_kept_rate_prompt_reopens_fresh_and_goes_with_its_monitor() -> None:

@@ -18,6 +18,7 @@ from watui.tui.models import RecipientState, RetryFilter, RetryPage, RetryRow, R
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.widgets.keybar import KeyBar
 from watui.tui.widgets.modals import ConfirmModal, PromptModal
+from watui.tui.widgets.text_input import TextInput
 
 PAGE_SIZE = 100
 COLUMNS = (
@@ -94,7 +95,7 @@ class RetryQueueScreen(WatuiScreen):
             yield Label("Status")
             yield Select(STATUS_CHOICES, prompt="any status", id="status-filter", compact=True)
             yield Label("Code")
-            yield Input(placeholder="any", id="code-filter", max_length=7, compact=True)
+            yield TextInput(placeholder="any", id="code-filter", max_length=7, compact=True)
             yield Static("", id="code-error", classes="field-error")
         table: DataTable[str] = DataTable(id="rows", cursor_type="row", zebra_stripes=True)
         for key, label in COLUMNS:

@@ -31,6 +31,7 @@ from watui.tui.widgets.file_picker import FilePickerModal
 from watui.tui.widgets.form import FormField
 from watui.tui.widgets.keybar import KeyBar
 from watui.tui.widgets.modals import parse_rate
+from watui.tui.widgets.text_input import TextInput
 
 PREVIEW_ROWS = 5
 REPORT_LINES = 5
@@ -139,7 +140,7 @@ class SetupScreen(WatuiScreen):
         with VerticalScroll(id="form"):
             yield Static("Campaign", classes="section-title")
             yield FormField(
-                "Name", Input(compact=True, id="name", placeholder="e.g. spring-sale"), id="f-name"
+                "Name", TextInput(compact=True, id="name", placeholder="e.g. spring-sale"), id="f-name"
             )
             yield Static("Step 1", classes="section-title", id="step-title")
             yield FormField(
@@ -150,21 +151,21 @@ class SetupScreen(WatuiScreen):
             yield Static("", id="template-preview", classes="preview")
             yield FormField(
                 "Language",
-                Input(compact=True, id="language", placeholder="e.g. en_US"),
+                TextInput(compact=True, id="language", placeholder="e.g. en_US"),
                 id="f-language",
             )
             yield FormField(
                 "Contacts file",
-                Input(compact=True, id="contacts", placeholder="path/to/contacts.csv"),
+                TextInput(compact=True, id="contacts", placeholder="path/to/contacts.csv"),
                 Button("Browse…", id="browse", compact=True),
                 id="f-contacts",
             )
             yield FormField(
-                "Phone column", Input("phone", id="phone-column", compact=True), id="f-phone"
+                "Phone column", TextInput("phone", id="phone-column", compact=True), id="f-phone"
             )
             yield FormField(
                 "Default region",
-                Input(compact=True, id="region", placeholder="e.g. US", max_length=2),
+                TextInput(compact=True, id="region", placeholder="e.g. US", max_length=2),
                 hint="for numbers written without +country code",
                 id="f-region",
             )
@@ -173,7 +174,7 @@ class SetupScreen(WatuiScreen):
             yield preview
             yield FormField(
                 "Body parameters",
-                Input(
+                TextInput(
                     compact=True,
                     id="body-params",
                     placeholder="columns for {{1}}, {{2}}, … separated by commas",
@@ -182,7 +183,7 @@ class SetupScreen(WatuiScreen):
             )
             yield FormField(
                 "Header parameter",
-                Input(
+                TextInput(
                     compact=True,
                     id="header-param",
                     placeholder="column with the header's media link or text",
@@ -197,18 +198,18 @@ class SetupScreen(WatuiScreen):
             yield Static("Sending", classes="section-title")
             yield FormField(
                 "Rate (msg/s)",
-                Input(compact=True, id="rate"),
+                TextInput(compact=True, id="rate"),
                 id="f-rate",
                 hint="your number's tier; 1,000 at most",
             )
-            yield FormField("Max retries", Input(compact=True, id="max-retries"), id="f-retries")
+            yield FormField("Max retries", TextInput(compact=True, id="max-retries"), id="f-retries")
             yield FormField(
-                "Retry delays (s)", Input(compact=True, id="retry-delays"), id="f-delays"
+                "Retry delays (s)", TextInput(compact=True, id="retry-delays"), id="f-delays"
             )
             yield Static("Test send", classes="section-title")
             yield FormField(
                 "Test number",
-                Input(compact=True, id="test-phone", placeholder="+15550123456"),
+                TextInput(compact=True, id="test-phone", placeholder="+15550123456"),
                 Button("Send test", id="send-test", compact=True),
                 id="f-test",
             )

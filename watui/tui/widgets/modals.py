@@ -11,6 +11,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from watui.tui.widgets.text_input import TextInput
+
 T = TypeVar("T")
 
 MODAL_CSS = """
@@ -79,7 +81,7 @@ class PromptModal(ModalScreen[T | None], Generic[T]):
         with Vertical():
             yield Label(self._title, classes="modal-title")
             yield Label(self._label)
-            yield Input(self._value, id="prompt-input", select_on_focus=True)
+            yield TextInput(self._value, id="prompt-input", select_on_focus=True)
             yield Static("", id="prompt-error", classes="field-error")
             with Horizontal(classes="modal-buttons"):
                 yield Button("Cancel", id="cancel")
