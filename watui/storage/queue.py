@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -217,7 +218,7 @@ async def claim(
                  "status": status, "limit": wanted},
             )
             claimed.extend(
-                ClaimedRecipient(row.id, row.phone, json.loads(row.params), row.attempts)
+                ClaimedRecipient(row.id, row.phone, orjson.loads(row.params), row.attempts)
                 for row in rows
             )
     return claimed
