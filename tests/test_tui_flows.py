@@ -152,7 +152,7 @@ async def test_pause_resume_and_rate_change_from_monitor() -> None:
         await pilot.press("escape", "r", "6", "0", "enter")  # the old value is selected: replaced
         await settle(pilot)
         assert backend.campaigns["spring-sale"].target_rate == 60
-        log = "\n".join(app.screen.query_one("#events").lines)
+        log = "\n".join(strip.text for strip in app.screen.query_one("#events").lines)
         assert "Rate changed 80 → 60 msg/s" in log and "Paused by you" in log
     assert [call[0] for call in backend.calls] == ["pause", "resume", "set_rate"]
 

@@ -170,7 +170,7 @@ async def test_pause_and_resume_from_the_monitor(
                        or "completed" in str(status_line.content))
         assert (await db_status(backend.db, "pausable"))["status"] in ("running", "completed")
         await wait_for(pilot, lambda: "completed" in str(status_line.content), seconds=15)
-        log = "\n".join(app.screen.query_one("#events").lines)
+        log = "\n".join(strip.text for strip in app.screen.query_one("#events").lines)
         assert "pause" in log.lower()
     summary = await assert_consistent(backend.db, "pausable", mock_api)
     assert (summary["status"], summary["sent"]) == ("completed", 180)

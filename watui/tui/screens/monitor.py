@@ -5,13 +5,17 @@ Reads one aggregated ``MetricsSnapshot`` per refresh tick (2-4 Hz), never one me
 
 from __future__ import annotations
 
+from collections import deque
 from typing import ClassVar
 
+from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.markup import escape
-from textual.widgets import DataTable, Header, Log, Static
+from textual.widgets import DataTable, Header, RichLog, Static
+from textual.widgets.data_table import ColumnKey
 
 from watui.tui import format as fmt
 from watui.tui import navigation
@@ -22,6 +26,7 @@ from watui.tui.widgets.keybar import KeyBar
 from watui.tui.widgets.modals import PromptModal, parse_rate
 
 PROGRESS_WIDTH = 20
+EVENT_LINES = 500
 
 
 class MonitorScreen(WatuiScreen):
@@ -39,6 +44,7 @@ class MonitorScreen(WatuiScreen):
         super().__init__()
         self.campaign = name
         self._last_seq = 0
+        self._event_lines: deque[str] = deque(maxlen=EVENT_LINES)
         self._status: CampaignRow | None = None
         self._snapshot: MetricsSnapshot | None = None
         self._errors_shown: tuple[object, ...] = ()
@@ -64,7 +70,8 @@ class MonitorScreen(WatuiScreen):
             errors.add_column("Meaning", key="meaning")
             yield errors
             with Vertical(id="events-box"):
-                log = Log(id="events", max_lines=500)
+                # Wrapped, not cut: at 80 columns an event line is wider than its box.
+                log = RichLog(id="events", max_lines=EVENT_LINES, wrap=True, min_width=20)
                 log.border_title = "Events"
                 yield log
         yield KeyBar()
@@ -76,9 +83,11 @@ class MonitorScreen(WatuiScreen):
         with self.app.batch_update():
             self._show_status()
             self._show_metrics()
-            log = self.query_one("#events", Log)
+            log = self.query_one("#events", RichLog)
             for event in events:
-                log.write_line(f"{fmt.clock_time(event.at)}  {event.text}")
+                line = f"{fmt.clock_time(event.at)}  {event.text}"
+                self._event_lines.append(line)
+                log.write(Text(line))
                 self._last_seq = max(self._last_seq, event.seq)
 
     def _show_status(self) -> None:
@@ -161,7 +170,32 @@ class MonitorScreen(WatuiScreen):
         table.clear()
         for error in sorted(errors, key=lambda item: -item.count):
             code = str(error.code) if error.code is not None else "—"
-            table.add_row(code, fmt.count(error.count), error.meaning)
+            meaning = Text(error.meaning, no_wrap=True, overflow="ellipsis")
+            table.add_row(code, fmt.count(error.count), meaning)
+        self._fit_meaning_column(table)
+
+    def _fit_meaning_column(self, table: DataTable[str]) -> None:
+        """The meaning takes what the box has left and ends in "…" when cut (at 80 columns
+        "Message undeliverable (not on WhatsApp)" does not fit)."""
+        others = sum(column.get_render_width(table) for key, column in table.columns.items()
+                     if key.value != "meaning")
+        room = table.scrollable_content_region.width - others - 2 * table.cell_padding
+        meaning = table.columns[ColumnKey("meaning")]
+        if room >= 8 and meaning.width != room:
+            meaning.auto_width = False
+            meaning.width = room
+            table.refresh()
+
+    def on_resize(self, _event: events.Resize) -> None:
+        self.call_after_refresh(self._fit_to_width)
+
+    def _fit_to_width(self) -> None:
+        self._fit_meaning_column(self.query_one("#errors", DataTable))
+        # RichLog wraps a line once, when written: wrap them all again for the new width.
+        log = self.query_one("#events", RichLog)
+        log.clear()
+        for line in self._event_lines:
+            log.write(Text(line))
 
     def action_pause_resume(self) -> None:
         status = self._status
