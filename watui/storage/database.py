@@ -6,16 +6,16 @@ import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import event, insert, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from watui import __version__
-from watui.storage.schema import metadata, schema_info
+from watui.storage.schema import campaigns, metadata, schema_info
 
 #: The schema version this watui writes. Bump it and append a step to MIGRATIONS together.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
@@ -24,8 +24,23 @@ async def _create_v1(conn: AsyncConnection) -> None:
     await conn.run_sync(metadata.create_all)
 
 
+async def _add_campaign_retry_policy(conn: AsyncConnection) -> None:
+    """v2: campaigns.max_retries and campaigns.retry_delays (the campaign's own retry policy).
+
+    _create_v1 builds the CURRENT tables, so a database created by this watui has them already:
+    only the missing ones are added.
+    """
+    existing = await conn.run_sync(
+        lambda sync_conn: {column["name"] for column in inspect(sync_conn).get_columns("campaigns")}
+    )
+    for name in ("max_retries", "retry_delays"):
+        if name not in existing:
+            column_type = campaigns.c[name].type.compile(dialect=conn.dialect)
+            await conn.execute(text(f"ALTER TABLE campaigns ADD COLUMN {name} {column_type}"))
+
+
 #: MIGRATIONS[n] takes a database at version n to n + 1. Never edit a released step.
-MIGRATIONS: list[Migration] = [_create_v1]
+MIGRATIONS: list[Migration] = [_create_v1, _add_campaign_retry_policy]
 
 
 #: What a database that is down, restarting, locked or full raises: worth waiting and retrying.
