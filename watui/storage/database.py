@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from watui import __version__
-from watui.storage.schema import campaigns, metadata, schema_info
+from watui.storage.schema import metadata, schema_info
 
 #: The schema version this watui writes. Bump it and append a step to MIGRATIONS together.
 SCHEMA_VERSION = 2
@@ -24,6 +24,13 @@ async def _create_v1(conn: AsyncConnection) -> None:
     await conn.run_sync(metadata.create_all)
 
 
+#: Literal DDL, frozen like the step itself; both types read the same on SQLite and PostgreSQL.
+_V2_CAMPAIGN_COLUMNS = {
+    "max_retries": "ALTER TABLE campaigns ADD COLUMN max_retries INTEGER",
+    "retry_delays": "ALTER TABLE campaigns ADD COLUMN retry_delays TEXT",
+}
+
+
 async def _add_campaign_retry_policy(conn: AsyncConnection) -> None:
     """v2: campaigns.max_retries and campaigns.retry_delays (the campaign's own retry policy).
 
@@ -33,10 +40,9 @@ async def _add_campaign_retry_policy(conn: AsyncConnection) -> None:
     existing = await conn.run_sync(
         lambda sync_conn: {column["name"] for column in inspect(sync_conn).get_columns("campaigns")}
     )
-    for name in ("max_retries", "retry_delays"):
+    for name, statement in _V2_CAMPAIGN_COLUMNS.items():
         if name not in existing:
-            column_type = campaigns.c[name].type.compile(dialect=conn.dialect)
-            await conn.execute(text(f"ALTER TABLE campaigns ADD COLUMN {name} {column_type}"))
+            await conn.execute(text(statement))
 
 
 #: MIGRATIONS[n] takes a database at version n to n + 1. Never edit a released step.
