@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -217,7 +218,7 @@ async def claim(
                  "status": status, "limit": wanted},
             )
             claimed.extend(
-                ClaimedRecipient(row.id, row.phone, json.loads(row.params), row.attempts)
+                ClaimedRecipient(row.id, row.phone, orjson.loads(row.params), row.attempts)
                 for row in rows
             )
     return claimed
@@ -258,24 +259,39 @@ async def record_outcomes(
             await conn.execute(_RECORD, [_record_params(o, now) for o in mine])
         attempt_rows = [o.attempt for o in outcomes if o.attempt is not None]
         if attempt_rows:
-            await conn.execute(insert(attempts), attempt_rows)
+            await conn.execute(_LOG_ATTEMPTS, attempt_rows)
         counts = _count_statuses(mine)
         await _bump_counters(conn, campaign_id, counts, now)
     return FlushResult(written=len(mine), stale=len(outcomes) - len(mine), counts=counts)
 
 
+#: Statements of the hot path are built once: building one per flush (operators, bind
+#: parameters, its cache key) cost more CPU than running it (a third of each flush).
+_OWNED = select(recipients.c.id).where(
+    recipients.c.id.in_(bindparam("ids", expanding=True)),
+    recipients.c.status == SENDING,
+    recipients.c.lease_owner == bindparam("owner"),
+)
+_OWNED_LOCKED = _OWNED.with_for_update()
+_LOG_ATTEMPTS = insert(attempts)
+_BUMP_COUNTERS = (
+    update(campaigns)
+    .where(campaigns.c.id == bindparam("cid"))
+    .values(
+        {
+            **{column: campaigns.c[column] + bindparam(f"d_{column}") for column in COUNTED.values()},
+            "updated_at": bindparam("now"),
+        }
+    )
+)
+
+
 async def _still_owned(conn: AsyncConnection, owner: str, ids: list[int]) -> set[int]:
+    query = _OWNED_LOCKED if conn.dialect.name == "postgresql" else _OWNED
     owned: set[int] = set()
     for start in range(0, len(ids), 900):
-        chunk = ids[start : start + 900]
-        query = select(recipients.c.id).where(
-            recipients.c.id.in_(chunk),
-            recipients.c.status == SENDING,
-            recipients.c.lease_owner == owner,
-        )
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        owned.update((await conn.execute(query)).scalars())
+        result = await conn.execute(query, {"ids": ids[start : start + 900], "owner": owner})
+        owned.update(result.scalars())
     return owned
 
 
@@ -306,11 +322,11 @@ def _count_statuses(outcomes: Iterable[Outcome]) -> dict[str, int]:
 async def _bump_counters(
     conn: AsyncConnection, campaign_id: int, deltas: dict[str, int], now: float
 ) -> None:
-    values: dict[str, Any] = {"updated_at": now}
-    for column, delta in deltas.items():
-        if delta:
-            values[column] = campaigns.c[column] + delta
-    await conn.execute(update(campaigns).where(campaigns.c.id == campaign_id).values(**values))
+    unknown = deltas.keys() - set(COUNTED.values())
+    if unknown:
+        raise ValueError(f"not a counter column: {sorted(unknown)}")
+    params = {f"d_{column}": deltas.get(column, 0) for column in COUNTED.values()}
+    await conn.execute(_BUMP_COUNTERS, {"cid": campaign_id, "now": now, **params})
 
 
 #: An unsent claimed row goes back to where it was: queued, or waiting for its next retry.
