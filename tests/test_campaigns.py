@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, insert, select, update
 
+from watui.settings import RetrySettings
 from watui.storage import Database
 from watui.storage.campaigns import (
     CampaignError,
     CampaignExists,
     CampaignNotFound,
+    RetryPolicy,
     StepSpec,
     campaign_status,
     cancel_campaign,
@@ -24,6 +27,7 @@ from watui.storage.campaigns import (
     list_campaigns,
     pause_campaign,
     resume_campaign,
+    retry_policy,
 )
 from watui.storage.importer import ContactsError, ContactsSource
 from watui.storage.schema import attempts, campaigns, recipients, rejects, steps, templates
@@ -95,6 +99,45 @@ async def test_failed_create_leaves_nothing(database: Database, tmp_path: Path) 
     assert await table_counts(database) == dict.fromkeys(
         ("campaigns", "steps", "recipients", "rejects", "attempts"), 0
     )
+
+
+async def test_retry_policy_is_stored_with_the_campaign(database: Database, tmp_path: Path) -> None:
+    path = contacts(tmp_path)
+    await create_campaign(database, "own", [step(path)], max_retries=0, retry_delays=(1, 2.5))
+    await create_campaign(database, "half", [step(path)], max_retries=3)
+    await create_campaign(database, "plain", [step(path)])
+    defaults = RetrySettings(max_retries=2, delays=[5.0, 10.0])
+    own = await get_campaign(database, "own")
+    assert (own["max_retries"], json.loads(own["retry_delays"])) == (0, [1.0, 2.5])
+    assert retry_policy(own, defaults) == RetryPolicy(0, (1.0, 2.5), "campaign", "campaign")
+    half = await get_campaign(database, "half")
+    assert retry_policy(half, defaults) == RetryPolicy(3, (5.0, 10.0), "campaign", "settings")
+    status = await campaign_status(database, "plain", retry_defaults=defaults)
+    assert status["retry"] == {
+        "max_retries": 2, "delays": (5.0, 10.0),
+        "max_retries_from": "settings", "delays_from": "settings",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("policy", "fragment"),
+    [
+        ({"max_retries": 11}, "max_retries 11 is out of range"),
+        ({"max_retries": -1}, "from 0 to 10"),
+        ({"max_retries": True}, "whole number"),
+        ({"retry_delays": ()}, "at least one delay"),
+        ({"retry_delays": (5, 0)}, "above 0"),
+        ({"retry_delays": (86_401,)}, "at most 86400"),
+        ({"retry_delays": (float("nan"),)}, "retry delays"),
+    ],
+)
+async def test_bad_retry_policy_is_refused_and_leaves_nothing(
+    database: Database, tmp_path: Path, policy: dict[str, object], fragment: str
+) -> None:
+    with pytest.raises(CampaignError, match=re.escape(fragment)) as raised:
+        await create_campaign(database, "spring", [step(contacts(tmp_path))], **policy)
+    assert "\n" not in str(raised.value)
+    assert (await table_counts(database))["campaigns"] == 0
 
 
 async def test_synced_template_checks_the_mapping(database: Database, tmp_path: Path) -> None:

@@ -157,6 +157,90 @@ def test_malformed_spec(cli, tmp_path: Path, spec_text: str, fragments: list[str
     assert cli("campaign", "list", "--json")[1].strip() == "[]"
 
 
+def status_retry(cli, name: str) -> dict[str, object]:
+    return json.loads(cli("status", name, "--json")[1])["retry"]
+
+
+def test_retry_policy_from_options_and_spec_shown_by_status(
+    cli, contacts: Path, tmp_path: Path
+) -> None:
+    code, _, err = cli(*create_args("own", contacts, "--max-retries", "0", "--retry-delays", "5, 2.5"))
+    assert (code, err) == (0, "")
+    assert status_retry(cli, "own") == {
+        "max_retries": 0, "delays": [5.0, 2.5],
+        "max_retries_from": "campaign", "delays_from": "campaign",
+    }  # fmt: skip
+    out = cli("status", "own")[1]
+    assert "Max retries:" in out and "0 (this campaign's own)" in out
+    assert "5, 2.5 (this campaign's own)" in out
+
+    assert cli(*create_args("plain", contacts))[0] == 0
+    assert status_retry(cli, "plain") == {  # the settings' defaults
+        "max_retries": 2, "delays": [5.0, 10.0],
+        "max_retries_from": "settings", "delays_from": "settings",
+    }  # fmt: skip
+    assert "5, 10 (from settings)" in cli("status", "plain")[1]
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'name = "spec"\nmax_retries = 4\nretry_delays = [30, 60]\n'
+        '[[steps]]\ntemplate = "welcome"\nlanguage = "en_US"\ncontacts = "contacts.csv"\n'
+    )
+    assert cli("campaign", "create", "--spec", str(spec), "--max-retries", "1")[0] == 0
+    assert status_retry(cli, "spec") == {  # the command line wins over the file
+        "max_retries": 1, "delays": [30.0, 60.0],
+        "max_retries_from": "campaign", "delays_from": "campaign",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("options", "fragments"),
+    [
+        (["--max-retries", "11"], ["max_retries 11 is out of range", "0 to 10"]),
+        (["--retry-delays", "5,soon"], ["--retry-delays '5,soon'", "e.g. --retry-delays 5,10"]),
+        (["--retry-delays", "5,0"], ["above 0"]),
+        (["--retry-delays", ","], ["at least one delay"]),
+    ],
+)
+def test_bad_retry_options_are_one_line_and_create_nothing(
+    cli, contacts: Path, options: list[str], fragments: list[str]
+) -> None:
+    code, _, err = cli(*create_args("spring", contacts, *options))
+    assert_one_line_error(code, err, *fragments)
+    assert cli("campaign", "list", "--json")[1].strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("top", "fragments"),
+    [
+        ('max_retries = "2"', ["max_retries must be a whole number"]),
+        ("max_retries = 2.5", ["max_retries must be a whole number"]),
+        ("max_retries = 99", ["max_retries 99 is out of range"]),
+        ("retry_delays = 5", ["retry_delays must be an array of seconds"]),
+        ('retry_delays = ["5"]', ["retry_delays must be an array of seconds"]),
+        ("retry_delays = []", ["at least one delay"]),
+        ("retries = 2", ["unknown key 'retries'", "name, rate, max_retries, retry_delays, steps"]),
+    ],
+)
+def test_bad_retry_keys_in_spec(cli, contacts: Path, tmp_path: Path, top: str, fragments: list[str]) -> None:
+    spec = tmp_path / "bad.toml"
+    spec.write_text(
+        f'name = "x"\n{top}\n'
+        '[[steps]]\ntemplate = "welcome"\nlanguage = "en_US"\ncontacts = "contacts.csv"\n'
+    )
+    code, _, err = cli("campaign", "create", "--spec", str(spec))
+    assert_one_line_error(code, err, *fragments)
+    assert cli("campaign", "list", "--json")[1].strip() == "[]"
+
+
+def test_max_retries_must_be_a_number(cli, contacts: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli(*create_args("spring", contacts, "--max-retries", "many"))
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert err.startswith("watui: error: argument --max-retries") and err.count("\n") == 1
+
+
 def test_bad_input_is_one_line_and_leaves_nothing(cli, contacts: Path, tmp_path: Path) -> None:
     code, _, err = cli(*create_args("a", tmp_path / "missing.csv"))
     assert_one_line_error(code, err, "missing.csv", "does not exist")

@@ -12,6 +12,7 @@ import itertools
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -20,7 +21,9 @@ from tests.factories import make_campaign
 from watui.engine.sender import CampaignSender, RunStatus
 from watui.settings import Settings
 from watui.storage import queue
+from watui.storage.campaigns import StepSpec, create_campaign
 from watui.storage.database import Database
+from watui.storage.importer import ContactsSource
 from watui.storage.schema import attempts, campaigns, recipients
 from watui.whatsapp.results import Accepted, ApiError, SendResult, TransportFailure, TransportReason
 
@@ -287,3 +290,49 @@ async def test_a_dead_peers_rows_do_not_block_the_campaign(database: Database, m
     assert outcome.status is RunStatus.COMPLETED
     assert await status_counts(database, campaign_id) == {"sent": 15, "in_doubt": 5}
     await assert_counters_match(database, campaign_id)
+
+
+ALWAYS_FAILING = "+34612345601"
+
+
+async def campaign_with_policy(
+    db: Database, tmp_path: Path, *, max_retries: int | None = None,
+    retry_delays: tuple[float, ...] | None = None,
+) -> int:
+    """A two-recipient campaign created as the UI and the CLI do, with its own retry policy."""
+    path = tmp_path / "contacts.csv"
+    path.write_text(f"phone,name\n{ALWAYS_FAILING},A\n+34612345602,B\n")
+    source = ContactsSource(path=path, body_params=("name",))
+    created = await create_campaign(
+        db, "own-policy", [StepSpec("welcome", "en_US", source)],
+        max_retries=max_retries, retry_delays=retry_delays,
+    )
+    return created.campaign_id
+
+
+def failing_client() -> ScriptedClient:
+    return ScriptedClient(lambda phone, _n: api_error(131000, "Something went wrong", 500)
+                          if phone == ALWAYS_FAILING else None)
+
+
+async def test_campaigns_own_max_retries_wins_over_the_settings(
+    database: Database, tmp_path: Path
+) -> None:
+    campaign_id = await campaign_with_policy(database, tmp_path, max_retries=0)
+    client = failing_client()
+    await run(database, client, campaign_id)  # the settings say max_retries=2
+    assert client.seen[ALWAYS_FAILING] == 1
+    assert await status_counts(database, campaign_id) == {"sent": 1, "failed": 1}
+    await assert_counters_match(database, campaign_id)
+
+
+async def test_campaigns_own_retry_delays_win_over_the_settings(
+    database: Database, tmp_path: Path
+) -> None:
+    campaign_id = await campaign_with_policy(database, tmp_path, max_retries=1, retry_delays=(1,))
+    client = failing_client()
+    await run(database, client, campaign_id)  # the settings say delays [0.2, 0.4]
+    times = [at for phone, at in client.requests if phone == ALWAYS_FAILING]
+    assert len(times) == 2
+    assert times[1] - times[0] >= 1.0
+    assert await status_counts(database, campaign_id) == {"sent": 1, "failed": 1}

@@ -318,3 +318,20 @@ async def test_retry_queue_pages_filters_exports_and_skips_on_the_database(
     summary = await db_status(backend.db, "bounced")
     assert (summary["failed"], summary["skipped"]) == (9, 1)
     assert await campaign_store.counters_match_rows(backend.db, summary["id"]) == {}
+
+
+async def test_retry_policy_chosen_in_setup_is_stored_for_every_process(
+    backend: LiveBackend, tmp_path: Path
+) -> None:
+    """`watui run` and a restarted UI read the policy from the campaign's row, not this process."""
+    step = StepSpec("order_update", "en_US", str(contacts(tmp_path, 5)), ("first_name", "order"),
+                    "photo")  # fmt: skip
+    await backend.create_campaign(CampaignSpec("own", (step,), max_retries=0, retry_delays=(3,)))
+    stored = await campaign_store.campaign_status(
+        backend.db, "own", retry_defaults=backend.settings.retry
+    )
+    assert stored["retry"] == {
+        "max_retries": 0, "delays": (3.0,), "max_retries_from": "campaign", "delays_from": "campaign",
+    }  # fmt: skip
+    with pytest.raises(BackendError, match="max_retries 11 is out of range"):
+        await backend.create_campaign(CampaignSpec("too-many", (step,), max_retries=11))

@@ -9,6 +9,7 @@ import json
 import sys
 import tomllib
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,7 +44,18 @@ _STEP_KEYS = {
     "default_region": 'a two-letter region code such as "ES"',
 }
 _REQUIRED_STEP_KEYS = ("template", "language", "contacts")
-_TOP_KEYS = {"name", "rate", "steps"}
+_TOP_KEYS = ("name", "rate", "max_retries", "retry_delays", "steps")
+
+
+@dataclass(frozen=True)
+class CampaignRequest:
+    """What ``campaign create`` was asked for, from options or a spec; None: the settings'."""
+
+    name: str
+    steps: list[StepSpec]
+    rate: float | None = None
+    max_retries: int | None = None
+    retry_delays: list[float] | None = None
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -92,6 +104,12 @@ def _register_create(commands: argparse._SubParsersAction[Any]) -> None:
     create.add_argument("--phone-column", metavar="C", default="phone", help="default: phone")
     create.add_argument("--default-region", metavar="XX", help="region for national numbers")
     create.add_argument("--rate", metavar="N", type=float, help="messages/s for this campaign")
+    create.add_argument(
+        "--max-retries", metavar="N", type=int, help="retries of a transient failure (0-10)"
+    )
+    create.add_argument(
+        "--retry-delays", metavar="S1,S2", help="seconds before each retry, e.g. 5,10"
+    )
     create.set_defaults(handler=_create)
 
 
@@ -110,16 +128,31 @@ def with_database(args: argparse.Namespace, work: Callable[[Database], Awaitable
 
 
 def _create(args: argparse.Namespace) -> int:
-    if args.spec:
-        name, rate, step_specs = _from_spec(args)
-    else:
-        name, rate, step_specs = _from_options(args)
-    created = with_database(args, lambda db: create_campaign(db, name, step_specs, rate=rate))
-    _print_created(created, step_specs)
+    request = _from_spec(args) if args.spec else _from_options(args)
+    created = with_database(
+        args,
+        lambda db: create_campaign(
+            db, request.name, request.steps, rate=request.rate,
+            max_retries=request.max_retries, retry_delays=request.retry_delays,
+        ),
+    )  # fmt: skip
+    _print_created(created, request.steps)
     return EXIT_OK
 
 
-def _from_options(args: argparse.Namespace) -> tuple[str, float | None, list[StepSpec]]:
+def _retry_delays_option(value: str | None) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        return [float(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise CliError(
+            f"--retry-delays {value!r} is not a list of seconds: give them separated by commas, "
+            "e.g. --retry-delays 5,10"
+        ) from None
+
+
+def _from_options(args: argparse.Namespace) -> CampaignRequest:
     missing = [
         option
         for option, value in (
@@ -142,7 +175,13 @@ def _from_options(args: argparse.Namespace) -> tuple[str, float | None, list[Ste
         header_param=args.header_param or None,
         default_region=_region(args.default_region),
     )
-    return args.name, args.rate, [StepSpec(args.template, args.language, source)]
+    return CampaignRequest(
+        args.name,
+        [StepSpec(args.template, args.language, source)],
+        rate=args.rate,
+        max_retries=args.max_retries,
+        retry_delays=_retry_delays_option(args.retry_delays),
+    )
 
 
 def _region(value: str | None) -> str | None:
@@ -152,7 +191,7 @@ def _region(value: str | None) -> str | None:
         raise CliError(str(error)) from None
 
 
-def _from_spec(args: argparse.Namespace) -> tuple[str, float | None, list[StepSpec]]:
+def _from_spec(args: argparse.Namespace) -> CampaignRequest:
     clashing = [
         option
         for option, value in (
@@ -169,8 +208,16 @@ def _from_spec(args: argparse.Namespace) -> tuple[str, float | None, list[StepSp
     if clashing:
         raise CliError(f"--spec takes everything from the file: drop {', '.join(clashing)}")
     path = Path(args.spec)
-    spec = _read_spec(path)
-    return load_spec(spec, path, rate_override=args.rate)
+    request = load_spec(_read_spec(path), path)
+    # Options given with --spec win over the file's values, like settings on the command line.
+    delays = _retry_delays_option(args.retry_delays)
+    return CampaignRequest(
+        request.name,
+        request.steps,
+        rate=request.rate if args.rate is None else args.rate,
+        max_retries=request.max_retries if args.max_retries is None else args.max_retries,
+        retry_delays=request.retry_delays if delays is None else delays,
+    )
 
 
 def _read_spec(path: Path) -> dict[str, Any]:
@@ -185,27 +232,41 @@ def _read_spec(path: Path) -> dict[str, Any]:
         raise CliError(f"spec file {path} cannot be read: {error}") from None
 
 
-def load_spec(
-    spec: dict[str, Any], path: Path, *, rate_override: float | None = None
-) -> tuple[str, float | None, list[StepSpec]]:
-    """(name, rate, steps) from a parsed spec; CliError names the bad key and the fix."""
+def load_spec(spec: dict[str, Any], path: Path) -> CampaignRequest:
+    """The request a parsed spec makes; CliError names the bad key and the fix."""
     where = f"spec file {path}"
-    unknown = sorted(set(spec) - _TOP_KEYS)
+    unknown = sorted(set(spec) - set(_TOP_KEYS))
     if unknown:
-        raise CliError(f"{where}: unknown key {unknown[0]!r}; top-level keys are name, rate, steps")
+        raise CliError(
+            f"{where}: unknown key {unknown[0]!r}; top-level keys are {', '.join(_TOP_KEYS)}"
+        )
     name = spec.get("name")
     if not isinstance(name, str) or not name.strip():
         raise CliError(f'{where}: missing or empty top-level key "name": add name = "my-campaign"')
     rate = spec.get("rate")
-    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float)):
+    if rate is not None and not _is_number(rate):
         raise CliError(f"{where}: rate must be a number of messages/s, e.g. rate = 80")
+    max_retries = spec.get("max_retries")
+    if max_retries is not None and (isinstance(max_retries, bool) or not isinstance(max_retries, int)):
+        raise CliError(f"{where}: max_retries must be a whole number, e.g. max_retries = 2")
+    retry_delays = spec.get("retry_delays")
+    if retry_delays is not None and not (
+        isinstance(retry_delays, list) and all(_is_number(delay) for delay in retry_delays)
+    ):
+        raise CliError(
+            f"{where}: retry_delays must be an array of seconds, e.g. retry_delays = [5, 10]"
+        )
     tables = spec.get("steps")
     if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
         raise CliError(
             f"{where}: needs at least one [[steps]] table with template, language and contacts"
         )
     steps = [_spec_step(table, i, path) for i, table in enumerate(tables, 1)]
-    return name, rate_override if rate_override is not None else rate, steps
+    return CampaignRequest(name, steps, rate, max_retries, retry_delays)
+
+
+def _is_number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float)
 
 
 def _spec_step(table: dict[str, Any], number: int, path: Path) -> StepSpec:

@@ -8,6 +8,7 @@ from typing import Any
 
 from watui.cli.campaign import print_table, with_database
 from watui.cli.errors import EXIT_OK
+from watui.cli.main import settings_from_args
 from watui.storage.campaigns import campaign_status
 
 #: The summary fields shown as "label: value" lines, in order.
@@ -23,6 +24,8 @@ _FIELDS = (
     ("invalid", "Invalid (rejected at import)"),
     ("paused_reason", "Paused because"),
     ("rate", "Rate (msg/s)"),
+    ("max_retries", "Max retries"),
+    ("delays", "Retry delays (s)"),
     ("created_at", "Created"),
     ("started_at", "Started"),
     ("finished_at", "Finished"),
@@ -37,19 +40,19 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    summary = with_database(args, lambda db: campaign_status(db, args.name))
+    retry_defaults = settings_from_args(args).retry
+    summary = with_database(
+        args, lambda db: campaign_status(db, args.name, retry_defaults=retry_defaults)
+    )
     if args.json:
         print(json.dumps(summary, indent=2))
         return EXIT_OK
     print(f"Campaign {summary['name']}")
+    shown = {key: _shown(key, summary[key]) for key, _ in _FIELDS if key in summary}
+    shown.update(_retry_policy_shown(summary["retry"]))
     width = max(len(label) for _, label in _FIELDS)
     for key, label in _FIELDS:
-        value = summary[key]
-        if value is None:
-            value = "-" if key != "rate" else "from settings"
-        elif isinstance(value, int):
-            value = f"{value:,}"
-        print(f"  {label + ':':<{width + 1}} {value}")
+        print(f"  {label + ':':<{width + 1}} {shown[key]}")
     rows = [
         [
             str(step["position"]),
@@ -64,3 +67,19 @@ def _status(args: argparse.Namespace) -> int:
     print()
     print_table(["STEP", "TEMPLATE", "TOTAL", "SENT", "FAILED", "WAITING"], rows)
     return EXIT_OK
+
+
+def _shown(key: str, value: Any) -> str:
+    if value is None:
+        return "-" if key != "rate" else "from settings"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _retry_policy_shown(policy: dict[str, Any]) -> dict[str, str]:
+    """Each half of the retry policy in force, and whether it is the campaign's own."""
+    origin = {"campaign": "this campaign's own", "settings": "from settings"}
+    delays = ", ".join(f"{delay:g}" for delay in policy["delays"])
+    return {
+        "max_retries": f"{policy['max_retries']} ({origin[policy['max_retries_from']]})",
+        "delays": f"{delays} ({origin[policy['delays_from']]})",
+    }

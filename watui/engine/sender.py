@@ -114,6 +114,8 @@ class CampaignSender:
         #: (lease expiry, window slots) of claims that failed and may have leased rows anyway.
         self._orphan_claims: list[tuple[float, int]] = []
         self._http_slots = asyncio.Semaphore(settings.http.max_connections)
+        #: Set by run(): the campaign's own retry policy where its row has one, else the settings'.
+        self._retry: campaign_store.RetryPolicy
         self._pool_warned = False
         self._batcher = OutcomeBatcher(
             db, campaign_id, self.owner,
@@ -155,6 +157,8 @@ class CampaignSender:
     async def run(self) -> RunOutcome:
         """Send until the campaign is done, paused, cancelled or stopped."""
         _freeze_long_lived_objects()
+        campaign = await queue.campaign_row(self.db, self.campaign_id)
+        self._retry = campaign_store.retry_policy(campaign._mapping, self.settings.retry)
         recovered = await queue.recover_in_doubt(self.db, self.campaign_id)
         if recovered:
             self.metrics.event(
@@ -427,7 +431,7 @@ class CampaignSender:
         if verdict.kind is ErrorKind.PERMANENT:
             return self._fail(row, attempt_no, common)
         retries_used = attempt_no - 1
-        if retries_used >= self.settings.retry.max_retries:
+        if retries_used >= self._retry.max_retries:
             return self._fail(row, attempt_no, common)
         self.metrics.retried.add()
         self.metrics.retried_total += 1
@@ -442,7 +446,7 @@ class CampaignSender:
         return Outcome(row.id, RecipientStatus.FAILED.value, attempt_no, **common)
 
     def _retry_delay(self, retries_used: int, verdict: Classification) -> float:
-        delays = self.settings.retry.delays
+        delays = self._retry.delays
         configured = delays[min(retries_used, len(delays) - 1)]
         return max(configured, verdict.wait)
 

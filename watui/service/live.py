@@ -20,7 +20,7 @@ from watui.engine.metrics import EngineMetrics
 from watui.engine.metrics import MetricsSnapshot as EngineSnapshot
 from watui.engine.runner import CampaignNotRunnable, check_send_settings, prepare
 from watui.engine.sender import CampaignSender, RunOutcome
-from watui.settings import RetrySettings, Settings
+from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
 from watui.storage import queue
 from watui.storage import templates as template_store
@@ -84,9 +84,6 @@ class LiveBackend:
         # resume the monitor's graph and event log go on instead of starting over.
         self._metrics: dict[str, EngineMetrics] = {}
         self._first_started: dict[str, float] = {}  # monotonic, per campaign
-        # Retry settings chosen on the setup screen, for campaigns created in this process (the
-        # database has no columns for them yet; other runs use the settings' defaults).
-        self._retry: dict[str, RetrySettings] = {}
 
     @classmethod
     async def open(cls, settings: Settings, client_factory: Callable[[], Any] | None = None) -> LiveBackend:
@@ -220,10 +217,11 @@ class LiveBackend:
         steps = [
             campaign_store.StepSpec(step.template, step.language, _source(step)) for step in spec.steps
         ]
-        await _guard(campaign_store.create_campaign(self.db, spec.name, steps, rate=spec.rate))
-        self._retry[spec.name] = RetrySettings(
-            max_retries=spec.max_retries, delays=list(spec.retry_delays) or [5.0]
-        )
+        # The retry policy goes into the campaign's row: `watui run` and a restarted UI use it too.
+        await _guard(campaign_store.create_campaign(
+            self.db, spec.name, steps, rate=spec.rate,
+            max_retries=spec.max_retries, retry_delays=spec.retry_delays,
+        ))
         if spec.start_now:
             await self.start(spec.name)
         return await self.campaign_status(spec.name)
@@ -237,13 +235,10 @@ class LiveBackend:
         except CampaignNotRunnable as error:
             raise BackendError(str(error)) from None
         row = await queue.campaign_row(self.db, prepared.campaign_id)
-        settings = self.settings
-        if name in self._retry:
-            settings = settings.model_copy(update={"retry": self._retry[name]})
         metrics = self._metrics.setdefault(name, EngineMetrics())
         self._first_started.setdefault(name, time.monotonic())
         sender = CampaignSender(
-            self.db, self.client, settings, prepared.campaign_id, rate=row.rate, metrics=metrics
+            self.db, self.client, self.settings, prepared.campaign_id, rate=row.rate, metrics=metrics
         )
         if prepared.resumed_from:
             metrics.event("resumed", f"resumed (had paused: {prepared.resumed_from})")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -31,7 +31,15 @@ from watui.storage.schema import (
 )
 from watui.storage.templates import placeholder_names
 
+if TYPE_CHECKING:
+    from watui.settings import RetrySettings
+
 Clock = Callable[[], float]
+
+#: Bounds of a campaign's own retry policy: more retries than this, or longer than a day between
+#: them, is a mistake rather than a policy.
+MAX_RETRIES_LIMIT = 10
+MAX_RETRY_DELAY = 86_400.0
 
 
 class CampaignError(ValueError):
@@ -76,16 +84,71 @@ class CreatedCampaign:
         return sum(step.duplicates for step in self.steps)
 
 
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a campaign retries transient failures, and where each half of that came from."""
+
+    max_retries: int
+    delays: tuple[float, ...]
+    max_retries_from: str  # "campaign" (its own, stored in its row) or "settings"
+    delays_from: str
+
+
+def retry_policy(campaign: Mapping[str, Any], fallback: RetrySettings) -> RetryPolicy:
+    """The policy in force for a campaign row: its own values, else the settings' ``retry``."""
+    own_max = campaign["max_retries"]
+    own_delays = campaign["retry_delays"]
+    return RetryPolicy(
+        max_retries=fallback.max_retries if own_max is None else int(own_max),
+        delays=tuple(fallback.delays if own_delays is None else json.loads(own_delays)),
+        max_retries_from="settings" if own_max is None else "campaign",
+        delays_from="settings" if own_delays is None else "campaign",
+    )
+
+
+def _checked_retry_policy(
+    max_retries: int | None, retry_delays: Sequence[float] | None
+) -> dict[str, Any]:
+    """The campaign row's retry columns (None: use the settings); CampaignError when out of range."""
+    if max_retries is not None and (
+        isinstance(max_retries, bool)
+        or not isinstance(max_retries, int)
+        or not 0 <= max_retries <= MAX_RETRIES_LIMIT
+    ):
+        raise CampaignError(
+            f"max_retries {max_retries!r} is out of range: give a whole number from 0 to "
+            f"{MAX_RETRIES_LIMIT}"
+        )
+    if retry_delays is None:
+        return {"max_retries": max_retries, "retry_delays": None}
+    delays = list(retry_delays)
+    if not delays or not all(
+        not isinstance(delay, bool)
+        and isinstance(delay, int | float)
+        and 0 < delay <= MAX_RETRY_DELAY
+        for delay in delays
+    ):
+        raise CampaignError(
+            f"retry delays {delays!r} are not valid: give at least one delay, each in seconds "
+            f"above 0 and at most {MAX_RETRY_DELAY:.0f}, e.g. 5,10"
+        )
+    return {"max_retries": max_retries, "retry_delays": json.dumps([float(d) for d in delays])}
+
+
 async def create_campaign(
     db: Database,
     name: str,
     step_specs: Sequence[StepSpec],
     *,
     rate: float | None = None,
+    max_retries: int | None = None,
+    retry_delays: Sequence[float] | None = None,
     clock: Clock = time.time,
 ) -> CreatedCampaign:
     """Create the campaign, its steps and their queued recipients in ONE transaction.
 
+    ``max_retries`` and ``retry_delays`` are the campaign's own retry policy, kept in its row so
+    that every process sending it (the UI, ``watui run``) uses them; None: the settings' values.
     Every contacts file's header is checked before anything is written, and any failure rolls
     the whole campaign back. Raises CampaignExists, CampaignError or ContactsError.
     """
@@ -96,6 +159,7 @@ async def create_campaign(
         raise CampaignError("a campaign needs at least one step (template and contacts)")
     if rate is not None and not 0 < rate <= 100_000:
         raise CampaignError(f"rate {rate} is out of range: give messages/s above 0, at most 100000")
+    retry_columns = _checked_retry_policy(max_retries, retry_delays)
     readers: list[ContactsReader] = []
     try:
         for spec in step_specs:
@@ -105,7 +169,7 @@ async def create_campaign(
                 raise CampaignExists(f"a campaign named {name!r} already exists: pick another name")
             mappings = [await _step_mapping(conn, spec) for spec in step_specs]
             now = clock()
-            campaign_id = await _insert_campaign(conn, name, rate, now)
+            campaign_id = await _insert_campaign(conn, name, rate, retry_columns, now)
             created = CreatedCampaign(campaign_id, name)
             for position, (spec, reader, mapping) in enumerate(
                 zip(step_specs, readers, mappings, strict=True)
@@ -132,13 +196,16 @@ async def create_campaign(
     return created
 
 
-async def _insert_campaign(conn: AsyncConnection, name: str, rate: float | None, now: float) -> int:
+async def _insert_campaign(
+    conn: AsyncConnection, name: str, rate: float | None, retry_columns: dict[str, Any], now: float
+) -> int:
     result = await conn.execute(
         insert(campaigns)
         .values(
             name=name,
             status=CampaignStatus.DRAFT.value,
             rate=rate,
+            **retry_columns,
             current_step=0,
             total=0,
             sent=0,
@@ -291,8 +358,14 @@ async def _count_by_status(conn: AsyncConnection, campaign_id: int) -> dict[str,
     return counts
 
 
-async def campaign_status(db: Database, name: str) -> dict[str, Any]:
-    """The status summary the CLI and the UI show (see ``watui status --json``)."""
+async def campaign_status(
+    db: Database, name: str, *, retry_defaults: RetrySettings | None = None
+) -> dict[str, Any]:
+    """The status summary the CLI and the UI show (see ``watui status --json``).
+
+    With ``retry_defaults`` (the settings' ``retry``) it also says which retry policy is in
+    force under ``"retry"``: max_retries, delays, and whether each is the campaign's own.
+    """
     campaign = await get_campaign(db, name)
     async with db.engine.connect() as conn:
         by_status = await _count_by_status(conn, campaign["id"])
@@ -318,6 +391,8 @@ async def campaign_status(db: Database, name: str) -> dict[str, Any]:
         }
         for row in step_rows
     ]
+    if retry_defaults is not None:
+        summary["retry"] = asdict(retry_policy(campaign, retry_defaults))
     return summary
 
 

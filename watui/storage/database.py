@@ -6,7 +6,7 @@ import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import event, insert, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -15,7 +15,7 @@ from watui import __version__
 from watui.storage.schema import metadata, schema_info
 
 #: The schema version this watui writes. Bump it and append a step to MIGRATIONS together.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
@@ -24,8 +24,29 @@ async def _create_v1(conn: AsyncConnection) -> None:
     await conn.run_sync(metadata.create_all)
 
 
+#: Literal DDL, frozen like the step itself; both types read the same on SQLite and PostgreSQL.
+_V2_CAMPAIGN_COLUMNS = {
+    "max_retries": "ALTER TABLE campaigns ADD COLUMN max_retries INTEGER",
+    "retry_delays": "ALTER TABLE campaigns ADD COLUMN retry_delays TEXT",
+}
+
+
+async def _add_campaign_retry_policy(conn: AsyncConnection) -> None:
+    """v2: campaigns.max_retries and campaigns.retry_delays (the campaign's own retry policy).
+
+    _create_v1 builds the CURRENT tables, so a database created by this watui has them already:
+    only the missing ones are added.
+    """
+    existing = await conn.run_sync(
+        lambda sync_conn: {column["name"] for column in inspect(sync_conn).get_columns("campaigns")}
+    )
+    for name, statement in _V2_CAMPAIGN_COLUMNS.items():
+        if name not in existing:
+            await conn.execute(text(statement))
+
+
 #: MIGRATIONS[n] takes a database at version n to n + 1. Never edit a released step.
-MIGRATIONS: list[Migration] = [_create_v1]
+MIGRATIONS: list[Migration] = [_create_v1, _add_campaign_retry_policy]
 
 
 #: What a database that is down, restarting, locked or full raises: worth waiting and retrying.

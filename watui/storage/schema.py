@@ -69,6 +69,9 @@ campaigns = Table(
     Column("name", String(200), nullable=False, unique=True),
     Column("status", String(16), nullable=False, default=CampaignStatus.DRAFT.value),
     Column("rate", Float, nullable=True),  # msg/s chosen for this campaign; None: settings
+    # Retry policy chosen for this campaign (schema v2); None: the settings' retry group.
+    Column("max_retries", Integer, nullable=True),
+    Column("retry_delays", Text, nullable=True),  # JSON list of seconds, e.g. [5.0, 10.0]
     Column("current_step", Integer, nullable=False, default=0),
     # Counters, always changed in the same transaction as the recipient rows they count.
     Column("total", Integer, nullable=False, default=0),

@@ -70,9 +70,14 @@ def needs_header_param(template: TemplateInfo) -> bool:
     return template.header_format in MEDIA_HEADERS or "{{" in (template.header_text or "")
 
 
+#: The bounds the storage puts on a campaign's own retry policy (watui.storage.campaigns).
+MAX_RETRIES = 10
+MAX_RETRY_DELAY = 86_400
+
+
 def parse_retries(text: str) -> int:
-    if not text.isdigit() or int(text) > 100:
-        raise ValueError("a whole number from 0 to 100")
+    if not text.isdigit() or int(text) > MAX_RETRIES:
+        raise ValueError(f"a whole number from 0 to {MAX_RETRIES}")
     return int(text)
 
 
@@ -81,8 +86,8 @@ def parse_delays(text: str) -> tuple[float, ...]:
         delays = tuple(float(part) for part in parse_columns(text))
     except ValueError:
         raise ValueError("seconds separated by commas, e.g. 5, 10") from None
-    if not delays or any(delay < 0 for delay in delays):
-        raise ValueError("at least one delay, each zero or more seconds")
+    if not delays or not all(0 < delay <= MAX_RETRY_DELAY for delay in delays):
+        raise ValueError(f"at least one delay, each above 0 and at most {MAX_RETRY_DELAY} seconds")
     return delays
 
 
