@@ -10,12 +10,13 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy import bindparam, delete, func, insert, null, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watui.storage.database import Database
@@ -217,9 +218,9 @@ async def claim(
                 {"owner": owner, "expires": now + lease_seconds, "now": now, "step": step_id,
                  "status": status, "limit": wanted},
             )
-            claimed.extend(
-                ClaimedRecipient(row.id, row.phone, orjson.loads(row.params), row.attempts)
-                for row in rows
+            claimed.extend(  # rows unpacked as tuples: named access costs more, per row
+                ClaimedRecipient(rid, phone, orjson.loads(params), attempts)
+                for rid, phone, params, attempts in rows
             )
     return claimed
 
@@ -236,11 +237,35 @@ _RECORD = (
         last_error_title=bindparam("title"),
         possibly_sent=bindparam("maybe_sent"),
         sent_at=bindparam("new_sent_at"),
-        lease_owner=None,
-        lease_expires_at=None,
+        lease_owner=null(),
+        lease_expires_at=null(),
         updated_at=bindparam("now"),
     )
 )
+
+
+class _DriverMany:
+    """One statement run with executemany straight on the driver.
+
+    SQLAlchemy processes every row's parameters in Python before the driver sees them; for the
+    two statements that run once per message (the outcome and the attempt log) that was ~20% of
+    the engine's CPU. Their columns need no conversion (ints, floats, strings, None), so rows go
+    to the driver as tuples, in the order of the statement compiled once per dialect."""
+
+    def __init__(self, statement: Any, column_keys: Sequence[str] | None = None) -> None:
+        self._statement = statement
+        self._column_keys = column_keys
+        self._compiled: dict[str, tuple[str, Callable[[Mapping[str, Any]], tuple[Any, ...]]]] = {}
+
+    async def run(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+        sql, in_order = self._for(conn.dialect)
+        await conn.exec_driver_sql(sql, [in_order(row) for row in rows])
+
+    def _for(self, dialect: Any) -> tuple[str, Callable[[Mapping[str, Any]], tuple[Any, ...]]]:
+        if dialect.name not in self._compiled:
+            compiled = self._statement.compile(dialect=dialect, column_keys=self._column_keys)
+            self._compiled[dialect.name] = (compiled.string, itemgetter(*compiled.positiontup))
+        return self._compiled[dialect.name]
 
 
 async def record_outcomes(
@@ -256,10 +281,10 @@ async def record_outcomes(
         owned = await _still_owned(conn, owner, [o.recipient_id for o in outcomes])
         mine = [o for o in outcomes if o.recipient_id in owned]
         if mine:
-            await conn.execute(_RECORD, [_record_params(o, now) for o in mine])
+            await _RECORD_MANY.run(conn, [_record_params(o, now) for o in mine])
         attempt_rows = [o.attempt for o in outcomes if o.attempt is not None]
         if attempt_rows:
-            await conn.execute(_LOG_ATTEMPTS, attempt_rows)
+            await _LOG_ATTEMPTS_MANY.run(conn, attempt_rows)
         counts = _count_statuses(mine)
         await _bump_counters(conn, campaign_id, counts, now)
     return FlushResult(written=len(mine), stale=len(outcomes) - len(mine), counts=counts)
@@ -273,7 +298,11 @@ _OWNED = select(recipients.c.id).where(
     recipients.c.lease_owner == bindparam("owner"),
 )
 _OWNED_LOCKED = _OWNED.with_for_update()
-_LOG_ATTEMPTS = insert(attempts)
+#: The keys of Outcome.attempt: every column of `attempts` but its id.
+ATTEMPT_COLUMNS = tuple(column.name for column in attempts.c if column.name != "id")
+_RECORD_MANY = _DriverMany(_RECORD)
+#: inline(): no RETURNING of the new ids, which nobody reads.
+_LOG_ATTEMPTS_MANY = _DriverMany(insert(attempts).inline(), ATTEMPT_COLUMNS)
 _BUMP_COUNTERS = (
     update(campaigns)
     .where(campaigns.c.id == bindparam("cid"))
