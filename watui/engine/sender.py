@@ -353,6 +353,7 @@ class CampaignSender:
     # ----- dispatching -----
 
     async def _dispatcher(self) -> None:
+        loop = asyncio.get_running_loop()
         released = 0
         while not self._stopping.is_set():
             if not self._ready:
@@ -375,25 +376,31 @@ class CampaignSender:
                 self._low_water.set()
             step = self._step
             assert step is not None
-            task = asyncio.create_task(self._send_one(row, step))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+            # The loop's own create_task, and the task drops its reference itself when done:
+            # no done-callback to schedule, one loop turn less per message.
+            self._inflight.add(loop.create_task(self._send_one(row, step)))
 
     async def _send_one(self, row: ClaimedRecipient, step: StepInfo) -> None:
+        try:
+            result = await self._request(row, step)
+            self._batcher.add(self._decide(row, result))
+        finally:
+            self._inflight.discard(asyncio.current_task())  # type: ignore[arg-type]
+
+    async def _request(self, row: ClaimedRecipient, step: StepInfo) -> SendResult:
         self.metrics.in_flight += 1
         try:
             payload = build_template_message(
                 row.phone, step.template_name, step.language, row.params,
                 step.mapping.get("header_format"), step.mapping.get("body_names"),
             )
-            result = await self.client.send(payload)
+            return await self.client.send(payload)
         except Exception as error:  # a bug in building or sending must not lose the row
             log.exception("send failed unexpectedly")
-            result = TransportFailure(TransportReason.OTHER, f"{type(error).__name__}: {error}", 0.0)
+            return TransportFailure(TransportReason.OTHER, f"{type(error).__name__}: {error}", 0.0)
         finally:
             self.metrics.in_flight -= 1
             self._http_slots.release()
-        self._batcher.add(self._decide(row, result))
 
     # ----- deciding what an answer means -----
 
