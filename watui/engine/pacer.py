@@ -28,6 +28,10 @@ WINDOW_MARGIN = 0.005
 #: How many slots a late send may catch up. More (10 ms worth at 1,000 msg/s was tried) bunches
 #: requests enough that arrival jitter at the API pushes some seconds over the limit.
 MAX_CATCH_UP = 3
+#: A slot due this soon is released at once, without a sleep: at 1,000 msg/s sends then leave
+#: in pairs and every other wake-up of the loop is saved (~15% of the engine's CPU). The
+#: schedule stays anchored to its slots, and the hard window check is never released early.
+EARLY_RELEASE = 0.0012
 #: Multiplicative decrease on a throttle answer, and the floor it stops at.
 BACKOFF_FACTOR = 0.85
 MIN_FACTOR = 0.05
@@ -87,10 +91,12 @@ class Pacer:
         now = self._clock()
         if self._factor < 1.0:
             self._recover(now)
-        due = self._next_slot
+        slot = self._next_slot
+        window_opens = slot
         if len(self._recent) == self._recent.maxlen:
-            due = max(due, self._recent[0] + 1.0 + WINDOW_MARGIN)
-        if due > now:
+            window_opens = self._recent[0] + 1.0 + WINDOW_MARGIN
+        due = max(slot, window_opens)
+        if window_opens > now or slot - now > EARLY_RELEASE:
             await asyncio.sleep(due - now)
             now = self._clock()
         behind = now - self._next_slot
