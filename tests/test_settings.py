@@ -92,6 +92,19 @@ def test_invalid_setting_names_setting_and_source(
     assert "greater than 0" in message and "\n" not in message
 
 
+@pytest.mark.parametrize(
+    ("retry", "expected"),
+    [({"max_retries": 11}, "retry.max_retries"), ({"delays": [5, 0]}, "above 0"),
+     ({"delays": [86_401]}, "at most 86400")],
+)  # fmt: skip
+def test_retry_settings_have_the_bounds_a_campaign_has(retry: dict, expected: str) -> None:
+    """The setup form fills a campaign's retry policy from the settings: a value the settings
+    accept must not be one that creating the campaign then refuses."""
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"retry": retry})
+    assert expected in str(caught.value) and "\n" not in str(caught.value)
+
+
 def test_unknown_setting_is_refused(tmp_path: Path) -> None:
     path = write_toml(tmp_path, "[send]\nrat = 5\n")
     with pytest.raises(SettingsError, match=r"send\.rat .*not a known setting"):

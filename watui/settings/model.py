@@ -65,17 +65,23 @@ class SendSettings(_Group):
     lease_seconds: float = Field(default=120.0, ge=5, le=86_400)
 
 
+#: Bounds of a retry policy (the settings' and a campaign's own): more retries than this, or
+#: longer than a day between them, is a mistake rather than a policy.
+MAX_RETRIES_LIMIT = 10
+MAX_RETRY_DELAY = 86_400.0
+
+
 class RetrySettings(_Group):
     """When a transient failure is tried again."""
 
-    max_retries: int = Field(default=2, ge=0, le=100)
+    max_retries: int = Field(default=2, ge=0, le=MAX_RETRIES_LIMIT)
     delays: list[float] = Field(default_factory=lambda: [5.0, 10.0], min_length=1)
 
     @field_validator("delays")
     @classmethod
-    def _non_negative(cls, value: list[float]) -> list[float]:
-        if any(delay < 0 for delay in value):
-            raise ValueError("every delay must be zero or more seconds")
+    def _in_range(cls, value: list[float]) -> list[float]:
+        if not all(0 < delay <= MAX_RETRY_DELAY for delay in value):
+            raise ValueError(f"every delay must be above 0 and at most {MAX_RETRY_DELAY:.0f} seconds")
         return value
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from watui.settings.model import MAX_RETRIES_LIMIT, MAX_RETRY_DELAY
 from watui.storage.database import Database
 from watui.storage.importer import ContactsReader, ContactsSource, ImportCounts, import_contacts
 from watui.storage.schema import (
@@ -35,12 +36,6 @@ if TYPE_CHECKING:
     from watui.settings import RetrySettings
 
 Clock = Callable[[], float]
-
-#: Bounds of a campaign's own retry policy: more retries than this, or longer than a day between
-#: them, is a mistake rather than a policy.
-MAX_RETRIES_LIMIT = 10
-MAX_RETRY_DELAY = 86_400.0
-
 
 class CampaignError(ValueError):
     """A campaign request that cannot be done as asked; the message says what to fix."""

@@ -17,6 +17,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.markup import escape
 from textual.widgets import Button, DataTable, Header, Input, Select, Static
 
+from watui.settings.model import MAX_RETRIES_LIMIT, MAX_RETRY_DELAY
 from watui.tui import format as fmt
 from watui.tui.backend import BackendError
 from watui.tui.models import (
@@ -70,14 +71,9 @@ def needs_header_param(template: TemplateInfo) -> bool:
     return template.header_format in MEDIA_HEADERS or "{{" in (template.header_text or "")
 
 
-#: The bounds the storage puts on a campaign's own retry policy (watui.storage.campaigns).
-MAX_RETRIES = 10
-MAX_RETRY_DELAY = 86_400
-
-
 def parse_retries(text: str) -> int:
-    if not text.isdigit() or int(text) > MAX_RETRIES:
-        raise ValueError(f"a whole number from 0 to {MAX_RETRIES}")
+    if not text.isdigit() or int(text) > MAX_RETRIES_LIMIT:
+        raise ValueError(f"a whole number from 0 to {MAX_RETRIES_LIMIT}")
     return int(text)
 
 
@@ -87,7 +83,7 @@ def parse_delays(text: str) -> tuple[float, ...]:
     except ValueError:
         raise ValueError("seconds separated by commas, e.g. 5, 10") from None
     if not delays or not all(0 < delay <= MAX_RETRY_DELAY for delay in delays):
-        raise ValueError(f"at least one delay, each above 0 and at most {MAX_RETRY_DELAY} seconds")
+        raise ValueError(f"at least one delay, each above 0 and at most {MAX_RETRY_DELAY:.0f} seconds")
     return delays
 
 
