@@ -384,6 +384,8 @@ class CampaignSender:
         try:
             result = await self._request(row, step)
             self._batcher.add(self._decide(row, result))
+            if self.metrics.in_flight == 0 and not self._ready:
+                self._batcher.flush_soon()  # the last answer for now: the run may be ending
         finally:
             self._inflight.discard(asyncio.current_task())  # type: ignore[arg-type]
 
