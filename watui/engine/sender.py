@@ -101,7 +101,7 @@ class CampaignSender:
         self._ready: deque[ClaimedRecipient] = deque()
         self._ready_event = asyncio.Event()
         self._low_water = asyncio.Event()
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight: dict[int, asyncio.Task[None]] = {}  # by recipient id
         self._step: StepInfo | None = None
         self._stop_reason: RunOutcome | None = None
         self._stopping = asyncio.Event()
@@ -207,7 +207,7 @@ class CampaignSender:
                 self._ready.extend(await self._claiming)
             self._claiming = None
         if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
+            await asyncio.gather(*self._inflight.values(), return_exceptions=True)
         self._batcher.close()
         await batcher_task
         with contextlib.suppress(*DATABASE_UNAVAILABLE):
@@ -378,7 +378,7 @@ class CampaignSender:
             assert step is not None
             # The loop's own create_task, and the task drops its reference itself when done:
             # no done-callback to schedule, one loop turn less per message.
-            self._inflight.add(loop.create_task(self._send_one(row, step)))
+            self._inflight[row.id] = loop.create_task(self._send_one(row, step))
 
     async def _send_one(self, row: ClaimedRecipient, step: StepInfo) -> None:
         try:
@@ -387,7 +387,7 @@ class CampaignSender:
             if self.metrics.in_flight == 0 and not self._ready:
                 self._batcher.flush_soon()  # the last answer for now: the run may be ending
         finally:
-            self._inflight.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._inflight.pop(row.id, None)
 
     async def _request(self, row: ClaimedRecipient, step: StepInfo) -> SendResult:
         self.metrics.in_flight += 1
