@@ -175,6 +175,21 @@ async def test_run_refuses_unknown_and_completed_campaigns(
     assert code == 2 and "already completed" in stderr
 
 
+async def test_run_says_when_the_connection_pool_caps_the_rate(
+    database: Database, mock_api: MockCloudApi
+) -> None:
+    """Two connections and 50 ms answers cannot carry 400 msg/s: a silent 40 msg/s would look
+    like a watui bug, so the run says why, even with --quiet."""
+    campaign_id = await make_campaign(database, "narrow", recipients_per_step=100)
+    mock_api.config.latency = (0.05, 0.05)
+    env = env_for(settings_for(database.url, mock_api))
+    env["WATUI_HTTP__MAX_CONNECTIONS"] = "2"
+    code, stderr = await run_cli("run", "narrow", "--rate", "400", "--quiet", env=env)
+    assert code == 0, stderr
+    assert "watui: warning: http.max_connections=2 caps sending at about" in stderr
+    assert await counts(database, campaign_id) == {"sent": 100}
+
+
 @pytest.mark.slow
 async def test_sigkill_mid_campaign_then_restart_sends_nobody_twice(
     database: Database, mock_api: MockCloudApi

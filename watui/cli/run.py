@@ -83,36 +83,49 @@ async def _summarise(url: str, prepared: Prepared, status: RunStatus, reason: st
     return EXIT_OK
 
 
+#: Engine events worth a line of their own while `watui run` sends (the rest show in the UI).
+NOTABLE_EVENTS = {"warning", "throttled", "shared"}
+
+
 class ProgressLine:
-    """One live line on stderr: rate, progress, ETA, failures. Quiet when not a terminal."""
+    """One live line on stderr: rate, progress, ETA, failures (quiet when not a terminal), and
+    above it a line for each notable engine event, such as a pool too small for the rate. The
+    events are printed even with --quiet: they say why a run is slower than asked."""
 
     def __init__(self, *, enabled: bool) -> None:
         self.enabled = enabled
         self._task: asyncio.Task[None] | None = None
+        self._tty = sys.stderr.isatty()
 
     async def start(self, sender: CampaignSender, prepared: Prepared) -> None:
         if prepared.resumed_from:
             print(f"resuming {prepared.name} (it had paused: {prepared.resumed_from})", file=sys.stderr)
-        if self.enabled:
-            self._task = asyncio.create_task(self._loop(sender, prepared))
+        self._task = asyncio.create_task(self._loop(sender, prepared))
 
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        if self.enabled and sys.stderr.isatty():
+        if self.enabled and self._tty:
             print(file=sys.stderr)
 
     async def _loop(self, sender: CampaignSender, prepared: Prepared) -> None:
-        tty = sys.stderr.isatty()
         last_line = 0.0
+        seen = 0
         while True:
             await asyncio.sleep(PROGRESS_INTERVAL)
+            for event in sender.metrics.events_since(seen):
+                seen = max(seen, event.seq)
+                if event.kind in NOTABLE_EVENTS:
+                    clear = "\r\x1b[K" if self.enabled and self._tty else ""
+                    print(f"{clear}watui: {event.kind}: {event.text}", file=sys.stderr, flush=True)
+            if not self.enabled:
+                continue
             try:
                 row = await queue.campaign_row(sender.db, prepared.campaign_id)
             except Exception:
                 continue
             line = _format_progress(sender, row)
-            if tty:
+            if self._tty:
                 print(f"\r{line}\x1b[K", end="", file=sys.stderr, flush=True)
             elif time.monotonic() - last_line >= 5:
                 print(line, file=sys.stderr, flush=True)
