@@ -163,16 +163,17 @@ class MonitorScreen(WatuiScreen):
 
     def _show_errors(self, snap: MetricsSnapshot | None) -> None:
         errors = snap.errors if snap else ()
+        table = self.query_one("#errors", DataTable)
         if errors == self._errors_shown:
+            self._fit_meaning_column(table)  # the box may have been laid out since
             return
         self._errors_shown = errors
-        table = self.query_one("#errors", DataTable)
         table.clear()
         for error in sorted(errors, key=lambda item: -item.count):
             code = str(error.code) if error.code is not None else "—"
             meaning = Text(error.meaning, no_wrap=True, overflow="ellipsis")
             table.add_row(code, fmt.count(error.count), meaning)
-        self._fit_meaning_column(table)
+        self.call_after_refresh(self._fit_meaning_column, table)  # once the new rows are measured
 
     def _fit_meaning_column(self, table: DataTable[str]) -> None:
         """The meaning takes what the box has left and ends in "…" when cut (at 80 columns
