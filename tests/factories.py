@@ -1,12 +1,17 @@
-"""Build campaigns directly in the database for engine tests (independent of the CSV importer)."""
+"""Build campaigns directly in the database for engine tests (independent of the CSV importer),
+and run the mock API for a test."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 from sqlalchemy import insert
 
+from watui.mockapi.server import MockCloudApi, MockConfig
 from watui.storage.database import Database
 from watui.storage.schema import campaigns, recipients, steps
 
@@ -52,3 +57,14 @@ async def make_campaign(
             ]
             await conn.execute(insert(recipients), rows)
     return campaign_id
+
+
+@contextlib.asynccontextmanager
+async def running_mock(**config: Any) -> AsyncIterator[MockCloudApi]:
+    """The mock API on a free loopback port, with no limit of its own unless ``config`` sets one."""
+    mock = MockCloudApi(MockConfig(**{"rate_limit": 10_000, "pair_limit_seconds": 0, **config}))
+    await mock.start()
+    try:
+        yield mock
+    finally:
+        await mock.stop()

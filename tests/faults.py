@@ -7,14 +7,14 @@ import asyncio
 import contextlib
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 
+from tests import factories
 from tests.test_engine_http import TOKEN
-from watui.mockapi.server import MockCloudApi, MockConfig
+from watui.mockapi.server import MockCloudApi
 from watui.storage.campaigns import counters_match_rows
 from watui.storage.database import Database
 from watui.storage.schema import recipients
@@ -23,16 +23,9 @@ from watui.storage.schema import recipients
 FINAL_STATUSES = {"sent", "failed", "in_doubt"}
 
 
-@contextlib.asynccontextmanager
-async def running_mock(**config: Any) -> AsyncIterator[MockCloudApi]:
-    """The mock API on a free loopback port, with no limit of its own unless ``config`` sets one."""
-    settings = {"access_token": TOKEN, "rate_limit": 10_000, "pair_limit_seconds": 0, **config}
-    mock = MockCloudApi(MockConfig(**settings))
-    await mock.start()
-    try:
-        yield mock
-    finally:
-        await mock.stop()
+def running_mock(**config: Any) -> contextlib.AbstractAsyncContextManager[MockCloudApi]:
+    """The mock API as `tests.factories.running_mock`, with the engine tests' token."""
+    return factories.running_mock(**{"access_token": TOKEN, **config})
 
 
 async def spawn_run(name: str, env: dict[str, str], *, rate: float) -> asyncio.subprocess.Process:

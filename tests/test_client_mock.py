@@ -18,8 +18,9 @@ import httpx
 import pytest
 from aiohttp import web
 
+from tests.factories import running_mock
 from tests.spec import spec_errors
-from watui.mockapi.server import MockCloudApi, MockConfig
+from watui.mockapi.server import MockCloudApi
 from watui.settings import HttpSettings, WhatsAppSettings
 from watui.whatsapp.client import ApiUnavailable, TokenRefused, WhatsAppClient
 from watui.whatsapp.errors import classify
@@ -32,13 +33,8 @@ TRANSPORTS = ["aiohttp", "httpx"]
 
 @pytest.fixture
 async def mock() -> AsyncIterator[MockCloudApi]:
-    api = MockCloudApi(MockConfig(access_token=TOKEN, latency=(0.0, 0.0), rate_limit=100_000,
-                                  pair_limit_seconds=0, seed=7))
-    await api.start()
-    try:
+    async with running_mock(access_token=TOKEN, latency=(0.0, 0.0), rate_limit=100_000, seed=7) as api:
         yield api
-    finally:
-        await api.stop()
 
 
 def make_client(base_url: str, transport: str, token: str = TOKEN, **http: Any) -> WhatsAppClient:

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from tests.factories import make_campaign
+from tests.factories import make_campaign, running_mock
 from watui.engine.sender import CampaignSender, RunStatus
-from watui.mockapi.server import MockCloudApi, MockConfig
+from watui.mockapi.server import MockCloudApi
 from watui.settings import Settings
 from watui.storage.database import Database
 from watui.storage.schema import campaigns, recipients
@@ -34,13 +34,8 @@ PHONE_ID = "1000001"
 
 @pytest.fixture
 async def mock_api() -> AsyncIterator[MockCloudApi]:
-    mock = MockCloudApi(MockConfig(access_token=TOKEN, latency=(0.0, 0.002), rate_limit=10_000,
-                                   pair_limit_seconds=0, seed=1))
-    await mock.start()
-    try:
+    async with running_mock(access_token=TOKEN, latency=(0.0, 0.002), seed=1) as mock:
         yield mock
-    finally:
-        await mock.stop()
 
 
 def settings_for(database_url: str, mock: MockCloudApi, **send: object) -> Settings:

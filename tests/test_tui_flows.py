@@ -31,6 +31,15 @@ async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
     await pilot.pause()
 
 
+async def open_monitor(pilot) -> MonitorScreen:  # type: ignore[no-untyped-def]
+    """Open the highlighted campaign (the first, spring-sale) from the campaigns list."""
+    await pilot.press("enter")
+    await settle(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, MonitorScreen)
+    return screen
+
+
 async def fill_setup(pilot, name: str, body: str = "first_name, order, date") -> SetupScreen:  # type: ignore[no-untyped-def]
     await pilot.press("n")
     await settle(pilot)
@@ -136,9 +145,7 @@ async def test_pause_resume_and_rate_change_from_monitor() -> None:
     backend = FakeBackend.sample()
     app = make_app(backend)
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.press("enter")
-        await settle(pilot)
-        assert isinstance(app.screen, MonitorScreen)
+        await open_monitor(pilot)
         await pilot.press("space")
         await settle(pilot)
         assert backend.campaigns["spring-sale"].row.status is CampaignState.PAUSED
@@ -163,8 +170,7 @@ async def test_a_fast_burst_of_keys_edits_in_the_order_typed() -> None:
     backend = FakeBackend.sample()
     app = make_app(backend)
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.press("enter")
-        await settle(pilot)
+        await open_monitor(pilot)
         await pilot.press("r")
         await pilot.pause()
         field = app.screen.query_one(Input)
@@ -181,8 +187,7 @@ async def test_kept_rate_prompt_reopens_fresh_and_goes_with_its_monitor() -> Non
     backend = FakeBackend.sample()
     app = make_app(backend)
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.press("enter")
-        await settle(pilot)
+        await open_monitor(pilot)
         await pilot.press("r", "0", "enter")  # refused: the error shows
         await pilot.pause()
         prompt = app.screen

@@ -13,8 +13,9 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Select, Static
 
+from tests.factories import running_mock
 from watui.demo_data import write_demo_contacts
-from watui.mockapi.server import MockCloudApi, MockConfig
+from watui.mockapi.server import MockCloudApi
 from watui.service.live import LiveBackend
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
@@ -36,13 +37,8 @@ TOKEN = "live-test-token"
 
 @pytest.fixture
 async def mock_api() -> AsyncIterator[MockCloudApi]:
-    mock = MockCloudApi(MockConfig(access_token=TOKEN, latency=(0.0, 0.005), rate_limit=10_000,
-                                   pair_limit_seconds=0, seed=3))
-    await mock.start()
-    try:
+    async with running_mock(access_token=TOKEN, latency=(0.0, 0.005), seed=3) as mock:
         yield mock
-    finally:
-        await mock.stop()
 
 
 @pytest.fixture
