@@ -334,8 +334,6 @@ class CampaignSender:
                 return
         due = await queue.next_due_at(self.db, step.id)
         wait = IDLE_POLL if due is None else min(IDLE_POLL, max(0.01, due - time.time()))
-        if self.metrics.in_flight == 0 and not self._ready:
-            self._batcher.flush_soon()  # only unwritten outcomes stand between us and the end
         self._progress.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._progress.wait(), wait)
@@ -361,6 +359,12 @@ class CampaignSender:
                 self._ready_event.clear()
                 await self._ready_event.wait()
                 continue
+            released += 1
+            if released % 64 == 0:
+                # Unthrottled the pacer never sleeps: let answers in. Here, not between the
+                # pacer's release and the request, which must leave at its slot.
+                await asyncio.sleep(0)
+                continue
             # A connection slot first, then the pacer's slot: the request then leaves on time
             # instead of queueing inside the pool (and timing out there).
             await self._http_slots.acquire()
@@ -368,9 +372,6 @@ class CampaignSender:
             if self._stopping.is_set() or not self._ready:
                 self._http_slots.release()
                 break
-            released += 1
-            if released % 64 == 0:
-                await asyncio.sleep(0)  # unthrottled, the pacer never sleeps: let answers in
             row = self._ready.popleft()
             if len(self._ready) < self._claim_size() // 2 + 1:
                 self._low_water.set()
@@ -385,7 +386,9 @@ class CampaignSender:
             result = await self._request(row, step)
             self._batcher.add(self._decide(row, result))
             if self.metrics.in_flight == 0 and not self._ready:
-                self._batcher.flush_soon()  # the last answer for now: the run may be ending
+                # The last answer for now: the run may be ending, and the claimer waits to see
+                # these outcomes written before it looks for more (or ends the run).
+                self._batcher.flush_soon()
         finally:
             self._inflight.pop(row.id, None)
 
