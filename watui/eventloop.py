@@ -22,6 +22,6 @@ def use_fast_event_loop() -> bool:
 
         # 3.14 deprecates loop policies; until asyncio.run takes a factory everywhere we call
         # it (Textual's App.run does not), the policy is the one switch that reaches them all.
-        warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*EventLoopPolicy")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*event_?loop_?policy")
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     return True

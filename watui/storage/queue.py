@@ -303,6 +303,7 @@ ATTEMPT_COLUMNS = tuple(column.name for column in attempts.c if column.name != "
 _RECORD_MANY = _DriverMany(_RECORD)
 #: inline(): no RETURNING of the new ids, which nobody reads.
 _LOG_ATTEMPTS_MANY = _DriverMany(insert(attempts).inline(), ATTEMPT_COLUMNS)
+_COUNTER_COLUMNS = frozenset(COUNTED.values())
 _BUMP_COUNTERS = (
     update(campaigns)
     .where(campaigns.c.id == bindparam("cid"))
@@ -351,7 +352,7 @@ def _count_statuses(outcomes: Iterable[Outcome]) -> dict[str, int]:
 async def _bump_counters(
     conn: AsyncConnection, campaign_id: int, deltas: dict[str, int], now: float
 ) -> None:
-    unknown = deltas.keys() - set(COUNTED.values())
+    unknown = deltas.keys() - _COUNTER_COLUMNS
     if unknown:
         raise ValueError(f"not a counter column: {sorted(unknown)}")
     params = {f"d_{column}": deltas.get(column, 0) for column in COUNTED.values()}
