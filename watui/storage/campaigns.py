@@ -159,7 +159,7 @@ async def create_campaign(
     try:
         for spec in step_specs:
             readers.append(ContactsReader(spec.contacts))
-        async with db.engine.begin() as conn:
+        async with db.begin() as conn:
             if await _campaign_id(conn, name) is not None:
                 raise CampaignExists(f"a campaign named {name!r} already exists: pick another name")
             mappings = [await _step_mapping(conn, spec) for spec in step_specs]
@@ -326,7 +326,7 @@ async def list_campaigns(db: Database) -> list[dict[str, Any]]:
 
 async def delete_campaign(db: Database, name: str) -> None:
     """Remove the campaign and everything of it: steps, recipients, rejects, attempts."""
-    async with db.engine.begin() as conn:
+    async with db.begin() as conn:
         campaign_id = await _campaign_id(conn, name)
         if campaign_id is None:
             raise CampaignNotFound(f"no campaign named {name!r} (see 'watui campaign list')")
@@ -502,7 +502,7 @@ async def pause_campaign(
     db: Database, campaign_id: int, reason: str, *, clock: Clock = time.time
 ) -> None:
     """Mark the campaign paused with a reason people can read (the engine stops claiming)."""
-    async with db.engine.begin() as conn:
+    async with db.begin() as conn:
         current = await _locked_status(conn, campaign_id)
         if current == CampaignStatus.PAUSED.value:
             raise CampaignError("the campaign is already paused")
@@ -517,7 +517,7 @@ async def pause_campaign(
 
 async def resume_campaign(db: Database, campaign_id: int, *, clock: Clock = time.time) -> None:
     """Undo a pause: back to running if it had started, else to draft."""
-    async with db.engine.begin() as conn:
+    async with db.begin() as conn:
         current = await _locked_status(conn, campaign_id)
         if current != CampaignStatus.PAUSED.value:
             raise CampaignError(f"the campaign is {current}, not paused: nothing to resume")
@@ -534,7 +534,7 @@ async def resume_campaign(db: Database, campaign_id: int, *, clock: Clock = time
 
 async def cancel_campaign(db: Database, campaign_id: int, *, clock: Clock = time.time) -> int:
     """Stop for good: every queued or retry row becomes skipped (and counted). Returns how many."""
-    async with db.engine.begin() as conn:
+    async with db.begin() as conn:
         current = await _locked_status(conn, campaign_id)
         if current in _FINISHED:
             raise CampaignError(f"the campaign is already {current}")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from sqlalchemy import event, insert, inspect, select, text, update
@@ -69,17 +71,37 @@ class Database:
                 url, echo=echo, connect_args={"timeout": 30}
             )
             event.listen(self.engine.sync_engine, "connect", _tune_sqlite)
+            self._write_turn: asyncio.Lock | None = asyncio.Lock()
         else:
             self.engine = create_async_engine(url, echo=echo, pool_size=5, max_overflow=5)
+            self._write_turn = None
 
     @property
     def is_postgres(self) -> bool:
         return self.dialect == "postgresql"
 
+    def begin(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """A transaction that writes; every write of watui goes through here.
+
+        SQLite lets one connection write at a time. When two of this process's connections
+        (say the batcher's flush and a heartbeat) collided, the loser sat in SQLite's busy
+        handler, which sleeps up to 100 ms between tries and kept losing while flushes followed
+        each other: heartbeats took over a second and the end of a run waited for them. On
+        SQLite this process's writers take turns on an asyncio lock instead, in the order they
+        came. Other processes still meet SQLite's own lock (and its busy timeout)."""
+        if self._write_turn is None:
+            return self.engine.begin()
+        return self._begin_in_turn(self._write_turn)
+
+    @contextlib.asynccontextmanager
+    async def _begin_in_turn(self, turn: asyncio.Lock) -> AsyncIterator[AsyncConnection]:
+        async with turn, self.engine.begin() as conn:
+            yield conn
+
     async def open(self) -> Database:
         """Connect and upgrade the schema; refuses a database written by a newer watui."""
         try:
-            async with self.engine.begin() as conn:
+            async with self.begin() as conn:
                 await _migrate(conn)
         except (OperationalError, DBAPIError, OSError) as error:
             raise StorageError(f"cannot open database {self.safe_url}: {_first_line(error)}") from None

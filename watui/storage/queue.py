@@ -136,7 +136,7 @@ async def set_campaign_status(
     statement = update(campaigns).where(campaigns.c.id == campaign_id).values(**values)
     if only_from is not None:
         statement = statement.where(campaigns.c.status.in_([s.value for s in only_from]))
-    async with db.engine.begin() as conn:
+    async with db.begin() as conn:
         result = await conn.execute(statement)
     return result.rowcount > 0
 
@@ -208,7 +208,7 @@ async def claim(
     """
     statement = text(_CLAIM_POSTGRES if db.is_postgres else _CLAIM_SQLITE)
     claimed: list[ClaimedRecipient] = []
-    async with db.engine.begin() as conn:
+    async with db.begin() as conn:
         for status in (RecipientStatus.RETRY.value, RecipientStatus.QUEUED.value):
             wanted = limit - len(claimed)
             if wanted <= 0:
@@ -277,7 +277,7 @@ async def record_outcomes(
     expired lease); every attempt is logged regardless, since the request really went out.
     """
     now = time.time()
-    async with db.engine.begin() as conn:
+    async with db.begin() as conn:
         owned = await _still_owned(conn, owner, [o.recipient_id for o in outcomes])
         mine = [o for o in outcomes if o.recipient_id in owned]
         if mine:
@@ -372,7 +372,7 @@ async def release(db: Database, owner: str, ids: Sequence[int]) -> int:
     if not ids:
         return 0
     released = 0
-    async with db.engine.begin() as conn:
+    async with db.begin() as conn:
         for start in range(0, len(ids), 900):
             chunk = list(ids[start : start + 900])
             result = await conn.execute(
@@ -392,7 +392,7 @@ async def release_claim(db: Database, owner: str, lease_expires_at: float) -> in
     """Give back the rows of one claim whose answer never reached us (the connection broke
     around its commit): no request went out for them. A claim is known by its lease expiry,
     which is the same float for all its rows and (with the owner) unique to it."""
-    async with db.engine.begin() as conn:
+    async with db.begin() as conn:
         result = await conn.execute(
             update(recipients)
             .where(
@@ -415,7 +415,7 @@ async def recover_in_doubt(
     """
     now = time.time() if now is None else now
     moved = 0
-    async with db.engine.begin() as conn:
+    async with db.begin() as conn:
         owners = (
             await conn.execute(
                 select(recipients.c.lease_owner)
@@ -454,7 +454,7 @@ async def heartbeat(db: Database, owner: str, campaign_id: int, *, stale_after: 
     """Record that ``owner`` is alive and sending ``campaign_id``; returns how many are."""
     now = time.time()
     hostname, pid = socket.gethostname(), os.getpid()
-    async with db.engine.begin() as conn:
+    async with db.begin() as conn:
         updated = await conn.execute(
             update(workers)
             .where(workers.c.owner == owner)
@@ -476,7 +476,7 @@ async def heartbeat(db: Database, owner: str, campaign_id: int, *, stale_after: 
 
 
 async def leave(db: Database, owner: str) -> None:
-    async with db.engine.begin() as conn:
+    async with db.begin() as conn:
         await conn.execute(delete(workers).where(workers.c.owner == owner))
 
 
@@ -497,7 +497,7 @@ async def requeue(
     wanted = [s.value for s in statuses if s.value in COUNTED and s is not RecipientStatus.SENT]
     moved_by_status: dict[str, int] = {}
     due_now = 0
-    async with db.engine.begin() as conn:
+    async with db.begin() as conn:
         if RecipientStatus.RETRY in statuses:  # waiting for a retry: make it due now
             condition = [recipients.c.campaign_id == campaign_id,
                          recipients.c.status == RecipientStatus.RETRY.value]
@@ -623,7 +623,7 @@ async def skip(
     """A person decided these rows are never to be sent: they become skipped (counted)."""
     now = time.time()
     deltas: dict[str, int] = {"skipped": 0}
-    async with db.engine.begin() as conn:
+    async with db.begin() as conn:
         for status in statuses:
             condition = [recipients.c.campaign_id == campaign_id, recipients.c.status == status.value]
             if code is not None:
@@ -654,7 +654,7 @@ async def count_status(db: Database, campaign_id: int, status: RecipientStatus) 
 
 async def set_campaign_rate(db: Database, campaign_id: int, rate: float) -> None:
     """Remember the campaign's rate, so a restart sends at the rate last chosen."""
-    async with db.engine.begin() as conn:
+    async with db.begin() as conn:
         await conn.execute(
             update(campaigns).where(campaigns.c.id == campaign_id).values(rate=rate, updated_at=time.time())
         )

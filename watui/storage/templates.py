@@ -63,7 +63,7 @@ async def sync_templates(db: Database, client: TemplateSource) -> int:
     items = await client.list_templates()
     now = time.time()
     rows = [template_row(item, now) for item in items if item.get("name") and item.get("language")]
-    async with db.engine.begin() as conn:
+    async with db.begin() as conn:
         await conn.execute(delete(templates))
         if rows:
             await conn.execute(insert(templates), rows)
