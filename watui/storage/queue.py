@@ -19,6 +19,7 @@ import orjson
 from sqlalchemy import bindparam, delete, func, insert, null, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from watui.storage import sqlite_batches
 from watui.storage.database import Database
 from watui.storage.schema import (
     PENDING,
@@ -209,10 +210,21 @@ async def claim(
     statement = text(_CLAIM_POSTGRES if db.is_postgres else _CLAIM_SQLITE)
     claimed: list[ClaimedRecipient] = []
     async with db.begin() as conn:
+        in_json = _json_batches(conn)
         for status in (RecipientStatus.RETRY.value, RecipientStatus.QUEUED.value):
             wanted = limit - len(claimed)
             if wanted <= 0:
                 break
+            if in_json:
+                found = await sqlite_batches.claim_rows(
+                    conn, step_id=step_id, status=status, limit=wanted, owner=owner,
+                    expires=now + lease_seconds, now=now,
+                )
+                claimed.extend(
+                    ClaimedRecipient(rid, phone, params, attempts)
+                    for rid, phone, params, attempts in found
+                )
+                continue
             rows = await conn.execute(
                 statement,
                 {"owner": owner, "expires": now + lease_seconds, "now": now, "step": step_id,
@@ -223,6 +235,11 @@ async def claim(
                 for rid, phone, params, attempts in rows
             )
     return claimed
+
+
+def _json_batches(conn: AsyncConnection) -> bool:
+    """Whether this connection takes a batch as one JSON parameter (see sqlite_batches)."""
+    return conn.dialect.name == "sqlite" and sqlite_batches.AVAILABLE
 
 
 _RECORD = (
@@ -278,12 +295,17 @@ async def record_outcomes(
     """
     now = time.time()
     async with db.begin() as conn:
+        in_json = _json_batches(conn)
         owned = await _still_owned(conn, owner, [o.recipient_id for o in outcomes])
         mine = [o for o in outcomes if o.recipient_id in owned]
-        if mine:
+        if mine and in_json:
+            await sqlite_batches.record(conn, [_record_values(o) for o in mine], now)
+        elif mine:
             await _RECORD_MANY.run(conn, [_record_params(o, now) for o in mine])
         attempt_rows = [o.attempt for o in outcomes if o.attempt is not None]
-        if attempt_rows:
+        if attempt_rows and in_json:
+            await _LOG_ATTEMPTS_JSON.run(conn, [_attempt_values(row) for row in attempt_rows])
+        elif attempt_rows:
             await _LOG_ATTEMPTS_MANY.run(conn, attempt_rows)
         counts = _count_statuses(mine)
         await _bump_counters(conn, campaign_id, counts, now)
@@ -303,6 +325,8 @@ ATTEMPT_COLUMNS = tuple(column.name for column in attempts.c if column.name != "
 _RECORD_MANY = _DriverMany(_RECORD)
 #: inline(): no RETURNING of the new ids, which nobody reads.
 _LOG_ATTEMPTS_MANY = _DriverMany(insert(attempts).inline(), ATTEMPT_COLUMNS)
+_LOG_ATTEMPTS_JSON = sqlite_batches.JsonInsert(attempts.name, ATTEMPT_COLUMNS)
+_attempt_values = itemgetter(*ATTEMPT_COLUMNS)
 _COUNTER_COLUMNS = frozenset(COUNTED.values())
 _BUMP_COUNTERS = (
     update(campaigns)
@@ -317,12 +341,23 @@ _BUMP_COUNTERS = (
 
 
 async def _still_owned(conn: AsyncConnection, owner: str, ids: list[int]) -> set[int]:
+    if _json_batches(conn):
+        return await sqlite_batches.still_owned(conn, owner, ids)
     query = _OWNED_LOCKED if conn.dialect.name == "postgresql" else _OWNED
     owned: set[int] = set()
     for start in range(0, len(ids), 900):
         result = await conn.execute(query, {"ids": ids[start : start + 900], "owner": owner})
         owned.update(result.scalars())
     return owned
+
+
+def _record_values(outcome: Outcome) -> tuple[Any, ...]:
+    """An outcome in the order of sqlite_batches.RECORD_FIELDS."""
+    return (
+        outcome.recipient_id, outcome.status, outcome.attempts, outcome.next_attempt_at,
+        outcome.wamid, outcome.error_code, outcome.error_title, 1 if outcome.possibly_sent else 0,
+        outcome.sent_at,
+    )
 
 
 def _record_params(outcome: Outcome, now: float) -> dict[str, Any]:
