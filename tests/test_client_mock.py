@@ -68,6 +68,39 @@ async def test_accepted_message_lands_in_the_ledger(mock: MockCloudApi, transpor
         (result.wamid, "+15557654321", "order_update")]
 
 
+async def test_arrival_is_stamped_when_the_bytes_arrive_not_when_handled(
+    mock: MockCloudApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-second limit counts a request when it arrives. Here the mock's loop is held up
+    50 ms right after the request's bytes come in (as a busy mock is): the ledger's arrival
+    time must be from before the hold-up, not from when the handler got to run."""
+    from aiohttp.web_protocol import RequestHandler
+
+    received = RequestHandler.data_received
+    bytes_in_at: list[float] = []
+
+    def receive_then_stall(self: RequestHandler, data: bytes) -> None:
+        if data:
+            bytes_in_at.append(time.monotonic())
+        received(self, data)
+        time.sleep(0.05)
+
+    monkeypatch.setattr(RequestHandler, "data_received", receive_then_stall)
+    body = json.dumps(message()).encode()
+    request = (  # in one write, so that it arrives in one piece
+        f"POST /v23.0/1000001/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    host, port = mock.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(request)
+    status_line = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    assert b" 200 " in status_line and len(bytes_in_at) == 1
+    assert mock.ledger[0].at - bytes_in_at[0] < 0.04
+
+
 @pytest.mark.parametrize(
     ("change", "code", "kind"),
     [({"permanent_rate": 1.0}, 131026, ErrorKind.PERMANENT),
