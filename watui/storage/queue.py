@@ -181,23 +181,23 @@ async def next_due_at(db: Database, step_id: int) -> float | None:
         return (await conn.execute(query)).scalar()
 
 
-_CLAIM_SQLITE = """
+_CLAIM_SQLITE = text("""
 UPDATE recipients SET status = 'sending', lease_owner = :owner, lease_expires_at = :expires,
        updated_at = :now
 WHERE id IN (SELECT id FROM recipients
              WHERE step_id = :step AND status = :status AND next_attempt_at <= :now
              ORDER BY next_attempt_at LIMIT :limit)
 RETURNING id, phone, params, attempts
-"""
+""")
 
-_CLAIM_POSTGRES = """
+_CLAIM_POSTGRES = text("""
 UPDATE recipients SET status = 'sending', lease_owner = :owner, lease_expires_at = :expires,
        updated_at = :now
 WHERE id = ANY(ARRAY(SELECT id FROM recipients
                      WHERE step_id = :step AND status = :status AND next_attempt_at <= :now
                      ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED))
 RETURNING id, phone, params, attempts
-"""
+""")
 
 
 async def claim(
@@ -207,39 +207,19 @@ async def claim(
 
     On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets several processes claim side by side.
     """
-    statement = text(_CLAIM_POSTGRES if db.is_postgres else _CLAIM_SQLITE)
     claimed: list[ClaimedRecipient] = []
     async with db.begin() as conn:
-        in_json = _json_batches(conn)
+        batches = _batches_for(conn)
         for status in (RecipientStatus.RETRY.value, RecipientStatus.QUEUED.value):
             wanted = limit - len(claimed)
             if wanted <= 0:
                 break
-            if in_json:
-                found = await sqlite_batches.claim_rows(
-                    conn, step_id=step_id, status=status, limit=wanted, owner=owner,
-                    expires=now + lease_seconds, now=now,
-                )
-                claimed.extend(
-                    ClaimedRecipient(rid, phone, params, attempts)
-                    for rid, phone, params, attempts in found
-                )
-                continue
-            rows = await conn.execute(
-                statement,
-                {"owner": owner, "expires": now + lease_seconds, "now": now, "step": step_id,
-                 "status": status, "limit": wanted},
+            found = await batches.claim_rows(
+                conn, step_id=step_id, status=status, limit=wanted, owner=owner,
+                expires=now + lease_seconds, now=now,
             )
-            claimed.extend(  # rows unpacked as tuples: named access costs more, per row
-                ClaimedRecipient(rid, phone, orjson.loads(params), attempts)
-                for rid, phone, params, attempts in rows
-            )
+            claimed.extend(ClaimedRecipient(*row) for row in found)
     return claimed
-
-
-def _json_batches(conn: AsyncConnection) -> bool:
-    """Whether this connection takes a batch as one JSON parameter (see sqlite_batches)."""
-    return conn.dialect.name == "sqlite" and sqlite_batches.AVAILABLE
 
 
 _RECORD = (
@@ -295,18 +275,14 @@ async def record_outcomes(
     """
     now = time.time()
     async with db.begin() as conn:
-        in_json = _json_batches(conn)
-        owned = await _still_owned(conn, owner, [o.recipient_id for o in outcomes])
+        batches = _batches_for(conn)
+        owned = await batches.still_owned(conn, owner, [o.recipient_id for o in outcomes])
         mine = [o for o in outcomes if o.recipient_id in owned]
-        if mine and in_json:
-            await sqlite_batches.record(conn, [_record_values(o) for o in mine], now)
-        elif mine:
-            await _RECORD_MANY.run(conn, [_record_params(o, now) for o in mine])
+        if mine:
+            await batches.record(conn, mine, now)
         attempt_rows = [o.attempt for o in outcomes if o.attempt is not None]
-        if attempt_rows and in_json:
-            await _LOG_ATTEMPTS_JSON.run(conn, [_attempt_values(row) for row in attempt_rows])
-        elif attempt_rows:
-            await _LOG_ATTEMPTS_MANY.run(conn, attempt_rows)
+        if attempt_rows:
+            await batches.log_attempts(conn, attempt_rows)
         counts = _count_statuses(mine)
         await _bump_counters(conn, campaign_id, counts, now)
     return FlushResult(written=len(mine), stale=len(outcomes) - len(mine), counts=counts)
@@ -340,39 +316,74 @@ _BUMP_COUNTERS = (
 )
 
 
-async def _still_owned(conn: AsyncConnection, owner: str, ids: list[int]) -> set[int]:
-    if _json_batches(conn):
-        return await sqlite_batches.still_owned(conn, owner, ids)
-    query = _OWNED_LOCKED if conn.dialect.name == "postgresql" else _OWNED
-    owned: set[int] = set()
-    for start in range(0, len(ids), 900):
-        result = await conn.execute(query, {"ids": ids[start : start + 900], "owner": owner})
-        owned.update(result.scalars())
-    return owned
+class _DriverBatches:
+    """The portable statements, run with the driver's executemany: PostgreSQL (asyncpg runs
+    them in the loop's own thread), and an SQLite without UPDATE FROM or JSON."""
+
+    @staticmethod
+    async def claim_rows(
+        conn: AsyncConnection, *, step_id: int, status: str, limit: int, owner: str,
+        expires: float, now: float,
+    ) -> list[tuple[int, str, dict[str, Any], int]]:
+        statement = _CLAIM_POSTGRES if conn.dialect.name == "postgresql" else _CLAIM_SQLITE
+        rows = await conn.execute(
+            statement,
+            {"owner": owner, "expires": expires, "now": now, "step": step_id, "status": status,
+             "limit": limit},
+        )
+        # Rows unpacked as tuples: named access costs more, per row.
+        return [(rid, phone, orjson.loads(params), attempts) for rid, phone, params, attempts in rows]
+
+    @staticmethod
+    async def still_owned(conn: AsyncConnection, owner: str, ids: list[int]) -> set[int]:
+        query = _OWNED_LOCKED if conn.dialect.name == "postgresql" else _OWNED
+        owned: set[int] = set()
+        for start in range(0, len(ids), 900):
+            result = await conn.execute(query, {"ids": ids[start : start + 900], "owner": owner})
+            owned.update(result.scalars())
+        return owned
+
+    @staticmethod
+    async def record(conn: AsyncConnection, outcomes: Sequence[Outcome], now: float) -> None:
+        await _RECORD_MANY.run(conn, [
+            {
+                "rid": o.recipient_id, "new_status": o.status, "new_attempts": o.attempts,
+                "next_at": o.next_attempt_at, "new_wamid": o.wamid, "code": o.error_code,
+                "title": o.error_title, "maybe_sent": 1 if o.possibly_sent else 0,
+                "new_sent_at": o.sent_at, "now": now,
+            }
+            for o in outcomes
+        ])
+
+    @staticmethod
+    async def log_attempts(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+        await _LOG_ATTEMPTS_MANY.run(conn, rows)
 
 
-def _record_values(outcome: Outcome) -> tuple[Any, ...]:
-    """An outcome in the order of sqlite_batches.RECORD_FIELDS."""
-    return (
-        outcome.recipient_id, outcome.status, outcome.attempts, outcome.next_attempt_at,
-        outcome.wamid, outcome.error_code, outcome.error_title, 1 if outcome.possibly_sent else 0,
-        outcome.sent_at,
-    )
+class _JsonBatches(_DriverBatches):
+    """SQLite: each batch in one statement, its rows as one JSON parameter (sqlite_batches)."""
+
+    claim_rows = staticmethod(sqlite_batches.claim_rows)  # type: ignore[assignment]
+    still_owned = staticmethod(sqlite_batches.still_owned)
+
+    @staticmethod
+    async def record(conn: AsyncConnection, outcomes: Sequence[Outcome], now: float) -> None:
+        await sqlite_batches.record(conn, [
+            (o.recipient_id, o.status, o.attempts, o.next_attempt_at, o.wamid, o.error_code,
+             o.error_title, 1 if o.possibly_sent else 0, o.sent_at)  # sqlite_batches.RECORD_FIELDS
+            for o in outcomes
+        ], now)
+
+    @staticmethod
+    async def log_attempts(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+        await _LOG_ATTEMPTS_JSON.run(conn, [_attempt_values(row) for row in rows])
 
 
-def _record_params(outcome: Outcome, now: float) -> dict[str, Any]:
-    return {
-        "rid": outcome.recipient_id,
-        "new_status": outcome.status,
-        "new_attempts": outcome.attempts,
-        "next_at": outcome.next_attempt_at,
-        "new_wamid": outcome.wamid,
-        "code": outcome.error_code,
-        "title": outcome.error_title,
-        "maybe_sent": 1 if outcome.possibly_sent else 0,
-        "new_sent_at": outcome.sent_at,
-        "now": now,
-    }
+def _batches_for(conn: AsyncConnection) -> type[_DriverBatches]:
+    """How this connection claims and writes a batch: the one place the dialect decides it."""
+    if conn.dialect.name == "sqlite" and sqlite_batches.AVAILABLE:
+        return _JsonBatches
+    return _DriverBatches
 
 
 def _count_statuses(outcomes: Iterable[Outcome]) -> dict[str, int]:
