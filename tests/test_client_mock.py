@@ -375,3 +375,15 @@ async def test_status_webhooks_are_signed_with_the_app_secret(mock: MockCloudApi
         assert isinstance(accepted, Accepted) and value["id"] == accepted.wamid
         statuses.append(value["status"])
     assert statuses == ["sent", "delivered", "read"]
+
+
+def test_rate_limit_counts_by_arrival_when_handled_out_of_order() -> None:
+    """A request that arrived earlier but is handled later counts in its own second only: it
+    must neither be refused for later arrivals nor keep counting once its second is over."""
+    api = MockCloudApi()
+    api.config.rate_limit = 2
+    assert api._within_rate("1", 10.6)
+    assert api._within_rate("1", 10.1)  # arrived before 10.6, handled after it
+    assert api._within_rate("1", 11.3)  # (10.3, 11.3] holds only 10.6
+    assert not api._within_rate("1", 11.5)  # (10.5, 11.5] holds 10.6 and 11.3
+    assert api.counters["error_130429"] == 1

@@ -15,6 +15,7 @@ import hmac
 import json
 import random
 import time
+from bisect import bisect_right, insort
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -96,6 +97,9 @@ def error_body(code: int) -> tuple[int, dict[str, Any]]:
         error["error_data"] = {"messaging_product": "whatsapp", "details": details}
     return status, {"error": error}
 
+
+#: Seconds of arrivals kept per number: one for the window, one for a request handled late.
+ARRIVALS_KEPT = 2.0
 
 #: When each connection last received bytes, by id of its protocol (see _ArrivalStamping).
 _LAST_DATA_AT: dict[int, float] = {}
@@ -282,14 +286,18 @@ class MockCloudApi:
         return wamid
 
     def _within_rate(self, phone_id: str, now: float) -> bool:
-        """At most ``rate_limit`` accepted-for-processing requests in any one-second window."""
+        """At most ``rate_limit`` accepted-for-processing requests in any one-second window.
+
+        ``now`` is when the request arrived, and handlers do not always run in arrival order: the
+        arrivals are kept sorted, and only those in the second up to this one's count."""
         window = self._arrivals.setdefault(phone_id, deque())
-        while window and window[0] <= now - 1.0:
+        while window and window[0] <= window[-1] - ARRIVALS_KEPT:
             window.popleft()
-        if len(window) >= self.config.rate_limit:
+        in_last_second = bisect_right(window, now) - bisect_right(window, now - 1.0)
+        if in_last_second >= self.config.rate_limit:
             self.counters["error_130429"] += 1
             return False
-        window.append(now)
+        insort(window, now)
         return True
 
     def _within_pair_limit(self, phone_id: str, to: str, now: float) -> bool:
