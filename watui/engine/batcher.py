@@ -55,12 +55,20 @@ class OutcomeBatcher:
             self._full.set()
 
     async def run(self) -> None:
-        """Flush on the timer until ``close()``; then flush what is left."""
+        """Write one batch per tick or whenever a full batch is waiting, until ``close()``;
+        then write what is left.
+
+        One batch per wake-up, not everything pending: outcomes keep coming while a batch is
+        written, and taking them too made a fast database write without pause, one small batch
+        per write (on PostgreSQL at 5,000 msg/s: 60 rows a flush, 77 flushes a second, each
+        with its round trips and a small claim after it)."""
         while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), self._interval)
-            self._full.clear()
-            await self.flush()
+            await self._write(self._pending[: self._max_rows])
+            # add() saw the batch being written as pending too: judge "full" without it.
+            if len(self._pending) < self._max_rows:
+                self._full.clear()
         await self.flush()
 
     def flush_soon(self) -> None:
@@ -74,9 +82,14 @@ class OutcomeBatcher:
 
     async def flush(self) -> None:
         """Write everything pending, retrying until it is written."""
-        delay = 0.05
         while self._pending:
-            batch = self._pending[: self._max_rows]
+            await self._write(self._pending[: self._max_rows])
+
+    async def _write(self, batch: list[Outcome]) -> None:
+        """Write ``batch`` (the oldest pending outcomes) in one transaction, retrying until it is
+        written; then drop it from the pending list and give its window slots back."""
+        delay = 0.05
+        while batch:
             try:
                 await record_outcomes(self._db, self._campaign_id, self._owner, batch)
             except DATABASE_UNAVAILABLE as error:
@@ -89,7 +102,7 @@ class OutcomeBatcher:
             del self._pending[: len(batch)]
             self.flushes += 1
             self._on_written(len(batch))
-            delay = 0.05
+            return
 
 
 def _short(error: BaseException) -> str:
