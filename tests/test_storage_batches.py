@@ -1,6 +1,7 @@
-"""The send queue's claim and flush on a real SQLite file: one JSON parameter per batch
-(storage/sqlite_batches.py) must leave exactly the rows the plain statements leave, and a claim
-that races another process must lease nothing."""
+"""The send queue's claim and flush on a real SQLite file and a real PostgreSQL server: one JSON
+parameter per batch (storage/sqlite_batches.py) and one array per column (postgres_batches.py)
+must leave exactly the rows the plain statements leave, rows another owner took over must be
+left alone, and a claim that races another process must lease nothing."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.factories import make_campaign
+from tests.pgserver import PostgresServer
 from watui.storage import queue, sqlite_batches
 from watui.storage.database import Database
 from watui.storage.queue import ClaimedRecipient, Outcome
@@ -104,20 +106,56 @@ async def test_json_batches_leave_the_rows_the_plain_statements_leave(
     assert {type(row.next_attempt_at) for row in rows} == {float}
 
 
-async def test_a_flush_leaves_rows_another_owner_took_over(sqlite_db: Database) -> None:
-    campaign_id = await make_campaign(sqlite_db, recipients_per_step=4)
-    step = await queue.current_step(sqlite_db, campaign_id)
+@pytest.mark.postgres
+async def test_array_batches_leave_the_rows_the_plain_statements_leave(
+    postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with Database(postgres_server.new_database()) as db:
+        in_arrays = await _claim_and_record(db)
+    monkeypatch.setattr(queue, "_batches_for", lambda _db: queue._DriverBatches)
+    async with Database(postgres_server.new_database()) as db:
+        plain = await _claim_and_record(db)
+    assert in_arrays == plain
+    rows, logged, counters = in_arrays
+    assert len(logged) == 6 and counters == [(2, 1, 1)]
+    assert [row.status for row in rows].count("sending") == 1
+    assert logged[1].error_title == "Something went wrong — ünïcode" and logged[1].http_status is None
+
+
+async def test_a_flush_leaves_rows_another_owner_took_over(database: Database) -> None:
+    campaign_id = await make_campaign(database, recipients_per_step=4)
+    step = await queue.current_step(database, campaign_id)
     assert step is not None
-    claimed = await queue.claim(sqlite_db, step.id, "me", 4, lease_seconds=60, now=NOW)
-    async with sqlite_db.engine.begin() as conn:
+    claimed = await queue.claim(database, step.id, "me", 4, lease_seconds=60, now=NOW)
+    async with database.engine.begin() as conn:
         await conn.execute(
             update(recipients).where(recipients.c.id == claimed[0].id).values(lease_owner="other")
         )
-    result = await queue.record_outcomes(sqlite_db, campaign_id, "me", _outcomes(claimed))
+    result = await queue.record_outcomes(database, campaign_id, "me", _outcomes(claimed))
     assert (result.written, result.stale) == (3, 1)
-    async with sqlite_db.engine.connect() as conn:
+    assert result.counts == {"failed": 1, "in_doubt": 1}  # the first (sent) was taken
+    async with database.engine.connect() as conn:
         taken = (await conn.execute(select(recipients).where(recipients.c.id == claimed[0].id))).one()
+        logged = (await conn.execute(select(attempts.c.recipient_id))).scalars().all()
+        counters = (await conn.execute(select(campaigns.c.sent, campaigns.c.failed))).one()
     assert (taken.status, taken.lease_owner) == ("sending", "other")
+    assert sorted(logged) == sorted(row.id for row in claimed)  # every request that went is logged
+    assert tuple(counters) == (0, 1)
+
+
+async def test_a_flush_of_outcomes_without_requests_logs_no_attempt(database: Database) -> None:
+    """A pause sends claimed rows back without a request: nothing to log, nothing counted."""
+    campaign_id = await make_campaign(database, recipients_per_step=2)
+    step = await queue.current_step(database, campaign_id)
+    assert step is not None
+    claimed = await queue.claim(database, step.id, "me", 2, lease_seconds=60, now=NOW)
+    back = [Outcome(row.id, "queued", row.attempts) for row in claimed]
+    result = await queue.record_outcomes(database, campaign_id, "me", back)
+    assert (result.written, result.counts) == (2, {})
+    async with database.engine.connect() as conn:
+        statuses = (await conn.execute(select(recipients.c.status))).scalars().all()
+        logged = (await conn.execute(select(attempts.c.id))).scalars().all()
+    assert statuses == ["queued", "queued"] and logged == []
 
 
 async def test_a_claim_raced_by_another_process_leases_nothing(

@@ -19,7 +19,7 @@ import orjson
 from sqlalchemy import bindparam, delete, func, insert, null, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from watui.storage import sqlite_batches
+from watui.storage import postgres_batches, sqlite_batches
 from watui.storage.database import Database
 from watui.storage.schema import (
     PENDING,
@@ -208,8 +208,8 @@ async def claim(
     On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets several processes claim side by side.
     """
     claimed: list[ClaimedRecipient] = []
+    batches = _batches_for(db)
     async with db.begin() as conn:
-        batches = _batches_for(conn)
         for status in (RecipientStatus.RETRY.value, RecipientStatus.QUEUED.value):
             wanted = limit - len(claimed)
             if wanted <= 0:
@@ -273,19 +273,7 @@ async def record_outcomes(
     Only rows still leased by ``owner`` are changed (another process may have taken over an
     expired lease); every attempt is logged regardless, since the request really went out.
     """
-    now = time.time()
-    async with db.begin() as conn:
-        batches = _batches_for(conn)
-        owned = await batches.still_owned(conn, owner, [o.recipient_id for o in outcomes])
-        mine = [o for o in outcomes if o.recipient_id in owned]
-        if mine:
-            await batches.record(conn, mine, now)
-        attempt_rows = [o.attempt for o in outcomes if o.attempt is not None]
-        if attempt_rows:
-            await batches.log_attempts(conn, attempt_rows)
-        counts = _count_statuses(mine)
-        await _bump_counters(conn, campaign_id, counts, now)
-    return FlushResult(written=len(mine), stale=len(outcomes) - len(mine), counts=counts)
+    return await _batches_for(db).record_outcomes(db, campaign_id, owner, outcomes, time.time())
 
 
 #: Statements of the hot path are built once: building one per flush (operators, bind
@@ -317,8 +305,24 @@ _BUMP_COUNTERS = (
 
 
 class _DriverBatches:
-    """The portable statements, run with the driver's executemany: PostgreSQL (asyncpg runs
-    them in the loop's own thread), and an SQLite without UPDATE FROM or JSON."""
+    """The portable statements, run with the driver's executemany: an SQLite without UPDATE
+    FROM or JSON (and the reference the faster ways are tested against)."""
+
+    @classmethod
+    async def record_outcomes(
+        cls, db: Database, campaign_id: int, owner: str, outcomes: Sequence[Outcome], now: float
+    ) -> FlushResult:
+        async with db.begin() as conn:
+            owned = await cls.still_owned(conn, owner, [o.recipient_id for o in outcomes])
+            mine = [o for o in outcomes if o.recipient_id in owned]
+            if mine:
+                await cls.record(conn, mine, now)
+            attempt_rows = [o.attempt for o in outcomes if o.attempt is not None]
+            if attempt_rows:
+                await cls.log_attempts(conn, attempt_rows)
+            counts = _count_statuses(mine)
+            await _bump_counters(conn, campaign_id, counts, now)
+        return FlushResult(written=len(mine), stale=len(outcomes) - len(mine), counts=counts)
 
     @staticmethod
     async def claim_rows(
@@ -368,20 +372,46 @@ class _JsonBatches(_DriverBatches):
 
     @staticmethod
     async def record(conn: AsyncConnection, outcomes: Sequence[Outcome], now: float) -> None:
-        await sqlite_batches.record(conn, [
-            (o.recipient_id, o.status, o.attempts, o.next_attempt_at, o.wamid, o.error_code,
-             o.error_title, 1 if o.possibly_sent else 0, o.sent_at)  # sqlite_batches.RECORD_FIELDS
-            for o in outcomes
-        ], now)
+        await sqlite_batches.record(conn, [_outcome_values(o) for o in outcomes], now)
 
     @staticmethod
     async def log_attempts(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
         await _LOG_ATTEMPTS_JSON.run(conn, [_attempt_values(row) for row in rows])
 
 
-def _batches_for(conn: AsyncConnection) -> type[_DriverBatches]:
-    """How this connection claims and writes a batch: the one place the dialect decides it."""
-    if conn.dialect.name == "sqlite" and sqlite_batches.AVAILABLE:
+class _ArrayBatches(_DriverBatches):
+    """PostgreSQL: a flush is one statement, its rows as arrays (postgres_batches)."""
+
+    @classmethod
+    async def record_outcomes(
+        cls, db: Database, campaign_id: int, owner: str, outcomes: Sequence[Outcome], now: float
+    ) -> FlushResult:
+        async with db.single_statement() as conn:
+            entered = await _FLUSH_POSTGRES.run(
+                conn, now=now, owner=owner, campaign_id=campaign_id,
+                outcomes=[_outcome_values(o) for o in outcomes],
+                attempt_rows=[_attempt_values(o.attempt) for o in outcomes if o.attempt is not None],
+            )
+        written = sum(entered.values())
+        counts = {COUNTED[status]: count for status, count in entered.items() if status in COUNTED}
+        return FlushResult(written=written, stale=len(outcomes) - written, counts=counts)
+
+
+def _outcome_values(o: Outcome) -> tuple[Any, ...]:
+    """An outcome's values in the order of sqlite_batches.RECORD_FIELDS and of
+    postgres_batches.OUTCOME_FIELDS."""
+    return (o.recipient_id, o.status, o.attempts, o.next_attempt_at, o.wamid, o.error_code,
+            o.error_title, 1 if o.possibly_sent else 0, o.sent_at)
+
+
+_FLUSH_POSTGRES = postgres_batches.FlushStatement(recipients, attempts, ATTEMPT_COLUMNS, COUNTED)
+
+
+def _batches_for(db: Database) -> type[_DriverBatches]:
+    """How this database claims and writes a batch: the one place the dialect decides it."""
+    if db.is_postgres:
+        return _ArrayBatches
+    if sqlite_batches.AVAILABLE:
         return _JsonBatches
     return _DriverBatches
 
