@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.factories import make_campaign
 from tests.pgserver import PostgresServer
@@ -168,20 +167,21 @@ async def test_a_claim_raced_by_another_process_leases_nothing(
     assert step is not None
     path = make_url(sqlite_url).database
     assert path is not None
-    read = AsyncConnection.exec_driver_sql
+    read = sqlite_batches.read_due
 
-    async def read_then_let_another_process_write(
-        conn: AsyncConnection, statement: str, params: Any = None
-    ) -> Any:
-        result = await read(conn, statement, params)
-        if statement.lstrip().startswith("SELECT json_group_array") and "queued" in params:
-            with sqlite3.connect(path) as other:
-                other.execute("UPDATE recipients SET status = 'skipped' WHERE id = "
-                              "(SELECT max(id) FROM recipients)")
-        return result
+    def read_then_let_another_process_write(
+        db: sqlite3.Connection, step_id: int, status: str, *args: Any
+    ) -> str:
+        found = read(db, step_id, status, *args)
+        if status != "queued":
+            return found
+        with sqlite3.connect(path) as other:
+            other.execute("UPDATE recipients SET status = 'skipped' WHERE id = "
+                          "(SELECT max(id) FROM recipients)")
+        return found
 
     with monkeypatch.context() as patched:
-        patched.setattr(AsyncConnection, "exec_driver_sql", read_then_let_another_process_write)
+        patched.setattr(sqlite_batches, "read_due", read_then_let_another_process_write)
         with pytest.raises(OperationalError):
             await queue.claim(sqlite_db, step.id, "me", 5, lease_seconds=60, now=NOW)
     async with sqlite_db.engine.connect() as conn:

@@ -207,19 +207,12 @@ async def claim(
 
     On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets several processes claim side by side.
     """
-    claimed: list[ClaimedRecipient] = []
-    batches = _batches_for(db)
     async with db.begin() as conn:
-        for status in (RecipientStatus.RETRY.value, RecipientStatus.QUEUED.value):
-            wanted = limit - len(claimed)
-            if wanted <= 0:
-                break
-            found = await batches.claim_rows(
-                conn, step_id=step_id, status=status, limit=wanted, owner=owner,
-                expires=now + lease_seconds, now=now,
-            )
-            claimed.extend(ClaimedRecipient(*row) for row in found)
-    return claimed
+        found = await _batches_for(db).claim_rows(
+            conn, step_id=step_id, statuses=(RecipientStatus.RETRY.value, RecipientStatus.QUEUED.value),
+            limit=limit, owner=owner, expires=now + lease_seconds, now=now,
+        )
+    return [ClaimedRecipient(*row) for row in found]
 
 
 _RECORD = (
@@ -289,7 +282,6 @@ ATTEMPT_COLUMNS = tuple(column.name for column in attempts.c if column.name != "
 _RECORD_MANY = _DriverMany(_RECORD)
 #: inline(): no RETURNING of the new ids, which nobody reads.
 _LOG_ATTEMPTS_MANY = _DriverMany(insert(attempts).inline(), ATTEMPT_COLUMNS)
-_LOG_ATTEMPTS_JSON = sqlite_batches.JsonInsert(attempts.name, ATTEMPT_COLUMNS)
 _attempt_values = itemgetter(*ATTEMPT_COLUMNS)
 _COUNTER_COLUMNS = frozenset(COUNTED.values())
 _BUMP_COUNTERS = (
@@ -326,17 +318,24 @@ class _DriverBatches:
 
     @staticmethod
     async def claim_rows(
-        conn: AsyncConnection, *, step_id: int, status: str, limit: int, owner: str,
+        conn: AsyncConnection, *, step_id: int, statuses: Sequence[str], limit: int, owner: str,
         expires: float, now: float,
     ) -> list[tuple[int, str, dict[str, Any], int]]:
         statement = _CLAIM_POSTGRES if conn.dialect.name == "postgresql" else _CLAIM_SQLITE
-        rows = await conn.execute(
-            statement,
-            {"owner": owner, "expires": expires, "now": now, "step": step_id, "status": status,
-             "limit": limit},
-        )
-        # Rows unpacked as tuples: named access costs more, per row.
-        return [(rid, phone, orjson.loads(params), attempts) for rid, phone, params, attempts in rows]
+        claimed: list[tuple[int, str, dict[str, Any], int]] = []
+        for status in statuses:
+            wanted = limit - len(claimed)
+            if wanted <= 0:
+                break
+            rows = await conn.execute(
+                statement,
+                {"owner": owner, "expires": expires, "now": now, "step": step_id, "status": status,
+                 "limit": wanted},
+            )
+            # Rows unpacked as tuples: named access costs more, per row.
+            claimed.extend((rid, phone, orjson.loads(params), attempts)
+                           for rid, phone, params, attempts in rows)
+        return claimed
 
     @staticmethod
     async def still_owned(conn: AsyncConnection, owner: str, ids: list[int]) -> set[int]:
@@ -365,18 +364,25 @@ class _DriverBatches:
 
 
 class _JsonBatches(_DriverBatches):
-    """SQLite: each batch in one statement, its rows as one JSON parameter (sqlite_batches)."""
+    """SQLite: a claim or a flush is one call into the driver's thread, each batch one
+    statement with its rows as one JSON value (sqlite_batches)."""
 
     claim_rows = staticmethod(sqlite_batches.claim_rows)  # type: ignore[assignment]
-    still_owned = staticmethod(sqlite_batches.still_owned)
 
-    @staticmethod
-    async def record(conn: AsyncConnection, outcomes: Sequence[Outcome], now: float) -> None:
-        await sqlite_batches.record(conn, [_outcome_values(o) for o in outcomes], now)
+    @classmethod
+    async def record_outcomes(
+        cls, db: Database, campaign_id: int, owner: str, outcomes: Sequence[Outcome], now: float
+    ) -> FlushResult:
+        async with db.begin() as conn:
+            written, counts = await _FLUSH_SQLITE.run(
+                conn, campaign_id=campaign_id, owner=owner, now=now,
+                outcomes=[_outcome_values(o) for o in outcomes],
+                attempt_rows=[_attempt_values(o.attempt) for o in outcomes if o.attempt is not None],
+            )
+        return FlushResult(written=written, stale=len(outcomes) - written, counts=counts)
 
-    @staticmethod
-    async def log_attempts(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
-        await _LOG_ATTEMPTS_JSON.run(conn, [_attempt_values(row) for row in rows])
+
+_FLUSH_SQLITE = sqlite_batches.FlushStatements(attempts.name, ATTEMPT_COLUMNS, COUNTED)
 
 
 class _ArrayBatches(_DriverBatches):

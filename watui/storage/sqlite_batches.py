@@ -1,32 +1,42 @@
-"""SQLite: a whole batch of the send queue in one statement, its rows as one JSON array.
+"""SQLite: a claim or a flush of the send queue as one call into the driver's thread.
 
-Python's sqlite3 lets go of the GIL for every row it steps through and takes it back after:
-once for each row a query returns, and twice for each row of an executemany. aiosqlite runs the
-queries in a thread, so while the event loop's thread keeps the CPU busy (sending fast), taking
-the GIL back costs up to a switch interval (5 ms) each time. A flush of 500 outcomes and a
-claim of 500 rows then took 50-100 ms each, and claiming could not keep up with sending.
+aiosqlite runs every sqlite3 call in its own thread, and SQLAlchemy makes four such calls per
+statement (cursor, execute, fetch, close). Each hand-over needs the GIL back, and while the
+event loop's thread keeps the CPU busy (sending fast) that costs up to a switch interval
+(5 ms). A claim was 13 hand-overs and a flush 15: under load a claim took 50-100 ms, the
+batcher waited behind it for the write turn, outcomes piled up, and the run ended with a
+backlog to write. Here a whole claim or flush is one function run in aiosqlite's thread
+(``_execute``, what its own methods use; aiosqlite has no public call for it), inside the
+transaction SQLAlchemy began: three hand-overs with the commit and the pool's reset.
 
-Here a claim reads its rows as one JSON value (one row), and a flush writes its updates and its
-attempt rows from one JSON parameter each (one step per statement). SQLite's JSON functions do
-the per-row work in C. PostgreSQL (asyncpg, no thread) keeps the plain statements.
+Inside, each batch is one statement with its rows as one JSON value, for the same reason at
+the level of rows: Python's sqlite3 lets go of the GIL for every row it steps through. A claim
+reads its rows as one ``json_group_array`` value and marks them with one UPDATE over
+``json_each``; a flush checks ownership with one ``group_concat`` row and writes its updates
+and its attempt rows from one JSON parameter each. SQLite's JSON functions do the per-row work
+in C.
 
-Needs UPDATE ... FROM (SQLite 3.33) and the JSON functions; AVAILABLE says whether this
-Python's SQLite has both, and the callers fall back to the plain statements when it has not.
+Needs UPDATE ... FROM (SQLite 3.33), the JSON functions and aiosqlite's ``_execute``; AVAILABLE
+says whether all are there, and the callers fall back to plain statements when not.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any, TypeVar
 
+import aiosqlite
 import orjson
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+T = TypeVar("T")
 
 
 def _sqlite_can_do_it() -> bool:
-    if sqlite3.sqlite_version_info < (3, 33, 0):
+    if sqlite3.sqlite_version_info < (3, 33, 0) or not hasattr(aiosqlite.Connection, "_execute"):
         return False
     try:
         with sqlite3.connect(":memory:") as probe:
@@ -37,6 +47,28 @@ def _sqlite_can_do_it() -> bool:
 
 
 AVAILABLE = _sqlite_can_do_it()
+
+
+async def in_driver_thread(conn: AsyncConnection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``work`` on the connection's sqlite3 connection, in aiosqlite's thread, inside the
+    transaction ``conn`` is in. sqlite3 errors come out as SQLAlchemy's, as from a statement."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert isinstance(driver, aiosqlite.Connection)
+    try:
+        return await driver._execute(work, driver._conn)
+    except sqlite3.Error as error:
+        raise DBAPIError.instance(
+            getattr(work, "__name__", "batch"), None, error, sqlite3.Error
+        ) from error
+
+
+class ClaimRaced(OperationalError):
+    """Another process changed rows between our read and our write: the claim is undone, and
+    the claimer tries again as after any database error."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(_CLAIM_MARK, None, sqlite3.OperationalError(detail))
+
 
 _CLAIM_READ = """
 SELECT json_group_array(json_array(id, phone, json(params), attempts)) FROM (
@@ -50,44 +82,52 @@ WHERE id IN (SELECT value FROM json_each(?)) AND status = ?
 """
 
 
-class ClaimRaced(OperationalError):
-    """Another process changed rows between our read and our write: the claim is undone, and
-    the claimer tries again as after any database error."""
+def read_due(db: sqlite3.Connection, step_id: int, status: str, now: float, limit: int) -> str:
+    """Up to ``limit`` due rows of one status, as one JSON array of [id, phone, params, attempts]."""
+    found = db.execute(_CLAIM_READ, (step_id, status, now, limit)).fetchone()[0]
+    return str(found or "[]")
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(_CLAIM_MARK, None, sqlite3.OperationalError(detail))
+
+def _claim(
+    db: sqlite3.Connection, *, step_id: int, statuses: Sequence[str], limit: int, owner: str,
+    expires: float, now: float,
+) -> list[list[Any]]:
+    """In the driver's thread: read each status's due rows in turn, then mark only the rows
+    read that are still in that status. Within this process writers take turns
+    (Database.begin); if another process took some of them in between, the count does not
+    match and the claim is undone: a row is never leased twice."""
+    claimed: list[list[Any]] = []
+    for status in statuses:
+        wanted = limit - len(claimed)
+        if wanted <= 0:
+            break
+        rows: list[list[Any]] = orjson.loads(read_due(db, step_id, status, now, wanted))
+        if not rows:
+            continue
+        ids = orjson.dumps([row[0] for row in rows]).decode()
+        marked = db.execute(_CLAIM_MARK, (owner, expires, now, ids, status)).rowcount
+        if marked != len(rows):
+            raise ClaimRaced(f"marked {marked} of {len(rows)} rows read: another process raced")
+        claimed.extend(rows)
+    return claimed
 
 
 async def claim_rows(
-    conn: AsyncConnection, *, step_id: int, status: str, limit: int, owner: str,
+    conn: AsyncConnection, *, step_id: int, statuses: Sequence[str], limit: int, owner: str,
     expires: float, now: float,
 ) -> list[list[Any]]:
-    """Lease up to ``limit`` due rows of one status; returns [id, phone, params, attempts] each.
-
-    Read, then mark only the rows read that are still in ``status``. Within this process
-    writers take turns (Database.begin); if another process took some of them in between, the
-    count does not match and the claim is undone: a row is never leased twice."""
-    found = (await conn.exec_driver_sql(_CLAIM_READ, (step_id, status, now, limit))).scalar()
-    rows: list[list[Any]] = orjson.loads(found or "[]")
-    if not rows:
-        return rows
-    ids = orjson.dumps([row[0] for row in rows]).decode()
-    result = await conn.exec_driver_sql(_CLAIM_MARK, (owner, expires, now, ids, status))
-    if result.rowcount != len(rows):
-        raise ClaimRaced(f"marked {result.rowcount} of {len(rows)} rows read: another process raced")
-    return rows
+    """Lease up to ``limit`` due rows, taking ``statuses`` in order; [id, phone, params,
+    attempts] each."""
+    return await in_driver_thread(conn, partial(
+        _claim, step_id=step_id, statuses=statuses, limit=limit, owner=owner, expires=expires,
+        now=now,
+    ))
 
 
 _OWNED = """
 SELECT group_concat(id) FROM recipients
 WHERE id IN (SELECT value FROM json_each(?)) AND status = 'sending' AND lease_owner = ?
 """
-
-
-async def still_owned(conn: AsyncConnection, owner: str, ids: Sequence[int]) -> set[int]:
-    """Which of ``ids`` are still leased by ``owner`` (one row back, whatever their number)."""
-    found = (await conn.exec_driver_sql(_OWNED, (orjson.dumps(list(ids)).decode(), owner))).scalar()
-    return {int(text) for text in found.split(",")} if found else set()
 
 
 def _json_columns(names: Sequence[str]) -> str:
@@ -108,19 +148,48 @@ WHERE recipients.id = o.id
 """
 
 
-async def record(conn: AsyncConnection, rows: Sequence[Sequence[Any]], now: float) -> None:
-    """Write each row's outcome (values in the order of RECORD_FIELDS) in one statement."""
-    await conn.exec_driver_sql(_RECORD, (now, orjson.dumps(rows).decode()))
+class FlushStatements:
+    """A flush's statements, built once from the attempt log's columns and the counters."""
 
-
-class JsonInsert:
-    """INSERT INTO ``table`` the rows of one JSON parameter (values in the order of ``columns``)."""
-
-    def __init__(self, table: str, columns: Sequence[str]) -> None:
-        self._statement = (
-            f"INSERT INTO {table} ({', '.join(columns)}) "
-            f"SELECT {_json_columns(columns)} FROM json_each(?)"
+    def __init__(self, attempts_table: str, attempt_columns: Sequence[str],
+                 counted: Mapping[str, str]) -> None:
+        self._log = (
+            f"INSERT INTO {attempts_table} ({', '.join(attempt_columns)}) "
+            f"SELECT {_json_columns(attempt_columns)} FROM json_each(?)"
         )
+        self._counters = list(dict.fromkeys(counted.values()))
+        bumps = ", ".join(f"{column} = {column} + ?" for column in self._counters)
+        self._bump = f"UPDATE campaigns SET {bumps}, updated_at = ? WHERE id = ?"
+        self._counted = counted
 
-    async def run(self, conn: AsyncConnection, rows: Sequence[Sequence[Any]]) -> None:
-        await conn.exec_driver_sql(self._statement, (orjson.dumps(rows).decode(),))
+    async def run(
+        self, conn: AsyncConnection, *, campaign_id: int, owner: str, now: float,
+        outcomes: Sequence[Sequence[Any]], attempt_rows: Sequence[Sequence[Any]],
+    ) -> tuple[int, dict[str, int]]:
+        """Write the ``outcomes`` still leased by ``owner`` (values in the order of
+        RECORD_FIELDS), every attempt row, and the counters; returns how many outcomes were
+        written and how much each counter moved."""
+        return await in_driver_thread(conn, partial(
+            self._write, campaign_id=campaign_id, owner=owner, now=now, outcomes=outcomes,
+            attempt_rows=attempt_rows,
+        ))
+
+    def _write(
+        self, db: sqlite3.Connection, *, campaign_id: int, owner: str, now: float,
+        outcomes: Sequence[Sequence[Any]], attempt_rows: Sequence[Sequence[Any]],
+    ) -> tuple[int, dict[str, int]]:
+        ids = orjson.dumps([outcome[0] for outcome in outcomes]).decode()
+        found = db.execute(_OWNED, (ids, owner)).fetchone()[0]
+        owned = {int(text) for text in found.split(",")} if found else set()
+        mine = [outcome for outcome in outcomes if outcome[0] in owned]
+        if mine:
+            db.execute(_RECORD, (now, orjson.dumps(mine).decode()))
+        if attempt_rows:
+            db.execute(self._log, (orjson.dumps(attempt_rows).decode(),))
+        entered: dict[str, int] = {}
+        for outcome in mine:
+            entered[outcome[1]] = entered.get(outcome[1], 0) + 1
+        counts = {self._counted[status]: n for status, n in entered.items() if status in self._counted}
+        deltas = [counts.get(column, 0) for column in self._counters]
+        db.execute(self._bump, (*deltas, now, campaign_id))
+        return len(mine), counts
