@@ -41,6 +41,7 @@ class OutcomeBatcher:
         self._on_trouble = on_trouble
         self._pending: list[Outcome] = []
         self._full = asyncio.Event()
+        self._drain = False  # flush_soon(): write everything pending at the next wake-up
         self._closing = False
         self.flushes = 0
         self.failures = 0
@@ -65,15 +66,20 @@ class OutcomeBatcher:
         while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), self._interval)
-            await self._write(self._pending[: self._max_rows])
+            if self._drain:
+                self._drain = False
+                await self.flush()
+            else:
+                await self._write(self._pending[: self._max_rows])
             # add() saw the batch being written as pending too: judge "full" without it.
-            if len(self._pending) < self._max_rows:
+            if len(self._pending) < self._max_rows and not self._drain:
                 self._full.clear()
         await self.flush()
 
     def flush_soon(self) -> None:
-        """Write what is pending now rather than at the next tick (the run is ending)."""
+        """Write all that is pending now rather than a batch per tick (the run is ending)."""
         if self._pending:
+            self._drain = True
             self._full.set()
 
     def close(self) -> None:

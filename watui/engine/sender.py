@@ -106,14 +106,21 @@ class CampaignSender:
         self._stop_reason: RunOutcome | None = None
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
-        self._progress = asyncio.Event()  # outcomes written, or a stop: the idle claimer looks again
+        self._progress = asyncio.Event()  # all outcomes written, or a stop: the idle claimer looks again
         self._recent_failures: deque[bool] = deque(maxlen=settings.safety.window)
         self._recent_failure_count = 0
         self._live = 1  # processes sending this campaign, this one included
         self._claiming: asyncio.Future[list[ClaimedRecipient]] | None = None
+        self._first_claim = True
         #: (lease expiry, window slots) of claims that failed and may have leased rows anyway.
         self._orphan_claims: list[tuple[float, int]] = []
-        self._http_slots = asyncio.Semaphore(settings.http.max_connections)
+        #: Requests out now, at most one per pooled connection (HTTP/1.1). A count and an
+        #: event, not a Semaphore: its acquire is a coroutine and a scan of its waiters, for
+        #: every message, and the dispatcher is the only one waiting.
+        self._requests_out = 0
+        self._max_requests = settings.http.max_connections
+        self._connection_free = asyncio.Event()
+        self._low_water_mark = 1  # the dispatcher asks for a claim below this many ready rows
         #: Set by run(): the campaign's own retry policy where its row has one, else the settings'.
         self._retry: campaign_store.RetryPolicy
         self._pool_warned = False
@@ -275,14 +282,22 @@ class CampaignSender:
                 delay = min(CLAIM_RETRY_MAX, delay * 2)
 
     async def _claim_once(self) -> None:
-        if len(self._ready) >= self._claim_size():
+        size = self._claim_size()
+        self._low_water_mark = size // 2 + 1
+        if len(self._ready) >= size:
             self._low_water.clear()
             await self._low_water.wait()
             return
         step = self._step or await self._advance_step()
         if step is None:
             return
-        granted = await self.window.take(self._claim_size())
+        wanted = self._claim_size()
+        if self._first_claim:
+            # Small, so that sending starts after a short claim (5,000 rows took 26 ms on
+            # SQLite); the next claims fill the window while the first sends go.
+            wanted = min(wanted, self.settings.send.flush_max_rows)
+            self._first_claim = False
+        granted = await self.window.take(wanted)
         now = time.time()
         # Shielded: a stop arriving mid-claim must not lose rows the database already leased
         # to us (they would sit in `sending` and turn in_doubt); _shutdown collects them.
@@ -340,7 +355,11 @@ class CampaignSender:
 
     def _outcomes_written(self, count: int) -> None:
         self.window.give(count)
-        self._progress.set()
+        if self.window.used == 0:
+            # The idle claimer looks again once everything it claimed is written (the step may
+            # be done), not after each flush: at the end of a run each look was an empty claim
+            # that took the write turn from the flushes still to come.
+            self._progress.set()
 
     def _claim_size(self) -> int:
         configured = self.settings.send.claim_batch
@@ -365,35 +384,40 @@ class CampaignSender:
                 # pacer's release and the request, which must leave at its slot.
                 await asyncio.sleep(0)
                 continue
-            # A connection slot first, then the pacer's slot: the request then leaves on time
+            # A connection first, then the pacer's slot: the request then leaves on time
             # instead of queueing inside the pool (and timing out there).
-            await self._http_slots.acquire()
+            while self._requests_out >= self._max_requests:
+                self._connection_free.clear()
+                await self._connection_free.wait()
             await self.pacer.wait()
             if self._stopping.is_set() or not self._ready:
-                self._http_slots.release()
                 break
             row = self._ready.popleft()
-            if len(self._ready) < self._claim_size() // 2 + 1:
+            if len(self._ready) < self._low_water_mark:
                 self._low_water.set()
             step = self._step
             assert step is not None
+            self._requests_out += 1
             # The loop's own create_task, and the task drops its reference itself when done:
             # no done-callback to schedule, one loop turn less per message.
             self._inflight[row.id] = loop.create_task(self._send_one(row, step))
 
     async def _send_one(self, row: ClaimedRecipient, step: StepInfo) -> None:
+        self.metrics.in_flight += 1
         try:
             result = await self._request(row, step)
-            self._batcher.add(self._decide(row, result))
-            if self.metrics.in_flight == 0 and not self._ready:
-                # The last answer for now: the run may be ending, and the claimer waits to see
-                # these outcomes written before it looks for more (or ends the run).
-                self._batcher.flush_soon()
         finally:
+            self.metrics.in_flight -= 1
+            self._requests_out -= 1
+            self._connection_free.set()
             self._inflight.pop(row.id, None)
+        self._batcher.add(self._decide(row, result))
+        if self.metrics.in_flight == 0 and not self._ready:
+            # The last answer for now: the run may be ending, and the claimer waits to see
+            # these outcomes written before it looks for more (or ends the run).
+            self._batcher.flush_soon()
 
     async def _request(self, row: ClaimedRecipient, step: StepInfo) -> SendResult:
-        self.metrics.in_flight += 1
         try:
             payload = build_template_message(
                 row.phone, step.template_name, step.language, row.params,
@@ -403,9 +427,6 @@ class CampaignSender:
         except Exception as error:  # a bug in building or sending must not lose the row
             log.exception("send failed unexpectedly")
             return TransportFailure(TransportReason.OTHER, f"{type(error).__name__}: {error}", 0.0)
-        finally:
-            self.metrics.in_flight -= 1
-            self._http_slots.release()
 
     # ----- deciding what an answer means -----
 
@@ -507,25 +528,32 @@ class CampaignSender:
         stale_after = CONTROL_INTERVAL * 5
         tick = 0
         while not self._stopping.is_set():
-            tick += 1
+            # Not at tick 0: _join_peers has just beaten the heart, and the first claim
+            # should not wait behind a second heartbeat for the write turn.
             try:
-                if tick % RECOVERY_EVERY == 0:
+                if tick and tick % RECOVERY_EVERY == 0:
                     await self._recover_from_dead_peers()
-                live = await queue.heartbeat(self.db, self.owner, self.campaign_id, stale_after=stale_after)
-                if live != self._live:
-                    self._live = live
-                    self.pacer.set_share(1 / live)
-                    self.metrics.event("shared", f"{live} process(es) share this campaign's rate")
-                state = await queue.campaign_row(self.db, self.campaign_id)
-                self._follow_outside_status(state)
+                if tick:
+                    await self._beat_and_follow(stale_after)
             except Exception as error:  # the database may be restarting: keep sending, say so
                 self.metrics.event("warning", f"control: {error!s:.120}")
+            tick += 1
             self.metrics.paced_rate = self.pacer.effective_rate
             self._warn_if_pool_too_small()
             self.metrics.window = self.window.capacity
             self.window.resize(self._window_size())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), CONTROL_INTERVAL)
+
+    async def _beat_and_follow(self, stale_after: float) -> None:
+        """Heartbeat (and the rate share it tells), then follow a pause or cancel from outside."""
+        live = await queue.heartbeat(self.db, self.owner, self.campaign_id, stale_after=stale_after)
+        if live != self._live:
+            self._live = live
+            self.pacer.set_share(1 / live)
+            self.metrics.event("shared", f"{live} process(es) share this campaign's rate")
+        state = await queue.campaign_row(self.db, self.campaign_id)
+        self._follow_outside_status(state)
 
     async def _recover_from_dead_peers(self) -> None:
         """A peer that died mid-send left rows in `sending`: without this the step would wait
