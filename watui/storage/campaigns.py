@@ -188,6 +188,7 @@ async def create_campaign(
     finally:
         for reader in readers:
             reader.close()
+    await db.refresh_statistics("recipients")
     return created
 
 

@@ -103,6 +103,19 @@ class Database:
             return self._autocommit.connect()
         return self._begin_in_turn(self._write_turn)
 
+    async def refresh_statistics(self, *tables: str) -> None:
+        """After a bulk import, let PostgreSQL's planner see the table as it now is.
+
+        Until autovacuum gets to it (a minute or more) the planner believed a freshly filled
+        table small and scanned it whole for each flush of 500 outcomes instead of looking them
+        up by key: 15 ms at 70,000 rows, growing with the table. SQLite plans by its indexes
+        without statistics; nothing to do there."""
+        if not self.is_postgres:
+            return
+        async with self._autocommit.connect() as conn:
+            for table in tables:
+                await conn.exec_driver_sql(f"ANALYZE {table}")
+
     @contextlib.asynccontextmanager
     async def _begin_in_turn(self, turn: asyncio.Lock) -> AsyncIterator[AsyncConnection]:
         async with turn, self.engine.begin() as conn:
