@@ -107,7 +107,7 @@ async def test_json_batches_leave_the_rows_the_plain_statements_leave(
 
 
 @pytest.mark.postgres
-async def test_array_batches_leave_the_rows_the_plain_statements_leave(
+async def test_postgres_batches_leave_the_rows_the_plain_statements_leave(
     postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with Database(postgres_server.new_database()) as db:
@@ -214,14 +214,15 @@ async def test_a_postgres_flush_finds_its_rows_by_key_in_a_big_campaign(
         outcomes = _outcomes(claimed[:500])
         async with db.engine.connect() as conn:
             driver = (await conn.get_raw_connection()).driver_connection
+            parameters = postgres_batches.FlushStatement.parameters(
+                now=NOW, owner="me", campaign_id=created.campaign_id,
+                outcomes=[queue._outcome_values(o) for o in outcomes],
+                attempt_rows=[o.attempt for o in outcomes if o.attempt is not None],
+            )
             plan = "\n".join(row[0] for row in await driver.fetch(
-                "EXPLAIN (ANALYZE) " + queue._FLUSH_POSTGRES.sql,
-                NOW, "me", created.campaign_id,
-                *postgres_batches._columns([queue._outcome_values(o) for o in outcomes], 9),
-                *postgres_batches._columns([queue._attempt_values(o.attempt) for o in outcomes],
-                                           len(queue.ATTEMPT_COLUMNS)),
+                "EXPLAIN (ANALYZE) " + queue._FLUSH_POSTGRES.sql, *parameters
             ))
     assert "Seq Scan on recipients" not in plan, plan
     assert "recipients_pkey" in plan, plan
-    scans_of_outcomes = re.findall(r"Function Scan on (?:o|unnest) .*loops=(\d+)", plan)
+    scans_of_outcomes = re.findall(r"Function Scan on json_populate_recordset .*loops=(\d+)", plan)
     assert scans_of_outcomes and set(scans_of_outcomes) == {"1"}, plan

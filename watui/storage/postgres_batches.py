@@ -1,20 +1,20 @@
-"""PostgreSQL: a whole flush of the send queue in one statement, its rows as one array per column.
+"""PostgreSQL: a claim's rows as one JSON value, and a whole flush in one statement.
 
 With executemany a flush of 500 outcomes was BEGIN, an ownership SELECT, 500 UPDATEs, 500
 INSERTs, a counters UPDATE and COMMIT: a thousand executions in the server, a thousand
 messages encoded in the event loop's thread (asyncpg runs there), on the same two cores that
-send. Here the outcomes go as arrays that ``unnest`` turns back into rows, and the recipients
+send. Here the outcomes and the attempt rows go as one JSON parameter each, which
+``json_populate_recordset`` turns back into typed rows, and the ownership check, the recipients
 UPDATE, the attempts INSERT and the counters UPDATE are parts of one statement (data-modifying
 CTEs). One statement is atomic by itself, so it runs without BEGIN and COMMIT: one round trip
 per flush, and the counters still move in the same transaction as the rows.
 
-Ownership needs no lock of its own: under READ COMMITTED an UPDATE re-checks its WHERE on a
-row another transaction changed meanwhile, so a row taken over by another process (its lease
-expired) is left untouched, as with the SELECT ... FOR UPDATE it replaces. The ownership test is
-written so that no index can serve it, only the primary key can find the rows: the table's
-statistics are taken while hardly any row is 'sending', so the status index looked cheapest,
-and once the prepared statement went to a generic plan every flush scanned the whole window of
-'sending' rows once per outcome (700 ms a flush with 50,000 older rows in the table).
+Ownership is checked by a LATERAL lookup of each outcome by primary key, FOR UPDATE (as the
+SELECT it replaced): a row another process took over (its lease expired) is left untouched.
+It is a lookup by key so that the planner cannot drive the join from the 'sending' rows: the
+table's statistics are taken while hardly any row is sending, so that filter looked like one
+row, and every flush scanned all 'sending' rows once per outcome (700 ms a flush with 50,000
+older rows in the table).
 """
 
 from __future__ import annotations
@@ -22,55 +22,67 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-#: The outcome of each row, in this order, with the column it goes to and its array type.
-OUTCOME_FIELDS: tuple[tuple[str, str, str], ...] = (
-    ("id", "id", "bigint"),
-    ("status", "status", "text"),
-    ("attempts", "attempts", "integer"),
-    ("next_at", "next_attempt_at", "double precision"),
-    ("wamid", "wamid", "text"),
-    ("code", "last_error_code", "integer"),
-    ("title", "last_error_title", "text"),
-    ("maybe_sent", "possibly_sent", "integer"),
-    ("sent_at", "sent_at", "double precision"),
+#: The outcome of each row, in this order (that of sqlite_batches.RECORD_FIELDS), as the
+#: recipients columns they go to.
+OUTCOME_COLUMNS = ("id", "status", "attempts", "next_attempt_at", "wamid", "last_error_code",
+                   "last_error_title", "possibly_sent", "sent_at")
+
+_CLAIM = """
+WITH claimed AS (
+    UPDATE recipients SET status = 'sending', lease_owner = $1, lease_expires_at = $2,
+        updated_at = $3
+    WHERE id = ANY(ARRAY(SELECT id FROM recipients
+                         WHERE step_id = $4 AND status = $5 AND next_attempt_at <= $3
+                         ORDER BY next_attempt_at LIMIT $6 FOR UPDATE SKIP LOCKED))
+    RETURNING id, phone, params, attempts
 )
+SELECT json_agg(json_build_array(id, phone, params::json, attempts))::text FROM claimed
+"""
 
 
-def _unnest(types: Sequence[str], first: int) -> str:
-    """``unnest($first::t1[], $first+1::t2[], ...)``: one array parameter per column."""
-    return "unnest(" + ", ".join(f"${first + index}::{kind}[]" for index, kind in enumerate(types)) + ")"
+async def claim_rows(
+    conn: AsyncConnection, *, step_id: int, statuses: Sequence[str], limit: int, owner: str,
+    expires: float, now: float,
+) -> list[list[Any]]:
+    """Lease up to ``limit`` due rows, taking ``statuses`` in order; [id, phone, params,
+    attempts] each. ``FOR UPDATE SKIP LOCKED`` lets several processes claim side by side.
 
-
-def _array_type(table: Table, column: str) -> str:
-    return str(table.c[column].type.compile(dialect=postgresql.dialect()))
+    The rows come back as one JSON value: asyncpg's records, SQLAlchemy's rows and a JSON
+    parse per row's parameters had cost 6 us a row in the event loop's thread."""
+    claimed: list[list[Any]] = []
+    for status in statuses:
+        wanted = limit - len(claimed)
+        if wanted <= 0:
+            break
+        result = await conn.exec_driver_sql(_CLAIM, (owner, expires, now, step_id, status, wanted))
+        found = result.scalar()
+        if found:
+            claimed.extend(orjson.loads(found))
+    return claimed
 
 
 class FlushStatement:
     """The flush of a batch as one statement; built once from the tables' own columns.
 
-    Parameters: $1 now, $2 owner, $3 campaign id, then one array per OUTCOME_FIELDS, then one
-    array per attempt column. Returns one row per new status: (status, how many)."""
+    Parameters: $1 now, $2 owner, $3 campaign id, $4 the outcomes and $5 the attempt rows, each
+    a JSON array of objects keyed by column (json_populate_recordset gives them the table's
+    types). Returns one row per new status: (status, how many)."""
 
     def __init__(self, recipients: Table, attempts: Table, attempt_columns: Sequence[str],
                  counted: Mapping[str, str]) -> None:
-        outcome_names = [name for name, _, _ in OUTCOME_FIELDS]
-        outcomes = _unnest([kind for _, _, kind in OUTCOME_FIELDS], 4)
-        first_attempt = 4 + len(OUTCOME_FIELDS)
-        logged = _unnest([_array_type(attempts, column) for column in attempt_columns], first_attempt)
-        assignments = ", ".join(
-            f"{column} = o.{name}" for name, column, _ in OUTCOME_FIELDS if name != "id"
-        )
+        assignments = ", ".join(f"{column} = o.{column}" for column in OUTCOME_COLUMNS[1:])
         bumps = ", ".join(
             f"{column} = {column} + coalesce((SELECT n FROM tally WHERE status = '{status}'), 0)"
             for status, column in counted.items()
         )
+        columns = ", ".join(attempt_columns)
         self.sql = f"""
 WITH outcome AS (
-    SELECT * FROM {outcomes} AS o({", ".join(outcome_names)})
+    SELECT {", ".join(OUTCOME_COLUMNS)} FROM json_populate_recordset(NULL::{recipients.name}, $4)
 ), owned AS (
     SELECT o.* FROM outcome AS o, LATERAL (
         SELECT FROM {recipients.name} AS r
@@ -81,10 +93,11 @@ WITH outcome AS (
     UPDATE {recipients.name} AS r SET {assignments},
         lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
     FROM owned AS o
-    WHERE r.id = o.id AND r.id = ANY($4::bigint[])
+    WHERE r.id = o.id AND r.id = ANY(ARRAY(SELECT id FROM outcome))
     RETURNING r.status
 ), logged AS (
-    INSERT INTO {attempts.name} ({", ".join(attempt_columns)}) SELECT * FROM {logged}
+    INSERT INTO {attempts.name} ({columns})
+    SELECT {columns} FROM json_populate_recordset(NULL::{attempts.name}, $5)
 ), tally AS (
     SELECT status, count(*) AS n FROM mine GROUP BY status
 ), counted AS (
@@ -92,24 +105,26 @@ WITH outcome AS (
 )
 SELECT status, n FROM tally
 """
-        self._attempt_width = len(attempt_columns)
+
+    @staticmethod
+    def parameters(
+        *, now: float, owner: str, campaign_id: int, outcomes: Sequence[Sequence[Any]],
+        attempt_rows: Sequence[Mapping[str, Any]],
+    ) -> tuple[Any, ...]:
+        """The statement's parameters: ``outcomes`` are values in the order of
+        OUTCOME_COLUMNS, ``attempt_rows`` the attempt log's rows keyed by column."""
+        keyed = [dict(zip(OUTCOME_COLUMNS, outcome, strict=True)) for outcome in outcomes]
+        return (now, owner, campaign_id, orjson.dumps(keyed).decode(),
+                orjson.dumps(attempt_rows).decode())
 
     async def run(
         self, conn: AsyncConnection, *, now: float, owner: str, campaign_id: int,
-        outcomes: Sequence[Sequence[Any]], attempt_rows: Sequence[Sequence[Any]],
+        outcomes: Sequence[Sequence[Any]], attempt_rows: Sequence[Mapping[str, Any]],
     ) -> dict[str, int]:
-        """Write ``outcomes`` (values in the order of OUTCOME_FIELDS) and ``attempt_rows`` (in
-        the order of the attempt columns); returns how many rows entered each status."""
-        outcome_columns = _columns(outcomes, len(OUTCOME_FIELDS))
-        attempt_columns = _columns(attempt_rows, self._attempt_width)
-        result = await conn.exec_driver_sql(
-            self.sql, (now, owner, campaign_id, *outcome_columns, *attempt_columns)
-        )
+        """Write ``outcomes`` and ``attempt_rows`` (see parameters()); returns how many rows
+        entered each status."""
+        result = await conn.exec_driver_sql(self.sql, self.parameters(
+            now=now, owner=owner, campaign_id=campaign_id, outcomes=outcomes,
+            attempt_rows=attempt_rows,
+        ))
         return {status: int(count) for status, count in result}
-
-
-def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
-    """Rows to columns; no rows gives ``width`` empty columns."""
-    if not rows:
-        return [[] for _ in range(width)]
-    return [list(column) for column in zip(*rows, strict=True)]

@@ -385,8 +385,11 @@ class _JsonBatches(_DriverBatches):
 _FLUSH_SQLITE = sqlite_batches.FlushStatements(attempts.name, ATTEMPT_COLUMNS, COUNTED)
 
 
-class _ArrayBatches(_DriverBatches):
-    """PostgreSQL: a flush is one statement, its rows as arrays (postgres_batches)."""
+class _PostgresBatches(_DriverBatches):
+    """PostgreSQL: a claim's rows come back as one JSON value, a flush is one statement with
+    its rows as JSON (postgres_batches)."""
+
+    claim_rows = staticmethod(postgres_batches.claim_rows)  # type: ignore[assignment]
 
     @classmethod
     async def record_outcomes(
@@ -396,7 +399,7 @@ class _ArrayBatches(_DriverBatches):
             entered = await _FLUSH_POSTGRES.run(
                 conn, now=now, owner=owner, campaign_id=campaign_id,
                 outcomes=[_outcome_values(o) for o in outcomes],
-                attempt_rows=[_attempt_values(o.attempt) for o in outcomes if o.attempt is not None],
+                attempt_rows=[o.attempt for o in outcomes if o.attempt is not None],
             )
         written = sum(entered.values())
         counts = {COUNTED[status]: count for status, count in entered.items() if status in COUNTED}
@@ -405,7 +408,7 @@ class _ArrayBatches(_DriverBatches):
 
 def _outcome_values(o: Outcome) -> tuple[Any, ...]:
     """An outcome's values in the order of sqlite_batches.RECORD_FIELDS and of
-    postgres_batches.OUTCOME_FIELDS."""
+    postgres_batches.OUTCOME_COLUMNS."""
     return (o.recipient_id, o.status, o.attempts, o.next_attempt_at, o.wamid, o.error_code,
             o.error_title, 1 if o.possibly_sent else 0, o.sent_at)
 
@@ -416,7 +419,7 @@ _FLUSH_POSTGRES = postgres_batches.FlushStatement(recipients, attempts, ATTEMPT_
 def _batches_for(db: Database) -> type[_DriverBatches]:
     """How this database claims and writes a batch: the one place the dialect decides it."""
     if db.is_postgres:
-        return _ArrayBatches
+        return _PostgresBatches
     if sqlite_batches.AVAILABLE:
         return _JsonBatches
     return _DriverBatches
