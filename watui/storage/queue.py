@@ -6,6 +6,7 @@ the counters always equal the rows.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -207,8 +208,9 @@ async def claim(
 
     On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets several processes claim side by side.
     """
-    async with db.begin() as conn:
-        found = await _batches_for(db).claim_rows(
+    batches = _batches_for(db)
+    async with batches.claim_transaction(db) as conn:
+        found = await batches.claim_rows(
             conn, step_id=step_id, statuses=(RecipientStatus.RETRY.value, RecipientStatus.QUEUED.value),
             limit=limit, owner=owner, expires=now + lease_seconds, now=now,
         )
@@ -317,6 +319,11 @@ class _DriverBatches:
         return FlushResult(written=len(mine), stale=len(outcomes) - len(mine), counts=counts)
 
     @staticmethod
+    def claim_transaction(db: Database) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """A claim is several statements: one transaction."""
+        return db.begin()
+
+    @staticmethod
     async def claim_rows(
         conn: AsyncConnection, *, step_id: int, statuses: Sequence[str], limit: int, owner: str,
         expires: float, now: float,
@@ -390,6 +397,11 @@ class _PostgresBatches(_DriverBatches):
     its rows as JSON (postgres_batches)."""
 
     claim_rows = staticmethod(postgres_batches.claim_rows)  # type: ignore[assignment]
+
+    @staticmethod
+    def claim_transaction(db: Database) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """A claim is one statement, atomic by itself: no BEGIN and COMMIT round trips."""
+        return db.single_statement()
 
     @classmethod
     async def record_outcomes(
