@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
@@ -218,7 +219,7 @@ class MockCloudApi:
         if request.headers.get("Authorization") != f"Bearer {config.access_token}":
             return self._error(190)
         try:
-            body = json.loads(await request.read())
+            body = orjson.loads(await request.read())
         except ValueError:
             return self._error(100)
         problem = _invalid_message(body)
@@ -254,7 +255,7 @@ class MockCloudApi:
         if roll < config.reset_rate + config.slow_rate:
             self.counters["slow"] += 1
             await asyncio.sleep(config.slow_seconds)
-        return web.json_response({
+        return _json({
             "messaging_product": "whatsapp",
             "contacts": [{"input": to, "wa_id": to.lstrip("+")}],
             "messages": [{"id": wamid, "message_status": "accepted"}],
@@ -323,7 +324,7 @@ class MockCloudApi:
         status, body = error_body(code)
         if details:
             body["error"]["error_data"] = {"messaging_product": "whatsapp", "details": details}
-        return web.json_response(body, status=status)
+        return _json(body, status=status)
 
     async def _templates(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {self.config.access_token}":
@@ -412,3 +413,8 @@ def _invalid_message(body: Any) -> str | None:
         return "template.language needs policy 'deterministic' and a code"
     return None
 
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    """A JSON answer, encoded by orjson: the mock answers every send on the same cores as the
+    engine in the benchmarks, and the json module was ~7% of its CPU."""
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
