@@ -99,3 +99,18 @@ async def test_window_grants_up_to_free_slots_and_waits_when_full() -> None:
     window.give(2)
     assert await asyncio.wait_for(waiter, 1) == 1
     assert window.used == 4
+
+
+async def test_window_take_at_least_waits_for_that_many_free_slots() -> None:
+    """The claimer waits for a quarter of the window rather than claiming each flush's worth."""
+    window = Window(8)
+    assert await window.take(8) == 8
+    waiter = asyncio.create_task(window.take(6, at_least=3))
+    window.give(2)
+    await asyncio.sleep(0.01)
+    assert not waiter.done()  # two free: not yet
+    window.give(2)
+    assert await asyncio.wait_for(waiter, 1) == 4  # all that is free, up to the six wanted
+    window.resize(2)
+    window.give(8)
+    assert await window.take(6, at_least=5) == 2  # never more than the whole window

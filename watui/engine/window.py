@@ -44,9 +44,10 @@ class Window:
         self._capacity = max(1, capacity)
         self._update()
 
-    async def take(self, wanted: int) -> int:
-        """Wait for at least one free slot, then take up to ``wanted``; returns how many."""
-        while self._used >= self._capacity:
+    async def take(self, wanted: int, *, at_least: int = 1) -> int:
+        """Wait for ``at_least`` free slots (one at the least, the whole window at the most),
+        then take up to ``wanted``; returns how many."""
+        while self._capacity - self._used < min(max(1, at_least), self._capacity):
             self._space.clear()
             await self._space.wait()
         granted = min(wanted, self._capacity - self._used)
