@@ -188,7 +188,7 @@ async def create_campaign(
     finally:
         for reader in readers:
             reader.close()
-    await db.refresh_statistics("recipients")
+    await db.refresh_recipient_statistics()
     return created
 
 

@@ -103,8 +103,8 @@ class Database:
             return self._autocommit.connect()
         return self._begin_in_turn(self._write_turn)
 
-    async def refresh_statistics(self, *tables: str) -> None:
-        """After a bulk import, let PostgreSQL's planner see the table as it now is.
+    async def refresh_recipient_statistics(self) -> None:
+        """After a bulk import, let PostgreSQL's planner see the recipients table as it now is.
 
         Until autovacuum gets to it (a minute or more) the planner believed a freshly filled
         table small and scanned it whole for each flush of 500 outcomes instead of looking them
@@ -113,8 +113,7 @@ class Database:
         if not self.is_postgres:
             return
         async with self._autocommit.connect() as conn:
-            for table in tables:
-                await conn.exec_driver_sql(f"ANALYZE {table}")
+            await conn.exec_driver_sql("ANALYZE recipients")
 
     @contextlib.asynccontextmanager
     async def _begin_in_turn(self, turn: asyncio.Lock) -> AsyncIterator[AsyncConnection]:
