@@ -237,9 +237,8 @@ async def settle(db: Database) -> None:
     rows), so that autovacuum does not start on these two cores in the middle of a run of a
     few seconds. SQLite has no background work."""
     if db.is_postgres:
-        async with db.engine.connect() as conn:
-            autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await autocommit.exec_driver_sql("VACUUM ANALYZE")
+        async with db.single_statement() as conn:  # autocommit: VACUUM refuses a transaction
+            await conn.exec_driver_sql("VACUUM ANALYZE")
 
 
 def _payload(index: int) -> dict[str, Any]:

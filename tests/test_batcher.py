@@ -31,13 +31,20 @@ async def _sent_outcomes(db: Database, count: int) -> tuple[int, list[Outcome]]:
     return campaign_id, [Outcome(row.id, "sent", 1, sent_at=2.0) for row in claimed]
 
 
+def _running_batcher(
+    db: Database, campaign_id: int, *, interval: float, max_rows: int
+) -> tuple[OutcomeBatcher, asyncio.Task[None], list[int]]:
+    """A batcher running in its own task, and the sizes of the batches it has written."""
+    written: list[int] = []
+    batcher = OutcomeBatcher(db, campaign_id, "me", interval=interval, max_rows=max_rows,
+                             on_written=written.append)
+    return batcher, asyncio.create_task(batcher.run()), written
+
+
 async def test_outcomes_arriving_during_a_write_wait_for_the_next_tick(sqlite_url: str) -> None:
     async with Database(sqlite_url) as db:
         campaign_id, sent = await _sent_outcomes(db, 8)
-        written: list[int] = []
-        batcher = OutcomeBatcher(db, campaign_id, "me", interval=30.0, max_rows=5,
-                                 on_written=written.append)
-        running = asyncio.create_task(batcher.run())
+        batcher, running, written = _running_batcher(db, campaign_id, interval=30.0, max_rows=5)
         async with db.begin():  # the write turn: the batcher's first write waits behind it
             for outcome in sent[:5]:
                 batcher.add(outcome)  # a full batch: the batcher wakes and starts writing
@@ -59,10 +66,7 @@ async def test_outcomes_arriving_during_a_write_wait_for_the_next_tick(sqlite_ur
 async def test_a_timer_tick_writes_a_partial_batch(sqlite_url: str) -> None:
     async with Database(sqlite_url) as db:
         campaign_id, sent = await _sent_outcomes(db, 3)
-        written: list[int] = []
-        batcher = OutcomeBatcher(db, campaign_id, "me", interval=0.05, max_rows=500,
-                                 on_written=written.append)
-        running = asyncio.create_task(batcher.run())
+        batcher, running, written = _running_batcher(db, campaign_id, interval=0.05, max_rows=500)
         for outcome in sent:
             batcher.add(outcome)
         await _until(lambda: sum(written) == 3)

@@ -94,21 +94,22 @@ class OutcomeBatcher:
     async def _write(self, batch: list[Outcome]) -> None:
         """Write ``batch`` (the oldest pending outcomes) in one transaction, retrying until it is
         written; then drop it from the pending list and give its window slots back."""
+        if not batch:
+            return
         delay = 0.05
-        while batch:
+        while True:
             try:
                 await record_outcomes(self._db, self._campaign_id, self._owner, batch)
+                break
             except DATABASE_UNAVAILABLE as error:
                 self.failures += 1
                 self._on_trouble(f"database write failed, will retry: {_short(error)}")
                 log.warning("flush failed (%s); retrying in %.2fs", _short(error), delay)
                 await asyncio.sleep(delay)
                 delay = min(MAX_BACKOFF, delay * 2)
-                continue
-            del self._pending[: len(batch)]
-            self.flushes += 1
-            self._on_written(len(batch))
-            return
+        del self._pending[: len(batch)]
+        self.flushes += 1
+        self._on_written(len(batch))
 
 
 def _short(error: BaseException) -> str:

@@ -291,7 +291,7 @@ class CampaignSender:
         step = self._step or await self._advance_step()
         if step is None:
             return
-        wanted = self._claim_size()
+        wanted = size
         if self._first_claim:
             # Small, so that sending starts after a short claim (5,000 rows took 26 ms on
             # SQLite); the next claims fill the window while the first sends go.
@@ -533,9 +533,9 @@ class CampaignSender:
             # Not at tick 0: _join_peers has just beaten the heart, and the first claim
             # should not wait behind a second heartbeat for the write turn.
             try:
-                if tick and tick % RECOVERY_EVERY == 0:
-                    await self._recover_from_dead_peers()
                 if tick:
+                    if tick % RECOVERY_EVERY == 0:
+                        await self._recover_from_dead_peers()
                     await self._beat_and_follow(stale_after)
             except Exception as error:  # the database may be restarting: keep sending, say so
                 self.metrics.event("warning", f"control: {error!s:.120}")
