@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import gc
 import os
 import signal
 import sys
@@ -100,6 +101,32 @@ async def test_every_recipient_accepted_exactly_once_over_http(
     assert await counts(database, campaign_id) == {"sent": 400}
     assert await counters(database, campaign_id) == {"sent": 400}
     assert snapshot.connection_reuse is not None and snapshot.connection_reuse >= 0.9
+
+
+async def test_collections_run_between_sends_and_never_by_themselves(
+    database: Database, mock_api: MockCloudApi
+) -> None:
+    """From the first request to the end of sending, the interpreter starts no collection of its
+    own (one could fall between a release and its write); the engine's collector runs them."""
+    campaign_id = await make_campaign(database, recipients_per_step=1000)
+    settings = settings_for(database.url, mock_api, rate=2000)
+    started_in: list[str] = []
+    async with TimedClient(settings.whatsapp, settings.http) as client:
+        sender = CampaignSender(database, client, settings, campaign_id)
+
+        def note(phase: str, _info: dict[str, int]) -> None:
+            if phase == "start" and client.started and sender.running:
+                started_in.append(sys._getframe(1).f_code.co_name)
+
+        gc.callbacks.append(note)
+        try:
+            outcome = await asyncio.wait_for(sender.run(), 60)
+        finally:
+            gc.callbacks.remove(note)
+    assert outcome.status is RunStatus.COMPLETED
+    assert gc.isenabled()
+    assert started_in  # not vacuous: collections did run while sending
+    assert set(started_in) == {"_collect"}
 
 
 class TimedClient(WhatsAppClient):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections import deque
@@ -21,6 +20,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from watui.engine.batcher import OutcomeBatcher
+from watui.engine.collector import CollectorBetweenSends, freeze_long_lived_objects
 from watui.engine.metrics import EngineMetrics
 from watui.engine.pacer import Pacer
 from watui.engine.window import Window, little_window
@@ -132,6 +132,7 @@ class CampaignSender:
             on_trouble=lambda text: self.metrics.event("warning", text),
         )
         self.metrics.connection_stats = self._connection_stats
+        self._collector = CollectorBetweenSends()
 
     # ----- commands (plain methods, called by the TUI and the CLI) -----
 
@@ -163,7 +164,7 @@ class CampaignSender:
 
     async def run(self) -> RunOutcome:
         """Send until the campaign is done, paused, cancelled or stopped."""
-        _freeze_long_lived_objects()
+        freeze_long_lived_objects()
         campaign = await queue.campaign_row(self.db, self.campaign_id)
         self._retry = campaign_store.retry_policy(campaign._mapping, self.settings.retry)
         recovered = await queue.recover_in_doubt(self.db, self.campaign_id)
@@ -181,10 +182,11 @@ class CampaignSender:
             asyncio.create_task(self._dispatcher(), name="watui-dispatcher"),
         ]
         control_task = asyncio.create_task(self._control(), name="watui-control")
-        try:
-            await self._stopping.wait()
-        finally:
-            await self._shutdown(tasks, control_task, batcher_task)
+        with self._collector:
+            try:
+                await self._stopping.wait()
+            finally:
+                await self._shutdown(tasks, control_task, batcher_task)
         return await self._settle()
 
     async def _join_peers(self) -> None:
@@ -378,6 +380,7 @@ class CampaignSender:
             if not self._ready:
                 self._low_water.set()
                 self._ready_event.clear()
+                self._collector.idle()
                 await self._ready_event.wait()
                 continue
             released += 1
@@ -403,6 +406,7 @@ class CampaignSender:
             # The loop's own create_task, and the task drops its reference itself when done:
             # no done-callback to schedule, one loop turn less per message.
             self._inflight[row.id] = loop.create_task(self._send_one(row, step))
+            self._collector.released(loop)
 
     async def _send_one(self, row: ClaimedRecipient, step: StepInfo) -> None:
         self.metrics.in_flight += 1
@@ -540,6 +544,7 @@ class CampaignSender:
             except Exception as error:  # the database may be restarting: keep sending, say so
                 self.metrics.event("warning", f"control: {error!s:.120}")
             tick += 1
+            self._collector.collect_if_idle()
             self.metrics.paced_rate = self.pacer.effective_rate
             self._warn_if_pool_too_small()
             self.metrics.window = self.window.capacity
@@ -600,15 +605,6 @@ class CampaignSender:
         if isinstance(stats, tuple):
             return stats
         return int(getattr(stats, "requests", 0)), int(getattr(stats, "new_connections", 0))
-
-
-def _freeze_long_lived_objects() -> None:
-    """Move everything alive so far (modules, the UI, the ORM's caches) out of the collector's
-    reach. A full collection over them pauses the loop for tens of ms; a request delayed that
-    long between its pacer slot and the socket lands in the next second at the server and can
-    make that second one over the limit (seen as rare 130429s at 80 msg/s)."""
-    gc.collect()
-    gc.freeze()
 
 
 def _back_status(row: ClaimedRecipient) -> str:
