@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from watui.engine.pacer import Pacer
+from watui.engine.pacer import WINDOW_MARGIN, Pacer
 from watui.engine.window import Window, little_window
 
 
@@ -41,6 +41,29 @@ async def test_a_stall_is_caught_up_without_breaking_the_window() -> None:
     assert max_in_any_window(times) <= rate
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert sum(1 for gap in gaps if gap < 0.5 / rate) <= 3  # at most a small burst
+
+
+async def test_a_timer_firing_early_does_not_open_the_window_early(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvloop rounds a timer to whole milliseconds, so a sleep can end up to ~1 ms early. The
+    hard window check must hold anyway: after stalls the caught-up sends bind it."""
+    now = [0.0]
+
+    async def early_sleep(delay: float) -> None:
+        now[0] += delay if delay < 0.001 else delay - 0.0008
+
+    monkeypatch.setattr("watui.engine.pacer.asyncio.sleep", early_sleep)
+    rate = 100
+    pacer = Pacer(rate, clock=lambda: now[0])
+    times = []
+    for index in range(600):
+        await pacer.wait()
+        times.append(now[0])
+        if index % 40 == 39:
+            now[0] += 0.05  # a stalled loop: the next sends catch up
+    tightest = min(later - earlier for earlier, later in zip(times, times[rate:], strict=False))
+    assert tightest >= 1.0 + WINDOW_MARGIN - 1e-9
 
 
 async def test_rate_change_takes_effect_at_once() -> None:

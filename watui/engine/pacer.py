@@ -99,6 +99,9 @@ class Pacer:
         if window_opens > now or slot - now > EARLY_RELEASE:
             await asyncio.sleep(due - now)
             now = self._clock()
+            while window_opens > now:  # uvloop rounds timers to whole ms: some fire early
+                await asyncio.sleep(window_opens - now)
+                now = self._clock()
         behind = now - self._next_slot
         if behind > MAX_CATCH_UP * self._interval:
             self._next_slot = now - MAX_CATCH_UP * self._interval
