@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import sys
 from collections.abc import Iterator
 
 import pytest
 
+from watui.cli.mock import collect_while_idle
 from watui.engine.collector import MAX_POSTPONED, QUIET_TURNS, CollectorBetweenSends
 
 
@@ -103,4 +105,29 @@ async def test_the_control_tick_collects_only_while_the_dispatcher_is_idle() -> 
         collector.idle()
         collector.collect_if_idle()
         assert collector.collections == 1
+    del garbage
+
+
+async def test_the_mock_collects_only_after_a_quiet_second(collections: list[str]) -> None:
+    requests = [0]
+
+    async def traffic() -> None:
+        for _ in range(20):
+            requests[0] += 1
+            await asyncio.sleep(0.01)
+
+    gc.disable()
+    task = asyncio.create_task(collect_while_idle(lambda: requests[0], quiet=0.03))
+    try:
+        garbage = make_a_collection_due()
+        await traffic()
+        assert collections == []
+        await asyncio.sleep(0.1)
+        assert collections == ["collect_while_idle"]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        gc.unfreeze()
+        gc.enable()
     del garbage
