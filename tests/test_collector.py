@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from watui.cli.mock import collect_while_idle
-from watui.engine.collector import MAX_POSTPONED, QUIET_TURNS, CollectorBetweenSends
+from watui.engine.collector import MAX_POSTPONED, QUIET_TURNS, YOUNG_THRESHOLD, CollectorBetweenSends
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def collections() -> Iterator[list[str]]:
 
 def make_a_collection_due() -> list[list[int]]:
     """Allocate more tracked objects than generation 0's threshold (kept alive by the caller)."""
-    return [[index] for index in range(gc.get_threshold()[0] + 100)]
+    return [[index] for index in range(YOUNG_THRESHOLD + 100)]
 
 
 async def turns(count: int) -> None:

@@ -103,6 +103,31 @@ async def test_every_recipient_accepted_exactly_once_over_http(
     assert snapshot.connection_reuse is not None and snapshot.connection_reuse >= 0.9
 
 
+class TimedClient(WhatsAppClient):
+    """The real client, noting when each request is handed to the transport."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.started: list[float] = []
+
+    async def send(self, payload):  # type: ignore[no-untyped-def]
+        self.started.append(time.monotonic())
+        return await super().send(payload)
+
+
+class BallastClient(TimedClient):
+    """Keeps 30 new objects per request alive, as a busy UI beside the engine would: enough for
+    several collections to fall due during a run of 1,000."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.ballast: list[list[list[int]]] = []
+
+    async def send(self, payload):  # type: ignore[no-untyped-def]
+        self.ballast.append([[index] for index in range(30)])
+        return await super().send(payload)
+
+
 async def test_collections_run_between_sends_and_never_by_themselves(
     database: Database, mock_api: MockCloudApi
 ) -> None:
@@ -111,7 +136,7 @@ async def test_collections_run_between_sends_and_never_by_themselves(
     campaign_id = await make_campaign(database, recipients_per_step=1000)
     settings = settings_for(database.url, mock_api, rate=2000)
     started_in: list[str] = []
-    async with TimedClient(settings.whatsapp, settings.http) as client:
+    async with BallastClient(settings.whatsapp, settings.http) as client:
         sender = CampaignSender(database, client, settings, campaign_id)
 
         def note(phase: str, _info: dict[str, int]) -> None:
@@ -127,18 +152,6 @@ async def test_collections_run_between_sends_and_never_by_themselves(
     assert gc.isenabled()
     assert started_in  # not vacuous: collections did run while sending
     assert set(started_in) == {"_collect"}
-
-
-class TimedClient(WhatsAppClient):
-    """The real client, noting when each request is handed to the transport."""
-
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)  # type: ignore[arg-type]
-        self.started: list[float] = []
-
-    async def send(self, payload):  # type: ignore[no-untyped-def]
-        self.started.append(time.monotonic())
-        return await super().send(payload)
 
 
 async def test_paced_sends_never_exceed_the_rate_in_any_second(
