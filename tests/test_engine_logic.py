@@ -44,7 +44,9 @@ class ScriptedClient:
         self.seen: Counter[str] = Counter()
         self.accepted: Counter[tuple[str, str]] = Counter()  # (phone, template) the API accepted
 
-    async def send(self, payload: dict[str, Any]) -> SendResult:
+    async def send(
+        self, payload: dict[str, Any], on_written: Callable[[float], None] | None = None
+    ) -> SendResult:
         phone = payload["to"]
         self.seen[phone] += 1
         self.requests.append((phone, time.monotonic()))
@@ -117,7 +119,9 @@ async def test_steps_run_strictly_in_order(database: Database) -> None:
     order: list[str] = []
 
     class Recording(ScriptedClient):
-        async def send(self, payload: dict[str, Any]) -> SendResult:
+        async def send(
+            self, payload: dict[str, Any], on_written: Callable[[float], None] | None = None
+        ) -> SendResult:
             order.append(payload["template"]["name"])
             return await super().send(payload)
 

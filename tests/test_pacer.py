@@ -66,6 +66,30 @@ async def test_a_timer_firing_early_does_not_open_the_window_early(
     assert tightest >= 1.0 + WINDOW_MARGIN - 1e-9
 
 
+async def test_a_send_that_left_late_counts_from_when_it_left(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Released on time but written 30 ms late (a busy loop), a send holds the one ``rate``
+    places after it until a second and the margin after it actually left."""
+    now = [0.0]
+
+    async def fake_sleep(delay: float) -> None:
+        now[0] += delay
+
+    monkeypatch.setattr("watui.engine.pacer.asyncio.sleep", fake_sleep)
+    rate = 50
+    pacer = Pacer(rate, clock=lambda: now[0])
+    departures: list[float] = []
+    for index in range(rate * 3):
+        number = await pacer.wait()
+        left = now[0] + (0.03 if index % 37 == 5 else 0.0)
+        pacer.written(number, left)
+        departures.append(left)
+    assert max_in_any_window(sorted(departures)) <= rate
+    tightest = min(b - a for a, b in zip(departures, departures[rate:], strict=False))
+    assert tightest >= 1.0 + WINDOW_MARGIN - 1e-9
+
+
 async def test_rate_change_takes_effect_at_once() -> None:
     pacer = Pacer(10)
     await pacer.wait()

@@ -15,8 +15,10 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from typing import Any, Protocol
 
 from watui.engine.batcher import OutcomeBatcher
@@ -55,7 +57,9 @@ CLAIM_RETRY_MAX = 5.0
 
 
 class Client(Protocol):
-    async def send(self, payload: dict[str, Any]) -> SendResult: ...
+    async def send(
+        self, payload: dict[str, Any], on_written: Callable[[float], None] | None = None
+    ) -> SendResult: ...
 
     def connection_stats(self) -> Any: ...
 
@@ -394,7 +398,7 @@ class CampaignSender:
             while self._requests_out >= self._max_requests:
                 self._connection_free.clear()
                 await self._connection_free.wait()
-            await self.pacer.wait()
+            number = await self.pacer.wait()
             if self._stopping.is_set() or not self._ready:
                 break
             row = self._ready.popleft()
@@ -405,13 +409,13 @@ class CampaignSender:
             self._requests_out += 1
             # The loop's own create_task, and the task drops its reference itself when done:
             # no done-callback to schedule, one loop turn less per message.
-            self._inflight[row.id] = loop.create_task(self._send_one(row, step))
+            self._inflight[row.id] = loop.create_task(self._send_one(row, step, number))
             self._collector.released(loop)
 
-    async def _send_one(self, row: ClaimedRecipient, step: StepInfo) -> None:
+    async def _send_one(self, row: ClaimedRecipient, step: StepInfo, number: int) -> None:
         self.metrics.in_flight += 1
         try:
-            result = await self._request(row, step)
+            result = await self._request(row, step, number)
         finally:
             self.metrics.in_flight -= 1
             self._requests_out -= 1
@@ -423,13 +427,14 @@ class CampaignSender:
             # these outcomes written before it looks for more (or ends the run).
             self._batcher.flush_soon()
 
-    async def _request(self, row: ClaimedRecipient, step: StepInfo) -> SendResult:
+    async def _request(self, row: ClaimedRecipient, step: StepInfo, number: int) -> SendResult:
         try:
             payload = build_template_message(
                 row.phone, step.template_name, step.language, row.params,
                 step.mapping.get("header_format"), step.mapping.get("body_names"),
             )
-            return await self.client.send(payload)
+            # The pacer counts the send from when it leaves, which a busy loop can delay.
+            return await self.client.send(payload, partial(self.pacer.written, number))
         except Exception as error:  # a bug in building or sending must not lose the row
             log.exception("send failed unexpectedly")
             return TransportFailure(TransportReason.OTHER, f"{type(error).__name__}: {error}", 0.0)

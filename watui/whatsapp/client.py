@@ -11,6 +11,7 @@ from __future__ import annotations
 import ssl
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
@@ -97,6 +98,7 @@ class WhatsAppClient:
             self._count_connection()
 
         trace.on_connection_create_end.append(on_connection_created)
+        trace.on_request_chunk_sent.append(_note_written)
         connector = aiohttp.TCPConnector(
             limit=http.max_connections,
             keepalive_timeout=http.keepalive_expiry or None,
@@ -110,8 +112,12 @@ class WhatsAppClient:
     def connection_stats(self) -> ConnectionStats:
         return ConnectionStats(self._requests, self._new_connections)
 
-    async def send(self, payload: dict[str, Any]) -> SendResult:
-        """POST one message; never raises for a network or API problem.
+    async def send(
+        self, payload: dict[str, Any], on_written: Callable[[float], None] | None = None
+    ) -> SendResult:
+        """POST one message; never raises for a network or API problem. ``on_written`` is
+        called with the monotonic time at which the request's body is written to the socket
+        (aiohttp transport only), which can be well after this call when the loop is busy.
 
         The request goes straight to the transport, an httpx.Request in and an httpx.Response
         out: AsyncClient's per-request layers (header merging, cookie jar, auth and redirect
@@ -127,6 +133,7 @@ class WhatsAppClient:
         )
         request.read()  # the body is in memory: the transport sends it as bytes, not chunked
         started = time.perf_counter()
+        token = _ON_WRITTEN.set(on_written)
         try:
             response = await self._transport.handle_async_request(request)
             try:
@@ -135,6 +142,8 @@ class WhatsAppClient:
                 await response.aclose()
         except NETWORK_ERRORS as error:
             return TransportFailure(_reason(error), _describe(error), time.perf_counter() - started)
+        finally:
+            _ON_WRITTEN.reset(token)
         return _parse_send(response.status_code, content, time.perf_counter() - started)
 
     async def list_templates(self) -> list[dict[str, Any]]:
@@ -189,6 +198,18 @@ class _CountingTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+#: The ``on_written`` of the request being sent. A context variable, because aiohttp writes the
+#: body from a task of its own, which starts with a copy of the sending task's context.
+_ON_WRITTEN: ContextVar[Callable[[float], None] | None] = ContextVar("watui_on_written", default=None)
+
+
+async def _note_written(*_args: Any) -> None:
+    """aiohttp's chunk-sent signal, called just before the body is written to the socket."""
+    callback = _ON_WRITTEN.get()
+    if callback is not None:
+        callback(time.monotonic())
 
 
 def _dumps(payload: dict[str, Any]) -> bytes:
