@@ -171,9 +171,10 @@ def record_releases(sender: CampaignSender) -> list[float]:
     releases: list[float] = []
     release = sender.pacer.wait
 
-    async def recorded() -> None:
-        await release()
+    async def recorded() -> int:
+        number = await release()
         releases.append(time.monotonic())
+        return number
 
     sender.pacer.wait = recorded  # type: ignore[method-assign]
     return releases
