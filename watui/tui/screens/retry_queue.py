@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
@@ -149,14 +150,15 @@ class RetryQueueScreen(WatuiScreen):
                 info += f" · {fmt.count(len(self.marked))} marked"
         self.query_one("#page-info", Static).update(info)
 
-    def _cells(self, row: RetryRow, now: float) -> tuple[str, ...]:
+    def _cells(self, row: RetryRow, now: float) -> tuple[str | Text, ...]:
         return (
             "✓" if row.id in self.marked else " ",
             row.phone,
             {"retry": "waiting", "in_doubt": "in doubt"}.get(row.status, str(row.status)),
             str(row.attempts),
             str(row.code) if row.code is not None else "—",
-            row.meaning,
+            # Cut to the column with "…", not mid-word without a sign that more was there.
+            Text(row.meaning, no_wrap=True, overflow="ellipsis"),
             self._due(row, now),
         )
 
