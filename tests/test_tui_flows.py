@@ -231,6 +231,24 @@ async def test_retry_selected_and_all_matching_from_retry_queue() -> None:
     assert all(row.status is not RecipientState.FAILED for row in rows)
 
 
+async def test_retry_queue_shows_the_highlighted_rows_meaning_in_full() -> None:
+    backend = FakeBackend.sample()
+    app = make_app(backend)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("t")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, RetryQueueScreen)
+        detail = screen.query_one("#row-detail", Static)
+        first = screen.current_page.rows[0]
+        assert str(detail.content).endswith(first.meaning)
+        await pilot.press("down")
+        await settle(pilot)
+        second = screen.current_page.rows[1]
+        assert str(detail.content).startswith(f"{second.phone}: ")
+        assert str(detail.content).endswith(second.meaning)
+
+
 async def test_retry_queue_pages_and_exports(tmp_path: Path) -> None:
     backend = FakeBackend.sample(retry_rows=100_000)
     app = make_app(backend, start_dir=tmp_path)

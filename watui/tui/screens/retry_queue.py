@@ -102,6 +102,7 @@ class RetryQueueScreen(WatuiScreen):
         for key, label in COLUMNS:
             table.add_column(label, key=key, width=COLUMN_WIDTHS.get(key))
         yield table
+        yield Static(id="row-detail")  # the highlighted row's meaning in full: the column cuts it
         yield Static(id="page-info")
         yield KeyBar()
 
@@ -137,6 +138,8 @@ class RetryQueueScreen(WatuiScreen):
                 table.add_row(*self._cells(row, now), key=str(row.id))
             if page.rows:
                 table.move_cursor(row=min(cursor, len(page.rows) - 1))
+        highlighted = page.rows[table.cursor_row] if 0 <= table.cursor_row < len(page.rows) else None
+        self._show_row_detail(str(highlighted.id) if highlighted else None)
         self._show_page_info()
 
     def _show_page_info(self) -> None:
@@ -149,6 +152,17 @@ class RetryQueueScreen(WatuiScreen):
             if self.marked:
                 info += f" · {fmt.count(len(self.marked))} marked"
         self.query_one("#page-info", Static).update(info)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_row_detail(event.row_key.value)
+
+    def _show_row_detail(self, key: str | None) -> None:
+        row = next((row for row in self.current_page.rows if str(row.id) == key), None)
+        detail = ""
+        if row is not None and row.meaning:
+            code = f"{row.code} " if row.code is not None else ""
+            detail = f"{row.phone}: {code}{row.meaning}"
+        self.query_one("#row-detail", Static).update(Text(detail, no_wrap=True, overflow="ellipsis"))
 
     def _cells(self, row: RetryRow, now: float) -> tuple[str | Text, ...]:
         return (
