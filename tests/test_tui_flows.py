@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from textual import events
 from textual.command import CommandList
+from textual.screen import Screen
 from textual.widgets import DataTable, Input, Select, Static
 from textual.worker import WorkerFailed
 
@@ -24,6 +26,7 @@ from watui.tui.widgets.chart import ThroughputChart
 from watui.tui.widgets.form import FormField
 
 pytestmark = pytest.mark.usefixtures("tui_deterministic")
+ScreenT = TypeVar("ScreenT", bound=Screen[object])
 
 
 async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
@@ -31,13 +34,22 @@ async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
     await pilot.pause()
 
 
-async def open_monitor(pilot) -> MonitorScreen:  # type: ignore[no-untyped-def]
-    """Open the highlighted campaign (the first, spring-sale) from the campaigns list."""
-    await pilot.press("enter")
+async def open_with_key(pilot, key: str, expected: type[ScreenT]) -> ScreenT:  # type: ignore[no-untyped-def]
+    await pilot.press(key)
     await settle(pilot)
     screen = pilot.app.screen
-    assert isinstance(screen, MonitorScreen)
+    assert isinstance(screen, expected)
     return screen
+
+
+async def open_retry_queue(pilot) -> RetryQueueScreen:  # type: ignore[no-untyped-def]
+    """Open the highlighted campaign's retry queue from the campaigns list."""
+    return await open_with_key(pilot, "t", RetryQueueScreen)
+
+
+async def open_monitor(pilot) -> MonitorScreen:  # type: ignore[no-untyped-def]
+    """Open the highlighted campaign (the first, spring-sale) from the campaigns list."""
+    return await open_with_key(pilot, "enter", MonitorScreen)
 
 
 async def fill_setup(pilot, name: str, body: str = "first_name, order, date") -> SetupScreen:  # type: ignore[no-untyped-def]
@@ -212,9 +224,7 @@ async def test_retry_selected_and_all_matching_from_retry_queue() -> None:
     backend = FakeBackend.sample()
     app = make_app(backend)
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.press("t")
-        await settle(pilot)
-        assert isinstance(app.screen, RetryQueueScreen)
+        await open_retry_queue(pilot)
         await pilot.press("space", "space", "r")
         await settle(pilot)
         assert ("requeue", "spring-sale", "1,2") in backend.calls
@@ -235,10 +245,7 @@ async def test_retry_queue_shows_the_highlighted_rows_meaning_in_full() -> None:
     backend = FakeBackend.sample()
     app = make_app(backend)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("t")
-        await settle(pilot)
-        screen = app.screen
-        assert isinstance(screen, RetryQueueScreen)
+        screen = await open_retry_queue(pilot)
         detail = screen.query_one("#row-detail", Static)
         first = screen.current_page.rows[0]
         assert str(detail.content).endswith(first.meaning)
