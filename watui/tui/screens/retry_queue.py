@@ -38,7 +38,7 @@ COLUMN_WIDTHS = {
     "status": 8,
     "attempts": 5,
     "code": 6,
-    "meaning": 24,
+    "meaning": 20,
     "due": 8,
 }
 STATUS_CHOICES = [
