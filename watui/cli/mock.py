@@ -76,7 +76,7 @@ def _mock_api(args: argparse.Namespace) -> int:
     # The limiter counts a request when its bytes arrive, and a collector pause (up to 16 ms)
     # stamps the requests that came meanwhile late, as a burst: rare 130429s that no sender
     # caused. Serving makes no reference cycles (after 20,000 requests a collection found no
-    # unreachable object), so the mock collects only when idle (_collect_while_idle).
+    # unreachable object), so the mock collects only when idle (collect_while_idle).
     gc.freeze()
     gc.disable()
     asyncio.run(_serve(config, args.host, args.port))

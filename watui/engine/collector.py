@@ -12,7 +12,8 @@ after each release. It runs once QUIET_TURNS loop turns have passed with no rele
 request starts in the first turn after it, and aiohttp (before Python 3.12) writes its body from
 a task of its own, in the second. It collects the generation the interpreter would pick, though
 less often (YOUNG_THRESHOLD). While the dispatcher waits for rows, the control task's tick
-collects instead.
+collects instead. (The pacer now also counts a send from its write, so a pause that still falls
+in between costs a held slot, not a 130429.)
 """
 
 from __future__ import annotations
