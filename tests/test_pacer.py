@@ -90,6 +90,28 @@ async def test_a_send_that_left_late_counts_from_when_it_left(
     assert tightest >= 1.0 + WINDOW_MARGIN - 1e-9
 
 
+async def test_a_slot_due_within_the_early_release_goes_without_a_sleep_from_the_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before ``rate`` sends have gone no window is full: a slot due within EARLY_RELEASE is
+    released at once, as later (each sleep is a timer and a loop turn: unthrottled, one send
+    in six slept a few microseconds)."""
+    now = [0.0]
+    sleeps: list[float] = []
+
+    async def counted_sleep(delay: float) -> None:
+        sleeps.append(delay)
+        now[0] += delay
+
+    monkeypatch.setattr("watui.engine.pacer.asyncio.sleep", counted_sleep)
+    rate = 1000
+    pacer = Pacer(rate, clock=lambda: now[0])
+    for _ in range(rate // 10):
+        await pacer.wait()
+        now[0] += 0.001  # the next slot is 1.007 ms on: each one is due a little ahead
+    assert sleeps == []
+
+
 async def test_rate_change_takes_effect_at_once() -> None:
     pacer = Pacer(10)
     await pacer.wait()

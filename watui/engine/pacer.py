@@ -98,7 +98,10 @@ class Pacer:
         if self._factor < 1.0:
             self._recover(now)
         slot = self._next_slot
-        window_opens = slot
+        # Until `rate` sends have gone no window is full, and only the schedule binds (with
+        # its early release): taking the slot for the window's opening slept for every slot
+        # even microseconds ahead.
+        window_opens = -math.inf
         if len(self._recent) == self._recent.maxlen:
             window_opens = self._recent[0] + 1.0 + WINDOW_MARGIN
         due = max(slot, window_opens)
