@@ -29,7 +29,7 @@ from watui.storage.campaigns import (
     resume_campaign,
     retry_policy,
 )
-from watui.storage.importer import ContactsError, ContactsSource
+from watui.storage.importer import ButtonParam, ContactsError, ContactsSource
 from watui.storage.schema import attempts, campaigns, recipients, rejects, steps, templates
 
 NOW = 1_800_000_000.0
@@ -155,14 +155,69 @@ async def test_synced_template_checks_the_mapping(database: Database, tmp_path: 
     path.write_text("phone,name,photo\n+34600000001,Ana,https://x.test/a.png\n")
     with pytest.raises(CampaignError, match="takes 2 body parameter"):
         await create_campaign(database, "a", [step(path)])
-    with pytest.raises(CampaignError, match="--header-param"):
+    with pytest.raises(CampaignError, match="has an image header: name its column with --header-param"):
         await create_campaign(database, "b", [step(path, "promo")])
     await create_campaign(database, "c", [step(path, "promo", header_param="photo")])
     async with database.engine.connect() as conn:
         mapping = json.loads((await conn.execute(select(steps.c.mapping))).scalar_one())
     assert mapping == {"body": ["name"], "header": "photo", "header_format": "image", "buttons": []}
-    # A template that was never synced is accepted as given.
+    # A template that was never synced is accepted as given; one synced in other languages
+    # only is most likely a wrong --language.
     await create_campaign(database, "d", [step(path, "unsynced")])
+    wrong_language = StepSpec("promo", "es", ContactsSource(path=path, body_params=("name",)))
+    with pytest.raises(CampaignError, match=r"'promo' has no es translation \(synced: en_US\)"):
+        await create_campaign(database, "e", [wrong_language])
+
+
+async def test_synced_template_checks_the_buttons(database: Database, tmp_path: Path) -> None:
+    """A dynamic URL needs its column, and a column goes only to a button that takes one: the
+    API would refuse every message of a campaign mapped otherwise (132000)."""
+    buttons = [
+        {"type": "QUICK_REPLY", "text": "Stop"},
+        {"type": "URL", "text": "Track", "url": "https://shop.test/t/{{1}}"},
+        {"type": "PHONE_NUMBER", "text": "Call", "phone_number": "+15550001111"},
+    ]
+    async with database.engine.begin() as conn:
+        await conn.execute(insert(templates), [
+            {"name": "track", "language": "en_US", "status": "APPROVED", "body_param_count": 1,
+             "buttons": json.dumps(buttons), "synced_at": NOW},
+            {"name": "fixed", "language": "en_US", "status": "APPROVED", "body_param_count": 1,
+             "buttons": json.dumps([{"type": "URL", "text": "Shop", "url": "https://shop.test"}]),
+             "synced_at": NOW},
+        ])  # fmt: skip
+    path = tmp_path / "c.csv"
+    path.write_text("phone,name,link,stop\n+34600000001,Ana,A-1,STOP-A\n+34600000002,Bo,B-2,STOP-B\n")
+
+    def buttons_step(template: str, *mapped: tuple[int, str, str]) -> StepSpec:
+        return step(path, template, buttons=tuple(ButtonParam(i, kind, col) for i, kind, col in mapped))
+
+    refused = {
+        "button 1 is a URL with a parameter: name its column with --button-param 1:COLUMN":
+            buttons_step("track"),
+        "button 1 is a URL, not a QUICK_REPLY: give --button-param 1:COLUMN":
+            buttons_step("track", (1, "quick_reply", "link")),
+        "button 2 is a PHONE_NUMBER, not a URL: it takes no parameter, drop --button-param 2":
+            buttons_step("track", (1, "url", "link"), (2, "url", "stop")),
+        "has 3 button(s), numbered from 0: there is no button 5; drop --button-param 5:stop":
+            buttons_step("track", (1, "url", "link"), (5, "quick_reply", "stop")),
+        "button 0 has a fixed URL and takes no parameter: drop --button-param 0:link":
+            buttons_step("fixed", (0, "url", "link")),
+    }  # fmt: skip
+    for message, spec in refused.items():
+        with pytest.raises(CampaignError, match=re.escape(message)):
+            await create_campaign(database, "refused", [spec])
+    assert (await table_counts(database))["campaigns"] == 0
+
+    await create_campaign(database, "ok", [buttons_step("track", (1, "url", "link"),
+                                                        (0, "quick_reply", "stop"))])
+    await create_campaign(database, "fixed-ok", [buttons_step("fixed")])
+    async with database.engine.connect() as conn:
+        params = (await conn.execute(select(recipients.c.params).order_by(recipients.c.id))).scalars()
+        first = json.loads(next(iter(params)))
+    assert first["buttons"] == [
+        {"index": 0, "sub_type": "quick_reply", "text": "STOP-A"},
+        {"index": 1, "sub_type": "url", "text": "A-1"},
+    ]
 
 
 async def test_named_placeholders_are_kept_for_the_request(database: Database, tmp_path: Path) -> None:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from tests.spec import spec_errors
 from watui.cli.main import main
+from watui.storage import Database, queue
+from watui.storage.campaigns import get_campaign
+from watui.whatsapp.payload import build_template_message
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -157,6 +163,67 @@ def test_malformed_spec(cli, tmp_path: Path, spec_text: str, fragments: list[str
     assert cli("campaign", "list", "--json")[1].strip() == "[]"
 
 
+def test_button_params_from_options_and_spec(
+    cli, database_url: str, contacts: Path, tmp_path: Path
+) -> None:
+    """A URL button's suffix and a quick reply's payload come from columns, into every request."""
+    with_buttons = tmp_path / "buttons.csv"
+    with_buttons.write_text("phone,first_name,order,link\n+34612345678,Ana,A-1,track/A-1\n")
+    code, _, err = cli(*create_args("opts", with_buttons, "--button-param", "0:link",
+                                    "--button-param", "1:order:quick_reply"))  # fmt: skip
+    assert (code, err) == (0, "")
+    spec = tmp_path / "buttons.toml"
+    spec.write_text(
+        'name = "spec"\n[[steps]]\ntemplate = "welcome"\nlanguage = "en_US"\n'
+        'contacts = "buttons.csv"\nbody_params = ["first_name", "order"]\n'
+        'buttons = [{ index = 1, column = "order", sub_type = "quick_reply" }, '
+        '{ index = 0, column = "link" }]\n'
+    )
+    code, _, err = cli("campaign", "create", "--spec", str(spec))
+    assert (code, err) == (0, "")
+    for name in ("opts", "spec"):
+        body = asyncio.run(first_request(database_url, name))
+        assert spec_errors("TemplateMessage", body) == []
+        assert body["template"]["components"][1:] == [
+            {"type": "button", "sub_type": "url", "index": "0",
+             "parameters": [{"type": "text", "text": "track/A-1"}]},
+            {"type": "button", "sub_type": "quick_reply", "index": "1",
+             "parameters": [{"type": "payload", "payload": "A-1"}]},
+        ]  # fmt: skip
+
+
+async def first_request(database_url: str, name: str) -> dict[str, object]:
+    """The body the engine would send to the campaign's first recipient."""
+    async with Database(database_url) as db:
+        campaign = await get_campaign(db, name)
+        step = await queue.current_step(db, campaign["id"])
+        assert step is not None
+        claimed = await queue.claim(db, step.id, "test", 1, lease_seconds=60, now=time.time())
+    return build_template_message(claimed[0].phone, step.template_name, step.language,
+                                  claimed[0].params, None)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("buttons", "fragments"),
+    [
+        ('"link"', ["buttons must be an array of tables"]),
+        ('[{ column = "link" }]', ["button 1: index must be"]),
+        ('[{ index = 0 }]', ["button 1: column must name"]),
+        ('[{ index = 0, column = "link", kind = "url" }]', ["unknown key 'kind'"]),
+        ('[{ index = 0, column = "link", sub_type = "copy_code" }]', ["not 'copy_code'"]),
+    ],
+)  # fmt: skip
+def test_bad_buttons_in_spec(cli, contacts: Path, tmp_path: Path, buttons: str, fragments: list[str]) -> None:
+    spec = tmp_path / "bad.toml"
+    spec.write_text(
+        'name = "x"\n[[steps]]\ntemplate = "welcome"\nlanguage = "en_US"\n'
+        f'contacts = "contacts.csv"\nbody_params = ["first_name", "order"]\nbuttons = {buttons}\n'
+    )
+    code, _, err = cli("campaign", "create", "--spec", str(spec))
+    assert_one_line_error(code, err, "step 1", *fragments)
+    assert cli("campaign", "list", "--json")[1].strip() == "[]"
+
+
 def status_retry(cli, name: str) -> dict[str, object]:
     return json.loads(cli("status", name, "--json")[1])["retry"]
 
@@ -200,9 +267,15 @@ def test_retry_policy_from_options_and_spec_shown_by_status(
         (["--retry-delays", "5,soon"], ["--retry-delays '5,soon'", "e.g. --retry-delays 5,10"]),
         (["--retry-delays", "5,0"], ["above 0"]),
         (["--retry-delays", ","], ["at least one delay"]),
+        (["--button-param", "link"], ["'link' is not INDEX:COLUMN", "--button-param 0:order_link"]),
+        (["--button-param", "x:link"], ["is not INDEX:COLUMN"]),
+        (["--button-param", "0:link:call"], ["must be url or quick_reply, not 'call'"]),
+        (["--button-param", "12:link"], ["buttons 0 to 9, not 12"]),
+        (["--button-param", "0:first_name", "--button-param", "0:order"], ["button 0 is given twice"]),
+        (["--button-param", "0:nope"], ["'nope'"]),
     ],
-)
-def test_bad_retry_options_are_one_line_and_create_nothing(
+)  # fmt: skip
+def test_bad_create_options_are_one_line_and_create_nothing(
     cli, contacts: Path, options: list[str], fragments: list[str]
 ) -> None:
     code, _, err = cli(*create_args("spring", contacts, *options))

@@ -29,7 +29,7 @@ from watui.storage.campaigns import (
     pause_campaign,
     resume_campaign,
 )
-from watui.storage.importer import ContactsError, ContactsSource, check_region
+from watui.storage.importer import BUTTON_SUB_TYPES, ButtonParam, ContactsError, ContactsSource, check_region
 
 T = TypeVar("T")
 
@@ -40,6 +40,7 @@ _STEP_KEYS = {
     "contacts": "a string (CSV path, relative to the spec file)",
     "body_params": 'an array of column names, e.g. ["first_name", "order"]',
     "header_param": "a string (column name)",
+    "buttons": 'an array of tables, e.g. [{ index = 0, column = "order_link" }]',
     "phone_column": "a string (column name)",
     "default_region": 'a two-letter region code such as "ES"',
 }
@@ -101,6 +102,11 @@ def _register_create(commands: argparse._SubParsersAction[Any]) -> None:
         "--body-params", metavar="COL1,COL2", help="columns for the body's {{1}}, {{2}}, ..."
     )
     create.add_argument("--header-param", metavar="COL", help="column for the header parameter")
+    create.add_argument(
+        "--button-param", metavar="INDEX:COL[:quick_reply]", action="append", default=[],
+        help="column for button INDEX's parameter: a URL button's dynamic suffix, or with "
+        ":quick_reply a quick-reply payload (repeat for each button)",
+    )
     create.add_argument("--phone-column", metavar="C", default="phone", help="default: phone")
     create.add_argument("--default-region", metavar="XX", help="region for national numbers")
     create.add_argument("--rate", metavar="N", type=float, help="messages/s for this campaign")
@@ -173,6 +179,7 @@ def _from_options(args: argparse.Namespace) -> CampaignRequest:
         phone_column=args.phone_column,
         body_params=tuple(body),
         header_param=args.header_param or None,
+        buttons=_button_options(args.button_param),
         default_region=_region(args.default_region),
     )
     return CampaignRequest(
@@ -182,6 +189,31 @@ def _from_options(args: argparse.Namespace) -> CampaignRequest:
         max_retries=args.max_retries,
         retry_delays=_retry_delays_option(args.retry_delays),
     )
+
+
+def _button_options(values: Sequence[str]) -> tuple[ButtonParam, ...]:
+    """``--button-param 0:order_link`` (a URL button), ``1:code:quick_reply`` (a payload)."""
+    buttons = []
+    for value in values:
+        parts = value.split(":")
+        if len(parts) not in (2, 3) or not parts[0].strip().isdigit() or not parts[1].strip():
+            raise CliError(
+                f"--button-param {value!r} is not INDEX:COLUMN: give the button's position in the "
+                "template (from 0) and a column, e.g. --button-param 0:order_link"
+            )
+        sub_type = parts[2].strip() if len(parts) == 3 else "url"
+        buttons.append(_button(int(parts[0]), parts[1].strip(), sub_type, f"--button-param {value!r}"))
+    return tuple(buttons)
+
+
+def _button(index: int, column: str, sub_type: str, where: str) -> ButtonParam:
+    if sub_type not in BUTTON_SUB_TYPES:
+        raise CliError(
+            f"{where}: the button kind must be {' or '.join(BUTTON_SUB_TYPES)}, not {sub_type!r}"
+        )
+    if not 0 <= index <= 9:
+        raise CliError(f"{where}: a template has buttons 0 to 9, not {index}")
+    return ButtonParam(index, sub_type, column)
 
 
 def _region(value: str | None) -> str | None:
@@ -201,6 +233,7 @@ def _from_spec(args: argparse.Namespace) -> CampaignRequest:
             ("--contacts", args.contacts),
             ("--body-params", args.body_params),
             ("--header-param", args.header_param),
+            ("--button-param", args.button_param),
             ("--default-region", args.default_region),
         )
         if value
@@ -278,11 +311,12 @@ def _spec_step(table: dict[str, Any], number: int, path: Path) -> StepSpec:
         if key not in table:
             raise CliError(f"{where}: missing key {key!r}: add {key} = {_STEP_KEYS[key]}")
     for key, value in table.items():
-        good = (
-            isinstance(value, list) and all(isinstance(v, str) and v for v in value)
-            if key == "body_params"
-            else isinstance(value, str) and bool(value.strip())
-        )
+        if key == "buttons":
+            good = isinstance(value, list) and all(isinstance(v, dict) for v in value)
+        elif key == "body_params":
+            good = isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+        else:
+            good = isinstance(value, str) and bool(value.strip())
         if not good:
             raise CliError(f"{where}: {key} must be {_STEP_KEYS[key]}")
     contacts = Path(table["contacts"]).expanduser()
@@ -293,9 +327,29 @@ def _spec_step(table: dict[str, Any], number: int, path: Path) -> StepSpec:
         phone_column=table.get("phone_column", "phone"),
         body_params=tuple(table.get("body_params", ())),
         header_param=table.get("header_param"),
+        buttons=_spec_buttons(table.get("buttons", []), where),
         default_region=_region(table.get("default_region")),
     )
     return StepSpec(table["template"], table["language"], source)
+
+
+def _spec_buttons(tables: list[dict[str, Any]], where: str) -> tuple[ButtonParam, ...]:
+    """``buttons = [{ index = 0, column = "order_link" }, { index = 1, column = "code",
+    sub_type = "quick_reply" }]``"""
+    buttons = []
+    for number, table in enumerate(tables, 1):
+        here = f"{where}, button {number}"
+        unknown = sorted(set(table) - {"index", "column", "sub_type"})
+        if unknown:
+            raise CliError(f"{here}: unknown key {unknown[0]!r}; allowed: index, column, sub_type")
+        index, column = table.get("index"), table.get("column")
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise CliError(f"{here}: index must be the button's position in the template, e.g. index = 0")
+        if not isinstance(column, str) or not column.strip():
+            raise CliError(f'{here}: column must name a column of the contacts, e.g. column = "order_link"')
+        sub_type = table.get("sub_type", "url")
+        buttons.append(_button(index, column.strip(), str(sub_type), here))
+    return tuple(buttons)
 
 
 def _print_created(created: CreatedCampaign, step_specs: Sequence[StepSpec]) -> None:

@@ -19,7 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watui.settings.model import MAX_RETRIES_LIMIT, MAX_RETRY_DELAY
 from watui.storage.database import Database
-from watui.storage.importer import ContactsReader, ContactsSource, ImportCounts, import_contacts
+from watui.storage.importer import (
+    ButtonParam,
+    ContactsReader,
+    ContactsSource,
+    ImportCounts,
+    import_contacts,
+)
 from watui.storage.schema import (
     CampaignStatus,
     RecipientStatus,
@@ -255,23 +261,29 @@ async def _create_step(
 async def _step_mapping(conn: AsyncConnection, spec: StepSpec) -> dict[str, Any]:
     """The step's mapping JSON; checked against the template when it has been synced."""
     source = spec.contacts
+    indexes = [button.index for button in source.buttons]
+    twice = next((index for index in indexes if indexes.count(index) > 1), None)
+    if twice is not None:
+        raise CampaignError(f"button {twice} is given twice: give one column per button")
     mapping: dict[str, Any] = {
         "body": list(source.body_params),
         "header": source.header_param,
         "header_format": None,
         "buttons": [
-            {"index": b.index, "sub_type": b.sub_type, "column": b.column} for b in source.buttons
+            {"index": b.index, "sub_type": b.sub_type, "column": b.column}
+            for b in sorted(source.buttons, key=lambda button: button.index)
         ],
     }
     row = (
         await conn.execute(
             select(
                 templates.c.body_param_count, templates.c.header_format, templates.c.header_text,
-                templates.c.body_text,
+                templates.c.body_text, templates.c.buttons,
             ).where(templates.c.name == spec.template, templates.c.language == spec.language)
         )
     ).first()
     if row is None:
+        await _check_language(conn, spec)
         return mapping  # not synced: trust the mapping, the API will say if it is wrong
     which = f"template {spec.template!r} ({spec.language})"
     if row.body_param_count != len(source.body_params):
@@ -286,16 +298,77 @@ async def _step_mapping(conn: AsyncConnection, spec: StepSpec) -> dict[str, Any]
     )
     if header_takes_param and not source.header_param:
         raise CampaignError(
-            f"{which} has a {header_format} header: name its column with --header-param"
+            f"{which} has {_article(header_format)} {header_format} header: name its column with "
+            "--header-param"
         )
     if source.header_param and not header_takes_param:
         raise CampaignError(f"{which} has no header parameter: drop --header-param")
     if source.header_param:
         mapping["header_format"] = header_format
+    _check_buttons(which, json.loads(row.buttons) if row.buttons else [], source.buttons)
     names = placeholder_names(row.body_text)
     if names:  # a template with {{named}} placeholders needs the names in every request
         mapping["body_names"] = names
     return mapping
+
+
+async def _check_language(conn: AsyncConnection, spec: StepSpec) -> None:
+    """A synced template without this language is most likely a typo in the language."""
+    languages = (
+        await conn.execute(select(templates.c.language).where(templates.c.name == spec.template))
+    ).scalars().all()
+    if languages:
+        raise CampaignError(
+            f"template {spec.template!r} has no {spec.language} translation (synced: "
+            f"{', '.join(sorted(languages))}): check --language, or run 'watui templates sync' "
+            "if it was added since"
+        )
+
+
+def _article(word: str | None) -> str:
+    return "an" if (word or "x")[0] in "aeiou" else "a"
+
+
+def _check_buttons(which: str, template_buttons: list[Any], mapped: Sequence[ButtonParam]) -> None:
+    """Each mapped button exists and is of its kind, and each dynamic URL has its column: a
+    request missing one is refused by the API (132000) for every recipient."""
+    kinds = {"url": "URL", "quick_reply": "QUICK_REPLY"}
+    by_index = {b.index: b for b in mapped}
+    for index, button in enumerate(template_buttons):
+        kind = str(button.get("type", "")).upper() if isinstance(button, dict) else ""
+        dynamic = kind == "URL" and "{{" in str(button.get("url", ""))
+        given = by_index.pop(index, None)
+        if dynamic and given is None:
+            raise CampaignError(
+                f"{which}: button {index} is a URL with a parameter: name its column with "
+                f"--button-param {index}:COLUMN (buttons in a spec)"
+            )
+        if given is None:
+            continue
+        if kinds[given.sub_type] != kind:
+            raise CampaignError(
+                f"{which}: button {index} is a {kind or 'button of unknown kind'}, not a "
+                f"{kinds[given.sub_type]}: {_button_fix(index, kind)}"
+            )
+        if kind == "URL" and not dynamic:
+            raise CampaignError(
+                f"{which}: button {index} has a fixed URL and takes no parameter: drop "
+                f"--button-param {index}:{given.column}"
+            )
+    if by_index:
+        index = min(by_index)
+        raise CampaignError(
+            f"{which} has {len(template_buttons)} button(s), numbered from 0: there is no "
+            f"button {index}; drop --button-param {index}:{by_index[index].column}"
+        )
+
+
+def _button_fix(index: int, kind: str) -> str:
+    if kind == "URL":
+        return f"give --button-param {index}:COLUMN"
+    if kind == "QUICK_REPLY":
+        return f"give --button-param {index}:COLUMN:quick_reply"
+    return f"it takes no parameter, drop --button-param {index}"
 
 
 async def _campaign_id(conn: AsyncConnection, name: str) -> int | None:

@@ -53,6 +53,11 @@ class ContactsError(ValueError):
     """The contacts file cannot be imported at all; the message says what to fix."""
 
 
+#: The button kinds whose parameter comes from a column: a dynamic URL's suffix, or the payload
+#: a quick reply sends back.
+BUTTON_SUB_TYPES = ("url", "quick_reply")
+
+
 @dataclass(frozen=True)
 class ButtonParam:
     """A dynamic button parameter taken from a column (URL suffix or quick-reply payload)."""
@@ -331,7 +336,10 @@ class ContactsReader:
             header=self._column_index(src.header_param, "header parameter column")
             if src.header_param
             else None,
-            buttons=[(b, self._column_index(b.column, "button column")) for b in src.buttons],
+            buttons=[
+                (b, self._column_index(b.column, "button column"))
+                for b in sorted(src.buttons, key=lambda button: button.index)
+            ],
         )
 
     def _column_index(self, wanted: str, role: str) -> int:
