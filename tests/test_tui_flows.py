@@ -17,7 +17,7 @@ from textual.worker import WorkerFailed
 from tests.tui_fakes import CONTACTS, TEMPLATES, FakeBackend, FakeCampaign, make_app
 from watui.tui import format as fmt
 from watui.tui.backend import SECRET_MASK, settings_rows
-from watui.tui.models import CampaignRow, CampaignState, RecipientState
+from watui.tui.models import ButtonColumn, CampaignRow, CampaignState, RecipientState
 from watui.tui.screens.campaigns import CampaignsScreen
 from watui.tui.screens.monitor import MonitorScreen
 from watui.tui.screens.retry_queue import PAGE_SIZE, RetryQueueScreen
@@ -133,6 +133,43 @@ async def test_setup_can_save_two_steps_as_a_draft() -> None:
     assert [step.template for step in spec.steps] == ["order_shipped", "welcome"]
     assert not spec.start_now
     assert backend.campaigns["two-steps"].row.status is CampaignState.DRAFT
+
+
+async def test_setup_maps_button_parameters_the_template_takes() -> None:
+    """A template with a dynamic URL shows the button field; its column is required, a button
+    that takes no parameter is refused, and each button's kind comes from the template."""
+    backend = FakeBackend.sample()
+    app = make_app(backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await fill_setup(pilot, "parcels", body="first_name")
+        buttons = screen.field("f-buttons")
+        assert not buttons.display  # order_shipped has no buttons
+        screen.query_one(Select).value = template_key(TEMPLATES[4])
+        await settle(pilot)
+        assert buttons.display
+        hint = str(buttons.query_one(".field-hint", Static).content)
+        assert "0: URL https://acme.test/t/{{1}} (needs a column)" in hint
+        assert "1: quick reply 'Not at home' (payload, optional)" in hint and "2:" not in hint
+        for typed, problem in (
+            ("", "button 0 (URL https://acme.test/t/{{1}}) needs a column"),
+            ("0:order, 2:date", "button 2 takes no parameter"),
+            ("0:order, 0:date", "button 0 is given twice"),
+            ("0:parcel", "no column 'parcel' in the file"),
+            ("order", "'order' is not INDEX:COLUMN"),
+        ):
+            screen.query_one("#button-params", Input).value = typed
+            await settle(pilot)
+            await pilot.press("ctrl+s")
+            await settle(pilot)
+            assert problem in buttons.error, (typed, buttons.error)
+            assert app.screen is screen
+        screen.query_one("#button-params", Input).value = "1:date, 0:order"
+        await settle(pilot)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, CampaignsScreen)
+    (step,) = backend.created[-1].steps
+    assert step.buttons == (ButtonColumn(0, "url", "order"), ButtonColumn(1, "quick_reply", "date"))
 
 
 async def test_test_send_reports_result_and_rejects_bad_number() -> None:

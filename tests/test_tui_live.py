@@ -14,6 +14,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Select, Static
 
 from tests.factories import running_mock
+from tests.spec import spec_errors
 from watui.demo_data import write_demo_contacts
 from watui.mockapi.server import MockCloudApi
 from watui.service.live import LiveBackend
@@ -23,7 +24,14 @@ from watui.storage import templates as template_store
 from watui.storage.database import Database
 from watui.tui.app import WatuiApp
 from watui.tui.backend import SECRET_MASK, BackendError
-from watui.tui.models import CampaignSpec, CampaignState, RecipientState, RetryFilter, StepSpec
+from watui.tui.models import (
+    ButtonColumn,
+    CampaignSpec,
+    CampaignState,
+    RecipientState,
+    RetryFilter,
+    StepSpec,
+)
 from watui.tui.screens.campaigns import CampaignsScreen
 from watui.tui.screens.monitor import MonitorScreen
 from watui.tui.screens.retry_queue import RetryQueueScreen
@@ -331,3 +339,39 @@ async def test_retry_policy_chosen_in_setup_is_stored_for_every_process(
     }  # fmt: skip
     with pytest.raises(BackendError, match="max_retries 11 is out of range"):
         await backend.create_campaign(CampaignSpec("too-many", (step,), max_retries=11))
+
+
+async def test_button_parameters_from_setup_reach_the_api(
+    backend: LiveBackend, mock_api: MockCloudApi, tmp_path: Path
+) -> None:
+    """The synced template's buttons are offered, and the columns chosen for them travel in
+    every request of the campaign and of a test send."""
+    parcel = {t.name: t for t in await backend.list_templates()}["parcel_tracking"]
+    assert [(b.kind, b.needs_param) for b in parcel.buttons] == [("url", True), ("quick_reply", False)]
+    payloads: list[dict] = []  # type: ignore[type-arg]
+    send = backend.client.send
+
+    async def recording(payload, on_written=None):  # type: ignore[no-untyped-def]
+        payloads.append(payload)
+        return await send(payload, on_written)
+
+    backend.client.send = recording
+    buttons = (ButtonColumn(0, "url", "order"), ButtonColumn(1, "quick_reply", "first_name"))
+    step = StepSpec("parcel_tracking", "en_US", str(contacts(tmp_path, 5)), ("first_name", "order"),
+                    buttons=buttons)  # fmt: skip
+    assert (await backend.send_test(step, "+12015557777")).ok
+    await backend.create_campaign(CampaignSpec("parcels", (step,), start_now=True))
+    for _ in range(200):
+        if (await db_status(backend.db, "parcels"))["status"] == "completed":
+            break
+        await asyncio.sleep(0.05)
+    await assert_consistent(backend.db, "parcels", mock_api)
+    assert len(payloads) == 6
+    for payload in payloads:
+        assert spec_errors("TemplateMessage", payload) == []
+        url, reply = payload["template"]["components"][1:]
+        assert (url["sub_type"], url["index"], reply["sub_type"], reply["index"]) == (
+            "url", "0", "quick_reply", "1")
+        assert url["parameters"][0]["text"].startswith("A-100")
+        assert reply["parameters"][0]["payload"] == payload["template"]["components"][0][
+            "parameters"][0]["text"]  # the first name, as mapped

@@ -125,6 +125,21 @@ def test_setup_preview_and_validation_report(snap_compare) -> None:
     assert snap_compare(make_app(), terminal_size=WIDE, run_before=filled)
 
 
+def test_setup_button_parameters(snap_compare) -> None:
+    """A template with a dynamic URL button: the field, its hint and the missing column."""
+
+    async def parcel(pilot: Pilot) -> None:
+        screen = await _fill_setup(pilot, "parcels", "first_name")
+        screen.query_one(Select).value = template_key(TEMPLATES[4])
+        await _settle(pilot)
+        await pilot.press("ctrl+s")
+        await _settle(pilot)
+        screen.query_one("#f-buttons").scroll_visible(animate=False, top=False)
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=WIDE, run_before=parcel)
+
+
 def test_file_picker(snap_compare) -> None:
     assert snap_compare(make_app(), terminal_size=SMALL, press=["n", "ctrl+o"])
 

@@ -31,6 +31,7 @@ from watui.tui.models import (
     RetryTarget,
     SettingRow,
     StepSpec,
+    TemplateButton,
     TemplateInfo,
     TestSendResult,
     ValidationReport,
@@ -70,6 +71,18 @@ TEMPLATES = [
         header_text="Lembrete",
     ),
     TemplateInfo("welcome", "en_US", "MARKETING", "Welcome to Acme! Reply STOP to opt out.", 0),
+    TemplateInfo(
+        "parcel_tracking",
+        "en_US",
+        "UTILITY",
+        "Hi {{1}}, your parcel is out for delivery.",
+        1,
+        buttons=(
+            TemplateButton("url", "Track", "https://acme.test/t/{{1}}"),
+            TemplateButton("quick_reply", "Not at home"),
+            TemplateButton("phone_number", "Call us"),
+        ),
+    ),
 ]
 
 ERROR_MEANINGS = {

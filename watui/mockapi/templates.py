@@ -25,6 +25,18 @@ SAMPLE_TEMPLATES: list[dict[str, Any]] = [
         ],
     },
     {
+        "id": "1180000000000007", "name": "parcel_tracking", "language": "en_US",
+        "status": "APPROVED", "category": "UTILITY",
+        "components": [
+            {"type": "BODY", "text": "Hi {{1}}, parcel {{2}} is out for delivery today."},
+            {"type": "BUTTONS", "buttons": [
+                {"type": "URL", "text": "Track parcel", "url": "https://shop.example.com/parcel/{{1}}",
+                 "example": ["https://shop.example.com/parcel/PX-1009"]},
+                {"type": "QUICK_REPLY", "text": "Not at home"},
+            ]},
+        ],
+    },
+    {
         "id": "1180000000000003", "name": "shipping_notice", "language": "es_ES",
         "status": "APPROVED", "category": "UTILITY",
         "components": [

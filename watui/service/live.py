@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,12 +27,13 @@ from watui.storage import queue
 from watui.storage import templates as template_store
 from watui.storage.campaigns import CampaignError
 from watui.storage.database import Database, StorageError
-from watui.storage.importer import ContactsError, ContactsSource
+from watui.storage.importer import ButtonParam, ContactsError, ContactsSource
 from watui.storage.schema import RecipientStatus
 from watui.storage.templates import placeholder_names
 from watui.storage.validation import preview_rows, validate_contacts
 from watui.tui.backend import BackendError, settings_rows
 from watui.tui.models import (
+    ButtonColumn,
     CampaignRow,
     CampaignSpec,
     CampaignState,
@@ -47,6 +49,7 @@ from watui.tui.models import (
     RetryTarget,
     SettingRow,
     StepSpec,
+    TemplateButton,
     TemplateInfo,
     TestSendResult,
     ValidationReport,
@@ -143,7 +146,7 @@ class LiveBackend:
                 name=row["name"], language=row["language"], category=row.get("category") or "",
                 body=row.get("body_text") or "", param_count=row.get("body_param_count") or 0,
                 header_format=(row.get("header_format") or "").lower() or None,
-                header_text=row.get("header_text"),
+                header_text=row.get("header_text"), buttons=_template_buttons(row.get("buttons")),
             )
             for row in rows
         ]
@@ -377,7 +380,10 @@ class LiveBackend:
         mapping = step.mapping
         return (
             StepSpec(step.template_name, step.language, contacts, tuple(mapping.get("body") or ()),
-                     mapping.get("header")),
+                     mapping.get("header"), buttons=tuple(
+                         ButtonColumn(b["index"], b["sub_type"], b["column"])
+                         for b in mapping.get("buttons") or ()
+                     )),
             mapping.get("header_format"),
         )
 
@@ -398,6 +404,11 @@ class LiveBackend:
         params: dict[str, Any] = {"body": [values.get(col, "") for col in step.body_params]}
         if step.header_param:
             params["header"] = values.get(step.header_param, "")
+        if step.buttons:
+            params["buttons"] = [
+                {"index": b.index, "sub_type": b.sub_type, "text": values.get(b.column, "")}
+                for b in step.buttons
+            ]
         return params
 
     async def shutdown(self) -> None:
@@ -421,7 +432,20 @@ def _source(step: StepSpec) -> ContactsSource:
     return ContactsSource(
         Path(step.contacts).expanduser(), phone_column=step.phone_column,
         body_params=tuple(step.body_params), header_param=step.header_param,
+        buttons=tuple(ButtonParam(b.index, b.sub_type, b.column) for b in step.buttons),
         default_region=step.default_region,
+    )
+
+
+def _template_buttons(stored: str | None) -> tuple[TemplateButton, ...]:
+    """The template's buttons as the API listed them (a JSON list kept by the sync)."""
+    try:
+        buttons = json.loads(stored) if stored else []
+    except ValueError:
+        return ()
+    return tuple(
+        TemplateButton(str(b.get("type", "")).lower(), str(b.get("text", "")), b.get("url"))
+        for b in buttons if isinstance(b, dict)
     )
 
 

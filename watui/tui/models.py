@@ -55,6 +55,25 @@ class CampaignRow:
 
 
 @dataclass(frozen=True, slots=True)
+class TemplateButton:
+    """One of a template's buttons, in the template's order (its index is its position)."""
+
+    kind: str  # url / quick_reply / phone_number / copy_code / ... (lower case)
+    text: str
+    url: str | None = None
+
+    @property
+    def needs_param(self) -> bool:
+        """A URL ending in {{1}}: every request must carry the suffix."""
+        return self.kind == "url" and "{{" in (self.url or "")
+
+    @property
+    def takes_param(self) -> bool:
+        """A dynamic URL's suffix, or the payload a quick reply sends back (optional)."""
+        return self.needs_param or self.kind == "quick_reply"
+
+
+@dataclass(frozen=True, slots=True)
 class TemplateInfo:
     """An approved template as setup offers it."""
 
@@ -65,6 +84,7 @@ class TemplateInfo:
     param_count: int
     header_format: str | None = None  # text / image / video / document
     header_text: str | None = None
+    buttons: tuple[TemplateButton, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +132,16 @@ class StepSpec:
     header_param: str | None = None
     phone_column: str = "phone"
     default_region: str | None = None
+    buttons: tuple[ButtonColumn, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ButtonColumn:
+    """The column that fills button ``index``'s parameter (sub_type url or quick_reply)."""
+
+    index: int
+    sub_type: str
+    column: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from watui.settings.model import MAX_RETRIES_LIMIT, MAX_RETRY_DELAY
 from watui.tui import format as fmt
 from watui.tui.backend import BackendError
 from watui.tui.models import (
+    ButtonColumn,
     CampaignSpec,
     ContactsPreview,
     StepSpec,
@@ -71,6 +72,43 @@ def needs_header_param(template: TemplateInfo) -> bool:
     return template.header_format in MEDIA_HEADERS or "{{" in (template.header_text or "")
 
 
+def button_hint(template: TemplateInfo) -> str:
+    """The template's buttons that take a column, and which of them must."""
+    parts = []
+    for index, button in enumerate(template.buttons):
+        if button.needs_param:
+            parts.append(f"{index}: URL {escape(button.url or '')} (needs a column)")
+        elif button.takes_param:
+            parts.append(f"{index}: quick reply {escape(repr(button.text))} (payload, optional)")
+    return "; ".join(parts)
+
+
+def parse_button_params(
+    text: str, template: TemplateInfo, available: tuple[str, ...]
+) -> tuple[ButtonColumn, ...]:
+    """``0:tracking_code, 1:payload`` into the button columns; ValueError says what to fix.
+    The kind comes from the template: a URL takes its suffix, a quick reply its payload."""
+    given: dict[int, str] = {}
+    for part in parse_columns(text):
+        index_text, _, column = (piece.strip() for piece in part.partition(":"))
+        if not index_text.isdigit() or not column:
+            raise ValueError(f"{part!r} is not INDEX:COLUMN, e.g. 0:tracking_code")
+        index = int(index_text)
+        if index >= len(template.buttons) or not template.buttons[index].takes_param:
+            raise ValueError(f"button {index} takes no parameter; {button_hint(template)}")
+        if index in given:
+            raise ValueError(f"button {index} is given twice")
+        if available and column not in available:
+            raise ValueError(f"no column {column!r} in the file")
+        given[index] = column
+    missing = [i for i, button in enumerate(template.buttons) if button.needs_param and i not in given]
+    if missing:
+        raise ValueError(f"button {missing[0]} (URL {template.buttons[missing[0]].url}) needs a column")
+    return tuple(
+        ButtonColumn(index, template.buttons[index].kind, column) for index, column in sorted(given.items())
+    )
+
+
 def parse_retries(text: str) -> int:
     if not text.isdigit() or int(text) > MAX_RETRIES_LIMIT:
         raise ValueError(f"a whole number from 0 to {MAX_RETRIES_LIMIT}")
@@ -97,6 +135,8 @@ def preview_text(template: TemplateInfo) -> str:
     facts = [f"{template.param_count} parameter(s)", template.category.lower(), template.language]
     if template.header_format:
         facts.append(f"header: {template.header_format}")
+    if template.buttons:
+        facts.append(f"buttons: {', '.join(escape(button.text) for button in template.buttons)}")
     return f"{body}\n[dim]{' · '.join(facts)}[/dim]"
 
 
@@ -191,6 +231,13 @@ class SetupScreen(WatuiScreen):
                 ),
                 id="f-header",
             )
+            yield FormField(
+                "Button parameters",
+                TextInput(
+                    compact=True, id="button-params", placeholder="INDEX:COLUMN, … e.g. 0:tracking_code"
+                ),
+                id="f-buttons",
+            )
             with Horizontal(classes="buttons"):
                 yield Button("Validate contacts", id="validate", compact=True)
                 yield Button("Add another step", id="add-step", compact=True)
@@ -240,6 +287,7 @@ class SetupScreen(WatuiScreen):
         self.query_one("#max-retries", Input).value = defaults.get("retry.max_retries", "2")
         self.query_one("#retry-delays", Input).value = defaults.get("retry.delays", "5, 10")
         self.field("f-header").display = False
+        self.field("f-buttons").display = False
         self.query_one("#name", Input).focus()
 
     def field(self, field_id: str) -> FormField:
@@ -264,6 +312,9 @@ class SetupScreen(WatuiScreen):
         preview.update(preview_text(template))
         self.query_one("#language", Input).value = template.language
         self.field("f-header").display = needs_header_param(template)
+        buttons = self.field("f-buttons")
+        buttons.display = any(button.takes_param for button in template.buttons)
+        buttons.set_hint(button_hint(template))
         self._hint_columns()
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -381,7 +432,7 @@ class SetupScreen(WatuiScreen):
             return
         self.steps.append(step)
         self.query_one("#template", Select).clear()
-        for input_id in ("contacts", "body-params", "header-param", "language"):
+        for input_id in ("contacts", "body-params", "header-param", "button-params", "language"):
             self.query_one(f"#{input_id}", Input).value = ""
         self.query_one("#step-title", Static).update(f"Step {len(self.steps) + 1}")
         self.query_one("#steps", Static).update(
@@ -452,6 +503,13 @@ class SetupScreen(WatuiScreen):
             elif self.columns and header not in self.columns:
                 self.field("f-header").set_error(f"no column {header!r} in the file")
                 ok = False
+        buttons: tuple[ButtonColumn, ...] = ()
+        if template is not None:
+            try:
+                buttons = parse_button_params(self.value("button-params"), template, self.columns)
+            except ValueError as error:
+                self.field("f-buttons").set_error(str(error))
+                ok = False
         if not ok or template is None:
             return None
         return StepSpec(
@@ -462,6 +520,7 @@ class SetupScreen(WatuiScreen):
             header if needs_header_param(template) else None,
             phone,
             region,
+            buttons,
         )
 
     def collect_spec(self, start_now: bool) -> CampaignSpec | None:
