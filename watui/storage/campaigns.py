@@ -270,8 +270,7 @@ async def _step_mapping(conn: AsyncConnection, spec: StepSpec) -> dict[str, Any]
         "header": source.header_param,
         "header_format": None,
         "buttons": [
-            {"index": b.index, "sub_type": b.sub_type, "column": b.column}
-            for b in sorted(source.buttons, key=lambda button: button.index)
+            {"index": b.index, "sub_type": b.sub_type, "column": b.column} for b in source.buttons
         ],
     }
     row = (
@@ -345,10 +344,11 @@ def _check_buttons(which: str, template_buttons: list[Any], mapped: Sequence[But
             )
         if given is None:
             continue
-        if kinds[given.sub_type] != kind:
+        wanted = kinds.get(given.sub_type, given.sub_type.upper())
+        if wanted != kind:
             raise CampaignError(
                 f"{which}: button {index} is a {kind or 'button of unknown kind'}, not a "
-                f"{kinds[given.sub_type]}: {_button_fix(index, kind)}"
+                f"{wanted}: {_button_fix(index, kind)}"
             )
         if kind == "URL" and not dynamic:
             raise CampaignError(

@@ -78,6 +78,10 @@ class ContactsSource:
     buttons: tuple[ButtonParam, ...] = ()
     default_region: str | None = None
 
+    def __post_init__(self) -> None:
+        # In index order once, here: the stored mapping and every request follow it.
+        object.__setattr__(self, "buttons", tuple(sorted(self.buttons, key=lambda b: b.index)))
+
     def mapped_columns(self) -> list[tuple[str, str]]:
         """(column, what it feeds) for every parameter column, in template order."""
         mapped = [(col, f"body parameter {{{{{i}}}}}") for i, col in enumerate(self.body_params, 1)]
@@ -336,10 +340,7 @@ class ContactsReader:
             header=self._column_index(src.header_param, "header parameter column")
             if src.header_param
             else None,
-            buttons=[
-                (b, self._column_index(b.column, "button column"))
-                for b in sorted(src.buttons, key=lambda button: button.index)
-            ],
+            buttons=[(b, self._column_index(b.column, "button column")) for b in src.buttons],
         )
 
     def _column_index(self, wanted: str, role: str) -> int:

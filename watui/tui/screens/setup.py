@@ -103,7 +103,8 @@ def parse_button_params(
         given[index] = column
     missing = [i for i, button in enumerate(template.buttons) if button.needs_param and i not in given]
     if missing:
-        raise ValueError(f"button {missing[0]} (URL {template.buttons[missing[0]].url}) needs a column")
+        url = escape(template.buttons[missing[0]].url or "")
+        raise ValueError(f"button {missing[0]} (URL {url}) needs a column")
     return tuple(
         ButtonColumn(index, template.buttons[index].kind, column) for index, column in sorted(given.items())
     )
