@@ -32,10 +32,10 @@ from watui.demo_data import write_demo_contacts
 from watui.eventloop import use_fast_event_loop
 from watui.mockapi.process import MockProcess
 from watui.service.live import LiveBackend
+from watui.service.models import CampaignSpec, StepSpec
 from watui.settings import Settings
 from watui.storage import templates as template_store
 from watui.tui.app import WatuiApp
-from watui.tui.models import CampaignSpec, StepSpec
 from watui.tui.screens.help import HelpScreen
 from watui.tui.screens.monitor import MonitorScreen
 from watui.tui.widgets.modals import PromptModal

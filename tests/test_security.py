@@ -17,8 +17,8 @@ import pytest
 from tests.faults import running_mock
 from watui.mockapi.server import MockCloudApi, sign, status_update
 from watui.service.live import LiveBackend
+from watui.service.models import RetryFilter
 from watui.settings import Settings
-from watui.tui.models import RetryFilter
 from watui.whatsapp.webhooks import verify_signature
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,9 +15,9 @@ from textual.widgets import DataTable, Input, Select, Static
 from textual.worker import WorkerFailed
 
 from tests.tui_fakes import CONTACTS, TEMPLATES, FakeBackend, FakeCampaign, make_app
+from watui.service.models import ButtonColumn, CampaignRow, CampaignState, RecipientState
+from watui.service.settings_view import SECRET_MASK, settings_rows
 from watui.tui import format as fmt
-from watui.tui.backend import SECRET_MASK, settings_rows
-from watui.tui.models import ButtonColumn, CampaignRow, CampaignState, RecipientState
 from watui.tui.screens.campaigns import CampaignsScreen
 from watui.tui.screens.monitor import MonitorScreen
 from watui.tui.screens.retry_queue import PAGE_SIZE, RetryQueueScreen

@@ -16,15 +16,10 @@ from textual.widgets import DataTable, Input, Select, Static
 from tests.factories import running_mock
 from tests.spec import spec_errors
 from watui.demo_data import write_demo_contacts
+from watui.errors import BackendError
 from watui.mockapi.server import MockCloudApi
 from watui.service.live import LiveBackend
-from watui.settings import Settings
-from watui.storage import campaigns as campaign_store
-from watui.storage import templates as template_store
-from watui.storage.database import Database
-from watui.tui.app import WatuiApp
-from watui.tui.backend import SECRET_MASK, BackendError
-from watui.tui.models import (
+from watui.service.models import (
     ButtonColumn,
     CampaignSpec,
     CampaignState,
@@ -32,6 +27,12 @@ from watui.tui.models import (
     RetryFilter,
     StepSpec,
 )
+from watui.service.settings_view import SECRET_MASK
+from watui.settings import Settings
+from watui.storage import campaigns as campaign_store
+from watui.storage import templates as template_store
+from watui.storage.database import Database
+from watui.tui.app import WatuiApp
 from watui.tui.screens.campaigns import CampaignsScreen
 from watui.tui.screens.monitor import MonitorScreen
 from watui.tui.screens.retry_queue import RetryQueueScreen

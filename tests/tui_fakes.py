@@ -12,10 +12,8 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from watui.settings import Settings
-from watui.tui.app import WatuiApp
-from watui.tui.backend import BackendError, settings_rows
-from watui.tui.models import (
+from watui.errors import BackendError, CampaignExists
+from watui.service.models import (
     CampaignRow,
     CampaignSpec,
     CampaignState,
@@ -36,6 +34,9 @@ from watui.tui.models import (
     TestSendResult,
     ValidationReport,
 )
+from watui.service.settings_view import settings_rows
+from watui.settings import Settings
+from watui.tui.app import WatuiApp
 
 #: A small contacts file: 4 valid rows, 1 invalid, 1 duplicate (path relative to the repo root).
 CONTACTS = Path("tests/data/tui/contacts.csv")
@@ -119,7 +120,7 @@ class FakeCampaign:
 
 
 class FakeBackend:
-    """Implements ``watui.tui.backend.Backend`` with fixed data."""
+    """Implements ``watui.service.api.Backend`` with fixed data."""
 
     def __init__(self, campaigns: list[FakeCampaign] | None = None, now: float = FIXED_NOW) -> None:
         self.now = now
@@ -289,7 +290,7 @@ class FakeBackend:
     async def create_campaign(self, spec: CampaignSpec) -> CampaignRow:
         self.calls.append(("create", spec.name))
         if spec.name in self.campaigns:
-            raise BackendError(f"a campaign named {spec.name!r} already exists")
+            raise CampaignExists(f"a campaign named {spec.name!r} already exists")
         total = 0
         for step in spec.steps:
             report = await self.validate_contacts(

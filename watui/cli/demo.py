@@ -122,8 +122,8 @@ async def _migrate(url: str) -> None:
 async def prepare_demo_campaign(backend: Any, workdir: Path, *, contacts: int, rate: float) -> None:
     """Sync the mock's templates, write the contacts, create the campaign and start it."""
     from watui.demo_data import write_demo_contacts
+    from watui.service.models import CampaignSpec, StepSpec
     from watui.storage import templates as template_store
-    from watui.tui.models import CampaignSpec, StepSpec
 
     await template_store.sync_templates(backend.db, backend.client)
     csv_path = write_demo_contacts(workdir / "contacts.csv", contacts, bad_every=250)

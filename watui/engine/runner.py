@@ -13,14 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from watui.engine.sender import CampaignSender, RunOutcome, RunStatus
+from watui.errors import CampaignNotRunnable
 from watui.settings import Settings
 from watui.storage import queue
 from watui.storage.database import Database
 from watui.storage.schema import CampaignStatus
-
-
-class CampaignNotRunnable(Exception):
-    """Unknown, completed or cancelled: the message says which and what to do."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,18 +21,8 @@ from watui.engine.metrics import EngineMetrics
 from watui.engine.metrics import MetricsSnapshot as EngineSnapshot
 from watui.engine.runner import CampaignNotRunnable, check_send_settings, prepare
 from watui.engine.sender import CampaignSender, RunOutcome
-from watui.settings import Settings
-from watui.storage import campaigns as campaign_store
-from watui.storage import queue
-from watui.storage import templates as template_store
-from watui.storage.campaigns import CampaignError
-from watui.storage.database import Database, StorageError
-from watui.storage.importer import ButtonParam, ContactsError, ContactsSource
-from watui.storage.schema import RecipientStatus
-from watui.storage.templates import placeholder_names
-from watui.storage.validation import preview_rows, validate_contacts
-from watui.tui.backend import BackendError, settings_rows
-from watui.tui.models import (
+from watui.errors import BackendError, WatuiError
+from watui.service.models import (
     ButtonColumn,
     CampaignRow,
     CampaignSpec,
@@ -54,6 +44,16 @@ from watui.tui.models import (
     TestSendResult,
     ValidationReport,
 )
+from watui.service.settings_view import settings_rows
+from watui.settings import Settings
+from watui.storage import campaigns as campaign_store
+from watui.storage import queue
+from watui.storage import templates as template_store
+from watui.storage.database import Database
+from watui.storage.importer import ButtonParam, ContactsSource
+from watui.storage.schema import RecipientStatus
+from watui.storage.templates import placeholder_names
+from watui.storage.validation import preview_rows, validate_contacts
 from watui.whatsapp.errors import describe_code
 from watui.whatsapp.payload import build_template_message
 from watui.whatsapp.results import Accepted, ApiError
@@ -75,7 +75,7 @@ class _Run:
 
 
 class LiveBackend:
-    """Implements ``watui.tui.backend.Backend``."""
+    """Implements ``watui.service.api.Backend``."""
 
     def __init__(self, settings: Settings, db: Database, client_factory: Callable[[], Any]) -> None:
         self.settings = settings
@@ -503,9 +503,12 @@ def _iso(timestamp: float | None) -> str:
 
 
 async def _guard(awaitable: Any) -> Any:
-    """Storage and input errors become BackendError: the UI shows them, never crashes."""
+    """Watui's own errors pass as they are (the UI tells them apart by class); any other bad
+    value becomes a BackendError: the UI shows it, never crashes."""
     try:
         return await awaitable
-    except (CampaignError, ContactsError, StorageError, ValueError) as error:
+    except WatuiError:
+        raise
+    except ValueError as error:
         raise BackendError(str(error)) from None
 

@@ -12,11 +12,8 @@ import platformdirs
 from pydantic import ValidationError
 from pydantic_settings import SettingsError as SourceError
 
+from watui.errors import SettingsError
 from watui.settings.model import APP_NAME, TOML_FILE, Settings
-
-
-class SettingsError(Exception):
-    """A setting is missing or wrong; the message is one line that says what to fix."""
 
 
 def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:

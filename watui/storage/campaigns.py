@@ -17,6 +17,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from watui.errors import CampaignError, CampaignExists, CampaignNotFound
 from watui.settings.model import MAX_RETRIES_LIMIT, MAX_RETRY_DELAY
 from watui.storage.database import Database
 from watui.storage.importer import (
@@ -43,16 +44,7 @@ if TYPE_CHECKING:
 
 Clock = Callable[[], float]
 
-class CampaignError(ValueError):
-    """A campaign request that cannot be done as asked; the message says what to fix."""
 
-
-class CampaignNotFound(CampaignError):
-    """No campaign has that name (or id)."""
-
-
-class CampaignExists(CampaignError):
-    """Campaign names are unique."""
 
 
 @dataclass(frozen=True)

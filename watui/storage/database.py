@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from watui import __version__
+from watui.errors import StorageError
 from watui.storage.schema import metadata, schema_info
 
 #: The schema version this watui writes. Bump it and append a step to MIGRATIONS together.
@@ -54,9 +55,6 @@ MIGRATIONS: list[Migration] = [_create_v1, _add_campaign_retry_policy]
 #: What a database that is down, restarting, locked or full raises: worth waiting and retrying.
 DATABASE_UNAVAILABLE = (OperationalError, DBAPIError, OSError, ConnectionError)
 
-
-class StorageError(Exception):
-    """The database cannot be used as it is; the message says what to do."""
 
 
 class Database:

@@ -29,6 +29,7 @@ from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from watui.errors import ContactsError, InvalidPhone
 from watui.storage.schema import RecipientStatus, recipients, rejects
 
 #: Rows per executemany: large enough to amortise the round trip, small enough to stay light.
@@ -48,9 +49,6 @@ _MEDIA_EXTENSIONS = {
 
 csv.field_size_limit(MAX_FIELD_CHARS)
 
-
-class ContactsError(ValueError):
-    """The contacts file cannot be imported at all; the message says what to fix."""
 
 
 #: The button kinds whose parameter comes from a column: a dynamic URL's suffix, or the payload
@@ -112,9 +110,6 @@ class _Layout:
     header: int | None
     buttons: list[tuple[ButtonParam, int]]
 
-
-class InvalidPhone(ValueError):
-    """The phone value is not a number WhatsApp can deliver to; the message is the reason."""
 
 
 class PhoneNormaliser:

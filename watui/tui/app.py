@@ -15,7 +15,8 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.worker import Worker, WorkerState
 
-from watui.tui.backend import Backend, BackendError
+from watui.errors import WatuiError
+from watui.service.api import Backend
 from watui.tui.commands import WatuiCommands
 
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ class WatuiApp(App[int]):
         if event.state is not WorkerState.ERROR:
             return
         error = event.worker.error
-        if isinstance(error, BackendError):
+        if isinstance(error, WatuiError):
             self.notify(str(error), title="Not done", severity="error")
         else:
             self.notify(

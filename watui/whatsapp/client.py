@@ -18,6 +18,7 @@ import aiohttp
 import httpx
 import orjson
 
+from watui.errors import ApiUnavailable, TokenRefused
 from watui.settings import HttpSettings, WhatsAppSettings
 from watui.whatsapp.results import (
     Accepted,
@@ -35,12 +36,6 @@ TEMPLATE_PAGE_SIZE = 100
 NETWORK_ERRORS = (httpx.HTTPError, aiohttp.ClientError, OSError)
 
 
-class TokenRefused(Exception):
-    """The API refused the access token (code 190 or HTTP 401)."""
-
-
-class ApiUnavailable(Exception):
-    """The API could not be reached or answered with an error; the message says which."""
 
 
 class WhatsAppClient:

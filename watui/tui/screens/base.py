@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, TypeVar, cast
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker
 
-from watui.tui.backend import Backend, BackendError
+from watui.errors import WatuiError
+from watui.service.api import Backend
 
 if TYPE_CHECKING:
     from watui.tui.app import WatuiApp
@@ -76,7 +77,7 @@ class WatuiScreen(Screen[None]):
         once as a notification; the screen stays up and keeps trying."""
         try:
             await self.refresh_data()
-        except BackendError as error:
+        except WatuiError as error:
             if str(error) != self._last_refresh_error:
                 self._last_refresh_error = str(error)
                 self.notify(str(error), title="Cannot refresh", severity="error")

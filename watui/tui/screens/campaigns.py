@@ -10,9 +10,9 @@ from textual.binding import Binding, BindingType
 from textual.markup import escape
 from textual.widgets import DataTable, Header, Static
 
+from watui.service.models import CampaignRow, CampaignState
 from watui.tui import format as fmt
 from watui.tui import navigation
-from watui.tui.models import CampaignRow, CampaignState
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.widgets.keybar import KeyBar
 from watui.tui.widgets.modals import ConfirmModal

@@ -17,9 +17,9 @@ from textual.markup import escape
 from textual.widgets import DataTable, Header, RichLog, Static
 from textual.widgets.data_table import ColumnKey
 
+from watui.service.models import CampaignRow, CampaignState, MetricsSnapshot
 from watui.tui import format as fmt
 from watui.tui import navigation
-from watui.tui.models import CampaignRow, CampaignState, MetricsSnapshot
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.widgets.chart import ThroughputChart
 from watui.tui.widgets.keybar import KeyBar

@@ -14,8 +14,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Header, Input, Label, Select, Static
 
+from watui.service.models import RecipientState, RetryFilter, RetryPage, RetryRow, RetryTarget
 from watui.tui import format as fmt
-from watui.tui.models import RecipientState, RetryFilter, RetryPage, RetryRow, RetryTarget
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.widgets.keybar import KeyBar
 from watui.tui.widgets.modals import ConfirmModal, PromptModal

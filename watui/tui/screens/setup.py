@@ -17,10 +17,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.markup import escape
 from textual.widgets import Button, DataTable, Header, Input, Select, Static
 
-from watui.settings.model import MAX_RETRIES_LIMIT, MAX_RETRY_DELAY
-from watui.tui import format as fmt
-from watui.tui.backend import BackendError
-from watui.tui.models import (
+from watui.errors import CampaignExists, WatuiError
+from watui.service.models import (
     ButtonColumn,
     CampaignSpec,
     ContactsPreview,
@@ -28,6 +26,8 @@ from watui.tui.models import (
     TemplateInfo,
     ValidationReport,
 )
+from watui.settings.model import MAX_RETRIES_LIMIT, MAX_RETRY_DELAY
+from watui.tui import format as fmt
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.widgets.file_picker import FilePickerModal
 from watui.tui.widgets.form import FormField
@@ -275,7 +275,7 @@ class SetupScreen(WatuiScreen):
         self.sub_title = "New campaign"
         try:
             templates = await self.backend.list_templates()
-        except BackendError as error:
+        except WatuiError as error:
             self.field("f-template").set_error(str(error))
             templates = []
         self.templates = {template_key(template): template for template in templates}
@@ -343,7 +343,7 @@ class SetupScreen(WatuiScreen):
                 self.value("region") or None,
                 PREVIEW_ROWS,
             )
-        except BackendError as error:
+        except WatuiError as error:
             self.field("f-contacts").set_error(str(error))
             table.display = False
             self.columns = ()
@@ -417,7 +417,7 @@ class SetupScreen(WatuiScreen):
             report = await self.backend.validate_contacts(
                 Path(step.contacts), step.phone_column, step.default_region
             )
-        except BackendError as error:
+        except WatuiError as error:
             self.field("f-contacts").set_error(str(error))
             return None
         self.report = report
@@ -456,7 +456,7 @@ class SetupScreen(WatuiScreen):
             return
         try:
             result = await self.backend.send_test(step, phone)
-        except BackendError as error:
+        except WatuiError as error:
             self.field("f-test").set_error(str(error))
             return
         mark = "[$success]✔" if result.ok else "[$error]✖"
@@ -583,9 +583,9 @@ class SetupScreen(WatuiScreen):
                 form_error.update("✖ The contacts file has no valid contact.")
                 return
             created = await self.backend.create_campaign(spec)
-        except BackendError as error:
+        except WatuiError as error:
             form_error.update(f"✖ {error}")
-            if "exists" in str(error):
+            if isinstance(error, CampaignExists):
                 self.field("f-name").set_error(str(error))
             return
         verb = "started" if start_now else "saved as a draft"

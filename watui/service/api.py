@@ -1,20 +1,17 @@
-"""The narrow interface between the terminal UI and the rest of watui.
+"""The narrow interface the core offers its front ends: what the terminal UI can read or command.
 
-Screens call these methods and read the plain types in ``watui.tui.models``; they never see SQL,
+Screens call these methods and read the plain types in ``watui.service.models``; they never see SQL,
 HTTP or engine internals. The real implementation adapts storage and the engine to it; tests use
 ``tests.tui_fakes.FakeBackend``.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from pydantic import BaseModel, SecretStr
-
-from watui.tui.models import (
+from watui.errors import BackendError
+from watui.service.models import (
     CampaignRow,
     CampaignSpec,
     ContactsPreview,
@@ -29,15 +26,6 @@ from watui.tui.models import (
     TestSendResult,
     ValidationReport,
 )
-
-SECRET_MASK = "********"
-
-
-class BackendError(Exception):
-    """A command the person asked for could not be done; the text says why and what to do.
-
-    Screens show it beside the field or as a notification; it never crashes the UI.
-    """
 
 
 class Backend(Protocol):
@@ -110,38 +98,4 @@ class Backend(Protocol):
         ...
 
 
-def settings_rows(settings: BaseModel, prefix: str = "") -> list[SettingRow]:
-    """Flatten a settings model into dotted names, masking every secret that is set."""
-    rows: list[SettingRow] = []
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
-        dotted = f"{prefix}{name}"
-        if isinstance(value, BaseModel):
-            rows.extend(settings_rows(value, prefix=f"{dotted}."))
-        elif isinstance(value, SecretStr):
-            rows.append(
-                SettingRow(dotted, SECRET_MASK if value.get_secret_value() else "(not set)")
-            )
-        elif name == "database_url":
-            rows.append(SettingRow(dotted, mask_url_password(str(value))))
-        else:
-            rows.append(SettingRow(dotted, _format_value(value)))
-    return rows
-
-
-def mask_url_password(url: str) -> str:
-    """``postgresql+asyncpg://user:secret@host/db`` -> ``...user:********@host/db``."""
-    return _URL_PASSWORD.sub(rf"\1{SECRET_MASK}@", url)
-
-
-_URL_PASSWORD = re.compile(r"(//[^:/@]*:)[^@/]*@")
-
-
-def _format_value(value: object) -> str:
-    if value is None:
-        return "auto"
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        return ", ".join(_format_value(item) for item in value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+__all__ = ["Backend", "BackendError"]
