@@ -13,17 +13,33 @@ from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.widget import AwaitMount
 from textual.worker import Worker, WorkerState
 
 from watui.errors import WatuiError
 from watui.service.api import Backend
 from watui.tui.commands import WatuiCommands
+from watui.tui.messages import GoHome, OpenHelp, OpenMonitor, OpenRetryQueue, OpenSettings, OpenSetup
+from watui.tui.screens.base import WatuiScreen
+from watui.tui.screens.campaigns import CampaignsScreen
+from watui.tui.screens.help import HelpScreen, KeySection
+from watui.tui.screens.monitor import MonitorScreen
+from watui.tui.screens.retry_queue import RetryQueueScreen
+from watui.tui.screens.settings import SettingsScreen
+from watui.tui.screens.setup import SetupScreen
 
 if TYPE_CHECKING:
     from watui.settings import Settings
 
-
 HELP_SCREEN = "help"
+
+#: The screens whose keys the help screen lists, in its order (each under its HELP_TITLE).
+SCREENS_WITH_KEYS: tuple[type[WatuiScreen], ...] = (
+    CampaignsScreen,
+    SetupScreen,
+    MonitorScreen,
+    RetryQueueScreen,
+)
 
 
 class WatuiApp(App[int]):
@@ -60,8 +76,6 @@ class WatuiApp(App[int]):
         self._cleanup = cleanup
 
     def on_mount(self) -> None:
-        from watui.tui.screens.campaigns import CampaignsScreen
-
         self._watch_hangup()
         self.push_screen(CampaignsScreen())
         if self._startup is not None:
@@ -73,9 +87,7 @@ class WatuiApp(App[int]):
         assert self._startup is not None
         await self._startup(self)
         if self._open_campaign:
-            from watui.tui.screens.monitor import MonitorScreen
-
-            await self.push_screen(MonitorScreen(self._open_campaign))
+            await self.open_monitor(self._open_campaign)
 
     def _watch_hangup(self) -> None:
         """A closed terminal or lost SSH session quits as cleanly as ctrl+q."""
@@ -111,19 +123,51 @@ class WatuiApp(App[int]):
             await self._cleanup()
 
     def action_help(self) -> None:
-        from watui.tui.screens.help import HelpScreen
-
         if not isinstance(self.screen, HelpScreen):
             self.show_help()
 
     def show_help(self) -> None:
         """Push the help screen. It never changes, so it is built once and kept (installed):
         reopening it skips composing, styling and laying out its tables again."""
-        from watui.tui.screens.help import HelpScreen
-
         if not self.is_screen_installed(HELP_SCREEN):
-            self.install_screen(HelpScreen(), HELP_SCREEN)
+            self.install_screen(HelpScreen(self.help_sections()), HELP_SCREEN)
         self.push_screen(HELP_SCREEN)
+
+    @classmethod
+    def help_sections(cls) -> list[KeySection]:
+        """The app's own keys, then each screen's, from their bindings."""
+        everywhere = KeySection("Everywhere", [*cls.BINDINGS, Binding("ctrl+p", "", "Command palette")])
+        return [everywhere] + [
+            KeySection(screen.HELP_TITLE, screen.BINDINGS)
+            for screen in SCREENS_WITH_KEYS
+        ]
+
+    # ----- where screens and the command palette ask to go (watui.tui.messages): Textual
+    # calls on_<message> for each message they post -----
+
+    def open_monitor(self, campaign: str) -> AwaitMount:
+        """Show a campaign's live monitor; a front end that opens on one awaits it."""
+        return self.push_screen(MonitorScreen(campaign))
+
+    def on_open_monitor(self, message: OpenMonitor) -> None:
+        self.open_monitor(message.campaign)
+
+    def on_open_retry_queue(self, message: OpenRetryQueue) -> None:
+        self.push_screen(RetryQueueScreen(message.campaign))
+
+    def on_open_setup(self, _: OpenSetup) -> None:
+        self.push_screen(SetupScreen())
+
+    def on_open_settings(self, _: OpenSettings) -> None:
+        self.push_screen(SettingsScreen())
+
+    def on_open_help(self, _: OpenHelp) -> None:
+        self.action_help()
+
+    def on_go_home(self, _: GoHome) -> None:
+        """Pop back to the campaigns list, the screen above Textual's default one."""
+        while len(self.screen_stack) > 2 and not isinstance(self.screen, CampaignsScreen):
+            self.pop_screen()
 
     def run_command(self, action: Callable[[], Awaitable[None]]) -> Worker[None]:
         """Run a command in the App's worker group, so it outlives the screen that asked."""

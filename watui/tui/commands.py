@@ -1,26 +1,31 @@
-"""The command palette's watui actions (ctrl+p): new campaign, open or inspect any campaign."""
+"""The command palette's watui actions (ctrl+p): new campaign, open or inspect any campaign.
+
+Each command posts the same typed message a screen's key would, so the app alone opens screens.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.message import Message
 
-if TYPE_CHECKING:
-    from watui.tui.app import WatuiApp
+from watui.tui.messages import GoHome, OpenHelp, OpenMonitor, OpenRetryQueue, OpenSettings, OpenSetup
+from watui.tui.protocols import WatuiHost
 
-Command = tuple[str, str, Callable[[], object]]
+#: (title, help text, the message that choosing it posts to the app: made anew each time)
+Command = tuple[str, str, Callable[[], Message]]
 
 
 class WatuiCommands(Provider):
     """Main actions plus 'Monitor X' and 'Retry queue of X' for every campaign."""
 
     async def startup(self) -> None:
-        app = cast("WatuiApp", self.app)
+        host = cast("WatuiHost", self.app)
         try:
-            campaigns = await app.backend.list_campaigns()
+            campaigns = await host.backend.list_campaigns()
         except Exception:  # the palette must open even when the backend is unhappy
             campaigns = []
         self._commands = self._static_commands() + [
@@ -30,40 +35,35 @@ class WatuiCommands(Provider):
                 (
                     f"Monitor {campaign.name}",
                     f"Live graph and controls ({campaign.status})",
-                    partial(self._open, "monitor", campaign.name),
+                    partial(OpenMonitor, campaign.name),
                 ),
                 (
                     f"Retry queue of {campaign.name}",
                     "Waiting, failed and in-doubt recipients",
-                    partial(self._open, "retry", campaign.name),
+                    partial(OpenRetryQueue, campaign.name),
                 ),
             )
         ]
 
     def _static_commands(self) -> list[Command]:
         return [
-            ("New campaign", "Open campaign setup", partial(self._open, "setup", None)),
-            ("Campaigns", "Back to the list of campaigns", partial(self._open, "home", None)),
-            (
-                "Settings",
-                "Show the effective settings (secrets masked)",
-                partial(self._open, "settings", None),
-            ),
-            ("Help", "Every key, screen by screen", partial(self._open, "help", None)),
+            ("New campaign", "Open campaign setup", OpenSetup),
+            ("Campaigns", "Back to the list of campaigns", GoHome),
+            ("Settings", "Show the effective settings (secrets masked)", OpenSettings),
+            ("Help", "Every key, screen by screen", OpenHelp),
         ]
 
-    def _open(self, what: str, name: str | None) -> None:
-        from watui.tui import navigation
-
-        navigation.open_screen(self.app, what, name)
+    def _poster(self, make_message: Callable[[], Message]) -> Callable[[], object]:
+        """What choosing a command runs: a fresh message each time, as a message is posted once."""
+        return lambda: self.app.post_message(make_message())
 
     async def discover(self) -> Hits:
-        for title, help_text, callback in self._commands:
-            yield DiscoveryHit(title, callback, help=help_text)
+        for title, help_text, make_message in self._commands:
+            yield DiscoveryHit(title, self._poster(make_message), help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for title, help_text, callback in self._commands:
+        for title, help_text, make_message in self._commands:
             score = matcher.match(title)
             if score > 0:
-                yield Hit(score, matcher.highlight(title), callback, help=help_text)
+                yield Hit(score, matcher.highlight(title), self._poster(make_message), help=help_text)

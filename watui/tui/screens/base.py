@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import ClassVar, TypeVar, cast
 
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker
 
 from watui.errors import WatuiError
 from watui.service.api import Backend
-
-if TYPE_CHECKING:
-    from watui.tui.app import WatuiApp
+from watui.tui.protocols import WatuiHost
 
 ModalT = TypeVar("ModalT", bound=ModalScreen[object])
 
@@ -22,6 +20,8 @@ class WatuiScreen(Screen[None]):
 
     #: Whether this screen polls the backend on the app's refresh tick.
     LIVE = True
+    #: The heading of this screen's keys in the help screen (the app lists which screens).
+    HELP_TITLE: ClassVar[str] = ""
     _last_refresh_error: str | None = None
 
     def __init__(self) -> None:
@@ -30,8 +30,9 @@ class WatuiScreen(Screen[None]):
         self._kept_modals: set[str] = set()
 
     @property
-    def watui(self) -> WatuiApp:
-        return cast("WatuiApp", self.app)
+    def watui(self) -> WatuiHost:
+        """The app this screen runs in, as much of it as a screen may use."""
+        return cast("WatuiHost", self.app)
 
     @property
     def backend(self) -> Backend:

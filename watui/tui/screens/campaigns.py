@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Header, Static
 
 from watui.service.models import CampaignRow, CampaignState
 from watui.tui import format as fmt
-from watui.tui import navigation
+from watui.tui.messages import OpenMonitor, OpenRetryQueue, OpenSettings, OpenSetup
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.widgets.keybar import KeyBar
 from watui.tui.widgets.modals import ConfirmModal
@@ -80,6 +80,7 @@ class CampaignsScreen(WatuiScreen):
     """The campaigns table; enter opens the live monitor."""
 
     CSS_PATH = "campaigns.tcss"
+    HELP_TITLE = "Campaigns"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter,o", "open", "Open", key_display="⏎"),
         Binding("n", "new", "New"),
@@ -167,17 +168,17 @@ class CampaignsScreen(WatuiScreen):
 
     def action_open(self) -> None:
         if row := self.selected():
-            navigation.open_screen(self.app, "monitor", row.name)
+            self.post_message(OpenMonitor(row.name))
 
     def action_new(self) -> None:
-        navigation.open_screen(self.app, "setup")
+        self.post_message(OpenSetup())
 
     def action_settings(self) -> None:
-        navigation.open_screen(self.app, "settings")
+        self.post_message(OpenSettings())
 
     def action_retry_queue(self) -> None:
         if row := self.selected():
-            navigation.open_screen(self.app, "retry", row.name)
+            self.post_message(OpenRetryQueue(row.name))
 
     def action_start(self) -> None:
         row = self.selected()

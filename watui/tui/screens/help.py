@@ -1,8 +1,12 @@
-"""Every key of every screen, read from the screens' own bindings so it cannot go stale."""
+"""Every key of every screen, read from the screens' own bindings so it cannot go stale.
+
+The app hands the sections in: this screen imports no other screen, so none of them imports it back.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import ClassVar, NamedTuple
 
 from rich.table import Table
 from textual.app import ComposeResult
@@ -26,7 +30,7 @@ def _key_text(binding: Binding) -> str:
     return " / ".join(KEY_NAMES.get(key, key) for key in keys)
 
 
-def bindings_table(title: str, bindings: list[BindingType]) -> Table:
+def bindings_table(title: str, bindings: Sequence[BindingType]) -> Table:
     table = Table(
         title=title,
         title_justify="left",
@@ -44,20 +48,11 @@ def bindings_table(title: str, bindings: list[BindingType]) -> Table:
     return table
 
 
-def help_sections() -> list[tuple[str, list[BindingType]]]:
-    from watui.tui.app import WatuiApp
-    from watui.tui.screens.campaigns import CampaignsScreen
-    from watui.tui.screens.monitor import MonitorScreen
-    from watui.tui.screens.retry_queue import RetryQueueScreen
-    from watui.tui.screens.setup import SetupScreen
+class KeySection(NamedTuple):
+    """One heading of the help screen and the keys under it."""
 
-    return [
-        ("Everywhere", [*WatuiApp.BINDINGS, Binding("ctrl+p", "", "Command palette")]),
-        ("Campaigns", CampaignsScreen.BINDINGS),
-        ("Campaign setup", SetupScreen.BINDINGS),
-        ("Live monitor", MonitorScreen.BINDINGS),
-        ("Retry queue", RetryQueueScreen.BINDINGS),
-    ]
+    title: str
+    bindings: Sequence[BindingType]
 
 
 class HelpScreen(WatuiScreen):
@@ -70,11 +65,15 @@ class HelpScreen(WatuiScreen):
         Binding("q,escape", "back", "Back", key_display="q"),
     ]
 
+    def __init__(self, sections: Sequence[KeySection]) -> None:
+        super().__init__()
+        self.sections = tuple(sections)
+
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="help"):
-            for title, bindings in help_sections():
-                yield Static(bindings_table(title, bindings))
+            for section in self.sections:
+                yield Static(bindings_table(section.title, section.bindings))
         yield KeyBar()
 
     def on_mount(self) -> None:

@@ -19,7 +19,7 @@ from textual.widgets.data_table import ColumnKey
 
 from watui.service.models import CampaignRow, CampaignState, MetricsSnapshot
 from watui.tui import format as fmt
-from watui.tui import navigation
+from watui.tui.messages import OpenRetryQueue
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.widgets.chart import ThroughputChart
 from watui.tui.widgets.keybar import KeyBar
@@ -33,6 +33,7 @@ class MonitorScreen(WatuiScreen):
     """Watch and steer one campaign while it sends."""
 
     CSS_PATH = "monitor.tcss"
+    HELP_TITLE = "Live monitor"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space,p", "pause_resume", "Pause/Resume", key_display="space"),
         Binding("r", "change_rate", "Rate"),
@@ -239,7 +240,7 @@ class MonitorScreen(WatuiScreen):
         )
 
     def action_retry_queue(self) -> None:
-        navigation.open_screen(self.app, "retry", self.campaign)
+        self.post_message(OpenRetryQueue(self.campaign))
 
     def action_back(self) -> None:
         self.app.pop_screen()

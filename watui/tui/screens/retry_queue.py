@@ -70,6 +70,7 @@ class RetryQueueScreen(WatuiScreen):
     """Filter, pick and act on recipients that did not simply go out."""
 
     CSS_PATH = "retry_queue.tcss"
+    HELP_TITLE = "Retry queue"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "toggle_mark", "Mark", key_display="space"),
         Binding("r", "requeue", "Retry"),

@@ -28,6 +28,7 @@ from watui.service.models import (
 )
 from watui.settings.model import MAX_RETRIES_LIMIT, MAX_RETRY_DELAY
 from watui.tui import format as fmt
+from watui.tui.messages import OpenMonitor
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.widgets.file_picker import FilePickerModal
 from watui.tui.widgets.form import FormField
@@ -163,6 +164,7 @@ class SetupScreen(WatuiScreen):
 
     LIVE = False
     CSS_PATH = "setup.tcss"
+    HELP_TITLE = "Campaign setup"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+o", "browse", "Browse files"),
         Binding("ctrl+s", "save(False)", "Save draft"),
@@ -594,11 +596,10 @@ class SetupScreen(WatuiScreen):
         self.app.call_later(self._leave, created.name if start_now else None)
 
     def _leave(self, monitor: str | None) -> None:
-        from watui.tui import navigation
-
         self.app.pop_screen()
         if monitor is not None:
-            navigation.open_screen(self.app, "monitor", monitor)
+            # To the app itself: this screen is closing and no longer passes messages on.
+            self.app.post_message(OpenMonitor(monitor))
 
     def _scroll_to_first_error(self) -> None:
         for field in self.query(FormField):
