@@ -33,6 +33,7 @@ from watui.eventloop import use_fast_event_loop
 from watui.mockapi.process import MockProcess
 from watui.service.live import LiveBackend
 from watui.service.models import CampaignSpec, StepSpec
+from watui.service.open import open_live_backend
 from watui.settings import Settings
 from watui.storage import templates as template_store
 from watui.tui.app import WatuiApp
@@ -80,7 +81,7 @@ async def measure(contacts: int, rate: float) -> dict[str, tuple[float, str]]:
                   "api_base_url": base_url},
         http={"max_connections": 500}, send={"rate": rate},
     )
-    backend = await LiveBackend.open(settings, lambda: WhatsAppClient(settings.whatsapp, settings.http))
+    backend = await open_live_backend(settings, lambda: WhatsAppClient(settings.whatsapp, settings.http))
     figures: dict[str, tuple[float, str]] = {}
     try:
         await template_store.sync_templates(backend.db, backend.client)

@@ -16,8 +16,8 @@ import pytest
 
 from tests.faults import running_mock
 from watui.mockapi.server import MockCloudApi, sign, status_update
-from watui.service.live import LiveBackend
 from watui.service.models import RetryFilter
+from watui.service.open import open_live_backend
 from watui.settings import Settings
 from watui.whatsapp.webhooks import verify_signature
 
@@ -110,7 +110,7 @@ async def test_a_full_run_never_writes_the_token_or_app_secret_anywhere(
 
     settings = Settings(database_url=env["WATUI_DATABASE_URL"], whatsapp={
         "access_token": TOKEN, "app_secret": APP_SECRET, "api_base_url": mock_api.base_url})
-    backend = await LiveBackend.open(settings)
+    backend = await open_live_backend(settings)
     try:
         exported = await backend.export_retry_queue("spring", RetryFilter(), tmp_path / "retry.csv")
         outputs.append(repr(settings))

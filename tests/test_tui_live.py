@@ -27,6 +27,7 @@ from watui.service.models import (
     RetryFilter,
     StepSpec,
 )
+from watui.service.open import open_live_backend
 from watui.service.settings_view import SECRET_MASK
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
@@ -61,7 +62,7 @@ async def backend(
         send={"rate": 200, "flush_interval_ms": 50},
         retry={"max_retries": 1, "delays": [0.2]},
     )
-    live = await LiveBackend.open(
+    live = await open_live_backend(
         settings, lambda: WhatsAppClient(settings.whatsapp, settings.http)
     )
     await template_store.sync_templates(live.db, live.client)

@@ -12,9 +12,12 @@ import asyncio
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watui.cli.errors import CliError
+
+if TYPE_CHECKING:
+    from watui.service.live import LiveBackend
 
 DEMO_TOKEN = "demo-token"  # the mock's token: not a secret, never valid on the real API
 DEMO_PHONE_ID = "106540352242922"
@@ -70,56 +73,31 @@ def demo_mock_args(rate: float) -> list[str]:
 
 
 def run_demo(workdir: Path, *, contacts: int, rate: float, keep: bool = False) -> int:
-    from watui.service.live import LiveBackend
-    from watui.storage.database import Database
+    from watui.mockapi.process import MockProcess
+    from watui.service.open import open_live_backend
     from watui.tui.app import WatuiApp
 
-    settings = demo_settings(workdir)
-    asyncio.run(_migrate(settings.database_url))
-    holder: dict[str, Any] = {}
+    backend = asyncio.run(open_live_backend(demo_settings(workdir)))
+    mock = MockProcess(demo_mock_args(rate))
 
     async def startup(app: WatuiApp) -> None:
-        from watui.mockapi.process import MockProcess
-
-        mock = MockProcess(demo_mock_args(rate))
-        holder["mock"] = mock
-        base_url = await mock.start()
-        backend: LiveBackend = app.backend  # type: ignore[assignment]
-        backend.settings = demo_settings(workdir, base_url)
+        """In the app's event loop: the mock API (whose port the client then uses), the campaign,
+        its monitor, and then the sending."""
+        backend.settings = demo_settings(workdir, await mock.start())
         await prepare_demo_campaign(backend, workdir, contacts=contacts, rate=rate)
-        from watui.tui.screens.monitor import MonitorScreen
-
-        await app.push_screen(MonitorScreen(DEMO_CAMPAIGN))
+        await app.open_monitor(DEMO_CAMPAIGN)
         await asyncio.sleep(0.3)  # let the first frames render before the sending starts
         await backend.start(DEMO_CAMPAIGN)
 
     async def cleanup() -> None:
-        mock = holder.get("mock")
-        if mock is not None:
-            await mock.stop()
+        await mock.stop()
         if not keep:  # also on a hangup, which leaves without returning here
             shutil.rmtree(workdir, ignore_errors=True)
 
-    backend = LiveBackend(settings, Database(settings.database_url), lambda: _client(backend))
-    app = WatuiApp(backend, startup=startup, cleanup=cleanup)
-    result = app.run()
-    return 0 if result is None else int(result)
+    return WatuiApp(backend, startup=startup, cleanup=cleanup).run_to_exit_code()
 
 
-def _client(backend: Any) -> Any:
-    from watui.whatsapp.client import WhatsAppClient
-
-    return WhatsAppClient(backend.settings.whatsapp, backend.settings.http)
-
-
-async def _migrate(url: str) -> None:
-    from watui.storage.database import Database
-
-    async with Database(url):
-        pass
-
-
-async def prepare_demo_campaign(backend: Any, workdir: Path, *, contacts: int, rate: float) -> None:
+async def prepare_demo_campaign(backend: LiveBackend, workdir: Path, *, contacts: int, rate: float) -> None:
     """Sync the mock's templates, write the contacts, create the campaign and start it."""
     from watui.demo_data import write_demo_contacts
     from watui.service.models import CampaignSpec, StepSpec

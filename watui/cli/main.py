@@ -101,13 +101,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _open_tui(args: argparse.Namespace) -> int:
+    """``watui`` with no command: the terminal UI over the live backend of these settings."""
     try:
-        from watui.tui.app import run_app
+        from watui.tui.app import WatuiApp
     except ModuleNotFoundError as error:
         raise CliError(
             "the terminal UI is not available in this build; see 'watui --help'"
         ) from error
-    return run_app(settings_from_args(args))
+    from watui.service.open import open_live_backend
+
+    backend = run_async(open_live_backend(settings_from_args(args)))
+    return WatuiApp(backend).run_to_exit_code()
 
 
 def run_async(coro: Any) -> Any:

@@ -75,7 +75,7 @@ class _Run:
 
 
 class LiveBackend:
-    """Implements ``watui.service.api.Backend``."""
+    """Implements ``watui.service.api.Backend``; ``watui.service.open.open_live_backend`` makes one."""
 
     def __init__(self, settings: Settings, db: Database, client_factory: Callable[[], Any]) -> None:
         self.settings = settings
@@ -87,17 +87,6 @@ class LiveBackend:
         # resume the monitor's graph and event log go on instead of starting over.
         self._metrics: dict[str, EngineMetrics] = {}
         self._first_started: dict[str, float] = {}  # monotonic, per campaign
-
-    @classmethod
-    async def open(cls, settings: Settings, client_factory: Callable[[], Any] | None = None) -> LiveBackend:
-        db = await Database(settings.database_url).open()
-
-        def default_client() -> Any:
-            from watui.whatsapp.client import WhatsAppClient
-
-            return WhatsAppClient(settings.whatsapp, settings.http)
-
-        return cls(settings, db, client_factory or default_client)
 
     @property
     def client(self) -> Any:

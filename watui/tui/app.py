@@ -9,7 +9,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
@@ -27,9 +27,6 @@ from watui.tui.screens.monitor import MonitorScreen
 from watui.tui.screens.retry_queue import RetryQueueScreen
 from watui.tui.screens.settings import SettingsScreen
 from watui.tui.screens.setup import SetupScreen
-
-if TYPE_CHECKING:
-    from watui.settings import Settings
 
 HELP_SCREEN = "help"
 
@@ -74,6 +71,11 @@ class WatuiApp(App[int]):
         self._startup = startup
         self._open_campaign = open_campaign
         self._cleanup = cleanup
+
+    def run_to_exit_code(self) -> int:
+        """Run the UI until it quits; the process's exit code (0 unless the app said otherwise)."""
+        result = self.run()
+        return 0 if result is None else result
 
     def on_mount(self) -> None:
         self._watch_hangup()
@@ -187,36 +189,3 @@ class WatuiApp(App[int]):
             self.notify(
                 f"{type(error).__name__}: {error}", title="Unexpected error", severity="error"
             )
-
-
-def run_with_backend(backend: Backend) -> int:
-    """Open the UI on ``backend`` and return the exit code."""
-    result = WatuiApp(backend).run()
-    return 0 if result is None else result
-
-
-def run_app(settings: Settings) -> int:
-    """What ``watui`` with no arguments calls: the UI over the real storage, engine and client."""
-    from watui.service.live import LiveBackend
-    from watui.storage.database import Database
-
-    asyncio.run(_upgrade_schema(settings.database_url))
-    backend = LiveBackend(settings, Database(settings.database_url), _client_factory(settings))
-    return run_with_backend(backend)
-
-
-async def _upgrade_schema(url: str) -> None:
-    """Open once before the UI starts, so a bad database is one line on stderr, not a crash."""
-    from watui.storage.database import Database
-
-    async with Database(url):
-        pass
-
-
-def _client_factory(settings: Settings) -> Callable[[], object]:
-    def make() -> object:
-        from watui.whatsapp.client import WhatsAppClient
-
-        return WhatsAppClient(settings.whatsapp, settings.http)
-
-    return make
