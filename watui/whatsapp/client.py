@@ -12,6 +12,7 @@ import ssl
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -89,7 +90,10 @@ class WhatsAppClient:
     def _aiohttp_session(self, http: HttpSettings, ssl_context: ssl.SSLContext) -> aiohttp.ClientSession:
         trace = aiohttp.TraceConfig()
 
-        async def on_connection_created(*_args: Any) -> None:
+        async def on_connection_created(
+            _session: aiohttp.ClientSession, _context: SimpleNamespace,
+            _params: aiohttp.TraceConnectionCreateEndParams,
+        ) -> None:
             self._count_connection()
 
         trace.on_connection_create_end.append(on_connection_created)
@@ -202,7 +206,9 @@ class _CountingTransport(httpx.AsyncBaseTransport):
 _ON_WRITTEN: ContextVar[Callable[[float], None] | None] = ContextVar("watui_on_written", default=None)
 
 
-async def _note_written(*_args: Any) -> None:
+async def _note_written(
+    _session: aiohttp.ClientSession, _context: SimpleNamespace, _params: aiohttp.TraceRequestChunkSentParams
+) -> None:
     """aiohttp's chunk-sent signal, called just before the body is written to the socket."""
     callback = _ON_WRITTEN.get()
     if callback is not None:
