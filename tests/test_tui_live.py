@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Input, Select, Static
 from tests.factories import running_mock
 from tests.spec import spec_errors
 from watui.demo_data import write_demo_contacts
-from watui.errors import BackendError
+from watui.errors import BackendError, CampaignError
 from watui.mockapi.server import MockCloudApi
 from watui.service.live import LiveBackend
 from watui.service.models import (
@@ -339,7 +339,7 @@ async def test_retry_policy_chosen_in_setup_is_stored_for_every_process(
     assert stored["retry"] == {
         "max_retries": 0, "delays": (3.0,), "max_retries_from": "campaign", "delays_from": "campaign",
     }  # fmt: skip
-    with pytest.raises(BackendError, match="max_retries 11 is out of range"):
+    with pytest.raises(CampaignError, match="max_retries 11 is out of range"):
         await backend.create_campaign(CampaignSpec("too-many", (step,), max_retries=11))
 
 

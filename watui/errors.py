@@ -8,6 +8,10 @@ importing the storage, engine or client modules that raise them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from watui.rules import Problem
+
 
 class WatuiError(Exception):
     """The root: a request that cannot be done as asked; the message says what to fix."""
@@ -31,6 +35,15 @@ class CampaignNotFound(CampaignError):
 
 class CampaignExists(CampaignError):
     """Campaign names are unique."""
+
+
+class InvalidCampaign(CampaignError):
+    """The campaign as asked disagrees with the rules (``watui.rules``): each problem names its
+    field, so the CLI can name its option and the setup screen mark its field."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(problem.message for problem in self.problems))
 
 
 class CampaignNotRunnable(CampaignError):

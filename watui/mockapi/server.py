@@ -19,7 +19,7 @@ from bisect import bisect_right, insort
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import orjson
 from aiohttp import web
@@ -60,6 +60,37 @@ class LedgerEntry:
     phone_number_id: str
 
 
+class MockStats(TypedDict):
+    """What the mock has seen so far (also served at /_mock/stats)."""
+
+    requests: int
+    accepted: int
+    errors: dict[str, int]  # by error code, or "http500"
+    resets: int
+    slow: int
+    webhooks_sent: int
+
+
+class ErrorData(TypedDict):
+    messaging_product: str
+    details: str
+
+
+class ErrorObject(TypedDict):
+    """The Cloud API's ``error`` object, the fields a sender reads."""
+
+    message: str
+    type: str
+    code: int
+    fbtrace_id: str
+    error_subcode: NotRequired[int]
+    error_data: NotRequired[ErrorData]
+
+
+class ErrorBody(TypedDict):
+    error: ErrorObject
+
+
 _ERRORS: dict[int, tuple[int, str, str]] = {
     # code: (HTTP status, message, details)
     100: (400, "(#100) Invalid parameter", "Parameter value is not valid"),
@@ -83,10 +114,10 @@ _ERRORS: dict[int, tuple[int, str, str]] = {
 }
 
 
-def error_body(code: int) -> tuple[int, dict[str, Any]]:
+def error_body(code: int) -> tuple[int, ErrorBody]:
     """The HTTP status and JSON body the Cloud API answers for ``code``."""
     status, message, details = _ERRORS.get(code, (400, f"(#{code}) Error", ""))
-    error: dict[str, Any] = {
+    error: ErrorObject = {
         "message": message,
         "type": "OAuthException",
         "code": code,
@@ -191,7 +222,7 @@ class MockCloudApi:
 
     # ----- introspection -----
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> MockStats:
         errors = {key.removeprefix("error_"): count for key, count in self.counters.items()
                   if key.startswith("error_")}
         return {
@@ -208,6 +239,7 @@ class MockCloudApi:
         for name, value in changes.items():
             if name not in known:
                 raise ValueError(f"unknown mock setting {name!r}")
+            # Checked by name only (values come as JSON has them): a wrong type fails where used.
             setattr(self.config, name, tuple(value) if name == "latency" else value)
 
     # ----- handlers -----
@@ -394,7 +426,7 @@ def status_update(wamid: str, to: str, status: str) -> dict[str, Any]:
     }
 
 
-def _invalid_message(body: Any) -> str | None:
+def _invalid_message(body: object) -> str | None:
     """What Meta would reject with (#100), checked cheaply; None when the body is acceptable."""
     if not isinstance(body, dict):
         return "the body must be a JSON object"
@@ -414,7 +446,7 @@ def _invalid_message(body: Any) -> str | None:
     return None
 
 
-def _json(body: Any, status: int = 200) -> web.Response:
+def _json(body: object, status: int = 200) -> web.Response:
     """A JSON answer, encoded by orjson: the mock answers every send on the same cores as the
     engine in the benchmarks, and the json module was ~7% of its CPU."""
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")

@@ -1,6 +1,7 @@
 """Settings: one validated model, merged from the command line, env, a TOML file and defaults."""
 
-from watui.settings.loader import SettingsError, find_config_file, load_settings
+from watui.errors import SettingsError
+from watui.settings.loader import find_config_file, load_settings
 from watui.settings.model import (
     HttpSettings,
     RetrySettings,

@@ -10,6 +10,7 @@ from typing import Any
 
 import platformdirs
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from pydantic_settings import SettingsError as SourceError
 
 from watui.errors import SettingsError
@@ -88,7 +89,7 @@ def _is_secret(loc: list[str]) -> bool:
     return bool(loc) and loc[-1] in {"access_token", "app_secret"}
 
 
-def _shown_input(detail: Mapping[str, Any]) -> str:
+def _shown_input(detail: ErrorDetails) -> str:
     value = detail.get("input")
     if value is None or (isinstance(value, (dict, list)) and len(repr(value)) > 60):
         return ""
@@ -110,8 +111,8 @@ def _source_of(loc: list[str], overrides: Mapping[str, Any], path: Path | None) 
 _MISSING = object()
 
 
-def _dig(data: Mapping[str, Any], loc: list[str]) -> Any:
-    current: Any = data
+def _dig(data: Mapping[str, Any], loc: list[str]) -> object:
+    current: object = data
     for part in loc:
         if not isinstance(current, Mapping) or part not in current:
             return _MISSING

@@ -6,24 +6,40 @@ tests validate every shape it makes against the spec's JSON schema instead.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypedDict
 
 MEDIA_HEADERS = frozenset({"image", "video", "document"})
+
+
+class ButtonText(TypedDict):
+    """One button's value for one recipient, as stored in ``recipients.params``."""
+
+    index: int  # the button's position in the template
+    sub_type: str  # "url" or "quick_reply"
+    text: str  # the URL's {{1}}, or the quick reply's payload
+
+
+class RecipientParams(TypedDict, total=False):
+    """A recipient's stored parameters (``recipients.params``), values already taken from the
+    contacts row; ``header`` and ``buttons`` are left out when the step has none."""
+
+    body: list[str]
+    header: str
+    buttons: list[ButtonText]
 
 
 def build_template_message(
     phone: str,
     template_name: str,
     language: str,
-    params: Mapping[str, Any],
+    params: RecipientParams,
     header_format: str | None,
     body_names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The JSON body of POST /{version}/{phone_number_id}/messages for a template message.
 
-    ``params`` is a recipient's stored parameters: {"body": [...], "header": str,
-    "buttons": [{"index": 0, "sub_type": "url" | "quick_reply", "text": ...}]}.
+    ``params`` is a recipient's stored parameters (RecipientParams).
     ``body_names``: for templates with named placeholders ({{first_name}}), each body value
     carries its ``parameter_name``, as the API requires.
     """
@@ -65,7 +81,7 @@ def _header_parameter(value: str, header_format: str | None) -> dict[str, Any]:
     return {"type": "text", "text": value}
 
 
-def _button_component(button: Mapping[str, Any]) -> dict[str, Any]:
+def _button_component(button: ButtonText) -> dict[str, Any]:
     sub_type = button.get("sub_type", "url")
     text = str(button.get("text", ""))
     parameter = (
