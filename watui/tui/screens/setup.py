@@ -18,6 +18,7 @@ from textual.markup import escape
 from textual.widgets import Button, DataTable, Header, Input, Select, Static
 
 from watui.errors import CampaignExists, WatuiError
+from watui.rules import MAX_RETRIES_LIMIT, MAX_RETRY_DELAY
 from watui.service.models import (
     ButtonColumn,
     CampaignSpec,
@@ -26,7 +27,6 @@ from watui.service.models import (
     TemplateInfo,
     ValidationReport,
 )
-from watui.settings.model import MAX_RETRIES_LIMIT, MAX_RETRY_DELAY
 from watui.tui import format as fmt
 from watui.tui.messages import OpenMonitor
 from watui.tui.screens.base import WatuiScreen
