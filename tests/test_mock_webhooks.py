@@ -7,6 +7,8 @@ product's parse_notification; sends go to the real mock over HTTP. Every wait is
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +21,7 @@ from aiohttp import web
 
 from tests.factories import running_mock
 from tests.spec import spec_errors
+from watui.mockapi.process import MockProcess
 from watui.mockapi.server import MockCloudApi
 from watui.mockapi.webhooks import FAILURE_TEXTS
 from watui.whatsapp.payload import build_template_message
@@ -328,3 +331,39 @@ async def test_inbound_messages_and_preferences_are_injected_and_posted(receiver
         ("34600000002", "stop", "marketing_messages", "777")]
     inbound_body = next(raw for raw in receiver.bodies if b'"messages":[' in raw)
     assert spec_errors("WebhookPayload", orjson.loads(inbound_body)) == []
+
+
+async def test_the_mock_api_command_posts_webhooks_with_its_options(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WATUI_MOCK_APP_SECRET", SECRET)
+    process = MockProcess([
+        "--latency", "0,0", "--token", "t", "--webhook-url", receiver.url,
+        "--webhook-delivered-delay", "0,0.05", "--webhook-failure", "131026=1",
+        "--webhook-duplicate-share", "0", "--webhook-give-up", "5"])
+    await process.start()
+    try:
+        mock = MockCloudApi()  # only its address and token are used by send()
+        mock.base_url, mock.config.access_token = process.base_url, "t"
+        sent = await send(mock, 3)
+        await until(lambda: len(receiver.statuses) == 6)
+    finally:
+        await process.stop()
+    assert receiver.bad_signatures == 0
+    assert Counter((s.wamid, s.status, s.error_code) for s in receiver.statuses) == {
+        **{(wamid, "sent", None): 1 for wamid in sent},
+        **{(wamid, "failed", 131026): 1 for wamid in sent}}
+
+
+@pytest.mark.parametrize(("option", "words"), [
+    (["--webhook-failure", "131026:0.1"], "CODE=SHARE"),
+    (["--webhook-failure", "131026=0.7", "--webhook-failure", "131049=0.7"], "more than 1"),
+    (["--webhook-read-share", "1.5"], "between 0 and 1"),
+    (["--webhook-read-delay", "5,1"], "at most MAX"),
+    (["--webhook-give-up", "0"], "above 0"),
+])
+def test_bad_webhook_options_are_one_line_with_exit_2(option: list[str], words: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "watui", "mock-api", "--port", "0", *option],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and words in done.stderr
