@@ -103,11 +103,11 @@ class _Update(NamedTuple):
 
 @dataclass(eq=False, slots=True)
 class _Post:
-    """A signed body, sent again with the same bytes until the receiver takes it (as Meta does)."""
+    """A body, sent again with the same bytes until the receiver takes it (as Meta does)."""
 
     body: bytes
     updates: int
-    first_try: float
+    first_try: float  # when it was made, then when it was first tried (a held-back one waits)
     attempts: int = 0
 
 
@@ -270,6 +270,8 @@ class WebhookPoster:
         if url is None:  # switched off while it waited
             self._drop(post)
             return
+        if post.attempts == 0:
+            post.first_try = time.monotonic()
         post.attempts += 1
         if await self._delivered(url, post):
             self.counters["posted"] += 1
