@@ -228,6 +228,8 @@ JUNK = {
     "status a number": (_broken((*STATUS, "status"), 3), "statuses[0].status is not"),
     "bad timestamp": (_broken((*STATUS, "timestamp"), "soon"), "statuses[0].timestamp is not"),
     "infinite timestamp": (_broken((*STATUS, "timestamp"), "inf"), "timestamp is not a Unix"),
+    "boolean timestamp": (_broken((*STATUS, "timestamp"), True), "timestamp is not a Unix"),
+    "list timestamp": (_broken((*STATUS, "timestamp"), [1]), "timestamp is not a Unix"),
     "no recipient": (_broken((*STATUS, "recipient_id"), _DELETE), "neither recipient_id"),
     "errors an object": (_broken((*STATUS, "errors"), {"code": 1}), "errors is not a list"),
     "code a string": (_broken((*STATUS, "errors", 0, "code"), "x"), "errors[0].code is not"),

@@ -356,12 +356,11 @@ def _optional_text(container: Json, key: str, where: str) -> str | None:
 
 def _timestamp(container: Json, where: str) -> float:
     """Meta writes Unix seconds as a string ("1749416383"), and as a number in newer fields."""
-    value = container.get("timestamp")
-    if isinstance(value, str | int | float) and not isinstance(value, bool):
-        try:
-            seconds = float(value)
-        except ValueError:
-            seconds = math.nan
-        if math.isfinite(seconds):
-            return seconds
+    value: Any = container.get("timestamp")
+    try:
+        seconds = float(value)  # not a str or number: TypeError
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if math.isfinite(seconds) and not isinstance(value, bool):
+        return seconds
     raise MalformedWebhook(f"{where}.timestamp is {'missing' if value is None else 'not a Unix time'}")
