@@ -51,13 +51,13 @@ def messages_body(*messages: dict[str, Any]) -> dict[str, Any]:
         "messages": list(messages)})
 
 
-DELIVERED = {
+DELIVERED: dict[str, Any] = {
     "id": WAMID, "status": "delivered", "timestamp": "1750263773", "recipient_id": "16505551234",
     "recipient_user_id": "US.13491208655302741918", "biz_opaque_callback_data": "r:42",
     "conversation": {"id": "ff7a8a8e8a4c4c5d9b1c2e3f4a5b6c7d", "origin": {"type": "marketing"}},
     "pricing": {"billable": True, "pricing_model": "PMP", "category": "marketing", "type": "regular"},
 }
-FAILED = {
+FAILED: dict[str, Any] = {
     "id": WAMID, "status": "failed", "timestamp": "1750263774", "recipient_id": "16505551234",
     "errors": [{"code": 131050, "title": "Unable to deliver the message. This recipient has chosen "
                 "to stop receiving marketing messages on WhatsApp from your business.",
