@@ -360,6 +360,7 @@ async def test_the_mock_api_command_posts_webhooks_with_its_options(
     (["--webhook-read-share", "1.5"], "between 0 and 1"),
     (["--webhook-read-delay", "5,1"], "at most MAX"),
     (["--webhook-give-up", "0"], "above 0"),
+    (["--webhook-url", "127.0.0.1:8788/webhook"], "http:// or https://"),
 ])
 def test_bad_webhook_options_are_one_line_with_exit_2(option: list[str], words: str) -> None:
     done = subprocess.run([sys.executable, "-m", "watui", "mock-api", "--port", "0", *option],

@@ -77,6 +77,8 @@ def _webhooks(args: argparse.Namespace) -> dict[str, Any]:
             raise CliError(f"--webhook-failure {item!r}: give CODE=SHARE, e.g. 131026=0.02") from None
     if sum(failures.values()) > 1:
         raise CliError("--webhook-failure: the shares add up to more than 1")
+    if args.webhook_url and not args.webhook_url.startswith(("http://", "https://")):
+        raise CliError(f"--webhook-url {args.webhook_url!r}: give an http:// or https:// URL")
     if args.webhook_give_up <= 0:
         raise CliError("--webhook-give-up must be above 0 seconds")
     return {
