@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.spec import spec_errors
-from watui.whatsapp.payload import build_template_message
+from watui.whatsapp.payload import MAX_CALLBACK_LENGTH, build_template_message
 
 CASES = {
     "no parameters": ({}, None),
@@ -83,3 +83,18 @@ def test_named_placeholders_carry_their_parameter_names() -> None:
     assert body["template"]["components"] == [
         {"type": "body", "parameters": [{"type": "text", "parameter_name": "first_name", "text": "Ana"}]}
     ]
+
+
+def test_a_callback_rides_as_biz_opaque_callback_data_at_the_top_level() -> None:
+    body = build_template_message("+15551234567", "welcome", "en_US", {"body": ["Ana"]}, None,
+                                  callback="r:1234567")
+    assert body["biz_opaque_callback_data"] == "r:1234567"
+    assert spec_errors("TemplateMessage", body) == []
+    assert spec_errors("BizOpaqueCallbackData", body["biz_opaque_callback_data"]) == []
+    assert "biz_opaque_callback_data" not in build_template_message("+1555", "t", "en", {}, None)
+
+
+def test_the_spec_limits_the_callback_to_512_characters() -> None:
+    assert MAX_CALLBACK_LENGTH == 512
+    assert spec_errors("BizOpaqueCallbackData", "x" * MAX_CALLBACK_LENGTH) == []
+    assert spec_errors("BizOpaqueCallbackData", "x" * (MAX_CALLBACK_LENGTH + 1))

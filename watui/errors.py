@@ -68,3 +68,8 @@ class ApiUnavailable(WatuiError):
 
 class BackendError(WatuiError):
     """A command the person asked for through the service could not be done; the text says why."""
+
+
+class MalformedWebhook(WatuiError, ValueError):
+    """A webhook body that is not JSON, or not shaped like Meta's notifications; the message says
+    where (the receiver answers 400 with it)."""

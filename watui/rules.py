@@ -48,7 +48,7 @@ class Problem:
     message: str
 
 
-def rate_problem(rate: float) -> Problem | None:
+def rate_problem(rate: object) -> Problem | None:
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= MAX_RATE:
         return Problem(
             Field.RATE, f"rate {rate!r} is out of range: give messages/s above 0, at most {MAX_RATE:.0f}"

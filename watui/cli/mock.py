@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -28,19 +29,75 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--fail-suffix", action="append", default=[], metavar="DIGITS=CODE",
                         help="numbers ending in DIGITS get error CODE (repeatable)")
     parser.add_argument("--spam-after", type=int, help="answer 131048 after this many accepted")
-    parser.add_argument("--webhook-url", help="POST signed status updates (sent, delivered, read) here")
+    parser.add_argument("--webhook-url", help="POST signed webhooks here, as Meta does (signed with "
+                        f"${APP_SECRET_VARIABLE}, default {DEFAULT_APP_SECRET!r})")
+    parser.add_argument("--webhook-delivered-delay", default="0.5,3", metavar="MIN,MAX",
+                        help="seconds from acceptance to 'delivered' (default 0.5,3)")
+    parser.add_argument("--webhook-read-share", type=float, default=0.6,
+                        help="share of delivered messages also 'read' (default 0.6)")
+    parser.add_argument("--webhook-read-delay", default="2,20", metavar="MIN,MAX",
+                        help="seconds from 'delivered' to 'read' (default 2,20)")
+    parser.add_argument("--webhook-failure", action="append", default=[], metavar="CODE=SHARE",
+                        help="share of accepted messages that fail later with CODE, e.g. "
+                             "131026=0.02 (repeatable)")
+    parser.add_argument("--webhook-duplicate-share", type=float, default=0.0,
+                        help="share of updates posted twice (default 0)")
+    parser.add_argument("--webhook-late-share", type=float, default=0.0,
+                        help="share of POSTs held back and sent late (default 0)")
+    parser.add_argument("--webhook-give-up", type=float, default=120.0, metavar="SECONDS",
+                        help="stop retrying a refused POST after this long, counting it dropped "
+                             "(default 120)")
     parser.add_argument("--seed", type=int, help="random seed, for repeatable runs")
     parser.set_defaults(handler=_mock_api)
 
 
-def _latency(text: str) -> tuple[float, float]:
+#: The mock signs webhooks with this variable's value: a secret is never an option (ps shows those).
+APP_SECRET_VARIABLE = "WATUI_MOCK_APP_SECRET"
+DEFAULT_APP_SECRET = "mock-app-secret"
+
+
+def _seconds(option: str, text: str) -> tuple[float, float]:
     try:
         low, high = (float(part) for part in text.split(","))
     except ValueError:
-        raise CliError(f"--latency {text!r}: give MIN,MAX in seconds, e.g. 0.1,0.25") from None
+        raise CliError(f"{option} {text!r}: give MIN,MAX in seconds, e.g. 0.1,0.25") from None
     if not 0 <= low <= high:
-        raise CliError("--latency: MIN must be at least 0 and at most MAX")
+        raise CliError(f"{option}: MIN must be at least 0 and at most MAX")
     return low, high
+
+
+def _webhooks(args: argparse.Namespace) -> dict[str, Any]:
+    """The MockConfig webhook fields the options set."""
+    failures: dict[int, float] = {}
+    for item in args.webhook_failure:
+        code, _, share = item.partition("=")
+        try:
+            failures[int(code)] = _share("--webhook-failure", float(share))
+        except ValueError:
+            raise CliError(f"--webhook-failure {item!r}: give CODE=SHARE, e.g. 131026=0.02") from None
+    if sum(failures.values()) > 1:
+        raise CliError("--webhook-failure: the shares add up to more than 1")
+    if args.webhook_url and not args.webhook_url.startswith(("http://", "https://")):
+        raise CliError(f"--webhook-url {args.webhook_url!r}: give an http:// or https:// URL")
+    if args.webhook_give_up <= 0:
+        raise CliError("--webhook-give-up must be above 0 seconds")
+    return {
+        "webhook_url": args.webhook_url,
+        "app_secret": os.environ.get(APP_SECRET_VARIABLE) or DEFAULT_APP_SECRET,
+        "webhook_delivered_delay": _seconds("--webhook-delivered-delay", args.webhook_delivered_delay),
+        "webhook_read_share": _share("--webhook-read-share", args.webhook_read_share),
+        "webhook_read_delay": _seconds("--webhook-read-delay", args.webhook_read_delay),
+        "webhook_failures": failures,
+        "webhook_duplicate_share": _share("--webhook-duplicate-share", args.webhook_duplicate_share),
+        "webhook_late_share": _share("--webhook-late-share", args.webhook_late_share),
+        "webhook_give_up_s": args.webhook_give_up,
+    }
+
+
+def _share(option: str, share: float) -> float:
+    if not 0 <= share <= 1:
+        raise CliError(f"{option} must be between 0 and 1")
+    return share
 
 
 def _fail_suffixes(items: list[str]) -> dict[str, int]:
@@ -53,12 +110,11 @@ def _fail_suffixes(items: list[str]) -> dict[str, int]:
     return suffixes
 
 
-def _rates(args: argparse.Namespace) -> dict[str, float]:
+def _rates(args: argparse.Namespace) -> dict[str, Any]:
     names = ("transient_rate", "permanent_rate", "http500_rate", "reset_rate", "slow_rate")
     rates = {name: getattr(args, name) for name in names}
     for name, rate in rates.items():
-        if not 0 <= rate <= 1:
-            raise CliError(f"--{name.replace('_', '-')} must be between 0 and 1")
+        _share(f"--{name.replace('_', '-')}", rate)
     return rates
 
 
@@ -68,10 +124,11 @@ def _mock_api(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise CliError("--port must be between 0 and 65535")
     config = MockConfig(
-        access_token=args.token, rate_limit=args.rate_limit, latency=_latency(args.latency),
+        access_token=args.token, rate_limit=args.rate_limit,
+        latency=_seconds("--latency", args.latency),
         pair_limit_seconds=0 if args.no_pair_limit else 6.0, spam_after=args.spam_after,
-        fail_suffixes=_fail_suffixes(args.fail_suffix), webhook_url=args.webhook_url,
-        seed=args.seed, **_rates(args),
+        fail_suffixes=_fail_suffixes(args.fail_suffix), seed=args.seed, **_rates(args),
+        **_webhooks(args),
     )
     # The limiter counts a request when its bytes arrive, and a collector pause (up to 16 ms)
     # stamps the requests that came meanwhile late, as a burst: rare 130429s that no sender

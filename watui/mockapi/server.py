@@ -10,14 +10,11 @@ A ledger of accepted messages and counters are readable in-process and over HTTP
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
 import random
 import time
 from bisect import bisect_right, insort
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, NotRequired, TypedDict
 
@@ -26,6 +23,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from watui.mockapi.templates import SAMPLE_TEMPLATES
+from watui.mockapi.webhooks import WebhookPoster, inbound_request, preference_request
 
 
 @dataclass
@@ -48,6 +46,21 @@ class MockConfig:
     seed: int | None = None
     webhook_url: str | None = None  # POST status updates here when set
     app_secret: str = "mock-app-secret"
+    # Webhooks (watui/mockapi/webhooks.py): delays in seconds as (min, max), uniform.
+    webhook_delivered_delay: tuple[float, float] = (0.5, 3.0)  # after acceptance
+    webhook_read_share: float = 0.6  # of delivered messages
+    webhook_read_delay: tuple[float, float] = (2.0, 20.0)  # after delivered
+    webhook_failures: dict[int, float] = field(default_factory=dict)  # code -> share, after a 200
+    webhook_duplicate_share: float = 0.0  # updates posted twice
+    webhook_late_share: float = 0.0  # POSTs held back ...
+    webhook_late_delay: tuple[float, float] = (0.5, 2.0)  # ... this long (duplicates too)
+    webhook_flush_ms: float = 25.0  # updates due are batched and posted this often
+    webhook_batch_max: int = 1000  # updates per POST, as Meta
+    webhook_queue_max: int = 200_000  # updates waiting (to be due, posted, retried); more: dropped
+    webhook_retry_delay: tuple[float, float] = (0.25, 8.0)  # first retry, doubling up to the cap
+    webhook_give_up_s: float = 120.0  # since a POST's first try (Meta: 7 days)
+    webhook_concurrency: int = 8  # POSTs in flight
+    webhook_timeout_s: float = 10.0  # for the receiver's answer
     page_size: int = 3  # templates per page
 
 
@@ -68,7 +81,7 @@ class MockStats(TypedDict):
     errors: dict[str, int]  # by error code, or "http500"
     resets: int
     slow: int
-    webhooks_sent: int
+    webhooks: dict[str, int]  # what the webhook poster did (mockapi/webhooks.py)
 
 
 class ErrorData(TypedDict):
@@ -183,7 +196,7 @@ class MockCloudApi:
         self._arrivals: dict[str, deque[float]] = {}
         self._pairs: dict[tuple[str, str], deque[float]] = {}
         self._runner: web.AppRunner | None = None
-        self._webhook_tasks: set[asyncio.Task[None]] = set()
+        self.webhooks = WebhookPoster(self.config, self.config.seed)
         self._seq = 0
 
     # ----- lifecycle -----
@@ -195,6 +208,8 @@ class MockCloudApi:
         app.router.add_get("/_mock/stats", self._stats)
         app.router.add_get("/_mock/ledger", self._ledger)
         app.router.add_post("/_mock/config", self._configure)
+        app.router.add_post("/_mock/inbound", self._inbound)
+        app.router.add_post("/_mock/preferences", self._preferences)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -214,8 +229,7 @@ class MockCloudApi:
         return self.base_url
 
     async def stop(self) -> None:
-        for task in list(self._webhook_tasks):
-            task.cancel()
+        await self.webhooks.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -231,7 +245,7 @@ class MockCloudApi:
             "errors": errors,
             "resets": self.counters["resets"],
             "slow": self.counters["slow"],
-            "webhooks_sent": self.counters["webhooks_sent"],
+            "webhooks": self.webhooks.stats(),
         }
 
     def update_config(self, changes: Mapping[str, Any]) -> None:
@@ -239,8 +253,7 @@ class MockCloudApi:
         for name, value in changes.items():
             if name not in known:
                 raise ValueError(f"unknown mock setting {name!r}")
-            # Checked by name only (values come as JSON has them): a wrong type fails where used.
-            setattr(self.config, name, tuple(value) if name == "latency" else value)
+            setattr(self.config, name, _config_value(name, value))
 
     # ----- handlers -----
 
@@ -313,9 +326,8 @@ class MockCloudApi:
         self.ledger.append(LedgerEntry(wamid, to, body["template"]["name"], arrived, phone_id))
         self.counters["accepted"] += 1
         if self.config.webhook_url:
-            task = asyncio.create_task(self._send_statuses(wamid, to))
-            self._webhook_tasks.add(task)
-            task.add_done_callback(self._webhook_tasks.discard)
+            self.webhooks.message_accepted(
+                phone_id, to, wamid, body["template"]["name"], body.get("biz_opaque_callback_data"))
         return wamid
 
     def _within_rate(self, phone_id: str, now: float) -> bool:
@@ -387,43 +399,24 @@ class MockCloudApi:
             return web.json_response({"error": str(error)}, status=400)
         return web.json_response({"ok": True})
 
-    # ----- webhooks -----
+    async def _inbound(self, request: web.Request) -> web.Response:
+        return await self._inject(request, inbound_request, self.webhooks.inbound_text)
 
-    async def _send_statuses(self, wamid: str, to: str) -> None:
-        import aiohttp
+    async def _preferences(self, request: web.Request) -> web.Response:
+        return await self._inject(request, preference_request, self.webhooks.preference)
 
-        url = self.config.webhook_url
-        assert url is not None
-        async with aiohttp.ClientSession() as session:
-            for status in ("sent", "delivered", "read"):
-                await asyncio.sleep(0.05)
-                raw = json.dumps(status_update(wamid, to, status)).encode()
-                signature = sign(raw, self.config.app_secret)
-                try:
-                    async with session.post(url, data=raw, headers={
-                        "Content-Type": "application/json", "X-Hub-Signature-256": signature,
-                    }) as response:
-                        await response.read()
-                    self.counters["webhooks_sent"] += 1
-                except aiohttp.ClientError:
-                    self.counters["webhooks_failed"] += 1
-
-
-def sign(raw: bytes, app_secret: str) -> str:
-    """X-Hub-Signature-256 as Meta computes it: HMAC-SHA256 of the raw body."""
-    return "sha256=" + hmac.new(app_secret.encode(), raw, hashlib.sha256).hexdigest()
-
-
-def status_update(wamid: str, to: str, status: str) -> dict[str, Any]:
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "WABA_ID", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550000000", "phone_number_id": "PHONE_ID"},
-            "statuses": [{"id": wamid, "status": status, "timestamp": str(int(time.time())),
-                          "recipient_id": to.lstrip("+")}],
-        }}]}],
-    }
+    async def _inject(
+        self, request: web.Request, read: Callable[[Any], tuple[str, str, str]],
+        post: Callable[[str, str, str], None],
+    ) -> web.Response:
+        """Post what a person did (a message, a stop) to the webhook URL, as Meta would."""
+        if not self.config.webhook_url:
+            return web.json_response({"error": "set webhook_url first"}, status=409)
+        try:
+            post(*read(orjson.loads(await request.read())))
+        except ValueError as error:
+            return web.json_response({"error": str(error)}, status=400)
+        return web.json_response({"ok": True})
 
 
 def _invalid_message(body: object) -> str | None:
@@ -444,6 +437,20 @@ def _invalid_message(body: object) -> str | None:
             or not language.get("code"):
         return "template.language needs policy 'deterministic' and a code"
     return None
+
+
+def _config_value(name: str, value: object) -> object:
+    """A setting as JSON gives it, in the type MockConfig holds (pairs, codes as numbers)."""
+    if isinstance(getattr(MockConfig, name, None), tuple):
+        if not isinstance(value, list | tuple) or len(value) != 2:
+            raise TypeError(f"{name}: give [low, high]")
+        low, high = value
+        return (float(low), float(high))
+    if name == "webhook_failures":
+        if not isinstance(value, dict):
+            raise TypeError("webhook_failures: give {code: share}")
+        return {int(code): float(share) for code, share in value.items()}
+    return value
 
 
 def _json(body: object, status: int = 200) -> web.Response:

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from typing import Any, TypedDict
 
 MEDIA_HEADERS = frozenset({"image", "video", "document"})
+#: biz_opaque_callback_data's limit in Meta's spec.
+MAX_CALLBACK_LENGTH = 512
 
 
 class ButtonText(TypedDict):
@@ -36,12 +38,16 @@ def build_template_message(
     params: RecipientParams,
     header_format: str | None,
     body_names: Sequence[str] | None = None,
+    callback: str | None = None,
 ) -> dict[str, Any]:
     """The JSON body of POST /{version}/{phone_number_id}/messages for a template message.
 
     ``params`` is a recipient's stored parameters (RecipientParams).
     ``body_names``: for templates with named placeholders ({{first_name}}), each body value
     carries its ``parameter_name``, as the API requires.
+    ``callback`` (at most ``MAX_CALLBACK_LENGTH`` characters, the caller's to keep) becomes
+    ``biz_opaque_callback_data``: Meta echoes it on every status webhook of the message, so a
+    status finds its recipient even when the send's answer (and its wamid) was lost.
     """
     components: list[dict[str, Any]] = []
     header = params.get("header")
@@ -65,13 +71,16 @@ def build_template_message(
     }
     if components:
         template["components"] = components
-    return {
+    message: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
         "to": phone,
         "type": "template",
         "template": template,
     }
+    if callback is not None:
+        message["biz_opaque_callback_data"] = callback
+    return message
 
 
 def _header_parameter(value: str, header_format: str | None) -> dict[str, Any]:
