@@ -9,19 +9,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, insert, select, update
 
+from watui.errors import CampaignError, CampaignExists, CampaignNotFound, ContactsError
 from watui.settings import RetrySettings
 from watui.storage import Database
 from watui.storage.campaigns import (
-    CampaignError,
-    CampaignExists,
-    CampaignNotFound,
     RetryPolicy,
-    StepSpec,
     campaign_status,
     cancel_campaign,
     count_by_status,
     counters_match_rows,
-    create_campaign,
     delete_campaign,
     get_campaign,
     list_campaigns,
@@ -29,7 +25,8 @@ from watui.storage.campaigns import (
     resume_campaign,
     retry_policy,
 )
-from watui.storage.importer import ButtonParam, ContactsError, ContactsSource
+from watui.storage.contacts import ButtonParam, ContactsSource
+from watui.storage.creation import StepSpec, create_campaign
 from watui.storage.schema import attempts, campaigns, recipients, rejects, steps, templates
 
 NOW = 1_800_000_000.0

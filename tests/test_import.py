@@ -12,16 +12,12 @@ from phonenumbers import PhoneNumber
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 from sqlalchemy import select
 
+from watui.errors import ContactsError, InvalidPhone
 from watui.storage import Database
-from watui.storage.campaigns import StepSpec, counters_match_rows, create_campaign, list_rejects
-from watui.storage.importer import (
-    MAX_FIELD_CHARS,
-    ContactsError,
-    ContactsSource,
-    InvalidPhone,
-    PhoneNormaliser,
-    _country_rules,
-)
+from watui.storage.campaigns import counters_match_rows, list_rejects
+from watui.storage.contacts import MAX_FIELD_CHARS, ContactsSource
+from watui.storage.creation import StepSpec, create_campaign
+from watui.storage.phones import PhoneNormaliser, _country_rules
 from watui.storage.schema import campaigns, recipients, steps
 
 
@@ -194,7 +190,7 @@ async def test_phone_column_option_matches_case_insensitively(
 
 
 def test_missing_column_for_a_parameter_is_named(tmp_path: Path) -> None:
-    from watui.storage.importer import ContactsReader
+    from watui.storage.contacts import ContactsReader
 
     path = write(tmp_path, "phone,name\n")
     with pytest.raises(ContactsError, match="no 'order' column for the body parameter"):

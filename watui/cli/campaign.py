@@ -15,13 +15,10 @@ from typing import Any, TypeVar
 
 from watui.cli.errors import EXIT_OK, CliError
 from watui.cli.main import run_async, settings_from_args
+from watui.errors import CampaignError, ContactsError
 from watui.storage import Database
 from watui.storage.campaigns import (
-    CampaignError,
-    CreatedCampaign,
-    StepSpec,
     cancel_campaign,
-    create_campaign,
     delete_campaign,
     get_campaign,
     list_campaigns,
@@ -29,7 +26,9 @@ from watui.storage.campaigns import (
     pause_campaign,
     resume_campaign,
 )
-from watui.storage.importer import BUTTON_SUB_TYPES, ButtonParam, ContactsError, ContactsSource, check_region
+from watui.storage.contacts import BUTTON_SUB_TYPES, ButtonParam, ContactsSource
+from watui.storage.creation import CreatedCampaign, StepSpec, create_campaign
+from watui.storage.phones import check_region
 
 T = TypeVar("T")
 

@@ -47,11 +47,12 @@ from watui.service.models import (
 from watui.service.settings_view import settings_rows
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
-from watui.storage import queue
+from watui.storage import creation, review
 from watui.storage import templates as template_store
+from watui.storage.contacts import ButtonParam, ContactsSource
 from watui.storage.database import Database
-from watui.storage.importer import ButtonParam, ContactsSource
 from watui.storage.schema import RecipientStatus
+from watui.storage.sending import claims
 from watui.storage.templates import placeholder_names
 from watui.storage.validation import preview_rows, validate_contacts
 from watui.whatsapp.errors import describe_code
@@ -117,7 +118,7 @@ class LiveBackend:
         CPU per call at 100,000 recipients)."""
         campaign = await _guard(campaign_store.get_campaign(self.db, name))
         retrying = await _guard(
-            queue.count_status(self.db, int(campaign["id"]), RecipientStatus.RETRY)
+            review.count_status(self.db, int(campaign["id"]), RecipientStatus.RETRY)
         )
         done = campaign["sent"] + campaign["failed"] + campaign["skipped"] + campaign["in_doubt"]
         return self._row({
@@ -179,7 +180,7 @@ class LiveBackend:
         if run is None:
             return None
         summary = await _guard(campaign_store.get_campaign(self.db, name))
-        retrying = await _guard(queue.count_status(self.db, run.campaign_id, RecipientStatus.RETRY))
+        retrying = await _guard(review.count_status(self.db, run.campaign_id, RecipientStatus.RETRY))
         return _snapshot(
             run.sender.metrics.snapshot(self._series_seconds(name)), summary, retrying, run.live
         )
@@ -206,7 +207,7 @@ class LiveBackend:
     ) -> RetryPage:
         campaign_id = await self._campaign_id(name)
         status = RecipientStatus(status_filter.status.value) if status_filter.status else None
-        rows, total = await _guard(queue.review_page(
+        rows, total = await _guard(review.review_page(
             self.db, campaign_id, status=status, code=status_filter.code, offset=offset, limit=limit,
         ))
         return RetryPage(tuple(_retry_row(row) for row in rows), total, offset)
@@ -218,10 +219,10 @@ class LiveBackend:
 
     async def create_campaign(self, spec: CampaignSpec) -> CampaignRow:
         steps = [
-            campaign_store.StepSpec(step.template, step.language, _source(step)) for step in spec.steps
+            creation.StepSpec(step.template, step.language, _source(step)) for step in spec.steps
         ]
         # The retry policy goes into the campaign's row: `watui run` and a restarted UI use it too.
-        await _guard(campaign_store.create_campaign(
+        await _guard(creation.create_campaign(
             self.db, spec.name, steps, rate=spec.rate,
             max_retries=spec.max_retries, retry_delays=spec.retry_delays,
         ))
@@ -237,7 +238,7 @@ class LiveBackend:
             prepared = await prepare(self.db, name)
         except CampaignNotRunnable as error:
             raise BackendError(str(error)) from None
-        row = await queue.campaign_row(self.db, prepared.campaign_id)
+        row = await campaign_store.campaign_row(self.db, prepared.campaign_id)
         metrics = self._metrics.setdefault(name, EngineMetrics())
         self._first_started.setdefault(name, time.monotonic())
         sender = CampaignSender(
@@ -291,7 +292,7 @@ class LiveBackend:
         if not 0 < rate <= 100_000:
             raise BackendError("the rate must be above 0 and at most 100000 messages/s")
         campaign_id = await self._campaign_id(name)
-        await _guard(queue.set_campaign_rate(self.db, campaign_id, rate))
+        await _guard(campaign_store.set_campaign_rate(self.db, campaign_id, rate))
         run = self._runs.get(name)
         if run is not None and run.live:
             run.sender.set_rate(rate)
@@ -300,7 +301,7 @@ class LiveBackend:
         summary = await _guard(campaign_store.get_campaign(self.db, name))
         ids, statuses, code = _target(target)
         moved = await _guard(
-            queue.requeue(self.db, int(summary["id"]), statuses=statuses, code=code, ids=ids)
+            review.requeue(self.db, int(summary["id"]), statuses=statuses, code=code, ids=ids)
         )
         if moved and summary["status"] == CampaignState.COMPLETED.value:
             # "Retry" on a finished campaign means send them now; a paused one stays paused
@@ -311,7 +312,7 @@ class LiveBackend:
     async def skip(self, name: str, target: RetryTarget) -> int:
         campaign_id = await self._campaign_id(name)
         ids, statuses, code = _target(target)
-        return await _guard(queue.skip(self.db, campaign_id, statuses=statuses, code=code, ids=ids))
+        return await _guard(review.skip(self.db, campaign_id, statuses=statuses, code=code, ids=ids))
 
     async def export_retry_queue(self, name: str, status_filter: RetryFilter, path: Path) -> int:
         campaign_id = await self._campaign_id(name)
@@ -323,7 +324,7 @@ class LiveBackend:
                 writer = csv.writer(handle)
                 writer.writerow(["phone", "status", "attempts", "error_code", "meaning", "error",
                                  "next_attempt_at", "step"])
-                async for row in queue.iter_review_rows(
+                async for row in review.iter_review_rows(
                     self.db, campaign_id, status=status, code=status_filter.code
                 ):
                     writer.writerow([
@@ -338,7 +339,7 @@ class LiveBackend:
         return written
 
     async def send_test(self, spec: CampaignSpec | StepSpec | str, phone: str) -> TestSendResult:
-        from watui.storage.importer import PhoneNormaliser
+        from watui.storage.phones import PhoneNormaliser
 
         step, header_format = await self._test_step(spec)
         try:
@@ -372,7 +373,7 @@ class LiveBackend:
     async def _campaign_test_step(self, name: str) -> tuple[StepSpec, str | None]:
         """A saved campaign's step still to send (else its first), with its column mapping."""
         status = await _guard(campaign_store.campaign_status(self.db, name))
-        step = await _guard(queue.current_step(self.db, int(status["id"])))
+        step = await _guard(claims.current_step(self.db, int(status["id"])))
         if step is None:
             first = status["steps"][0]
             return StepSpec(first["template"], first["language"], first["contacts_file"] or ""), None
@@ -457,7 +458,7 @@ def _target(target: RetryTarget) -> tuple[list[int] | None, list[RecipientStatus
     return list(target), all_reviewable, None
 
 
-def _retry_row(row: queue.ReviewRow) -> RetryRow:
+def _retry_row(row: review.ReviewRow) -> RetryRow:
     return RetryRow(
         id=row.id, phone=row.phone, status=RecipientState(row.status), attempts=row.attempts,
         code=row.error_code,
