@@ -197,7 +197,7 @@ async def first_request(database_url: str, name: str) -> dict[str, object]:
     """The body the engine would send to the campaign's first recipient."""
     async with Database(database_url) as db:
         campaign = await get_campaign(db, name)
-        step = await claims.current_step(db, campaign["id"])
+        step = await claims.current_step(db, campaign.id)
         assert step is not None
         claimed = await claims.claim(db, step.id, "test", 1, lease_seconds=60, now=time.time())
     return build_template_message(claimed[0].phone, step.template_name, step.language,

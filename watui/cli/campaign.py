@@ -405,7 +405,7 @@ def _looks_numeric(cell: str) -> bool:
 
 
 def _list(args: argparse.Namespace) -> int:
-    summaries = with_database(args, list_campaigns)
+    summaries = [campaign.summary() for campaign in with_database(args, list_campaigns)]
     if args.json:
         print(json.dumps(summaries, indent=2))
         return EXIT_OK
@@ -444,13 +444,13 @@ def _rejects(args: argparse.Namespace) -> int:
         writer.writerow(["step", "line", "phone", "reason"])
         for reject in found:
             writer.writerow(
-                [reject["step"], reject["line"], reject["phone"] or "", reject["reason"]]
+                [reject.step, reject.line, reject.phone or "", reject.reason]
             )
         return EXIT_OK
     if not found:
         print(f"Campaign {args.name!r} has no rejected rows.")
         return EXIT_OK
-    rows = [[str(r["step"]), str(r["line"]), r["phone"] or "", r["reason"]] for r in found]
+    rows = [[str(r.step), str(r.line), r.phone or "", r.reason] for r in found]
     print_table(["STEP", "LINE", "PHONE", "REASON"], rows)
     print(f"{len(found):,} rejected row{'s' if len(found) != 1 else ''}.")
     return EXIT_OK
@@ -459,7 +459,7 @@ def _rejects(args: argparse.Namespace) -> int:
 def _control(args: argparse.Namespace, act: Callable[[Database, int], Awaitable[Any]]) -> Any:
     async def by_name(db: Database) -> Any:
         campaign = await get_campaign(db, args.name)
-        return await act(db, campaign["id"])
+        return await act(db, campaign.id)
 
     return with_database(args, by_name)
 

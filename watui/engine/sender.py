@@ -172,7 +172,7 @@ class CampaignSender:
         """Send until the campaign is done, paused, cancelled or stopped."""
         freeze_long_lived_objects()
         campaign = await campaign_store.campaign_row(self.db, self.campaign_id)
-        self._retry = campaign_store.retry_policy(campaign._mapping, self.settings.retry)
+        self._retry = campaign_store.retry_policy(campaign, self.settings.retry)
         recovered = await leases.recover_in_doubt(self.db, self.campaign_id)
         if recovered:
             self.metrics.event(

@@ -51,6 +51,7 @@ from watui.storage import creation, review
 from watui.storage import templates as template_store
 from watui.storage.contacts import ButtonParam, ContactsSource
 from watui.storage.database import Database
+from watui.storage.rows import CampaignRecord, TemplateRecord, iso_utc
 from watui.storage.schema import RecipientStatus
 from watui.storage.sending import claims
 from watui.storage.templates import placeholder_names
@@ -109,45 +110,40 @@ class LiveBackend:
     # ----- reading -----
 
     async def list_campaigns(self) -> list[CampaignRow]:
-        summaries = await _guard(campaign_store.list_campaigns(self.db))
-        return [self._row(summary) for summary in summaries]
+        found = await _guard(campaign_store.list_campaigns(self.db))
+        return [self._row(campaign) for campaign in found]
 
     async def campaign_status(self, name: str) -> CampaignRow:
         """From the campaign's counters and one index range count, never a count over every
         recipient: the monitor asks 4 times a second (campaign_status counted all rows: 50 ms of
         CPU per call at 100,000 recipients)."""
         campaign = await _guard(campaign_store.get_campaign(self.db, name))
-        retrying = await _guard(
-            review.count_status(self.db, int(campaign["id"]), RecipientStatus.RETRY)
-        )
-        done = campaign["sent"] + campaign["failed"] + campaign["skipped"] + campaign["in_doubt"]
-        return self._row({
-            **campaign, "pending": campaign["total"] - done, "retrying": retrying,
-            "paused_reason": campaign["pause_reason"],
-        })
+        retrying = await _guard(review.count_status(self.db, campaign.id, RecipientStatus.RETRY))
+        return self._row(campaign, retrying)
 
-    def _row(self, summary: dict[str, Any]) -> CampaignRow:
-        run = self._runs.get(summary["name"])
+    def _row(self, campaign: CampaignRecord, retrying: int = 0) -> CampaignRow:
+        run = self._runs.get(campaign.name)
         rate = eta = None
+        pending = campaign.pending
         if run is not None and run.live:
             rate = run.sender.metrics.snapshot(seconds=10).current_rate
-            eta = summary["pending"] / rate if rate > 0 and summary["pending"] else None
+            eta = pending / rate if rate > 0 and pending else None
         return CampaignRow(
-            name=summary["name"], status=CampaignState(summary["status"]), total=summary["total"],
-            sent=summary["sent"], failed=summary["failed"], pending=summary["pending"],
-            retrying=summary.get("retrying") or 0, in_doubt=summary["in_doubt"],
-            invalid=summary["invalid"], skipped=summary["skipped"], rate=rate, eta_seconds=eta,
-            paused_reason=summary["paused_reason"],
+            name=campaign.name, status=CampaignState(campaign.status), total=campaign.total,
+            sent=campaign.sent, failed=campaign.failed, pending=pending,
+            retrying=retrying, in_doubt=campaign.in_doubt,
+            invalid=campaign.invalid, skipped=campaign.skipped, rate=rate, eta_seconds=eta,
+            paused_reason=campaign.pause_reason,
         )
 
     async def list_templates(self) -> list[TemplateInfo]:
         rows = await _guard(template_store.list_templates(self.db, approved_only=True))
         return [
             TemplateInfo(
-                name=row["name"], language=row["language"], category=row.get("category") or "",
-                body=row.get("body_text") or "", param_count=row.get("body_param_count") or 0,
-                header_format=(row.get("header_format") or "").lower() or None,
-                header_text=row.get("header_text"), buttons=_template_buttons(row.get("buttons")),
+                name=row.name, language=row.language, category=row.category or "",
+                body=row.body_text or "", param_count=row.body_param_count or 0,
+                header_format=(row.header_format or "").lower() or None,
+                header_text=row.header_text, buttons=_template_buttons(row.buttons),
             )
             for row in rows
         ]
@@ -301,9 +297,9 @@ class LiveBackend:
         summary = await _guard(campaign_store.get_campaign(self.db, name))
         ids, statuses, code = _target(target)
         moved = await _guard(
-            review.requeue(self.db, int(summary["id"]), statuses=statuses, code=code, ids=ids)
+            review.requeue(self.db, summary.id, statuses=statuses, code=code, ids=ids)
         )
-        if moved and summary["status"] == CampaignState.COMPLETED.value:
+        if moved and summary.status == CampaignState.COMPLETED.value:
             # "Retry" on a finished campaign means send them now; a paused one stays paused
             # (a person or a safety rule paused it), a running one picks them up by itself.
             await self.start(name)
@@ -349,8 +345,8 @@ class LiveBackend:
         params = await self._sample_params(step)
         template = await self._template(step.template, step.language)
         if header_format is None and template is not None:
-            header_format = (template.get("header_format") or "").lower() or None
-        names = placeholder_names(template.get("body_text")) if template else []
+            header_format = (template.header_format or "").lower() or None
+        names = placeholder_names(template.body_text) if template else []
         payload = build_template_message(e164, step.template, step.language, params, header_format,
                                          names or None)
         result = await self.client.send(payload)
@@ -373,11 +369,11 @@ class LiveBackend:
     async def _campaign_test_step(self, name: str) -> tuple[StepSpec, str | None]:
         """A saved campaign's step still to send (else its first), with its column mapping."""
         status = await _guard(campaign_store.campaign_status(self.db, name))
-        step = await _guard(claims.current_step(self.db, int(status["id"])))
+        step = await _guard(claims.current_step(self.db, status.campaign.id))
         if step is None:
-            first = status["steps"][0]
-            return StepSpec(first["template"], first["language"], first["contacts_file"] or ""), None
-        contacts = status["steps"][step.position]["contacts_file"] or ""
+            first = status.steps[0]
+            return StepSpec(first.template, first.language, first.contacts_file or ""), None
+        contacts = status.steps[step.position].contacts_file or ""
         mapping = step.mapping
         return (
             StepSpec(step.template_name, step.language, contacts, tuple(mapping.get("body") or ()),
@@ -388,9 +384,9 @@ class LiveBackend:
             mapping.get("header_format"),
         )
 
-    async def _template(self, name: str, language: str) -> dict[str, Any] | None:
+    async def _template(self, name: str, language: str) -> TemplateRecord | None:
         for row in await _guard(template_store.list_templates(self.db)):
-            if row["name"] == name and row["language"] == language:
+            if row.name == name and row.language == language:
                 return row
         return None
 
@@ -425,8 +421,8 @@ class LiveBackend:
         await self.db.close()
 
     async def _campaign_id(self, name: str) -> int:
-        summary = await _guard(campaign_store.get_campaign(self.db, name))
-        return int(summary["id"])
+        campaign = await _guard(campaign_store.get_campaign(self.db, name))
+        return campaign.id
 
 
 def _source(step: StepSpec) -> ContactsSource:
@@ -469,10 +465,9 @@ def _retry_row(row: review.ReviewRow) -> RetryRow:
 
 
 def _snapshot(
-    engine: EngineSnapshot, summary: dict[str, Any], retrying: int, live: bool
+    engine: EngineSnapshot, summary: CampaignRecord, retrying: int, live: bool
 ) -> MetricsSnapshot:
-    done = summary["sent"] + summary["failed"] + summary["skipped"] + summary["in_doubt"]
-    pending = summary["total"] - done
+    pending = summary.pending
     rate = engine.current_rate
     errors = tuple(
         ErrorCount(int(label) if label.isdigit() else None,
@@ -480,18 +475,18 @@ def _snapshot(
         for label, count in sorted(engine.errors_by_code.items(), key=lambda item: -item[1])
     )
     return MetricsSnapshot(
-        at=engine.at, status=CampaignState(summary["status"]), target_rate=engine.target_rate,
+        at=engine.at, status=CampaignState(summary.status), target_rate=engine.target_rate,
         # Complete seconds only: the engine's last value is the second still running, and
         # "sent now" read from it dips at the start of every second.
         sent_per_s=engine.sent_per_s[:-1], failed_per_s=engine.failed_per_s[:-1],
         retried_per_s=engine.retried_per_s[:-1], throttled_per_s=engine.throttled_per_s[:-1],
         latency_p50=engine.latency_p50, latency_p95=engine.latency_p95,
         in_flight=engine.in_flight, window=engine.window,
-        connection_reuse=engine.connection_reuse, total=summary["total"], sent=summary["sent"],
-        failed=summary["failed"], pending=pending, retrying=retrying,
-        in_doubt=summary["in_doubt"], skipped=summary["skipped"],
+        connection_reuse=engine.connection_reuse, total=summary.total, sent=summary.sent,
+        failed=summary.failed, pending=pending, retrying=retrying,
+        in_doubt=summary.in_doubt, skipped=summary.skipped,
         eta_seconds=pending / rate if live and rate > 0 and pending else None, errors=errors,
-        paused_reason=summary["pause_reason"],
+        paused_reason=summary.pause_reason,
     )
 
 
@@ -500,7 +495,7 @@ def _detail(result: Any) -> str:
 
 
 def _iso(timestamp: float | None) -> str:
-    return campaign_store.iso_utc(timestamp) or ""
+    return iso_utc(timestamp) or ""
 
 
 async def _guard(awaitable: Any) -> Any:

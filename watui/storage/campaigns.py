@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select, update
@@ -19,6 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watui.errors import CampaignError, CampaignNotFound
 from watui.storage.database import Database
+from watui.storage.rows import (
+    CampaignRecord,
+    CampaignStatusReport,
+    Reject,
+    RetryPolicy,
+    StepStatus,
+)
 from watui.storage.schema import (
     CampaignStatus,
     RecipientStatus,
@@ -35,15 +40,17 @@ if TYPE_CHECKING:
 Clock = Callable[[], float]
 
 
-async def campaign_row(db: Database, campaign_id: int) -> Any:
+async def campaign_row(db: Database, campaign_id: int) -> CampaignRecord:
+    """The campaign with this id (one that exists: the engine's own, or just created)."""
     async with db.engine.connect() as conn:
-        return (await conn.execute(select(campaigns).where(campaigns.c.id == campaign_id))).one()
+        row = (await conn.execute(select(campaigns).where(campaigns.c.id == campaign_id))).one()
+    return CampaignRecord.from_row(row)
 
 
-async def campaign_by_name(db: Database, name: str) -> Any | None:
+async def campaign_by_name(db: Database, name: str) -> CampaignRecord | None:
     async with db.engine.connect() as conn:
-        result = await conn.execute(select(campaigns).where(campaigns.c.name == name))
-        return result.first()
+        row = (await conn.execute(select(campaigns).where(campaigns.c.name == name))).first()
+    return None if row is None else CampaignRecord.from_row(row)
 
 
 async def set_campaign_status(
@@ -86,20 +93,10 @@ async def campaign_id_named(conn: AsyncConnection, name: str) -> int | None:
     return None if row is None else int(row.id)
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How a campaign retries transient failures, and where each half of that came from."""
-
-    max_retries: int
-    delays: tuple[float, ...]
-    max_retries_from: str  # "campaign" (its own, stored in its row) or "settings"
-    delays_from: str
-
-
-def retry_policy(campaign: Mapping[str, Any], fallback: RetrySettings) -> RetryPolicy:
+def retry_policy(campaign: CampaignRecord, fallback: RetrySettings) -> RetryPolicy:
     """The policy in force for a campaign row: its own values, else the settings' ``retry``."""
-    own_max = campaign["max_retries"]
-    own_delays = campaign["retry_delays"]
+    own_max = campaign.max_retries
+    own_delays = campaign.retry_delays
     return RetryPolicy(
         max_retries=fallback.max_retries if own_max is None else int(own_max),
         delays=tuple(fallback.delays if own_delays is None else json.loads(own_delays)),
@@ -108,26 +105,25 @@ def retry_policy(campaign: Mapping[str, Any], fallback: RetrySettings) -> RetryP
     )
 
 
-async def get_campaign(db: Database, name: str) -> dict[str, Any]:
-    """The campaign's row as a dict; CampaignNotFound when no campaign has that name."""
-    async with db.engine.connect() as conn:
-        row = (await conn.execute(select(campaigns).where(campaigns.c.name == name))).first()
-    if row is None:
+async def get_campaign(db: Database, name: str) -> CampaignRecord:
+    """The campaign of that name; CampaignNotFound when there is none."""
+    campaign = await campaign_by_name(db, name)
+    if campaign is None:
         raise CampaignNotFound(
             f"no campaign named {name!r} (see 'watui campaign list' for the names)"
         )
-    return dict(row._mapping)
+    return campaign
 
 
-async def list_campaigns(db: Database) -> list[dict[str, Any]]:
-    """Every campaign's summary, newest first (counters only: no per-row counting)."""
+async def list_campaigns(db: Database) -> list[CampaignRecord]:
+    """Every campaign, newest first (its counters: no per-row counting)."""
     async with db.engine.connect() as conn:
         rows = (
             await conn.execute(
                 select(campaigns).order_by(campaigns.c.created_at.desc(), campaigns.c.id.desc())
             )
         ).all()
-    return [_summary(dict(row._mapping)) for row in rows]
+    return [CampaignRecord.from_row(row) for row in rows]
 
 
 async def delete_campaign(db: Database, name: str) -> None:
@@ -161,40 +157,40 @@ async def _count_by_status(conn: AsyncConnection, campaign_id: int) -> dict[str,
 
 async def campaign_status(
     db: Database, name: str, *, retry_defaults: RetrySettings | None = None
-) -> dict[str, Any]:
-    """The status summary the CLI and the UI show (see ``watui status --json``).
+) -> CampaignStatusReport:
+    """The status the CLI and the UI show (see ``watui status --json``).
 
     With ``retry_defaults`` (the settings' ``retry``) it also says which retry policy is in
-    force under ``"retry"``: max_retries, delays, and whether each is the campaign's own.
+    force: max_retries, delays, and whether each is the campaign's own.
     """
     campaign = await get_campaign(db, name)
     async with db.engine.connect() as conn:
-        by_status = await _count_by_status(conn, campaign["id"])
+        by_status = await _count_by_status(conn, campaign.id)
         step_rows = (
             await conn.execute(
                 select(steps)
-                .where(steps.c.campaign_id == campaign["id"])
+                .where(steps.c.campaign_id == campaign.id)
                 .order_by(steps.c.position)
             )
         ).all()
-        per_step = await _step_counts(conn, campaign["id"])
-    summary = _summary(campaign)
-    summary["retrying"] = by_status[RecipientStatus.RETRY.value]
-    summary["sending"] = by_status[RecipientStatus.SENDING.value]
-    summary["steps"] = [
-        {
-            "position": row.position + 1,
-            "template": row.template_name,
-            "language": row.language,
-            "contacts_file": row.contacts_file,
-            "total": row.total,
-            "by_status": per_step.get(row.id, {}),
-        }
-        for row in step_rows
-    ]
-    if retry_defaults is not None:
-        summary["retry"] = asdict(retry_policy(campaign, retry_defaults))
-    return summary
+        per_step = await _step_counts(conn, campaign.id)
+    return CampaignStatusReport(
+        campaign=campaign,
+        retrying=by_status[RecipientStatus.RETRY.value],
+        sending=by_status[RecipientStatus.SENDING.value],
+        steps=tuple(
+            StepStatus(
+                position=row.position + 1,
+                template=row.template_name,
+                language=row.language,
+                contacts_file=row.contacts_file,
+                total=row.total,
+                by_status=per_step.get(row.id, {}),
+            )
+            for row in step_rows
+        ),
+        retry=None if retry_defaults is None else retry_policy(campaign, retry_defaults),
+    )
 
 
 async def _step_counts(conn: AsyncConnection, campaign_id: int) -> dict[int, dict[str, int]]:
@@ -209,37 +205,7 @@ async def _step_counts(conn: AsyncConnection, campaign_id: int) -> dict[int, dic
     return counts
 
 
-def _summary(campaign: dict[str, Any]) -> dict[str, Any]:
-    """The counters-only part of the status: cheap, from the campaign row alone."""
-    done = campaign["sent"] + campaign["failed"] + campaign["skipped"] + campaign["in_doubt"]
-    return {
-        "id": campaign["id"],
-        "name": campaign["name"],
-        "status": campaign["status"],
-        "total": campaign["total"],
-        "sent": campaign["sent"],
-        "failed": campaign["failed"],
-        "pending": campaign["total"] - done,
-        "in_doubt": campaign["in_doubt"],
-        "invalid": campaign["invalid"],
-        "skipped": campaign["skipped"],
-        "paused_reason": campaign["pause_reason"],
-        "created_at": iso_utc(campaign["created_at"]),
-        "started_at": iso_utc(campaign["started_at"]),
-        "finished_at": iso_utc(campaign["finished_at"]),
-        "rate": campaign["rate"],
-    }
-
-
-def iso_utc(timestamp: float | None) -> str | None:
-    """Seconds since the epoch as ISO 8601 UTC (``2026-11-29T02:03:04Z``); None stays None."""
-    if timestamp is None:
-        return None
-    moment = datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
-    return moment.replace("+00:00", "Z")
-
-
-async def list_rejects(db: Database, name: str) -> list[dict[str, Any]]:
+async def list_rejects(db: Database, name: str) -> list[Reject]:
     """The campaign's rejected import rows in step and line order."""
     campaign = await get_campaign(db, name)
     async with db.engine.connect() as conn:
@@ -247,26 +213,26 @@ async def list_rejects(db: Database, name: str) -> list[dict[str, Any]]:
             (
                 await conn.execute(
                     select(steps.c.id, steps.c.position).where(
-                        steps.c.campaign_id == campaign["id"]
+                        steps.c.campaign_id == campaign.id
                     )
                 )
             ).all()
         )
         result = await conn.execute(
             select(rejects.c.step_id, rejects.c.line_no, rejects.c.phone_raw, rejects.c.reason)
-            .where(rejects.c.campaign_id == campaign["id"])
+            .where(rejects.c.campaign_id == campaign.id)
             .order_by(rejects.c.line_no, rejects.c.id)
         )
         rows = [
-            {
-                "step": positions.get(row.step_id, -1) + 1,
-                "line": row.line_no,
-                "phone": row.phone_raw,
-                "reason": row.reason,
-            }
+            Reject(
+                step=positions.get(row.step_id, -1) + 1,
+                line=row.line_no,
+                phone=row.phone_raw,
+                reason=row.reason,
+            )
             for row in result
         ]
-    rows.sort(key=lambda reject: (reject["step"], reject["line"]))
+    rows.sort(key=lambda reject: (reject.step, reject.line))
     return rows
 
 

@@ -121,7 +121,7 @@ class SqliteJsonDialect(Dialect):
     """SQLite with JSON and UPDATE FROM: a claim or a flush is one call into the driver's
     thread, each batch one statement with its rows as one JSON value (sqlite_batches)."""
 
-    _flush = sqlite_batches.FlushStatements(attempts.name, ATTEMPT_COLUMNS, COUNTED)
+    flush = sqlite_batches.FlushStatements(attempts.name, ATTEMPT_COLUMNS, COUNTED)
 
     async def claim_rows(
         self, conn: AsyncConnection, *, step_id: int, statuses: Sequence[str], limit: int,
@@ -137,7 +137,7 @@ class SqliteJsonDialect(Dialect):
         now: float,
     ) -> FlushResult:
         async with db.begin() as conn:
-            written, counts = await self._flush.run(
+            written, counts = await self.flush.run(
                 conn, campaign_id=campaign_id, owner=owner, now=now,
                 outcomes=[outcome_values(o) for o in outcomes],
                 attempt_rows=[_attempt_values(o.attempt) for o in outcomes if o.attempt is not None],
