@@ -69,7 +69,7 @@ class PhoneNormaliser:
                 if self.default_region is None and not raw.startswith(("+", "00")):
                     raise InvalidPhone(
                         f"phone {raw!r} has no country code: write it as +<country code><number> "
-                        "or give a default region (--default-region)"
+                        "or give the contacts a default region"
                     ) from None
                 raise InvalidPhone(f"phone {raw!r} has an unknown country code") from None
             raise InvalidPhone(f"phone {raw!r} is not a phone number") from None
