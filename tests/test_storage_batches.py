@@ -113,7 +113,7 @@ async def test_postgres_batches_leave_the_rows_the_plain_statements_leave(
 ) -> None:
     async with Database(postgres_server.new_database()) as db:
         in_arrays = await _claim_and_record(db)
-    for portable in ("claim_transaction", "claim_rows", "record_outcomes"):
+    for portable in ("claim_transaction", "claim_rows", "flush_transaction", "write_outcomes"):
         monkeypatch.setattr(dialects.PostgresDialect, portable, getattr(dialects.Dialect, portable))
     async with Database(postgres_server.new_database()) as db:
         plain = await _claim_and_record(db)

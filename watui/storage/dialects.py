@@ -82,14 +82,27 @@ class Dialect:
             expires=expires, now=now,
         )
 
+    def flush_transaction(
+        self, db: Transactions
+    ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """A flush is several statements: one transaction."""
+        return db.begin()
+
     async def record_outcomes(
         self, db: Transactions, campaign_id: int, owner: str, outcomes: Sequence[Outcome],
         now: float,
     ) -> FlushResult:
         """Write a batch in one transaction: the rows still leased by ``owner``, every attempt,
         the counters."""
-        async with db.begin() as conn:
-            return await self.batches.record_outcomes(conn, campaign_id, owner, outcomes, now)
+        async with self.flush_transaction(db) as conn:
+            return await self.write_outcomes(conn, campaign_id, owner, outcomes, now)
+
+    async def write_outcomes(
+        self, conn: AsyncConnection, campaign_id: int, owner: str, outcomes: Sequence[Outcome],
+        now: float,
+    ) -> FlushResult:
+        """record_outcomes' work, inside its transaction."""
+        return await self.batches.record_outcomes(conn, campaign_id, owner, outcomes, now)
 
     def locked(self, query: Query) -> Query:
         """``query`` locking the rows it reads until the transaction ends, where the database
@@ -123,25 +136,17 @@ class SqliteJsonDialect(Dialect):
 
     flush = sqlite_batches.FlushStatements(attempts.name, ATTEMPT_COLUMNS, COUNTED)
 
-    async def claim_rows(
-        self, conn: AsyncConnection, *, step_id: int, statuses: Sequence[str], limit: int,
-        owner: str, expires: float, now: float,
-    ) -> Sequence[ClaimedRow]:
-        return await sqlite_batches.claim_rows(
-            conn, step_id=step_id, statuses=statuses, limit=limit, owner=owner,
-            expires=expires, now=now,
-        )
+    claim_rows = staticmethod(sqlite_batches.claim_rows)  # type: ignore[assignment]
 
-    async def record_outcomes(
-        self, db: Transactions, campaign_id: int, owner: str, outcomes: Sequence[Outcome],
+    async def write_outcomes(
+        self, conn: AsyncConnection, campaign_id: int, owner: str, outcomes: Sequence[Outcome],
         now: float,
     ) -> FlushResult:
-        async with db.begin() as conn:
-            written, counts = await self.flush.run(
-                conn, campaign_id=campaign_id, owner=owner, now=now,
-                outcomes=[outcome_values(o) for o in outcomes],
-                attempt_rows=[_attempt_values(o.attempt) for o in outcomes if o.attempt is not None],
-            )
+        written, counts = await self.flush.run(
+            conn, campaign_id=campaign_id, owner=owner, now=now,
+            outcomes=[outcome_values(o) for o in outcomes],
+            attempt_rows=[_attempt_values(o.attempt) for o in outcomes if o.attempt is not None],
+        )
         return FlushResult(written=written, stale=len(outcomes) - written, counts=counts)
 
 
@@ -162,28 +167,22 @@ class PostgresDialect(Dialect):
     def claim_transaction(
         self, db: Transactions
     ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
-        """A claim is one statement, atomic by itself: no BEGIN and COMMIT round trips."""
+        """A claim, like a flush, is one statement, atomic by itself: no BEGIN and COMMIT round
+        trips."""
         return db.single_statement()
 
-    async def claim_rows(
-        self, conn: AsyncConnection, *, step_id: int, statuses: Sequence[str], limit: int,
-        owner: str, expires: float, now: float,
-    ) -> Sequence[ClaimedRow]:
-        return await postgres_batches.claim_rows(
-            conn, step_id=step_id, statuses=statuses, limit=limit, owner=owner,
-            expires=expires, now=now,
-        )
+    flush_transaction = claim_transaction
+    claim_rows = staticmethod(postgres_batches.claim_rows)  # type: ignore[assignment]
 
-    async def record_outcomes(
-        self, db: Transactions, campaign_id: int, owner: str, outcomes: Sequence[Outcome],
+    async def write_outcomes(
+        self, conn: AsyncConnection, campaign_id: int, owner: str, outcomes: Sequence[Outcome],
         now: float,
     ) -> FlushResult:
-        async with db.single_statement() as conn:
-            entered = await self.flush.run(
-                conn, now=now, owner=owner, campaign_id=campaign_id,
-                outcomes=[outcome_values(o) for o in outcomes],
-                attempt_rows=[o.attempt for o in outcomes if o.attempt is not None],
-            )
+        entered = await self.flush.run(
+            conn, now=now, owner=owner, campaign_id=campaign_id,
+            outcomes=[outcome_values(o) for o in outcomes],
+            attempt_rows=[o.attempt for o in outcomes if o.attempt is not None],
+        )
         written = sum(entered.values())
         counts = {COUNTED[status]: count for status, count in entered.items() if status in COUNTED}
         return FlushResult(written=written, stale=len(outcomes) - written, counts=counts)
