@@ -31,9 +31,9 @@ from watui.demo_data import write_demo_contacts
 from watui.engine.sender import CampaignSender
 from watui.eventloop import use_fast_event_loop
 from watui.settings import Settings
-from watui.storage import campaigns as campaign_store
+from watui.storage import creation
+from watui.storage.contacts import ContactsSource
 from watui.storage.database import Database
-from watui.storage.importer import ContactsSource
 from watui.whatsapp.client import WhatsAppClient
 
 TOKEN = "bench-token"
@@ -112,9 +112,9 @@ def settings_for(database_url: str, base_url: str, *, rate: float, max_connectio
 async def make_campaign(settings: Settings, workdir: Path, contacts: int, name: str) -> int:
     csv_path = write_demo_contacts(workdir / f"{name}.csv", contacts)
     async with Database(settings.database_url) as db:
-        created = await campaign_store.create_campaign(
+        created = await creation.create_campaign(
             db, name,
-            [campaign_store.StepSpec("order_update", "en_US",
+            [creation.StepSpec("order_update", "en_US",
                                      ContactsSource(csv_path, body_params=("first_name", "order")))],
         )
     return created.campaign_id
@@ -248,7 +248,7 @@ async def settle(db: Database) -> None:
     """On PostgreSQL, vacuum what the earlier scenarios left (tens of thousands of updated
     rows), so that autovacuum does not start on these two cores in the middle of a run of a
     few seconds. SQLite has no background work."""
-    if db.is_postgres:
+    if db.dialect == "postgresql":
         async with db.single_statement() as conn:  # autocommit: VACUUM refuses a transaction
             await conn.exec_driver_sql("VACUUM ANALYZE")
 

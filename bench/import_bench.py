@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from watui.storage import Database
-from watui.storage.campaigns import StepSpec, create_campaign
-from watui.storage.importer import ContactsSource
+from watui.storage.contacts import ContactsSource
+from watui.storage.creation import StepSpec, create_campaign
 
 TARGET_SECONDS = 30.0
 TARGET_RSS_MB = 200.0

@@ -11,10 +11,11 @@ import asyncio
 import time
 from typing import Any
 
-from watui.storage import queue
+from watui.storage import leases
 from watui.storage.database import Database
-from watui.storage.queue import Outcome
 from watui.storage.schema import RecipientStatus
+from watui.storage.sending import claims
+from watui.storage.sending.outcomes import Outcome
 from watui.whatsapp.payload import build_template_message
 from watui.whatsapp.results import Accepted
 
@@ -25,11 +26,11 @@ PAUSE = 0.1
 
 async def run_old_algorithm(db: Database, client: Any, campaign_id: int) -> int:
     """Send every queued row of the campaign's first step the old way; returns how many."""
-    owner = queue.make_owner()
-    step = await queue.current_step(db, campaign_id)
+    owner = leases.make_owner()
+    step = await claims.current_step(db, campaign_id)
     sent = 0
     while step is not None:
-        rows = await queue.claim(db, step.id, owner, FETCH, lease_seconds=600, now=time.time())
+        rows = await claims.claim(db, step.id, owner, FETCH, lease_seconds=600, now=time.time())
         if not rows:
             break
         outcomes: list[Outcome] = []
@@ -50,6 +51,6 @@ async def run_old_algorithm(db: Database, client: Any, campaign_id: int) -> int:
                     wamid=result.wamid if ok else None,
                 ))
             await asyncio.sleep(PAUSE)
-        await queue.record_outcomes(db, campaign_id, owner, outcomes)
+        await claims.record_outcomes(db, campaign_id, owner, outcomes)
         sent += sum(1 for o in outcomes if o.status == RecipientStatus.SENT.value)
     return sent

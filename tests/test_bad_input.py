@@ -22,10 +22,12 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from watui.cli.main import main
+from watui.errors import CampaignError, ContactsError
 from watui.settings import Settings, SettingsError, load_settings
 from watui.storage import Database
-from watui.storage.campaigns import CampaignError, StepSpec, counters_match_rows, create_campaign
-from watui.storage.importer import MAX_FIELD_CHARS, ContactsError, ContactsSource
+from watui.storage.campaigns import counters_match_rows
+from watui.storage.contacts import MAX_FIELD_CHARS, ContactsSource
+from watui.storage.creation import StepSpec, create_campaign
 from watui.storage.schema import campaigns, recipients, rejects
 
 #: Bounded and derandomized: the same examples every run, a few seconds in all.

@@ -10,10 +10,10 @@ from sqlalchemy import select
 
 from tests.factories import make_campaign
 from watui.engine.batcher import OutcomeBatcher
-from watui.storage import queue
 from watui.storage.database import Database
-from watui.storage.queue import Outcome
 from watui.storage.schema import campaigns, recipients
+from watui.storage.sending import claims
+from watui.storage.sending.outcomes import Outcome
 
 
 async def _until(condition: object, timeout: float = 10.0) -> None:
@@ -25,9 +25,9 @@ async def _until(condition: object, timeout: float = 10.0) -> None:
 async def _sent_outcomes(db: Database, count: int) -> tuple[int, list[Outcome]]:
     """A campaign of ``count`` rows, claimed by "me", and an outcome "sent" for each."""
     campaign_id = await make_campaign(db, recipients_per_step=count)
-    step = await queue.current_step(db, campaign_id)
+    step = await claims.current_step(db, campaign_id)
     assert step is not None
-    claimed = await queue.claim(db, step.id, "me", count, lease_seconds=60, now=1.0)
+    claimed = await claims.claim(db, step.id, "me", count, lease_seconds=60, now=1.0)
     return campaign_id, [Outcome(row.id, "sent", 1, sent_at=2.0) for row in claimed]
 
 

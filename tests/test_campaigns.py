@@ -9,19 +9,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, insert, select, update
 
+from watui.errors import CampaignError, CampaignExists, CampaignNotFound, ContactsError
 from watui.settings import RetrySettings
 from watui.storage import Database
 from watui.storage.campaigns import (
-    CampaignError,
-    CampaignExists,
-    CampaignNotFound,
-    RetryPolicy,
-    StepSpec,
     campaign_status,
     cancel_campaign,
     count_by_status,
     counters_match_rows,
-    create_campaign,
     delete_campaign,
     get_campaign,
     list_campaigns,
@@ -29,7 +24,9 @@ from watui.storage.campaigns import (
     resume_campaign,
     retry_policy,
 )
-from watui.storage.importer import ButtonParam, ContactsError, ContactsSource
+from watui.storage.contacts import ButtonParam, ContactsSource
+from watui.storage.creation import StepSpec, create_campaign
+from watui.storage.rows import RetryPolicy
 from watui.storage.schema import attempts, campaigns, recipients, rejects, steps, templates
 
 NOW = 1_800_000_000.0
@@ -61,7 +58,7 @@ async def test_create_with_steps_and_status(database: Database, tmp_path: Path) 
         database, "spring", [step(first), step(second, "reminder")], rate=40, clock=lambda: NOW
     )
     assert (created.queued, created.invalid, created.duplicates) == (5, 1, 0)
-    status = await campaign_status(database, "spring")
+    status = (await campaign_status(database, "spring")).as_json()
     assert {k: status[k] for k in ("name", "status", "total", "pending", "invalid", "rate")} == {
         "name": "spring",
         "status": "draft",
@@ -78,7 +75,7 @@ async def test_create_with_steps_and_status(database: Database, tmp_path: Path) 
         (2, "reminder", 2),
     ]
     assert await counters_match_rows(database, created.campaign_id) == {}
-    assert [c["name"] for c in await list_campaigns(database)] == ["spring"]
+    assert [c.name for c in await list_campaigns(database)] == ["spring"]
 
 
 async def test_names_are_unique(database: Database, tmp_path: Path) -> None:
@@ -108,11 +105,11 @@ async def test_retry_policy_is_stored_with_the_campaign(database: Database, tmp_
     await create_campaign(database, "plain", [step(path)])
     defaults = RetrySettings(max_retries=2, delays=[5.0, 10.0])
     own = await get_campaign(database, "own")
-    assert (own["max_retries"], json.loads(own["retry_delays"])) == (0, [1.0, 2.5])
+    assert (own.max_retries, json.loads(own.retry_delays)) == (0, [1.0, 2.5])
     assert retry_policy(own, defaults) == RetryPolicy(0, (1.0, 2.5), "campaign", "campaign")
     half = await get_campaign(database, "half")
     assert retry_policy(half, defaults) == RetryPolicy(3, (5.0, 10.0), "campaign", "settings")
-    status = await campaign_status(database, "plain", retry_defaults=defaults)
+    status = (await campaign_status(database, "plain", retry_defaults=defaults)).as_json()
     assert status["retry"] == {
         "max_retries": 2, "delays": (5.0, 10.0),
         "max_retries_from": "settings", "delays_from": "settings",
@@ -247,12 +244,12 @@ async def test_pause_resume_cancel(database: Database, tmp_path: Path) -> None:
     created = await create_campaign(database, "spring", [step(contacts(tmp_path, 4))])
     campaign_id = created.campaign_id
     await pause_campaign(database, campaign_id, "spam rate too high")
-    status = await campaign_status(database, "spring")
+    status = (await campaign_status(database, "spring")).as_json()
     assert (status["status"], status["paused_reason"]) == ("paused", "spam rate too high")
     with pytest.raises(CampaignError, match="already paused"):
         await pause_campaign(database, campaign_id, "again")
     await resume_campaign(database, campaign_id)
-    assert (await get_campaign(database, "spring"))["status"] == "draft"
+    assert (await get_campaign(database, "spring")).status == "draft"
     with pytest.raises(CampaignError, match="not paused"):
         await resume_campaign(database, campaign_id)
     # One row sent and one waiting for a retry, as the engine would leave them.
@@ -271,7 +268,7 @@ async def test_pause_resume_cancel(database: Database, tmp_path: Path) -> None:
         "queued": 2, "sending": 0, "sent": 1, "retry": 1, "failed": 0, "in_doubt": 0, "skipped": 0,
     }  # fmt: skip
     assert await cancel_campaign(database, campaign_id, clock=lambda: NOW + 60) == 3
-    status = await campaign_status(database, "spring")
+    status = (await campaign_status(database, "spring")).as_json()
     assert (status["status"], status["skipped"], status["sent"], status["pending"]) == (
         "cancelled", 3, 1, 0,
     )  # fmt: skip

@@ -14,8 +14,9 @@ import pytest
 
 from tests.spec import spec_errors
 from watui.cli.main import main
-from watui.storage import Database, queue
+from watui.storage import Database
 from watui.storage.campaigns import get_campaign
+from watui.storage.sending import claims
 from watui.whatsapp.payload import build_template_message
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,9 +197,9 @@ async def first_request(database_url: str, name: str) -> dict[str, object]:
     """The body the engine would send to the campaign's first recipient."""
     async with Database(database_url) as db:
         campaign = await get_campaign(db, name)
-        step = await queue.current_step(db, campaign["id"])
+        step = await claims.current_step(db, campaign.id)
         assert step is not None
-        claimed = await queue.claim(db, step.id, "test", 1, lease_seconds=60, now=time.time())
+        claimed = await claims.claim(db, step.id, "test", 1, lease_seconds=60, now=time.time())
     return build_template_message(claimed[0].phone, step.template_name, step.language,
                                   claimed[0].params, None)  # fmt: skip
 

@@ -20,11 +20,13 @@ from sqlalchemy import func, select
 from tests.factories import make_campaign
 from watui.engine.sender import CampaignSender, RunStatus
 from watui.settings import Settings
-from watui.storage import queue
-from watui.storage.campaigns import StepSpec, create_campaign
+from watui.storage import campaigns as campaign_store
+from watui.storage import leases, review
+from watui.storage.contacts import ContactsSource
+from watui.storage.creation import StepSpec, create_campaign
 from watui.storage.database import Database
-from watui.storage.importer import ContactsSource
-from watui.storage.schema import attempts, campaigns, recipients
+from watui.storage.schema import RecipientStatus, attempts, campaigns, recipients
+from watui.storage.sending import claims
 from watui.whatsapp.results import Accepted, ApiError, SendResult, TransportFailure, TransportReason
 
 Rule = Callable[[str, int], SendResult | None]
@@ -240,14 +242,14 @@ async def test_clean_stop_leaves_nothing_in_doubt_and_releases_claims(database: 
 
 async def test_rows_left_sending_by_a_dead_process_become_in_doubt(database: Database) -> None:
     campaign_id = await make_campaign(database, recipients_per_step=30)
-    step = await queue.current_step(database, campaign_id)
+    step = await claims.current_step(database, campaign_id)
     assert step is not None
     dead_owner = "some-other-host:12345:abcdef"
-    claimed = await queue.claim(database, step.id, dead_owner, 7, lease_seconds=60, now=time.time())
+    claimed = await claims.claim(database, step.id, dead_owner, 7, lease_seconds=60, now=time.time())
     assert len(claimed) == 7
     # Another host's lease has not expired yet: not touched.
-    assert await queue.recover_in_doubt(database, campaign_id) == 0
-    assert await queue.recover_in_doubt(database, campaign_id, now=time.time() + 61) == 7
+    assert await leases.recover_in_doubt(database, campaign_id) == 0
+    assert await leases.recover_in_doubt(database, campaign_id, now=time.time() + 61) == 7
     client = ScriptedClient()
     await run(database, client, campaign_id)
     assert await status_counts(database, campaign_id) == {"sent": 23, "in_doubt": 7}
@@ -259,10 +261,10 @@ async def test_requeue_in_doubt_sends_them_and_reopens_the_campaign(database: Da
     campaign_id = await make_campaign(database, recipients_per_step=10)
     timeout = TransportFailure(TransportReason.READ_TIMEOUT, "slow", 30.0)
     await run(database, ScriptedClient(lambda p, n: timeout if p.endswith("1") else None), campaign_id)
-    assert (await queue.campaign_row(database, campaign_id)).status == "completed"
-    moved = await queue.requeue(database, campaign_id, statuses=[queue.RecipientStatus.IN_DOUBT])
+    assert (await campaign_store.campaign_row(database, campaign_id)).status == "completed"
+    moved = await review.requeue(database, campaign_id, statuses=[RecipientStatus.IN_DOUBT])
     assert moved == 1
-    assert (await queue.campaign_row(database, campaign_id)).status == "paused"
+    assert (await campaign_store.campaign_row(database, campaign_id)).status == "paused"
     await run(database, ScriptedClient(), campaign_id)
     assert await status_counts(database, campaign_id) == {"sent": 10}
     await assert_counters_match(database, campaign_id)
@@ -286,9 +288,9 @@ async def test_a_dead_peers_rows_do_not_block_the_campaign(database: Database, m
     monkeypatch.setattr(sender_module, "CONTROL_INTERVAL", 0.05)
     monkeypatch.setattr(sender_module, "RECOVERY_EVERY", 2)
     campaign_id = await make_campaign(database, recipients_per_step=20)
-    step = await queue.current_step(database, campaign_id)
+    step = await claims.current_step(database, campaign_id)
     assert step is not None
-    await queue.claim(database, step.id, "far-host:999:dead", 5, lease_seconds=0.2, now=time.time())
+    await claims.claim(database, step.id, "far-host:999:dead", 5, lease_seconds=0.2, now=time.time())
     client = ScriptedClient()
     _, outcome = await run(database, client, campaign_id)
     assert outcome.status is RunStatus.COMPLETED

@@ -19,7 +19,7 @@ from tests.factories import make_campaign
 from tests.faults import assert_clean, audit, run_to_end, running_mock, spawn_run, status_counts
 from tests.test_engine_http import env_for, settings_for
 from watui.mockapi.server import MockCloudApi
-from watui.storage import queue
+from watui.storage import leases
 from watui.storage.campaigns import counters_match_rows
 from watui.storage.database import Database
 
@@ -53,7 +53,7 @@ async def kill_and_restart(
         await asyncio.sleep(rng.uniform(0.0, 0.4))
         process.send_signal(signal.SIGKILL)
         await process.wait()
-        moved = await queue.recover_in_doubt(db, campaign_id)
+        moved = await leases.recover_in_doubt(db, campaign_id)
         assert moved <= WINDOW, f"one kill left {moved} rows in doubt, more than the window"
         assert await counters_match_rows(db, campaign_id) == {}
         newly_in_doubt.append(moved)

@@ -177,9 +177,9 @@ async def test_a_claim_that_committed_but_raised_gives_its_rows_back(
     from sqlalchemy.exc import OperationalError
 
     from tests.test_engine_logic import ScriptedClient, fast_settings
-    from watui.storage import queue
+    from watui.storage.sending import claims
 
-    real_claim = queue.claim
+    real_claim = claims.claim
     broken = {"left": 3}
 
     async def claim_then_lose_the_answer(*args: object, **kwargs: object) -> list:
@@ -189,7 +189,7 @@ async def test_a_claim_that_committed_but_raised_gives_its_rows_back(
             raise OperationalError("COMMIT", {}, ConnectionResetError("connection reset"))
         return rows
 
-    monkeypatch.setattr(queue, "claim", claim_then_lose_the_answer)
+    monkeypatch.setattr(claims, "claim", claim_then_lose_the_answer)
     campaign_id = await make_campaign(database, recipients_per_step=300)
     client = ScriptedClient()
     sender = CampaignSender(database, client, fast_settings(max_in_flight=WINDOW), campaign_id)

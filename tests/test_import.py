@@ -12,16 +12,12 @@ from phonenumbers import PhoneNumber
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 from sqlalchemy import select
 
+from watui.errors import ContactsError, InvalidPhone
 from watui.storage import Database
-from watui.storage.campaigns import StepSpec, counters_match_rows, create_campaign, list_rejects
-from watui.storage.importer import (
-    MAX_FIELD_CHARS,
-    ContactsError,
-    ContactsSource,
-    InvalidPhone,
-    PhoneNormaliser,
-    _country_rules,
-)
+from watui.storage.campaigns import counters_match_rows, list_rejects
+from watui.storage.contacts import MAX_FIELD_CHARS, ContactsSource
+from watui.storage.creation import StepSpec, create_campaign
+from watui.storage.phones import PhoneNormaliser, _country_rules
 from watui.storage.schema import campaigns, recipients, steps
 
 
@@ -78,8 +74,8 @@ async def test_national_numbers_with_default_region(database: Database, tmp_path
     path = write(tmp_path, "phone\n612345678\n0034612345679\n020 7946 0958\n")
     _, queued, rejects = await import_file(database, path, default_region="es")
     assert [row["phone"] for row in queued] == ["+34612345678", "+34612345679"]
-    assert [(r["line"], r["phone"]) for r in rejects] == [(4, "020 7946 0958")]
-    assert "not a valid phone number (default region ES)" in rejects[0]["reason"]
+    assert [(r.line, r.phone) for r in rejects] == [(4, "020 7946 0958")]
+    assert "not a valid phone number (default region ES)" in rejects[0].reason
 
 
 async def test_bad_rows_are_rejected_with_line_and_reason(
@@ -106,7 +102,7 @@ async def test_bad_rows_are_rejected_with_line_and_reason(
         (10, "+34612345681"),
     ]
     assert queued[1]["params"] == {"body": ["Multi\nline"]}
-    reasons = {r["line"]: r["reason"] for r in rejects}
+    reasons = {r.line: r.reason for r in rejects}
     assert sorted(reasons) == [3, 4, 5, 6, 7, 8, 12, 13]
     assert "has no country code" in reasons[3]
     assert reasons[4] == "duplicate of line 2"
@@ -136,7 +132,7 @@ async def test_oversized_field_is_a_reject_not_a_crash(database: Database, tmp_p
     path = write(tmp_path, f"phone,name\n+34612345678,{huge}\n+34612345679,Bo\n")
     _, queued, rejects = await import_file(database, path, body_params=("name",))
     assert [row["line"] for row in queued] == [3]
-    assert rejects[0]["line"] == 2 and "longer than" in rejects[0]["reason"]
+    assert rejects[0].line == 2 and "longer than" in rejects[0].reason
 
 
 async def test_large_file_in_batches(database: Database, tmp_path: Path) -> None:
@@ -145,7 +141,7 @@ async def test_large_file_in_batches(database: Database, tmp_path: Path) -> None
     path = write(tmp_path, "\n".join(lines) + "\n")
     _, queued, rejects = await import_file(database, path, body_params=("n",))
     assert len(queued) == 12_003
-    assert [(r["line"], r["reason"]) for r in rejects] == [
+    assert [(r.line, r.reason) for r in rejects] == [
         (12_005, "duplicate of line 2"),
         (12_006, "duplicate of line 12004"),
     ]
@@ -194,7 +190,7 @@ async def test_phone_column_option_matches_case_insensitively(
 
 
 def test_missing_column_for_a_parameter_is_named(tmp_path: Path) -> None:
-    from watui.storage.importer import ContactsReader
+    from watui.storage.contacts import ContactsReader
 
     path = write(tmp_path, "phone,name\n")
     with pytest.raises(ContactsError, match="no 'order' column for the body parameter"):

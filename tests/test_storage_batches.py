@@ -1,5 +1,5 @@
 """The send queue's claim and flush on a real SQLite file and a real PostgreSQL server: one JSON
-parameter per batch (storage/sqlite_batches.py) and one array per column (postgres_batches.py)
+parameter per batch (storage/sending/sqlite_batches.py) and one array per column (postgres_batches.py)
 must leave exactly the rows the plain statements leave, rows another owner took over must be
 left alone, and a claim that races another process must lease nothing."""
 
@@ -18,10 +18,11 @@ from sqlalchemy.exc import OperationalError
 
 from tests.factories import make_campaign
 from tests.pgserver import PostgresServer
-from watui.storage import postgres_batches, queue, sqlite_batches
+from watui.storage import dialects
 from watui.storage.database import Database
-from watui.storage.queue import ClaimedRecipient, Outcome
 from watui.storage.schema import attempts, campaigns, recipients
+from watui.storage.sending import claims, postgres_batches, sqlite_batches
+from watui.storage.sending.outcomes import ClaimedRecipient, Outcome, outcome_values
 
 NOW = 1_800_000_000.25
 
@@ -70,12 +71,12 @@ def _outcomes(claimed: list[ClaimedRecipient]) -> list[Outcome]:
 
 async def _claim_and_record(db: Database) -> tuple[list[Any], list[Any], list[Any]]:
     campaign_id = await _campaign_with_a_due_retry(db)
-    step = await queue.current_step(db, campaign_id)
+    step = await claims.current_step(db, campaign_id)
     assert step is not None
-    claimed = await queue.claim(db, step.id, "me", 7, lease_seconds=60, now=NOW)
+    claimed = await claims.claim(db, step.id, "me", 7, lease_seconds=60, now=NOW)
     assert claimed[0].attempts == 1  # the due retry first
     assert [row.params for row in claimed[1:3]] == [{"body": ["N0"]}, {"body": ["N1"]}]
-    result = await queue.record_outcomes(db, campaign_id, "me", _outcomes(claimed[:6]))
+    result = await claims.record_outcomes(db, campaign_id, "me", _outcomes(claimed[:6]))
     assert result.written == 6
     async with db.engine.connect() as conn:
         rows = (await conn.execute(
@@ -112,7 +113,8 @@ async def test_postgres_batches_leave_the_rows_the_plain_statements_leave(
 ) -> None:
     async with Database(postgres_server.new_database()) as db:
         in_arrays = await _claim_and_record(db)
-    monkeypatch.setattr(queue, "_batches_for", lambda _db: queue._DriverBatches)
+    for portable in ("claim_transaction", "claim_rows", "flush_transaction", "write_outcomes"):
+        monkeypatch.setattr(dialects.PostgresDialect, portable, getattr(dialects.Dialect, portable))
     async with Database(postgres_server.new_database()) as db:
         plain = await _claim_and_record(db)
     assert in_arrays == plain
@@ -124,14 +126,14 @@ async def test_postgres_batches_leave_the_rows_the_plain_statements_leave(
 
 async def test_a_flush_leaves_rows_another_owner_took_over(database: Database) -> None:
     campaign_id = await make_campaign(database, recipients_per_step=4)
-    step = await queue.current_step(database, campaign_id)
+    step = await claims.current_step(database, campaign_id)
     assert step is not None
-    claimed = await queue.claim(database, step.id, "me", 4, lease_seconds=60, now=NOW)
+    claimed = await claims.claim(database, step.id, "me", 4, lease_seconds=60, now=NOW)
     async with database.engine.begin() as conn:
         await conn.execute(
             update(recipients).where(recipients.c.id == claimed[0].id).values(lease_owner="other")
         )
-    result = await queue.record_outcomes(database, campaign_id, "me", _outcomes(claimed))
+    result = await claims.record_outcomes(database, campaign_id, "me", _outcomes(claimed))
     assert (result.written, result.stale) == (3, 1)
     assert result.counts == {"failed": 1, "in_doubt": 1}  # the first (sent) was taken
     async with database.engine.connect() as conn:
@@ -146,11 +148,11 @@ async def test_a_flush_leaves_rows_another_owner_took_over(database: Database) -
 async def test_a_flush_of_outcomes_without_requests_logs_no_attempt(database: Database) -> None:
     """A pause sends claimed rows back without a request: nothing to log, nothing counted."""
     campaign_id = await make_campaign(database, recipients_per_step=2)
-    step = await queue.current_step(database, campaign_id)
+    step = await claims.current_step(database, campaign_id)
     assert step is not None
-    claimed = await queue.claim(database, step.id, "me", 2, lease_seconds=60, now=NOW)
+    claimed = await claims.claim(database, step.id, "me", 2, lease_seconds=60, now=NOW)
     back = [Outcome(row.id, "queued", row.attempts) for row in claimed]
-    result = await queue.record_outcomes(database, campaign_id, "me", back)
+    result = await claims.record_outcomes(database, campaign_id, "me", back)
     assert (result.written, result.counts) == (2, {})
     async with database.engine.connect() as conn:
         statuses = (await conn.execute(select(recipients.c.status))).scalars().all()
@@ -164,7 +166,7 @@ async def test_a_claim_raced_by_another_process_leases_nothing(
     """Another process (a plain sqlite3 connection) takes a row between the claim's read and
     its write: the claim fails as a database error would, and leases none of its rows."""
     campaign_id = await make_campaign(sqlite_db, recipients_per_step=5)
-    step = await queue.current_step(sqlite_db, campaign_id)
+    step = await claims.current_step(sqlite_db, campaign_id)
     assert step is not None
     path = make_url(sqlite_url).database
     assert path is not None
@@ -184,11 +186,11 @@ async def test_a_claim_raced_by_another_process_leases_nothing(
     with monkeypatch.context() as patched:
         patched.setattr(sqlite_batches, "read_due", read_then_let_another_process_write)
         with pytest.raises(OperationalError):
-            await queue.claim(sqlite_db, step.id, "me", 5, lease_seconds=60, now=NOW)
+            await claims.claim(sqlite_db, step.id, "me", 5, lease_seconds=60, now=NOW)
     async with sqlite_db.engine.connect() as conn:
         statuses = sorted((await conn.execute(select(recipients.c.status))).scalars())
     assert statuses == ["queued"] * 4 + ["skipped"]
-    claimed = await queue.claim(sqlite_db, step.id, "me", 5, lease_seconds=60, now=NOW)
+    claimed = await claims.claim(sqlite_db, step.id, "me", 5, lease_seconds=60, now=NOW)
     assert len(claimed) == 4
 
 
@@ -201,26 +203,26 @@ async def test_a_postgres_flush_finds_its_rows_by_key_in_a_big_campaign(
     list scanned once per row: 700 ms a flush), and before the import's ANALYZE it scanned the
     whole table."""
     from watui.demo_data import write_demo_contacts
-    from watui.storage.campaigns import StepSpec, create_campaign
-    from watui.storage.importer import ContactsSource
+    from watui.storage.contacts import ContactsSource
+    from watui.storage.creation import StepSpec, create_campaign
 
     contacts = ContactsSource(write_demo_contacts(tmp_path / "big.csv", 30_000),
                               body_params=("first_name", "order"))
     async with Database(postgres_server.new_database()) as db:
         created = await create_campaign(db, "big", [StepSpec("order_update", "en_US", contacts)])
-        step = await queue.current_step(db, created.campaign_id)
+        step = await claims.current_step(db, created.campaign_id)
         assert step is not None
-        claimed = await queue.claim(db, step.id, "me", 5_000, lease_seconds=60, now=NOW)
+        claimed = await claims.claim(db, step.id, "me", 5_000, lease_seconds=60, now=NOW)
         outcomes = _outcomes(claimed[:500])
         async with db.engine.connect() as conn:
             driver = (await conn.get_raw_connection()).driver_connection
             parameters = postgres_batches.FlushStatement.parameters(
                 now=NOW, owner="me", campaign_id=created.campaign_id,
-                outcomes=[queue._outcome_values(o) for o in outcomes],
+                outcomes=[outcome_values(o) for o in outcomes],
                 attempt_rows=[o.attempt for o in outcomes if o.attempt is not None],
             )
             plan = "\n".join(row[0] for row in await driver.fetch(
-                "EXPLAIN (ANALYZE) " + queue._FLUSH_POSTGRES.sql, *parameters
+                "EXPLAIN (ANALYZE) " + dialects.PostgresDialect.flush.sql, *parameters
             ))
     assert "Seq Scan on recipients" not in plan, plan
     assert "recipients_pkey" in plan, plan

@@ -16,6 +16,7 @@ import pytest
 from watui.cli.main import main
 from watui.mockapi.server import MockCloudApi, MockConfig
 from watui.storage.database import Database
+from watui.storage.rows import TemplateRecord
 from watui.storage.templates import list_templates
 
 TOKEN = "test-token-not-a-secret"
@@ -47,8 +48,8 @@ def env(monkeypatch: pytest.MonkeyPatch, database_url: str, mock_url: str) -> st
     return database_url
 
 
-def stored(database_url: str) -> list[dict]:
-    async def load() -> list[dict]:
+def stored(database_url: str) -> list[TemplateRecord]:
+    async def load() -> list[TemplateRecord]:
         async with Database(database_url) as db:
             return await list_templates(db)
 
@@ -57,14 +58,14 @@ def stored(database_url: str) -> list[dict]:
 
 def test_sync_fills_the_templates_table(env: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["templates", "sync"]) == 0
-    rows = {row["name"]: row for row in stored(env)}
+    rows = {row.name: row for row in stored(env)}
     assert capsys.readouterr().out.strip() == f"synced {len(rows)} templates"
     order = rows["order_update"]
-    assert (order["status"], order["header_format"], order["body_param_count"]) == (
+    assert (order.status, order.header_format, order.body_param_count) == (
         "APPROVED", "IMAGE", 2)
-    assert json.loads(order["buttons"])[0]["type"] == "URL"
-    assert rows["welcome"]["body_param_count"] == 1  # one named placeholder
-    assert {row["status"] for row in rows.values()} >= {"APPROVED", "PAUSED", "REJECTED"}
+    assert json.loads(order.buttons)[0]["type"] == "URL"
+    assert rows["welcome"].body_param_count == 1  # one named placeholder
+    assert {row.status for row in rows.values()} >= {"APPROVED", "PAUSED", "REJECTED"}
     assert main(["templates", "sync"]) == 0  # a second sync replaces, never duplicates
     assert len(stored(env)) == len(rows)
 

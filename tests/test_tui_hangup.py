@@ -71,7 +71,7 @@ async def _database_state(url: str) -> tuple[dict[str, int], dict[str, object], 
     from watui.storage.database import Database
 
     async with Database(url) as db:
-        summary = await campaign_store.campaign_status(db, "demo-spring-sale")
+        summary = (await campaign_store.campaign_status(db, "demo-spring-sale")).as_json()
         by_status = await campaign_store.count_by_status(db, summary["id"])
         mismatches = await campaign_store.counters_match_rows(db, summary["id"])
     return by_status, summary, mismatches  # type: ignore[return-value]

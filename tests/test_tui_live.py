@@ -90,7 +90,7 @@ async def wait_for(pilot: Pilot[int], ready: Callable[[], bool], seconds: float 
 
 
 async def db_status(db: Database, name: str) -> dict:  # type: ignore[type-arg]
-    return await campaign_store.campaign_status(db, name)
+    return (await campaign_store.campaign_status(db, name)).as_json()
 
 
 async def assert_consistent(db: Database, name: str, mock: MockCloudApi) -> dict:  # type: ignore[type-arg]
@@ -249,7 +249,7 @@ async def test_validation_report_matches_what_the_import_rejects(
     assert report.duplicates[0].line == 4 and report.duplicates[0].reason == "duplicate of line 2"
     await make_campaign(backend, path, "dupes", rate=10)
     rejects = await campaign_store.list_rejects(backend.db, "dupes")
-    assert [(r["line"], r["reason"]) for r in rejects][1] == (4, "duplicate of line 2")
+    assert [(r.line, r.reason) for r in rejects][1] == (4, "duplicate of line 2")
     assert (await db_status(backend.db, "dupes"))["total"] == report.valid
 
 
@@ -333,9 +333,9 @@ async def test_retry_policy_chosen_in_setup_is_stored_for_every_process(
     step = StepSpec("order_update", "en_US", str(contacts(tmp_path, 5)), ("first_name", "order"),
                     "photo")  # fmt: skip
     await backend.create_campaign(CampaignSpec("own", (step,), max_retries=0, retry_delays=(3,)))
-    stored = await campaign_store.campaign_status(
+    stored = (await campaign_store.campaign_status(
         backend.db, "own", retry_defaults=backend.settings.retry
-    )
+    )).as_json()
     assert stored["retry"] == {
         "max_retries": 0, "delays": (3.0,), "max_retries_from": "campaign", "delays_from": "campaign",
     }  # fmt: skip

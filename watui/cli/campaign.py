@@ -15,13 +15,10 @@ from typing import Any, TypeVar
 
 from watui.cli.errors import EXIT_OK, CliError
 from watui.cli.main import run_async, settings_from_args
+from watui.errors import CampaignError, ContactsError
 from watui.storage import Database
 from watui.storage.campaigns import (
-    CampaignError,
-    CreatedCampaign,
-    StepSpec,
     cancel_campaign,
-    create_campaign,
     delete_campaign,
     get_campaign,
     list_campaigns,
@@ -29,7 +26,9 @@ from watui.storage.campaigns import (
     pause_campaign,
     resume_campaign,
 )
-from watui.storage.importer import BUTTON_SUB_TYPES, ButtonParam, ContactsError, ContactsSource, check_region
+from watui.storage.contacts import BUTTON_SUB_TYPES, ButtonParam, ContactsSource
+from watui.storage.creation import CreatedCampaign, StepSpec, create_campaign
+from watui.storage.phones import check_region
 
 T = TypeVar("T")
 
@@ -406,7 +405,7 @@ def _looks_numeric(cell: str) -> bool:
 
 
 def _list(args: argparse.Namespace) -> int:
-    summaries = with_database(args, list_campaigns)
+    summaries = [campaign.summary() for campaign in with_database(args, list_campaigns)]
     if args.json:
         print(json.dumps(summaries, indent=2))
         return EXIT_OK
@@ -445,13 +444,13 @@ def _rejects(args: argparse.Namespace) -> int:
         writer.writerow(["step", "line", "phone", "reason"])
         for reject in found:
             writer.writerow(
-                [reject["step"], reject["line"], reject["phone"] or "", reject["reason"]]
+                [reject.step, reject.line, reject.phone or "", reject.reason]
             )
         return EXIT_OK
     if not found:
         print(f"Campaign {args.name!r} has no rejected rows.")
         return EXIT_OK
-    rows = [[str(r["step"]), str(r["line"]), r["phone"] or "", r["reason"]] for r in found]
+    rows = [[str(r.step), str(r.line), r.phone or "", r.reason] for r in found]
     print_table(["STEP", "LINE", "PHONE", "REASON"], rows)
     print(f"{len(found):,} rejected row{'s' if len(found) != 1 else ''}.")
     return EXIT_OK
@@ -460,7 +459,7 @@ def _rejects(args: argparse.Namespace) -> int:
 def _control(args: argparse.Namespace, act: Callable[[Database, int], Awaitable[Any]]) -> Any:
     async def by_name(db: Database) -> Any:
         campaign = await get_campaign(db, args.name)
-        return await act(db, campaign["id"])
+        return await act(db, campaign.id)
 
     return with_database(args, by_name)
 

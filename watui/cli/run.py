@@ -12,7 +12,8 @@ from typing import Any
 from watui.cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PAUSED, CliError
 from watui.engine.runner import CampaignNotRunnable, Prepared, run_campaign
 from watui.engine.sender import CampaignSender, RunStatus
-from watui.storage import queue
+from watui.storage import campaigns as campaign_store
+from watui.storage import review
 from watui.storage.database import Database
 from watui.storage.schema import RecipientStatus
 
@@ -63,7 +64,7 @@ def _run_command(args: argparse.Namespace) -> int:
 
 async def _summarise(url: str, prepared: Prepared, status: RunStatus, reason: str | None) -> int:
     async with Database(url) as db:
-        row = await queue.campaign_row(db, prepared.campaign_id)
+        row = await campaign_store.campaign_row(db, prepared.campaign_id)
     print(
         f"{prepared.name}: {status.value}; sent {row.sent}, failed {row.failed}, "
         f"in doubt {row.in_doubt}, skipped {row.skipped} of {row.total}",
@@ -121,7 +122,7 @@ class ProgressLine:
             if not self.enabled:
                 continue
             try:
-                row = await queue.campaign_row(sender.db, prepared.campaign_id)
+                row = await campaign_store.campaign_row(sender.db, prepared.campaign_id)
             except Exception:
                 continue
             line = _format_progress(sender, row)
@@ -161,9 +162,9 @@ def _retry_command(args: argparse.Namespace) -> int:
 
 async def _retry(url: str, name: str, statuses: list[RecipientStatus], code: int | None) -> int:
     async with Database(url) as db:
-        row = await queue.campaign_by_name(db, name)
+        row = await campaign_store.campaign_by_name(db, name)
         if row is None:
             raise CliError(f"no campaign named {name!r} (see 'watui campaign list')")
-        moved = await queue.requeue(db, row.id, statuses=statuses, code=code)
+        moved = await review.requeue(db, row.id, statuses=statuses, code=code)
     print(f"requeued {moved} recipients of {name}; 'watui run {name}' sends them")
     return EXIT_OK

@@ -41,9 +41,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def _status(args: argparse.Namespace) -> int:
     retry_defaults = settings_from_args(args).retry
-    summary = with_database(
+    report = with_database(
         args, lambda db: campaign_status(db, args.name, retry_defaults=retry_defaults)
     )
+    summary = report.as_json()
     if args.json:
         print(json.dumps(summary, indent=2))
         return EXIT_OK

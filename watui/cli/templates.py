@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watui.cli.errors import CliError
+
+if TYPE_CHECKING:
+    from watui.storage.rows import TemplateRecord
 
 
 def register(subparsers: Any) -> None:
@@ -56,18 +59,18 @@ def _list(args: argparse.Namespace) -> int:
     rows = asyncio.run(_list_async(settings.database_url, approved_only=not args.all))
     if args.json:
         keys = ("name", "language", "status", "category", "body_param_count", "header_format", "body_text")
-        print(json.dumps([{key: row[key] for key in keys} for row in rows], indent=2))
+        print(json.dumps([{key: getattr(row, key) for key in keys} for row in rows], indent=2))
         return 0
     if not rows:
         print("no templates cached: run 'watui templates sync'")
         return 0
     for row in rows:
-        print(f"{row['name']:<28} {row['language']:<7} {row['status']:<9} "
-              f"{row['body_param_count']} params  {(row['body_text'] or '')[:60]}")
+        print(f"{row.name:<28} {row.language:<7} {row.status:<9} "
+              f"{row.body_param_count} params  {(row.body_text or '')[:60]}")
     return 0
 
 
-async def _list_async(url: str, *, approved_only: bool) -> list[dict[str, Any]]:
+async def _list_async(url: str, *, approved_only: bool) -> list[TemplateRecord]:
     from watui.storage import templates as template_store
     from watui.storage.database import Database
 

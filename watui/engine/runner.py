@@ -15,7 +15,7 @@ from typing import Any
 from watui.engine.sender import CampaignSender, RunOutcome, RunStatus
 from watui.errors import CampaignNotRunnable
 from watui.settings import Settings
-from watui.storage import queue
+from watui.storage import campaigns as campaign_store
 from watui.storage.database import Database
 from watui.storage.schema import CampaignStatus
 
@@ -48,7 +48,7 @@ def check_send_settings(settings: Settings) -> None:
 
 async def prepare(db: Database, name: str) -> Prepared:
     """Check the campaign can run; a paused one is resumed (and says why it had paused)."""
-    row = await queue.campaign_by_name(db, name)
+    row = await campaign_store.campaign_by_name(db, name)
     if row is None:
         raise CampaignNotRunnable(f"no campaign named {name!r} (see 'watui campaign list')")
     if row.status == CampaignStatus.COMPLETED.value:
@@ -90,7 +90,7 @@ async def run_campaign(
     db = await Database(settings.database_url).open()
     try:
         prepared = await prepare(db, name)
-        chosen_rate = rate or (await queue.campaign_row(db, prepared.campaign_id)).rate
+        chosen_rate = rate or (await campaign_store.campaign_row(db, prepared.campaign_id)).rate
         client = (client_factory or _default_client)(settings)
         try:
             sender = CampaignSender(db, client, settings, prepared.campaign_id, rate=chosen_rate)

@@ -26,13 +26,15 @@ from watui.engine.collector import CollectorBetweenSends, freeze_long_lived_obje
 from watui.engine.metrics import EngineMetrics
 from watui.engine.pacer import Pacer
 from watui.engine.window import Window, little_window
+from watui.errors import CampaignError
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
-from watui.storage import queue
-from watui.storage.campaigns import CampaignError
+from watui.storage import leases, review
 from watui.storage.database import DATABASE_UNAVAILABLE, Database
-from watui.storage.queue import ClaimedRecipient, Outcome, StepInfo
 from watui.storage.schema import CLAIMABLE, CampaignStatus, RecipientStatus
+from watui.storage.sending import claims
+from watui.storage.sending.claims import StepInfo
+from watui.storage.sending.outcomes import ClaimedRecipient, Outcome
 from watui.whatsapp.errors import classify
 from watui.whatsapp.payload import build_template_message
 from watui.whatsapp.results import (
@@ -97,7 +99,7 @@ class CampaignSender:
         self.client = client
         self.settings = settings
         self.campaign_id = campaign_id
-        self.owner = owner or queue.make_owner()
+        self.owner = owner or leases.make_owner()
         self.metrics = metrics or EngineMetrics()
         self._rate_override = rate
         self.pacer = Pacer(rate or settings.send.rate)
@@ -169,14 +171,14 @@ class CampaignSender:
     async def run(self) -> RunOutcome:
         """Send until the campaign is done, paused, cancelled or stopped."""
         freeze_long_lived_objects()
-        campaign = await queue.campaign_row(self.db, self.campaign_id)
-        self._retry = campaign_store.retry_policy(campaign._mapping, self.settings.retry)
-        recovered = await queue.recover_in_doubt(self.db, self.campaign_id)
+        campaign = await campaign_store.campaign_row(self.db, self.campaign_id)
+        self._retry = campaign_store.retry_policy(campaign, self.settings.retry)
+        recovered = await leases.recover_in_doubt(self.db, self.campaign_id)
         if recovered:
             self.metrics.event(
                 "warning", f"{recovered} recipients left sending by a stopped process are in doubt"
             )
-        await queue.set_campaign_status(self.db, self.campaign_id, CampaignStatus.RUNNING)
+        await campaign_store.set_campaign_status(self.db, self.campaign_id, CampaignStatus.RUNNING)
         await self._join_peers()
         self.metrics.target_rate = self.pacer.base_rate
         self.metrics.event("started", f"sending at {self.pacer.base_rate:g} msg/s")
@@ -196,7 +198,7 @@ class CampaignSender:
     async def _join_peers(self) -> None:
         """Other processes already sending this campaign: take our share of the rate, then wait
         one control interval so that they have slowed to theirs before we add ours."""
-        self._live = await queue.heartbeat(
+        self._live = await leases.heartbeat(
             self.db, self.owner, self.campaign_id, stale_after=CONTROL_INTERVAL * 5
         )
         if self._live > 1:
@@ -227,22 +229,22 @@ class CampaignSender:
             await self._release_orphan_claims()
         unsent = [row.id for row in self._ready]
         self._ready.clear()
-        released = await queue.release(self.db, self.owner, unsent)
+        released = await leases.release(self.db, self.owner, unsent)
         self.window.give(released)
         with contextlib.suppress(Exception):
-            await queue.leave(self.db, self.owner)
+            await leases.leave(self.db, self.owner)
         self._finished.set()
 
     async def _settle(self) -> RunOutcome:
         """Record how the run ended in the campaign's status."""
         outcome = self._stop_reason or RunOutcome(RunStatus.STOPPED)
         if outcome.status is RunStatus.COMPLETED:
-            await queue.set_campaign_status(
+            await campaign_store.set_campaign_status(
                 self.db, self.campaign_id, CampaignStatus.COMPLETED, only_from=[CampaignStatus.RUNNING]
             )
             self.metrics.event("completed", "campaign completed")
         elif outcome.status is RunStatus.PAUSED:
-            await queue.set_campaign_status(
+            await campaign_store.set_campaign_status(
                 self.db, self.campaign_id, CampaignStatus.PAUSED, reason=outcome.reason,
                 only_from=[CampaignStatus.RUNNING, CampaignStatus.PAUSED],
             )
@@ -251,10 +253,10 @@ class CampaignSender:
             try:
                 await campaign_store.cancel_campaign(self.db, self.campaign_id)
             except CampaignError:  # cancelled from outside already: skip what we released since
-                await queue.skip(self.db, self.campaign_id, statuses=CLAIMABLE)
+                await review.skip(self.db, self.campaign_id, statuses=CLAIMABLE)
             self.metrics.event("cancelled", "campaign cancelled")
         else:
-            await queue.set_campaign_status(
+            await campaign_store.set_campaign_status(
                 self.db, self.campaign_id, CampaignStatus.PAUSED,
                 reason="stopped before the end; run it again to continue",
                 only_from=[CampaignStatus.RUNNING],
@@ -309,7 +311,7 @@ class CampaignSender:
         now = time.time()
         # Shielded: a stop arriving mid-claim must not lose rows the database already leased
         # to us (they would sit in `sending` and turn in_doubt); _shutdown collects them.
-        self._claiming = asyncio.ensure_future(queue.claim(
+        self._claiming = asyncio.ensure_future(claims.claim(
             self.db, step.id, self.owner, granted,
             lease_seconds=self.settings.send.lease_seconds, now=now,
         ))
@@ -333,13 +335,13 @@ class CampaignSender:
     async def _release_orphan_claims(self) -> None:
         while self._orphan_claims:
             expires, slots = self._orphan_claims[0]
-            await queue.release_claim(self.db, self.owner, expires)
+            await leases.release_claim(self.db, self.owner, expires)
             self._orphan_claims.pop(0)
             self.window.give(slots)
 
     async def _advance_step(self) -> StepInfo | None:
         """Move to the first step with pending rows; finish when there is none."""
-        step = await queue.current_step(self.db, self.campaign_id)
+        step = await claims.current_step(self.db, self.campaign_id)
         if step is None:
             self._halt(RunOutcome(RunStatus.COMPLETED))
             return None
@@ -351,11 +353,11 @@ class CampaignSender:
     async def _wait_for_due(self, step: StepInfo) -> None:
         """Nothing claimable now: wait for in-flight work or a due retry, or move on a step."""
         if self.window.used == 0 and not self._ready:
-            upcoming = await queue.current_step(self.db, self.campaign_id)
+            upcoming = await claims.current_step(self.db, self.campaign_id)
             if upcoming is None or upcoming.id != step.id:
                 self._step = None
                 return
-        due = await queue.next_due_at(self.db, step.id)
+        due = await claims.next_due_at(self.db, step.id)
         wait = IDLE_POLL if due is None else min(IDLE_POLL, max(0.01, due - time.time()))
         self._progress.clear()
         with contextlib.suppress(TimeoutError):
@@ -559,18 +561,18 @@ class CampaignSender:
 
     async def _beat_and_follow(self, stale_after: float) -> None:
         """Heartbeat (and the rate share it tells), then follow a pause or cancel from outside."""
-        live = await queue.heartbeat(self.db, self.owner, self.campaign_id, stale_after=stale_after)
+        live = await leases.heartbeat(self.db, self.owner, self.campaign_id, stale_after=stale_after)
         if live != self._live:
             self._live = live
             self.pacer.set_share(1 / live)
             self.metrics.event("shared", f"{live} process(es) share this campaign's rate")
-        state = await queue.campaign_row(self.db, self.campaign_id)
+        state = await campaign_store.campaign_row(self.db, self.campaign_id)
         self._follow_outside_status(state)
 
     async def _recover_from_dead_peers(self) -> None:
         """A peer that died mid-send left rows in `sending`: without this the step would wait
         for them forever. They become in_doubt (never resent automatically)."""
-        moved = await queue.recover_in_doubt(self.db, self.campaign_id, exclude_owner=self.owner)
+        moved = await leases.recover_in_doubt(self.db, self.campaign_id, exclude_owner=self.owner)
         if moved:
             self.metrics.event("warning", f"{moved} recipients left sending by a stopped process "
                                           "are in doubt")

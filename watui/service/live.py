@@ -47,11 +47,13 @@ from watui.service.models import (
 from watui.service.settings_view import settings_rows
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
-from watui.storage import queue
+from watui.storage import creation, review
 from watui.storage import templates as template_store
+from watui.storage.contacts import ButtonParam, ContactsSource
 from watui.storage.database import Database
-from watui.storage.importer import ButtonParam, ContactsSource
+from watui.storage.rows import CampaignRecord, TemplateRecord, iso_utc
 from watui.storage.schema import RecipientStatus
+from watui.storage.sending import claims
 from watui.storage.templates import placeholder_names
 from watui.storage.validation import preview_rows, validate_contacts
 from watui.whatsapp.errors import describe_code
@@ -97,45 +99,40 @@ class LiveBackend:
     # ----- reading -----
 
     async def list_campaigns(self) -> list[CampaignRow]:
-        summaries = await _guard(campaign_store.list_campaigns(self.db))
-        return [self._row(summary) for summary in summaries]
+        found = await _guard(campaign_store.list_campaigns(self.db))
+        return [self._row(campaign) for campaign in found]
 
     async def campaign_status(self, name: str) -> CampaignRow:
         """From the campaign's counters and one index range count, never a count over every
         recipient: the monitor asks 4 times a second (campaign_status counted all rows: 50 ms of
         CPU per call at 100,000 recipients)."""
         campaign = await _guard(campaign_store.get_campaign(self.db, name))
-        retrying = await _guard(
-            queue.count_status(self.db, int(campaign["id"]), RecipientStatus.RETRY)
-        )
-        done = campaign["sent"] + campaign["failed"] + campaign["skipped"] + campaign["in_doubt"]
-        return self._row({
-            **campaign, "pending": campaign["total"] - done, "retrying": retrying,
-            "paused_reason": campaign["pause_reason"],
-        })
+        retrying = await _guard(review.count_status(self.db, campaign.id, RecipientStatus.RETRY))
+        return self._row(campaign, retrying)
 
-    def _row(self, summary: dict[str, Any]) -> CampaignRow:
-        run = self._runs.get(summary["name"])
+    def _row(self, campaign: CampaignRecord, retrying: int = 0) -> CampaignRow:
+        run = self._runs.get(campaign.name)
         rate = eta = None
+        pending = campaign.pending
         if run is not None and run.live:
             rate = run.sender.metrics.snapshot(seconds=10).current_rate
-            eta = summary["pending"] / rate if rate > 0 and summary["pending"] else None
+            eta = pending / rate if rate > 0 and pending else None
         return CampaignRow(
-            name=summary["name"], status=CampaignState(summary["status"]), total=summary["total"],
-            sent=summary["sent"], failed=summary["failed"], pending=summary["pending"],
-            retrying=summary.get("retrying") or 0, in_doubt=summary["in_doubt"],
-            invalid=summary["invalid"], skipped=summary["skipped"], rate=rate, eta_seconds=eta,
-            paused_reason=summary["paused_reason"],
+            name=campaign.name, status=CampaignState(campaign.status), total=campaign.total,
+            sent=campaign.sent, failed=campaign.failed, pending=pending,
+            retrying=retrying, in_doubt=campaign.in_doubt,
+            invalid=campaign.invalid, skipped=campaign.skipped, rate=rate, eta_seconds=eta,
+            paused_reason=campaign.pause_reason,
         )
 
     async def list_templates(self) -> list[TemplateInfo]:
         rows = await _guard(template_store.list_templates(self.db, approved_only=True))
         return [
             TemplateInfo(
-                name=row["name"], language=row["language"], category=row.get("category") or "",
-                body=row.get("body_text") or "", param_count=row.get("body_param_count") or 0,
-                header_format=(row.get("header_format") or "").lower() or None,
-                header_text=row.get("header_text"), buttons=_template_buttons(row.get("buttons")),
+                name=row.name, language=row.language, category=row.category or "",
+                body=row.body_text or "", param_count=row.body_param_count or 0,
+                header_format=(row.header_format or "").lower() or None,
+                header_text=row.header_text, buttons=_template_buttons(row.buttons),
             )
             for row in rows
         ]
@@ -168,7 +165,7 @@ class LiveBackend:
         if run is None:
             return None
         summary = await _guard(campaign_store.get_campaign(self.db, name))
-        retrying = await _guard(queue.count_status(self.db, run.campaign_id, RecipientStatus.RETRY))
+        retrying = await _guard(review.count_status(self.db, run.campaign_id, RecipientStatus.RETRY))
         return _snapshot(
             run.sender.metrics.snapshot(self._series_seconds(name)), summary, retrying, run.live
         )
@@ -195,7 +192,7 @@ class LiveBackend:
     ) -> RetryPage:
         campaign_id = await self._campaign_id(name)
         status = RecipientStatus(status_filter.status.value) if status_filter.status else None
-        rows, total = await _guard(queue.review_page(
+        rows, total = await _guard(review.review_page(
             self.db, campaign_id, status=status, code=status_filter.code, offset=offset, limit=limit,
         ))
         return RetryPage(tuple(_retry_row(row) for row in rows), total, offset)
@@ -207,10 +204,10 @@ class LiveBackend:
 
     async def create_campaign(self, spec: CampaignSpec) -> CampaignRow:
         steps = [
-            campaign_store.StepSpec(step.template, step.language, _source(step)) for step in spec.steps
+            creation.StepSpec(step.template, step.language, _source(step)) for step in spec.steps
         ]
         # The retry policy goes into the campaign's row: `watui run` and a restarted UI use it too.
-        await _guard(campaign_store.create_campaign(
+        await _guard(creation.create_campaign(
             self.db, spec.name, steps, rate=spec.rate,
             max_retries=spec.max_retries, retry_delays=spec.retry_delays,
         ))
@@ -226,7 +223,7 @@ class LiveBackend:
             prepared = await prepare(self.db, name)
         except CampaignNotRunnable as error:
             raise BackendError(str(error)) from None
-        row = await queue.campaign_row(self.db, prepared.campaign_id)
+        row = await campaign_store.campaign_row(self.db, prepared.campaign_id)
         metrics = self._metrics.setdefault(name, EngineMetrics())
         self._first_started.setdefault(name, time.monotonic())
         sender = CampaignSender(
@@ -280,7 +277,7 @@ class LiveBackend:
         if not 0 < rate <= 100_000:
             raise BackendError("the rate must be above 0 and at most 100000 messages/s")
         campaign_id = await self._campaign_id(name)
-        await _guard(queue.set_campaign_rate(self.db, campaign_id, rate))
+        await _guard(campaign_store.set_campaign_rate(self.db, campaign_id, rate))
         run = self._runs.get(name)
         if run is not None and run.live:
             run.sender.set_rate(rate)
@@ -289,9 +286,9 @@ class LiveBackend:
         summary = await _guard(campaign_store.get_campaign(self.db, name))
         ids, statuses, code = _target(target)
         moved = await _guard(
-            queue.requeue(self.db, int(summary["id"]), statuses=statuses, code=code, ids=ids)
+            review.requeue(self.db, summary.id, statuses=statuses, code=code, ids=ids)
         )
-        if moved and summary["status"] == CampaignState.COMPLETED.value:
+        if moved and summary.status == CampaignState.COMPLETED.value:
             # "Retry" on a finished campaign means send them now; a paused one stays paused
             # (a person or a safety rule paused it), a running one picks them up by itself.
             await self.start(name)
@@ -300,7 +297,7 @@ class LiveBackend:
     async def skip(self, name: str, target: RetryTarget) -> int:
         campaign_id = await self._campaign_id(name)
         ids, statuses, code = _target(target)
-        return await _guard(queue.skip(self.db, campaign_id, statuses=statuses, code=code, ids=ids))
+        return await _guard(review.skip(self.db, campaign_id, statuses=statuses, code=code, ids=ids))
 
     async def export_retry_queue(self, name: str, status_filter: RetryFilter, path: Path) -> int:
         campaign_id = await self._campaign_id(name)
@@ -312,7 +309,7 @@ class LiveBackend:
                 writer = csv.writer(handle)
                 writer.writerow(["phone", "status", "attempts", "error_code", "meaning", "error",
                                  "next_attempt_at", "step"])
-                async for row in queue.iter_review_rows(
+                async for row in review.iter_review_rows(
                     self.db, campaign_id, status=status, code=status_filter.code
                 ):
                     writer.writerow([
@@ -327,7 +324,7 @@ class LiveBackend:
         return written
 
     async def send_test(self, spec: CampaignSpec | StepSpec | str, phone: str) -> TestSendResult:
-        from watui.storage.importer import PhoneNormaliser
+        from watui.storage.phones import PhoneNormaliser
 
         step, header_format = await self._test_step(spec)
         try:
@@ -337,8 +334,8 @@ class LiveBackend:
         params = await self._sample_params(step)
         template = await self._template(step.template, step.language)
         if header_format is None and template is not None:
-            header_format = (template.get("header_format") or "").lower() or None
-        names = placeholder_names(template.get("body_text")) if template else []
+            header_format = (template.header_format or "").lower() or None
+        names = placeholder_names(template.body_text) if template else []
         payload = build_template_message(e164, step.template, step.language, params, header_format,
                                          names or None)
         result = await self.client.send(payload)
@@ -361,11 +358,11 @@ class LiveBackend:
     async def _campaign_test_step(self, name: str) -> tuple[StepSpec, str | None]:
         """A saved campaign's step still to send (else its first), with its column mapping."""
         status = await _guard(campaign_store.campaign_status(self.db, name))
-        step = await _guard(queue.current_step(self.db, int(status["id"])))
+        step = await _guard(claims.current_step(self.db, status.campaign.id))
         if step is None:
-            first = status["steps"][0]
-            return StepSpec(first["template"], first["language"], first["contacts_file"] or ""), None
-        contacts = status["steps"][step.position]["contacts_file"] or ""
+            first = status.steps[0]
+            return StepSpec(first.template, first.language, first.contacts_file or ""), None
+        contacts = status.steps[step.position].contacts_file or ""
         mapping = step.mapping
         return (
             StepSpec(step.template_name, step.language, contacts, tuple(mapping.get("body") or ()),
@@ -376,9 +373,9 @@ class LiveBackend:
             mapping.get("header_format"),
         )
 
-    async def _template(self, name: str, language: str) -> dict[str, Any] | None:
+    async def _template(self, name: str, language: str) -> TemplateRecord | None:
         for row in await _guard(template_store.list_templates(self.db)):
-            if row["name"] == name and row["language"] == language:
+            if row.name == name and row.language == language:
                 return row
         return None
 
@@ -413,8 +410,8 @@ class LiveBackend:
         await self.db.close()
 
     async def _campaign_id(self, name: str) -> int:
-        summary = await _guard(campaign_store.get_campaign(self.db, name))
-        return int(summary["id"])
+        campaign = await _guard(campaign_store.get_campaign(self.db, name))
+        return campaign.id
 
 
 def _source(step: StepSpec) -> ContactsSource:
@@ -446,7 +443,7 @@ def _target(target: RetryTarget) -> tuple[list[int] | None, list[RecipientStatus
     return list(target), all_reviewable, None
 
 
-def _retry_row(row: queue.ReviewRow) -> RetryRow:
+def _retry_row(row: review.ReviewRow) -> RetryRow:
     return RetryRow(
         id=row.id, phone=row.phone, status=RecipientState(row.status), attempts=row.attempts,
         code=row.error_code,
@@ -457,10 +454,9 @@ def _retry_row(row: queue.ReviewRow) -> RetryRow:
 
 
 def _snapshot(
-    engine: EngineSnapshot, summary: dict[str, Any], retrying: int, live: bool
+    engine: EngineSnapshot, summary: CampaignRecord, retrying: int, live: bool
 ) -> MetricsSnapshot:
-    done = summary["sent"] + summary["failed"] + summary["skipped"] + summary["in_doubt"]
-    pending = summary["total"] - done
+    pending = summary.pending
     rate = engine.current_rate
     errors = tuple(
         ErrorCount(int(label) if label.isdigit() else None,
@@ -468,18 +464,18 @@ def _snapshot(
         for label, count in sorted(engine.errors_by_code.items(), key=lambda item: -item[1])
     )
     return MetricsSnapshot(
-        at=engine.at, status=CampaignState(summary["status"]), target_rate=engine.target_rate,
+        at=engine.at, status=CampaignState(summary.status), target_rate=engine.target_rate,
         # Complete seconds only: the engine's last value is the second still running, and
         # "sent now" read from it dips at the start of every second.
         sent_per_s=engine.sent_per_s[:-1], failed_per_s=engine.failed_per_s[:-1],
         retried_per_s=engine.retried_per_s[:-1], throttled_per_s=engine.throttled_per_s[:-1],
         latency_p50=engine.latency_p50, latency_p95=engine.latency_p95,
         in_flight=engine.in_flight, window=engine.window,
-        connection_reuse=engine.connection_reuse, total=summary["total"], sent=summary["sent"],
-        failed=summary["failed"], pending=pending, retrying=retrying,
-        in_doubt=summary["in_doubt"], skipped=summary["skipped"],
+        connection_reuse=engine.connection_reuse, total=summary.total, sent=summary.sent,
+        failed=summary.failed, pending=pending, retrying=retrying,
+        in_doubt=summary.in_doubt, skipped=summary.skipped,
         eta_seconds=pending / rate if live and rate > 0 and pending else None, errors=errors,
-        paused_reason=summary["pause_reason"],
+        paused_reason=summary.pause_reason,
     )
 
 
@@ -488,7 +484,7 @@ def _detail(result: Any) -> str:
 
 
 def _iso(timestamp: float | None) -> str:
-    return campaign_store.iso_utc(timestamp) or ""
+    return iso_utc(timestamp) or ""
 
 
 async def _guard(awaitable: Any) -> Any:

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
-from sqlalchemy import event, insert, inspect, select, text, update
+from sqlalchemy import insert, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from watui import __version__
 from watui.errors import StorageError
+from watui.storage.dialects import Dialect, dialect_for
 from watui.storage.schema import metadata, schema_info
 
 #: The schema version this watui writes. Bump it and append a step to MIGRATIONS together.
@@ -62,22 +61,12 @@ class Database:
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
-        self.dialect = make_url(url).get_backend_name()
-        if self.dialect == "sqlite":
-            _prepare_sqlite_file(url)
-            self.engine: AsyncEngine = create_async_engine(
-                url, echo=echo, connect_args={"timeout": 30}
-            )
-            event.listen(self.engine.sync_engine, "connect", _tune_sqlite)
-            self._write_turn: asyncio.Lock | None = asyncio.Lock()
-        else:
-            self.engine = create_async_engine(url, echo=echo, pool_size=5, max_overflow=5)
-            self._write_turn = None
+        #: How this database claims, flushes, locks and bulk-inserts: chosen once, here.
+        self.kind: Dialect = dialect_for(url)
+        self.dialect = self.kind.name
+        self.engine: AsyncEngine = self.kind.create_engine(url, echo=echo)
+        self._write_turn = self.kind.write_turn()
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-
-    @property
-    def is_postgres(self) -> bool:
-        return self.dialect == "postgresql"
 
     def begin(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
         """A transaction that writes; every write of watui goes through here.
@@ -102,16 +91,8 @@ class Database:
         return self._begin_in_turn(self._write_turn)
 
     async def refresh_recipient_statistics(self) -> None:
-        """After a bulk import, let PostgreSQL's planner see the recipients table as it now is.
-
-        Until autovacuum gets to it (a minute or more) the planner believed a freshly filled
-        table small and scanned it whole for each flush of 500 outcomes instead of looking them
-        up by key: 15 ms at 70,000 rows, growing with the table. SQLite plans by its indexes
-        without statistics; nothing to do there."""
-        if not self.is_postgres:
-            return
-        async with self._autocommit.connect() as conn:
-            await conn.exec_driver_sql("ANALYZE recipients")
+        """After a bulk import, let the planner see the recipients table as it now is."""
+        await self.kind.refresh_statistics(self._autocommit)
 
     @contextlib.asynccontextmanager
     async def _begin_in_turn(self, turn: asyncio.Lock) -> AsyncIterator[AsyncConnection]:
@@ -172,28 +153,6 @@ async def _current_version(conn: AsyncConnection) -> int:
     except ProgrammingError:
         return 0
     return int(row.version) if row else 0
-
-
-def _prepare_sqlite_file(url: str) -> None:
-    """Create the SQLite file readable by its owner only (it holds phone numbers)."""
-    database = make_url(url).database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return
-    path = Path(database).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not path.exists():
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-        os.close(fd)
-
-
-def _tune_sqlite(dbapi_connection: object, _record: object) -> None:
-    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA cache_size=-32768")  # 32 MiB of pages: the queue's hot index stays cached
-    cursor.close()
 
 
 def _first_line(error: BaseException) -> str:

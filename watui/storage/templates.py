@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from sqlalchemy import delete, insert, select
 
 from watui.storage.database import Database
+from watui.storage.rows import TemplateRecord
 from watui.storage.schema import templates
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
@@ -70,9 +71,10 @@ async def sync_templates(db: Database, client: TemplateSource) -> int:
     return len(rows)
 
 
-async def list_templates(db: Database, *, approved_only: bool = False) -> list[dict[str, Any]]:
+async def list_templates(db: Database, *, approved_only: bool = False) -> list[TemplateRecord]:
+    """The cached templates by name and language; with ``approved_only``, those Meta approved."""
     query = select(templates).order_by(templates.c.name, templates.c.language)
     if approved_only:
         query = query.where(templates.c.status == "APPROVED")
     async with db.engine.connect() as conn:
-        return [dict(row._mapping) for row in await conn.execute(query)]
+        return [TemplateRecord.from_row(row) for row in await conn.execute(query)]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from watui.storage.importer import (
+from watui.storage.contacts import (
     ContactsError,
     ContactsReader,
     ContactsSource,

@@ -1,0 +1,43 @@
+"""The campaign counters and the statuses that move them, for every module that moves rows.
+
+Apart because the flush, crash recovery and the retry-queue review all change recipient rows,
+and each must move the counters in the same transaction by the same table: one copy of it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from watui.storage.schema import RecipientStatus, campaigns
+
+SENDING = RecipientStatus.SENDING.value
+#: Counter columns moved by a recipient entering each status.
+COUNTED = {
+    RecipientStatus.SENT.value: "sent",
+    RecipientStatus.FAILED.value: "failed",
+    RecipientStatus.IN_DOUBT.value: "in_doubt",
+    RecipientStatus.SKIPPED.value: "skipped",
+}
+_COUNTER_COLUMNS = frozenset(COUNTED.values())
+_BUMP_COUNTERS = (
+    update(campaigns)
+    .where(campaigns.c.id == bindparam("cid"))
+    .values(
+        {
+            **{column: campaigns.c[column] + bindparam(f"d_{column}") for column in COUNTED.values()},
+            "updated_at": bindparam("now"),
+        }
+    )
+)
+
+
+async def bump_counters(
+    conn: AsyncConnection, campaign_id: int, deltas: dict[str, int], now: float
+) -> None:
+    """Move the campaign's counters by ``deltas`` ({counter column: change})."""
+    unknown = deltas.keys() - _COUNTER_COLUMNS
+    if unknown:
+        raise ValueError(f"not a counter column: {sorted(unknown)}")
+    params = {f"d_{column}": deltas.get(column, 0) for column in COUNTED.values()}
+    await conn.execute(_BUMP_COUNTERS, {"cid": campaign_id, "now": now, **params})

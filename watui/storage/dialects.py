@@ -1,0 +1,243 @@
+"""Which database this is, decided once: how it connects, claims, flushes, locks and bulk-inserts.
+
+Every difference between SQLite and PostgreSQL that storage acts on lives here, as one object
+per database that ``Database`` picks when it is made (``dialect_for``). The other modules ask
+that object instead of testing the dialect's name, so a third database, or a change in how
+one of these claims, is one class to write and one place to read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from operator import itemgetter
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import Select, event, insert
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from watui.storage.counters import COUNTED
+from watui.storage.schema import attempts, recipients
+from watui.storage.sending import postgres_batches, sqlite_batches
+from watui.storage.sending.outcomes import ATTEMPT_COLUMNS, FlushResult, Outcome, outcome_values
+from watui.storage.sending.portable_batches import (
+    CLAIM_POSTGRES,
+    CLAIM_SQLITE,
+    OWNED,
+    OWNED_LOCKED,
+    PortableBatches,
+)
+
+Query = TypeVar("Query", bound=Select[Any])
+#: Writes a batch of rows (tuples in the order of the columns it was made for).
+BatchInsert = Callable[[list[tuple[Any, ...]]], Awaitable[None]]
+ClaimedRow = Sequence[Any]  # [id, phone, params, attempts]
+
+
+class Transactions(Protocol):
+    """The two kinds of write connection a Database hands out (see Database)."""
+
+    def begin(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
+
+    def single_statement(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
+
+
+class Dialect:
+    """What storage does differently per database. This base is SQLite with the portable
+    statements (an SQLite without UPDATE FROM or JSON); the others override what they do
+    better."""
+
+    name = "sqlite"
+    batches = PortableBatches(CLAIM_SQLITE, OWNED)
+
+    def create_engine(self, url: str, *, echo: bool) -> AsyncEngine:
+        _prepare_sqlite_file(url)
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _tune_sqlite)
+        return engine
+
+    def write_turn(self) -> asyncio.Lock | None:
+        """SQLite lets one connection write at a time: this process's writers take turns on
+        this lock (see Database.begin)."""
+        return asyncio.Lock()
+
+    def claim_transaction(
+        self, db: Transactions
+    ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """A claim is several statements: one transaction."""
+        return db.begin()
+
+    async def claim_rows(
+        self, conn: AsyncConnection, *, step_id: int, statuses: Sequence[str], limit: int,
+        owner: str, expires: float, now: float,
+    ) -> Sequence[ClaimedRow]:
+        """Lease up to ``limit`` due rows, taking ``statuses`` in order; [id, phone, params,
+        attempts] each."""
+        return await self.batches.claim_rows(
+            conn, step_id=step_id, statuses=statuses, limit=limit, owner=owner,
+            expires=expires, now=now,
+        )
+
+    def flush_transaction(
+        self, db: Transactions
+    ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """A flush is several statements: one transaction."""
+        return db.begin()
+
+    async def record_outcomes(
+        self, db: Transactions, campaign_id: int, owner: str, outcomes: Sequence[Outcome],
+        now: float,
+    ) -> FlushResult:
+        """Write a batch in one transaction: the rows still leased by ``owner``, every attempt,
+        the counters."""
+        async with self.flush_transaction(db) as conn:
+            return await self.write_outcomes(conn, campaign_id, owner, outcomes, now)
+
+    async def write_outcomes(
+        self, conn: AsyncConnection, campaign_id: int, owner: str, outcomes: Sequence[Outcome],
+        now: float,
+    ) -> FlushResult:
+        """record_outcomes' work, inside its transaction."""
+        return await self.batches.record_outcomes(conn, campaign_id, owner, outcomes, now)
+
+    def locked(self, query: Query) -> Query:
+        """``query`` locking the rows it reads until the transaction ends, where the database
+        can (SQLite's writers are serialised already)."""
+        return query
+
+    async def bulk_inserter(self, conn: AsyncConnection, columns: Sequence[str]) -> BatchInsert:
+        """A bulk insert of recipients as plain tuples, in the transaction of ``conn``:
+        SQLAlchemy's per-row dict handling is most of the cost. SQLite gets an executemany of a
+        statement compiled once."""
+        compiled = insert(recipients).compile(dialect=conn.dialect, column_keys=list(columns))
+        # sqlite3 binds positionally (qmark), in table column order, the order of ``columns``.
+        assert compiled.positional and list(compiled.positiontup or ()) == list(columns)
+        sql = str(compiled)
+
+        async def insert_tuples(rows: list[tuple[Any, ...]]) -> None:
+            await conn.exec_driver_sql(sql, rows)
+
+        return insert_tuples
+
+    async def refresh_statistics(self, autocommit: AsyncEngine) -> None:
+        """After a bulk import: SQLite plans by its indexes without statistics; nothing to do."""
+
+
+_attempt_values = itemgetter(*ATTEMPT_COLUMNS)
+
+
+class SqliteJsonDialect(Dialect):
+    """SQLite with JSON and UPDATE FROM: a claim or a flush is one call into the driver's
+    thread, each batch one statement with its rows as one JSON value (sqlite_batches)."""
+
+    flush = sqlite_batches.FlushStatements(attempts.name, ATTEMPT_COLUMNS, COUNTED)
+
+    claim_rows = staticmethod(sqlite_batches.claim_rows)  # type: ignore[assignment]
+
+    async def write_outcomes(
+        self, conn: AsyncConnection, campaign_id: int, owner: str, outcomes: Sequence[Outcome],
+        now: float,
+    ) -> FlushResult:
+        written, counts = await self.flush.run(
+            conn, campaign_id=campaign_id, owner=owner, now=now,
+            outcomes=[outcome_values(o) for o in outcomes],
+            attempt_rows=[_attempt_values(o.attempt) for o in outcomes if o.attempt is not None],
+        )
+        return FlushResult(written=written, stale=len(outcomes) - written, counts=counts)
+
+
+class PostgresDialect(Dialect):
+    """PostgreSQL: a claim's rows come back as one JSON value, a flush is one statement with
+    its rows as JSON (postgres_batches); both in autocommit. Bulk inserts are COPY."""
+
+    name = "postgresql"
+    batches = PortableBatches(CLAIM_POSTGRES, OWNED_LOCKED)
+    flush = postgres_batches.FlushStatement(recipients, attempts, ATTEMPT_COLUMNS, COUNTED)
+
+    def create_engine(self, url: str, *, echo: bool) -> AsyncEngine:
+        return create_async_engine(url, echo=echo, pool_size=5, max_overflow=5)
+
+    def write_turn(self) -> asyncio.Lock | None:
+        return None  # row locks and MVCC: writers need not take turns
+
+    def claim_transaction(
+        self, db: Transactions
+    ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """A claim, like a flush, is one statement, atomic by itself: no BEGIN and COMMIT round
+        trips."""
+        return db.single_statement()
+
+    flush_transaction = claim_transaction
+    claim_rows = staticmethod(postgres_batches.claim_rows)  # type: ignore[assignment]
+
+    async def write_outcomes(
+        self, conn: AsyncConnection, campaign_id: int, owner: str, outcomes: Sequence[Outcome],
+        now: float,
+    ) -> FlushResult:
+        entered = await self.flush.run(
+            conn, now=now, owner=owner, campaign_id=campaign_id,
+            outcomes=[outcome_values(o) for o in outcomes],
+            attempt_rows=[o.attempt for o in outcomes if o.attempt is not None],
+        )
+        written = sum(entered.values())
+        counts = {COUNTED[status]: count for status, count in entered.items() if status in COUNTED}
+        return FlushResult(written=written, stale=len(outcomes) - written, counts=counts)
+
+    def locked(self, query: Query) -> Query:
+        """Row-locked, so that two writers cannot interleave."""
+        return query.with_for_update()
+
+    async def bulk_inserter(self, conn: AsyncConnection, columns: Sequence[str]) -> BatchInsert:
+        """COPY (several times faster than INSERT), on the transaction's own connection."""
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection  # the asyncpg connection, inside our transaction
+        assert driver is not None
+
+        async def copy_tuples(rows: list[tuple[Any, ...]]) -> None:
+            await driver.copy_records_to_table(recipients.name, records=rows, columns=list(columns))
+
+        return copy_tuples
+
+    async def refresh_statistics(self, autocommit: AsyncEngine) -> None:
+        """Let the planner see the recipients table as it now is.
+
+        Until autovacuum gets to it (a minute or more) the planner believed a freshly filled
+        table small and scanned it whole for each flush of 500 outcomes instead of looking them
+        up by key: 15 ms at 70,000 rows, growing with the table."""
+        async with autocommit.connect() as conn:
+            await conn.exec_driver_sql("ANALYZE recipients")
+
+
+def dialect_for(url: str) -> Dialect:
+    """The database behind ``url``: the one place the choice is made."""
+    if make_url(url).get_backend_name() == "postgresql":
+        return PostgresDialect()
+    if sqlite_batches.AVAILABLE:
+        return SqliteJsonDialect()
+    return Dialect()
+
+
+def _prepare_sqlite_file(url: str) -> None:
+    """Create the SQLite file readable by its owner only (it holds phone numbers)."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+
+
+def _tune_sqlite(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA cache_size=-32768")  # 32 MiB of pages: the queue's hot index stays cached
+    cursor.close()

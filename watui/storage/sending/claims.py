@@ -1,0 +1,98 @@
+"""The engine's queries while sending: which step is next, claim its due rows, write outcomes.
+
+Apart from leases and the retry-queue review because these run for every batch at 1,000
+msg/s; how each database does them is its Dialect's (storage.dialects), asked once per call
+here, never per row. Every change to recipient rows updates the campaign's counters in the
+same transaction, so the counters always equal the rows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+
+from watui.storage.database import Database
+from watui.storage.schema import PENDING, RecipientStatus, recipients, steps
+from watui.storage.sending.outcomes import ClaimedRecipient, FlushResult, Outcome
+
+_CLAIMED_FIRST = (RecipientStatus.RETRY.value, RecipientStatus.QUEUED.value)
+
+
+@dataclass(frozen=True, slots=True)
+class StepInfo:
+    id: int
+    position: int
+    template_name: str
+    language: str
+    mapping: dict[str, Any]
+
+
+async def current_step(db: Database, campaign_id: int) -> StepInfo | None:
+    """The first step, in order, that still has queued, retrying or sending rows."""
+    pending = (
+        select(recipients.c.id)
+        .where(recipients.c.step_id == steps.c.id, recipients.c.status.in_([s.value for s in PENDING]))
+        .limit(1)
+        .exists()
+    )
+    query = (
+        select(steps)
+        .where(steps.c.campaign_id == campaign_id, pending)
+        .order_by(steps.c.position)
+        .limit(1)
+    )
+    async with db.engine.connect() as conn:
+        row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    return StepInfo(row.id, row.position, row.template_name, row.language, json.loads(row.mapping))
+
+
+async def has_pending(db: Database, campaign_id: int) -> bool:
+    query = select(recipients.c.id).where(
+        recipients.c.campaign_id == campaign_id,
+        recipients.c.status.in_([s.value for s in PENDING]),
+    ).limit(1)
+    async with db.engine.connect() as conn:
+        return (await conn.execute(query)).first() is not None
+
+
+async def next_due_at(db: Database, step_id: int) -> float | None:
+    """When the earliest waiting retry of this step becomes due."""
+    query = select(func.min(recipients.c.next_attempt_at)).where(
+        recipients.c.step_id == step_id, recipients.c.status == RecipientStatus.RETRY.value
+    )
+    async with db.engine.connect() as conn:
+        return (await conn.execute(query)).scalar()
+
+
+async def claim(
+    db: Database, step_id: int, owner: str, limit: int, *, lease_seconds: float, now: float
+) -> list[ClaimedRecipient]:
+    """Lease up to ``limit`` due rows of one step (due retries first) and mark them sending.
+
+    On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets several processes claim side by side.
+    """
+    kind = db.kind
+    async with kind.claim_transaction(db) as conn:
+        found = await kind.claim_rows(
+            conn, step_id=step_id, statuses=_CLAIMED_FIRST, limit=limit, owner=owner,
+            expires=now + lease_seconds, now=now,
+        )
+    return [ClaimedRecipient(*row) for row in found]
+
+
+async def record_outcomes(
+    db: Database, campaign_id: int, owner: str, outcomes: Sequence[Outcome]
+) -> FlushResult:
+    """Write a batch in ONE transaction: recipient rows, attempt log, campaign counters.
+
+    Only rows still leased by ``owner`` are changed (another process may have taken over an
+    expired lease); every attempt is logged regardless, since the request really went out.
+    """
+    return await db.kind.record_outcomes(db, campaign_id, owner, outcomes, time.time())
