@@ -11,10 +11,9 @@ import asyncio
 import time
 from typing import Any
 
-from watui.storage import leases
+from watui.storage import claims, leases
 from watui.storage.database import Database
 from watui.storage.schema import RecipientStatus
-from watui.storage.sending import claims
 from watui.storage.sending.outcomes import Outcome
 from watui.whatsapp.payload import build_template_message
 from watui.whatsapp.results import Accepted

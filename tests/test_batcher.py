@@ -10,9 +10,9 @@ from sqlalchemy import select
 
 from tests.factories import make_campaign
 from watui.engine.batcher import OutcomeBatcher
+from watui.storage import claims
 from watui.storage.database import Database
 from watui.storage.schema import campaigns, recipients
-from watui.storage.sending import claims
 from watui.storage.sending.outcomes import Outcome
 
 

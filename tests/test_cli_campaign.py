@@ -14,9 +14,8 @@ import pytest
 
 from tests.spec import spec_errors
 from watui.cli.main import main
-from watui.storage import Database
+from watui.storage import Database, claims
 from watui.storage.campaigns import get_campaign
-from watui.storage.sending import claims
 from watui.whatsapp.payload import build_template_message
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,12 +21,11 @@ from tests.factories import make_campaign
 from watui.engine.sender import CampaignSender, RunStatus
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
-from watui.storage import leases, review
+from watui.storage import claims, leases, review
 from watui.storage.contacts import ContactsSource
 from watui.storage.creation import StepSpec, create_campaign
 from watui.storage.database import Database
 from watui.storage.schema import RecipientStatus, attempts, campaigns, recipients
-from watui.storage.sending import claims
 from watui.whatsapp.results import Accepted, ApiError, SendResult, TransportFailure, TransportReason
 
 Rule = Callable[[str, int], SendResult | None]

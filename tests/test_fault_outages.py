@@ -177,7 +177,7 @@ async def test_a_claim_that_committed_but_raised_gives_its_rows_back(
     from sqlalchemy.exc import OperationalError
 
     from tests.test_engine_logic import ScriptedClient, fast_settings
-    from watui.storage.sending import claims
+    from watui.storage import claims
 
     real_claim = claims.claim
     broken = {"left": 3}

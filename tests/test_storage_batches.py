@@ -18,10 +18,10 @@ from sqlalchemy.exc import OperationalError
 
 from tests.factories import make_campaign
 from tests.pgserver import PostgresServer
-from watui.storage import dialects
+from watui.storage import claims, dialects
 from watui.storage.database import Database
 from watui.storage.schema import attempts, campaigns, recipients
-from watui.storage.sending import claims, postgres_batches, sqlite_batches
+from watui.storage.sending import postgres_batches, sqlite_batches
 from watui.storage.sending.outcomes import ClaimedRecipient, Outcome, outcome_values
 
 NOW = 1_800_000_000.25

@@ -1,6 +1,6 @@
 """Collect outcomes and write them every flush interval or every N rows, whichever comes first.
 
-A flush is one transaction (see ``storage.sending.claims.record_outcomes``). When the database is busy or
+A flush is one transaction (see ``storage.claims.record_outcomes``). When the database is busy or
 down, the batch stays in memory and is tried again with growing waits: a recorded outcome is
 never dropped. Window slots are given back only once their outcome is on disk.
 """
@@ -12,8 +12,8 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from watui.storage.claims import record_outcomes
 from watui.storage.database import DATABASE_UNAVAILABLE, Database
-from watui.storage.sending.claims import record_outcomes
 from watui.storage.sending.outcomes import Outcome
 
 log = logging.getLogger(__name__)

@@ -29,11 +29,10 @@ from watui.engine.window import Window, little_window
 from watui.errors import CampaignError
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
-from watui.storage import leases, review
+from watui.storage import claims, leases, review
+from watui.storage.claims import StepInfo
 from watui.storage.database import DATABASE_UNAVAILABLE, Database
 from watui.storage.schema import CLAIMABLE, CampaignStatus, RecipientStatus
-from watui.storage.sending import claims
-from watui.storage.sending.claims import StepInfo
 from watui.storage.sending.outcomes import ClaimedRecipient, Outcome
 from watui.whatsapp.errors import classify
 from watui.whatsapp.payload import build_template_message

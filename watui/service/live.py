@@ -47,13 +47,12 @@ from watui.service.models import (
 from watui.service.settings_view import settings_rows
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
-from watui.storage import creation, review
+from watui.storage import claims, creation, review
 from watui.storage import templates as template_store
 from watui.storage.contacts import ButtonParam, ContactsSource
 from watui.storage.database import Database
 from watui.storage.rows import CampaignRecord, TemplateRecord, iso_utc
 from watui.storage.schema import RecipientStatus
-from watui.storage.sending import claims
 from watui.storage.templates import placeholder_names
 from watui.storage.validation import preview_rows, validate_contacts
 from watui.whatsapp.errors import describe_code
