@@ -7,6 +7,7 @@ from watui.settings.model import (
     SafetySettings,
     SendSettings,
     Settings,
+    WebhookSettings,
     WhatsAppSettings,
 )
 
@@ -17,6 +18,7 @@ __all__ = [
     "SendSettings",
     "Settings",
     "SettingsError",
+    "WebhookSettings",
     "WhatsAppSettings",
     "find_config_file",
     "load_settings",
