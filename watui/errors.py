@@ -68,3 +68,11 @@ class ApiUnavailable(WatuiError):
 
 class BackendError(WatuiError):
     """A command the person asked for through the service could not be done; the text says why."""
+
+
+class MalformedWebhook(WatuiError, ValueError):
+    """A webhook body that is not the JSON Meta sends (answered 400); the message says where."""
+
+
+class ReceiverError(WatuiError):
+    """The webhook receiver cannot start as configured; the message names the setting to fix."""

@@ -1,7 +1,8 @@
 """Regenerate whatsapp-schemas.json from Meta's OpenAPI spec (run by hand, not by tests).
 
 Copies only what the tests validate against: the template message request (with every schema
-it references), the send response, the Graph API error and the message_templates listing.
+it references), the send response, the Graph API error, the message_templates listing and the
+webhook payload (statuses and inbound messages).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import yaml
 
-ROOTS = ("TemplateMessage", "MessageResponsePayload", "GraphAPIError")
+ROOTS = ("TemplateMessage", "MessageResponsePayload", "GraphAPIError", "WebhookPayload")
 TEMPLATES_PATH = "/{Version}/{WABA-ID}/message_templates"
 
 
