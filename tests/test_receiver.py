@@ -9,7 +9,7 @@ import hmac
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -18,7 +18,8 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import event, func, select, update
 
-from tests.pgserver import PostgresServer, PostgresUnavailable
+from tests import test_fault_outages
+from tests.pgserver import PostgresServer
 from tests.spec import spec_errors
 from watui.errors import MalformedWebhook, ReceiverError
 from watui.receiver import WebhookReceiver
@@ -38,6 +39,9 @@ from watui.whatsapp.webhooks import parse_notification
 APP_SECRET = "app-secret-for-webhook-tests"
 VERIFY_TOKEN = "verify-token-for-webhook-tests"
 PHONE_NUMBER_ID = "106540352242922"
+
+#: A PostgreSQL server of the test's own, to stop and start again (the fault tests' fixture).
+own_postgres = test_fault_outages.own_postgres
 
 
 # ----- payloads as Meta sends them -----
@@ -387,19 +391,6 @@ async def test_sqlite_full_answers_503_then_stores_everything_once_space_returns
             assert receiver.stats().unavailable == 4
         finally:
             await receiver.stop()
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A server of this test's own: it is stopped and started again."""
-    try:
-        server = PostgresServer().start()
-    except PostgresUnavailable as error:
-        pytest.skip(f"PostgreSQL not available: {error}")
-    try:
-        yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.mark.postgres

@@ -203,6 +203,14 @@ workers = Table(
 # POST is answered as soon as its rows are written. `applied` is NULL until that is done (true:
 # applied; false: not about our messages); the partial indexes list just those, in arrival order.
 
+def _unapplied_index(table: Table) -> Index:
+    """Rows not applied yet, in arrival order; partial, so it stays as small as the backlog."""
+    unapplied = table.c.applied.is_(None)
+    return Index(
+        f"ix_{table.name}_unapplied", table.c.id, sqlite_where=unapplied, postgresql_where=unapplied
+    )
+
+
 delivery_events = Table(
     "delivery_events",
     metadata,
@@ -225,11 +233,7 @@ delivery_events = Table(
     # Meta redelivers for days and may repeat a status: each (message, status) is kept once.
     UniqueConstraint("wamid", "status", name="uq_delivery_events_wamid_status"),
 )
-Index(
-    "ix_delivery_events_unapplied", delivery_events.c.id,
-    sqlite_where=delivery_events.c.applied.is_(None),
-    postgresql_where=delivery_events.c.applied.is_(None),
-)
+_unapplied_index(delivery_events)
 
 inbound_messages = Table(
     "inbound_messages",
@@ -245,11 +249,7 @@ inbound_messages = Table(
     Column("received_at", Float, nullable=False),
     Column("applied", Boolean, nullable=True),
 )
-Index(
-    "ix_inbound_messages_unapplied", inbound_messages.c.id,
-    sqlite_where=inbound_messages.c.applied.is_(None),
-    postgresql_where=inbound_messages.c.applied.is_(None),
-)
+_unapplied_index(inbound_messages)
 
 preference_updates = Table(
     "preference_updates",
@@ -269,11 +269,7 @@ preference_updates = Table(
         "wa_id", "user_id", "category", "value", "timestamp", name="uq_preference_updates_change"
     ),
 )
-Index(
-    "ix_preference_updates_unapplied", preference_updates.c.id,
-    sqlite_where=preference_updates.c.applied.is_(None),
-    postgresql_where=preference_updates.c.applied.is_(None),
-)
+_unapplied_index(preference_updates)
 
 #: The tables schema v3 added, in the order they are created.
 WEBHOOK_TABLES = (delivery_events, inbound_messages, preference_updates)
