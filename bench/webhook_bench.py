@@ -8,7 +8,7 @@ The receiver runs in its own process (`watui webhook`, as in production) so that
 measured alone; this process offers the POSTs on a fixed schedule (open loop: a slow answer
 does not slow the offer) from requests built and signed beforehand, and an answer's latency
 counts from when its POST was due. Two shapes of traffic, both at 3,000 statuses/s (three per
-message at 1,000 msg/s): POSTs of mixed sizes (1 to 100 statuses, ~10 on average) and the
+message at 1,000 msg/s): POSTs of mixed sizes (1 to 100 statuses, ~12 on average) and the
 worst case, one status per POST (3,000 POSTs/s). A status counts once it is in the database
 (counted after the run). Figures are single runs on a shared machine: read them with the load
 average printed below the table.
@@ -44,7 +44,7 @@ TARGET_P99_MS = 250.0
 #: Keep-alive connections (Meta posts concurrently): answers wait for a commit (~20-40 ms), so
 #: 3,000 POSTs/s need about 100 in flight (Little's law).
 CONNECTIONS = 200
-#: POST sizes (statuses) and their weights for the mixed shape: mean ~10.
+#: POST sizes (statuses) and their weights for the mixed shape: mean ~12.
 MIXED_SIZES = ((1, 50), (5, 25), (25, 20), (100, 5))
 
 

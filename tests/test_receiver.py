@@ -318,6 +318,22 @@ async def test_concurrent_posts_share_one_transaction(
     assert stats.commit_p50_ms is not None and stats.commit_p99_ms is not None
 
 
+async def test_enough_waiting_updates_commit_without_waiting_for_the_interval(
+    database: Database, http: aiohttp.ClientSession
+) -> None:
+    receiver = await started(database, commit_interval_ms=5_000)
+    try:
+        full_posts = [status_payload(wamids(1_000, f"wamid.M{n}-")) for n in range(2)]
+        started_at = asyncio.get_running_loop().time()
+        answers = await asyncio.gather(*(post(http, receiver.url, body) for body in full_posts))
+        waited = asyncio.get_running_loop().time() - started_at
+    finally:
+        await receiver.stop()
+    assert [status for status, _ in answers] == [200, 200]
+    assert waited < 4.0, "2,000 waiting updates are written at once, not after 5 s"
+    assert receiver.stats().commits == 1 and await count(database, delivery_events) == 2_000
+
+
 async def test_a_stop_lets_posts_waiting_for_their_commit_finish(
     database: Database, http: aiohttp.ClientSession
 ) -> None:
