@@ -107,7 +107,7 @@ async def test_version_1_database_gains_the_retry_policy_columns(database_url: s
             info = (await conn.execute(select(schema_info))).one()
             old = (await conn.execute(select(campaigns))).one()
         assert {"max_retries", "retry_delays"} <= columns
-        assert (info.version, SCHEMA_VERSION) == (2, 2)
+        assert info.version == SCHEMA_VERSION
         assert (old.name, old.status, old.rate, old.sent, old.pause_reason) == (
             "old", "paused", 40.0, 1, "by a person"
         )

@@ -73,3 +73,7 @@ class BackendError(WatuiError):
 class MalformedWebhook(WatuiError, ValueError):
     """A webhook body that is not JSON, or not shaped like Meta's notifications; the message says
     where (the receiver answers 400 with it)."""
+
+
+class ReceiverError(WatuiError):
+    """The webhook receiver cannot start as configured; the message names the setting to fix."""

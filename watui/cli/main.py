@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "watui.cli.templates",
     "watui.cli.run",
     "watui.cli.mock",
+    "watui.cli.webhook",
     "watui.cli.demo",
 )
 

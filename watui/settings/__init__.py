@@ -8,6 +8,7 @@ from watui.settings.model import (
     SafetySettings,
     SendSettings,
     Settings,
+    WebhookSettings,
     WhatsAppSettings,
 )
 
@@ -18,6 +19,7 @@ __all__ = [
     "SendSettings",
     "Settings",
     "SettingsError",
+    "WebhookSettings",
     "WhatsAppSettings",
     "find_config_file",
     "load_settings",

@@ -86,7 +86,7 @@ def _describe(error: ValidationError, overrides: Mapping[str, Any], path: Path |
 
 
 def _is_secret(loc: list[str]) -> bool:
-    return bool(loc) and loc[-1] in {"access_token", "app_secret"}
+    return bool(loc) and loc[-1] in {"access_token", "app_secret", "verify_token"}
 
 
 def _shown_input(detail: ErrorDetails) -> str:

@@ -106,6 +106,23 @@ class HttpSettings(_Group):
     http2: bool = False
 
 
+class WebhookSettings(_Group):
+    """The receiver of Meta's webhooks (delivery statuses, inbound messages, opt-outs)."""
+
+    enabled: bool = Field(default=False, description="run the receiver inside watui and watui run")
+    host: str = Field(default="127.0.0.1", min_length=1, description="address to listen on")
+    port: int = Field(default=8788, ge=0, le=65_535, description="0 picks a free port")
+    path: str = Field(default="/webhook", pattern=r"^/[A-Za-z0-9._~/-]*$")
+    verify_token: SecretStr = Field(
+        default=SecretStr(""), description="Meta's subscription handshake token"
+    )
+    # A POST carries at most 1,000 statuses, ~0.5 MB: 2 MiB leaves room for long error texts.
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    commit_interval_ms: int = Field(default=20, ge=1, le=5_000)
+    unconfirmed_after_s: float = Field(default=600.0, ge=10, le=7 * 86_400)
+    resend_unconfirmed: bool = False
+
+
 #: The TOML file the next ``Settings()`` reads; set by ``loader.load_settings``.
 TOML_FILE: ContextVar[Path | None] = ContextVar("watui_toml_file", default=None)
 
@@ -127,6 +144,7 @@ class Settings(BaseSettings):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from watui import __version__
 from watui.errors import StorageError
 from watui.storage.dialects import Dialect, dialect_for
-from watui.storage.schema import metadata, schema_info
+from watui.storage.schema import WEBHOOK_TABLES, metadata, schema_info
 
 #: The schema version this watui writes. Bump it and append a step to MIGRATIONS together.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
@@ -47,8 +47,18 @@ async def _add_campaign_retry_policy(conn: AsyncConnection) -> None:
             await conn.execute(text(statement))
 
 
+async def _add_webhook_tables(conn: AsyncConnection) -> None:
+    """v3: delivery_events, inbound_messages and preference_updates (what webhooks report).
+
+    New tables only, so creating them from their definitions is the step; like v2, those a
+    database created by this watui (_create_v1) already has are left alone."""
+    await conn.run_sync(
+        lambda sync_conn: metadata.create_all(sync_conn, tables=WEBHOOK_TABLES, checkfirst=True)
+    )
+
+
 #: MIGRATIONS[n] takes a database at version n to n + 1. Never edit a released step.
-MIGRATIONS: list[Migration] = [_create_v1, _add_campaign_retry_policy]
+MIGRATIONS: list[Migration] = [_create_v1, _add_campaign_retry_policy, _add_webhook_tables]
 
 
 #: What a database that is down, restarting, locked or full raises: worth waiting and retrying.

@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -196,3 +197,79 @@ workers = Table(
     Column("started_at", Float, nullable=False),
     Column("last_seen", Float, nullable=False),
 )
+
+# ----- what Meta's webhooks tell us (schema v3) -----
+# Stored as they come and applied later (to recipients, counters, the opt-out list), so that a
+# POST is answered as soon as its rows are written. `applied` is NULL until that is done (true:
+# applied; false: not about our messages); the partial indexes list just those, in arrival order.
+
+def _unapplied_index(table: Table) -> Index:
+    """Rows not applied yet, in arrival order; partial, so it stays as small as the backlog."""
+    unapplied = table.c.applied.is_(None)
+    return Index(
+        f"ix_{table.name}_unapplied", table.c.id, sqlite_where=unapplied, postgresql_where=unapplied
+    )
+
+
+delivery_events = Table(
+    "delivery_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("wamid", String(200), nullable=False),
+    Column("status", String(16), nullable=False),  # sent, delivered, read, failed, ...
+    Column("timestamp", Float, nullable=False),  # when it happened, by Meta's clock
+    Column("recipient_id", String(32), nullable=True),
+    Column("user_id", String(200), nullable=True),
+    Column("phone_number_id", String(64), nullable=True),
+    Column("callback", Text, nullable=True),  # biz_opaque_callback_data echoed from the send
+    Column("error_code", Integer, nullable=True),
+    Column("error_title", Text, nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("error_details", Text, nullable=True),
+    Column("pricing_category", String(40), nullable=True),
+    Column("pricing_type", String(40), nullable=True),
+    Column("received_at", Float, nullable=False),
+    Column("applied", Boolean, nullable=True),
+    # Meta redelivers for days and may repeat a status: each (message, status) is kept once.
+    UniqueConstraint("wamid", "status", name="uq_delivery_events_wamid_status"),
+)
+_unapplied_index(delivery_events)
+
+inbound_messages = Table(
+    "inbound_messages",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("message_id", String(200), nullable=False, unique=True),  # Meta's wamid
+    Column("sender", String(32), nullable=True),  # the `from` phone number
+    Column("user_id", String(200), nullable=True),
+    Column("timestamp", Float, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("text", Text, nullable=True),
+    Column("phone_number_id", String(64), nullable=True),
+    Column("received_at", Float, nullable=False),
+    Column("applied", Boolean, nullable=True),
+)
+_unapplied_index(inbound_messages)
+
+preference_updates = Table(
+    "preference_updates",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    # '' rather than NULL when absent: NULLs never conflict, and redeliveries must.
+    Column("wa_id", String(32), nullable=False),
+    Column("user_id", String(200), nullable=False),
+    Column("category", String(64), nullable=False),  # marketing_messages
+    Column("value", String(16), nullable=False),  # stop | resume
+    Column("detail", Text, nullable=True),
+    Column("timestamp", Float, nullable=False),
+    Column("phone_number_id", String(64), nullable=True),
+    Column("received_at", Float, nullable=False),
+    Column("applied", Boolean, nullable=True),
+    UniqueConstraint(
+        "wa_id", "user_id", "category", "value", "timestamp", name="uq_preference_updates_change"
+    ),
+)
+_unapplied_index(preference_updates)
+
+#: The tables schema v3 added, in the order they are created.
+WEBHOOK_TABLES = (delivery_events, inbound_messages, preference_updates)
