@@ -21,7 +21,7 @@ from sqlalchemy import event, func, select, update
 from tests import test_fault_outages
 from tests.pgserver import PostgresServer
 from tests.spec import spec_errors
-from watui.errors import MalformedWebhook, ReceiverError
+from watui.errors import ReceiverError
 from watui.receiver import WebhookReceiver
 from watui.service.settings_view import SECRET_MASK, settings_rows
 from watui.settings import WebhookSettings, load_settings
@@ -34,7 +34,6 @@ from watui.storage.schema import (
     schema_info,
 )
 from watui.storage.webhook_events import unapplied_delivery_events
-from watui.whatsapp.webhooks import parse_notification
 
 APP_SECRET = "app-secret-for-webhook-tests"
 VERIFY_TOKEN = "verify-token-for-webhook-tests"
@@ -515,11 +514,3 @@ async def test_a_version_2_database_gains_the_webhook_tables(database_url: str) 
         assert [await count(db, table) for table in WEBHOOK_TABLES] == [0, 0, 0]
 
 
-def test_the_parser_takes_meta_fields_and_refuses_what_it_cannot_store() -> None:
-    body = status_payload(["wamid.A"], status="read", recipient_user_id="US.13491208655302741918")
-    body["entry"][0]["changes"].append({"field": "account_update", "value": {"event": "X"}})
-    (status,) = parse_notification(orjson.dumps(body)).statuses
-    assert (status.wamid, status.status, status.timestamp, status.user_id) == (
-        "wamid.A", "read", 1767225600.0, "US.13491208655302741918")
-    with pytest.raises(MalformedWebhook, match=r"statuses\[\]\.id"):
-        parse_notification(orjson.dumps(_envelope({"statuses": [{"status": "sent", "timestamp": "1"}]})))

@@ -122,6 +122,11 @@ class Notification:
     preferences: tuple[PreferenceUpdate, ...] = ()
     quality: tuple[QualityUpdate, ...] = ()
 
+    @property
+    def size(self) -> int:
+        """The updates the receiver stores (quality updates are not kept yet)."""
+        return len(self.statuses) + len(self.messages) + len(self.preferences)
+
 
 # ----- parsing -----
 
