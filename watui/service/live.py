@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from watui.engine.metrics import EngineMetrics
-from watui.engine.metrics import MetricsSnapshot as EngineSnapshot
+from watui.engine.metrics import EngineMetrics, SenderFigures
 from watui.engine.runner import CampaignNotRunnable, check_send_settings, prepare
 from watui.engine.sender import CampaignSender, RunOutcome
 from watui.errors import BackendError, WatuiError
@@ -468,7 +467,7 @@ def _retry_row(row: queue.ReviewRow) -> RetryRow:
 
 
 def _snapshot(
-    engine: EngineSnapshot, summary: dict[str, Any], retrying: int, live: bool
+    engine: SenderFigures, summary: dict[str, Any], retrying: int, live: bool
 ) -> MetricsSnapshot:
     done = summary["sent"] + summary["failed"] + summary["skipped"] + summary["in_doubt"]
     pending = summary["total"] - done
