@@ -3,7 +3,8 @@
 Four cooperating tasks in one event loop, no threads:
 - the claimer keeps a short queue of leased rows (a quarter second of sends) within the window;
 - the dispatcher takes a row, waits for the pacer's slot and fires the request as a task;
-- each request task classifies its answer and hands an Outcome to the batcher;
+- each request task records its answer: ``decisions.decide`` says what it means, the sender
+  turns that into an Outcome for the batcher, its metrics and, for some, a pause;
 - the batcher writes outcomes in one transaction per flush and frees their window slots;
 plus a control task (heartbeat, external pause/cancel, window sizing, throttle recovery).
 """
@@ -23,6 +24,7 @@ from typing import Any, Protocol
 
 from watui.engine.batcher import OutcomeBatcher
 from watui.engine.collector import CollectorBetweenSends, freeze_long_lived_objects
+from watui.engine.decisions import Failed, InDoubt, PauseCampaign, Problem, Retry, Sent, decide
 from watui.engine.metrics import EngineMetrics
 from watui.engine.pacer import Pacer
 from watui.engine.window import Window, little_window
@@ -33,12 +35,9 @@ from watui.storage.campaigns import CampaignError
 from watui.storage.database import DATABASE_UNAVAILABLE, Database
 from watui.storage.queue import ClaimedRecipient, Outcome, StepInfo
 from watui.storage.schema import CLAIMABLE, CampaignStatus, RecipientStatus
-from watui.whatsapp.errors import classify
 from watui.whatsapp.payload import build_template_message
 from watui.whatsapp.results import (
     Accepted,
-    ApiError,
-    Classification,
     ErrorKind,
     SendResult,
     TransportFailure,
@@ -421,7 +420,7 @@ class CampaignSender:
             self._requests_out -= 1
             self._connection_free.set()
             self._inflight.pop(row.id, None)
-        self._batcher.add(self._decide(row, result))
+        self._batcher.add(self._record(row, result))
         if self.metrics.in_flight == 0 and not self._ready:
             # The last answer for now: the run may be ending, and the claimer waits to see
             # these outcomes written before it looks for more (or ends the run).
@@ -439,60 +438,60 @@ class CampaignSender:
             log.exception("send failed unexpectedly")
             return TransportFailure(TransportReason.OTHER, f"{type(error).__name__}: {error}", 0.0)
 
-    # ----- deciding what an answer means -----
+    # ----- recording what an answer means -----
 
-    def _decide(self, row: ClaimedRecipient, result: SendResult) -> Outcome:
-        attempt_no = row.attempts + 1
+    def _record(self, row: ClaimedRecipient, result: SendResult) -> Outcome:
+        """The recipient's outcome for this answer (what ``decide`` says it means), counted in
+        the metrics and the failure-rate rule."""
         now = time.time()
         self.metrics.latencies.append(result.latency)
-        if isinstance(result, Accepted):
-            self.metrics.sent.add()
-            self.metrics.accepted_total += 1
-            self._note_outcome(failed=False)
-            return Outcome(
-                row.id, RecipientStatus.SENT.value, attempt_no, wamid=result.wamid, sent_at=now,
-                attempt=self._attempt_row(row, attempt_no, now, result, "accepted", None),
-            )
-        verdict = classify(result)
-        assert verdict is not None
-        code = result.code if isinstance(result, ApiError) else None
-        self.metrics.errors_by_code[_code_label(result)] += 1
-        title = _error_title(result, verdict)
-        attempt = self._attempt_row(row, attempt_no, now, result, verdict.kind.value, title)
-        common = {"error_code": code, "error_title": title, "attempt": attempt}
-        if verdict.kind is ErrorKind.PAUSE:
-            self.pause(f"{_code_label(result)}: {verdict.meaning}", by_safety_rule=True)
-            # The account refused, not the recipient: back to the queue as it was.
-            return Outcome(row.id, _back_status(row), row.attempts, now, **common)
-        if verdict.possibly_sent:
-            self.metrics.in_doubt_total += 1
-            return Outcome(row.id, RecipientStatus.IN_DOUBT.value, attempt_no, possibly_sent=True, **common)
-        if verdict.kind is ErrorKind.THROTTLE:
-            self.metrics.throttled.add()
-            if self.pacer.back_off():
-                self.metrics.event("throttled", f"{_code_label(result)}: slowing to "
-                                   f"{self.pacer.effective_rate:.0f} msg/s")
-        if verdict.kind is ErrorKind.PERMANENT:
-            return self._fail(row, attempt_no, common)
-        retries_used = attempt_no - 1
-        if retries_used >= self._retry.max_retries:
-            return self._fail(row, attempt_no, common)
-        self.metrics.retried.add()
-        self.metrics.retried_total += 1
+        decision = decide(row, result, self._retry, now)
+        if not isinstance(decision, Sent):
+            return self._record_problem(row, result, decision, now)
+        self.metrics.sent.add()
+        self.metrics.accepted_total += 1
         self._note_outcome(failed=False)
-        delay = self._retry_delay(retries_used, verdict)
-        return Outcome(row.id, RecipientStatus.RETRY.value, attempt_no, now + delay, **common)
+        attempt_no = row.attempts + 1
+        return Outcome(
+            row.id, RecipientStatus.SENT.value, attempt_no, wamid=decision.wamid, sent_at=now,
+            attempt=self._attempt_row(row, attempt_no, now, result, "accepted", None),
+        )
 
-    def _fail(self, row: ClaimedRecipient, attempt_no: int, common: dict[str, Any]) -> Outcome:
+    def _record_problem(
+        self, row: ClaimedRecipient, result: SendResult, decision: Retry | Failed | InDoubt |
+        PauseCampaign, now: float,
+    ) -> Outcome:
+        problem = decision.problem
+        self.metrics.errors_by_code[problem.label] += 1
+        attempt_no = row.attempts + 1
+        attempt = self._attempt_row(row, attempt_no, now, result, problem.kind.value, problem.title)
+        if isinstance(decision, PauseCampaign):
+            self.pause(decision.reason, by_safety_rule=True)
+            return _problem_outcome(row, decision.back_to, row.attempts, problem, attempt, now)
+        if isinstance(decision, InDoubt):
+            self.metrics.in_doubt_total += 1
+            return _problem_outcome(
+                row, RecipientStatus.IN_DOUBT, attempt_no, problem, attempt, possibly_sent=True
+            )
+        if problem.kind is ErrorKind.THROTTLE:
+            self._slow_down(problem.label)
+        if isinstance(decision, Retry):
+            self.metrics.retried.add()
+            self.metrics.retried_total += 1
+            self._note_outcome(failed=False)
+            return _problem_outcome(row, RecipientStatus.RETRY, attempt_no, problem, attempt, decision.at)
         self.metrics.failed.add()
         self.metrics.failed_total += 1
         self._note_outcome(failed=True)
-        return Outcome(row.id, RecipientStatus.FAILED.value, attempt_no, **common)
+        return _problem_outcome(row, RecipientStatus.FAILED, attempt_no, problem, attempt)
 
-    def _retry_delay(self, retries_used: int, verdict: Classification) -> float:
-        delays = self._retry.delays
-        configured = delays[min(retries_used, len(delays) - 1)]
-        return max(configured, verdict.wait)
+    def _slow_down(self, label: str) -> None:
+        """A throttle answer: count it and slow the pacer (which speeds up again by itself)."""
+        self.metrics.throttled.add()
+        if self.pacer.back_off():
+            self.metrics.event(
+                "throttled", f"{label}: slowing to {self.pacer.effective_rate:.0f} msg/s"
+            )
 
     def _note_outcome(self, *, failed: bool) -> None:
         """The failure-rate rule: too many recipients failing means something is wrong."""
@@ -612,23 +611,11 @@ class CampaignSender:
         return int(getattr(stats, "requests", 0)), int(getattr(stats, "new_connections", 0))
 
 
-def _back_status(row: ClaimedRecipient) -> str:
-    return RecipientStatus.QUEUED.value if row.attempts == 0 else RecipientStatus.RETRY.value
-
-
-def _code_label(result: SendResult) -> str:
-    if isinstance(result, ApiError):
-        return str(result.code) if result.code is not None else f"HTTP {result.http_status}"
-    if isinstance(result, TransportFailure):
-        return result.reason.value
-    return "accepted"
-
-
-def _error_title(result: SendResult, verdict: Classification) -> str:
-    if isinstance(result, ApiError):
-        detail = f" — {result.details}" if result.details else ""
-        return f"{result.title}{detail}"[:500]
-    if isinstance(result, TransportFailure):
-        return f"{result.reason.value}: {result.detail}"[:500]
-    return verdict.meaning
-
+def _problem_outcome(
+    row: ClaimedRecipient, status: RecipientStatus, attempts: int, problem: Problem,
+    attempt: dict[str, Any], next_attempt_at: float = 0.0, *, possibly_sent: bool = False,
+) -> Outcome:
+    return Outcome(
+        row.id, status.value, attempts, next_attempt_at, error_code=problem.code,
+        error_title=problem.title, possibly_sent=possibly_sent, attempt=attempt,
+    )
