@@ -27,6 +27,7 @@ from watui.engine.collector import CollectorBetweenSends, freeze_long_lived_obje
 from watui.engine.decisions import Failed, InDoubt, PauseCampaign, Problem, Retry, Sent, decide
 from watui.engine.metrics import EngineMetrics
 from watui.engine.pacer import Pacer
+from watui.engine.safety import FailureRateRule
 from watui.engine.window import Window, little_window
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
@@ -110,8 +111,7 @@ class CampaignSender:
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
         self._progress = asyncio.Event()  # all outcomes written, or a stop: the idle claimer looks again
-        self._recent_failures: deque[bool] = deque(maxlen=settings.safety.window)
-        self._recent_failure_count = 0
+        self._failure_rate = FailureRateRule(settings.safety)
         self._live = 1  # processes sending this campaign, this one included
         self._claiming: asyncio.Future[list[ClaimedRecipient]] | None = None
         self._first_claim = True
@@ -450,7 +450,7 @@ class CampaignSender:
             return self._record_problem(row, result, decision, now)
         self.metrics.sent.add()
         self.metrics.accepted_total += 1
-        self._note_outcome(failed=False)
+        self._count_for_failure_rate(False)
         attempt_no = row.attempts + 1
         return Outcome(
             row.id, RecipientStatus.SENT.value, attempt_no, wamid=decision.wamid, sent_at=now,
@@ -478,11 +478,11 @@ class CampaignSender:
         if isinstance(decision, Retry):
             self.metrics.retried.add()
             self.metrics.retried_total += 1
-            self._note_outcome(failed=False)
+            self._count_for_failure_rate(False)
             return _problem_outcome(row, RecipientStatus.RETRY, attempt_no, problem, attempt, decision.at)
         self.metrics.failed.add()
         self.metrics.failed_total += 1
-        self._note_outcome(failed=True)
+        self._count_for_failure_rate(True)
         return _problem_outcome(row, RecipientStatus.FAILED, attempt_no, problem, attempt)
 
     def _slow_down(self, label: str) -> None:
@@ -493,25 +493,12 @@ class CampaignSender:
                 "throttled", f"{label}: slowing to {self.pacer.effective_rate:.0f} msg/s"
             )
 
-    def _note_outcome(self, *, failed: bool) -> None:
-        """The failure-rate rule: too many recipients failing means something is wrong."""
-        window = self._recent_failures
-        if len(window) == window.maxlen and window[0]:
-            self._recent_failure_count -= 1
-        window.append(failed)
-        self._recent_failure_count += failed
-        safety = self.settings.safety
-        if len(window) < max(safety.min_outcomes, 1):
-            return
-        rate = self._recent_failure_count / len(window)
-        if rate > safety.max_failure_rate and self._stop_reason is None:
+    def _count_for_failure_rate(self, failed: bool) -> None:
+        rate = self._failure_rate.record(failed)
+        if rate is not None and self._stop_reason is None:
             top = self.metrics.errors_by_code.most_common(1)
-            cause = f" (most common: {top[0][0]})" if top else ""
-            self.pause(
-                f"failure rate {rate:.0%} over the last {len(window)} sends is above "
-                f"{safety.max_failure_rate:.0%}{cause}",
-                by_safety_rule=True,
-            )
+            reason = self._failure_rate.reason(rate, top[0][0] if top else None)
+            self.pause(reason, by_safety_rule=True)
 
     def _attempt_row(
         self, row: ClaimedRecipient, attempt_no: int, now: float, result: SendResult,
