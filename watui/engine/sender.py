@@ -6,7 +6,7 @@ Four cooperating tasks in one event loop, no threads:
 - each request task records its answer: ``decisions.decide`` says what it means, the sender
   turns that into an Outcome for the batcher, its metrics and, for some, a pause;
 - the batcher writes outcomes in one transaction per flush and frees their window slots;
-plus a control task (heartbeat, external pause/cancel, window sizing, throttle recovery).
+plus the control task (``control.ControlLoop``: heartbeat, outside pause/cancel, window sizing).
 """
 
 from __future__ import annotations
@@ -24,15 +24,16 @@ from typing import Any, Protocol
 
 from watui.engine.batcher import OutcomeBatcher
 from watui.engine.collector import CollectorBetweenSends, freeze_long_lived_objects
+from watui.engine.control import ControlLoop
 from watui.engine.decisions import Failed, InDoubt, PauseCampaign, Problem, Retry, Sent, decide
 from watui.engine.metrics import EngineMetrics
 from watui.engine.pacer import Pacer
 from watui.engine.safety import FailureRateRule
-from watui.engine.window import Window, little_window
+from watui.engine.window import CLAIM_LEAD, Window, window_size
+from watui.errors import CampaignError
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
 from watui.storage import queue
-from watui.storage.campaigns import CampaignError
 from watui.storage.database import DATABASE_UNAVAILABLE, Database
 from watui.storage.queue import ClaimedRecipient, Outcome, StepInfo
 from watui.storage.schema import CLAIMABLE, CampaignStatus, RecipientStatus
@@ -47,10 +48,6 @@ from watui.whatsapp.results import (
 
 log = logging.getLogger(__name__)
 
-CLAIM_LEAD = 0.25  # seconds of sends kept claimed ahead of the dispatcher
-CONTROL_INTERVAL = 1.0  # heartbeat, external status and window sizing
-RECOVERY_EVERY = 10  # control ticks between looks for rows a dead peer left in `sending`
-DEFAULT_LATENCY = 0.3  # assumed p95 before any answer came back
 IDLE_POLL = 0.5  # how often an idle claimer looks for due retries
 CLAIM_RETRY_FIRST = 0.1  # seconds before claiming again after a database error; doubles
 CLAIM_RETRY_MAX = 5.0
@@ -101,7 +98,9 @@ class CampaignSender:
         self.metrics = metrics or EngineMetrics()
         self._rate_override = rate
         self.pacer = Pacer(rate or settings.send.rate)
-        self.window = Window(self._window_size())
+        self.window = Window(
+            window_size(settings.send, self.pacer.effective_rate, self.metrics.p95_latency())
+        )
         self._ready: deque[ClaimedRecipient] = deque()
         self._ready_event = asyncio.Event()
         self._low_water = asyncio.Event()
@@ -112,7 +111,6 @@ class CampaignSender:
         self._finished = asyncio.Event()
         self._progress = asyncio.Event()  # all outcomes written, or a stop: the idle claimer looks again
         self._failure_rate = FailureRateRule(settings.safety)
-        self._live = 1  # processes sending this campaign, this one included
         self._claiming: asyncio.Future[list[ClaimedRecipient]] | None = None
         self._first_claim = True
         #: (lease expiry, window slots) of claims that failed and may have leased rows anyway.
@@ -126,7 +124,6 @@ class CampaignSender:
         self._low_water_mark = 1  # the dispatcher asks for a claim below this many ready rows
         #: Set by run(): the campaign's own retry policy where its row has one, else the settings'.
         self._retry: campaign_store.RetryPolicy
-        self._pool_warned = False
         self._batcher = OutcomeBatcher(
             db, campaign_id, self.owner,
             interval=settings.send.flush_interval_ms / 1000,
@@ -136,6 +133,10 @@ class CampaignSender:
         )
         self.metrics.connection_stats = self._connection_stats
         self._collector = CollectorBetweenSends()
+        self._control = ControlLoop(
+            db, campaign_id, self.owner, settings, pacer=self.pacer, window=self.window,
+            metrics=self.metrics, collector=self._collector, pause=self.pause, cancel=self.cancel,
+        )
 
     # ----- commands (plain methods, called by the TUI and the CLI) -----
 
@@ -156,7 +157,7 @@ class CampaignSender:
         self.pacer.set_rate(rate)
         self._rate_override = rate
         self.metrics.target_rate = rate
-        self.window.resize(self._window_size())
+        self._control.resize_window()
         self.metrics.event("rate", f"rate changed from {old:g} to {rate:g} msg/s")
 
     @property
@@ -170,13 +171,9 @@ class CampaignSender:
         freeze_long_lived_objects()
         campaign = await queue.campaign_row(self.db, self.campaign_id)
         self._retry = campaign_store.retry_policy(campaign._mapping, self.settings.retry)
-        recovered = await queue.recover_in_doubt(self.db, self.campaign_id)
-        if recovered:
-            self.metrics.event(
-                "warning", f"{recovered} recipients left sending by a stopped process are in doubt"
-            )
+        await self._control.recover_in_doubt()
         await queue.set_campaign_status(self.db, self.campaign_id, CampaignStatus.RUNNING)
-        await self._join_peers()
+        await self._control.join_peers()
         self.metrics.target_rate = self.pacer.base_rate
         self.metrics.event("started", f"sending at {self.pacer.base_rate:g} msg/s")
         batcher_task = asyncio.create_task(self._batcher.run(), name="watui-batcher")
@@ -184,24 +181,13 @@ class CampaignSender:
             asyncio.create_task(self._claimer(), name="watui-claimer"),
             asyncio.create_task(self._dispatcher(), name="watui-dispatcher"),
         ]
-        control_task = asyncio.create_task(self._control(), name="watui-control")
+        control_task = asyncio.create_task(self._control.run(self._stopping), name="watui-control")
         with self._collector:
             try:
                 await self._stopping.wait()
             finally:
                 await self._shutdown(tasks, control_task, batcher_task)
         return await self._settle()
-
-    async def _join_peers(self) -> None:
-        """Other processes already sending this campaign: take our share of the rate, then wait
-        one control interval so that they have slowed to theirs before we add ours."""
-        self._live = await queue.heartbeat(
-            self.db, self.owner, self.campaign_id, stale_after=CONTROL_INTERVAL * 5
-        )
-        if self._live > 1:
-            self.pacer.set_share(1 / self._live)
-            self.metrics.event("shared", f"sharing the rate with {self._live - 1} other process(es)")
-            await asyncio.sleep(CONTROL_INTERVAL * 1.2)
 
     async def _shutdown(
         self, tasks: list[asyncio.Task[None]], control_task: asyncio.Task[None],
@@ -517,79 +503,6 @@ class CampaignSender:
             "wamid": result.wamid if isinstance(result, Accepted) else None,
             "worker": self.owner,
         }
-
-    # ----- control -----
-
-    async def _control(self) -> None:
-        """Heartbeat, share the rate with other processes, notice outside pause/cancel."""
-        stale_after = CONTROL_INTERVAL * 5
-        tick = 0
-        while not self._stopping.is_set():
-            # Not at tick 0: _join_peers has just beaten the heart, and the first claim
-            # should not wait behind a second heartbeat for the write turn.
-            try:
-                if tick:
-                    if tick % RECOVERY_EVERY == 0:
-                        await self._recover_from_dead_peers()
-                    await self._beat_and_follow(stale_after)
-            except Exception as error:  # the database may be restarting: keep sending, say so
-                self.metrics.event("warning", f"control: {error!s:.120}")
-            tick += 1
-            self._collector.collect_if_idle()
-            self.metrics.paced_rate = self.pacer.effective_rate
-            self._warn_if_pool_too_small()
-            self.metrics.window = self.window.capacity
-            self.window.resize(self._window_size())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), CONTROL_INTERVAL)
-
-    async def _beat_and_follow(self, stale_after: float) -> None:
-        """Heartbeat (and the rate share it tells), then follow a pause or cancel from outside."""
-        live = await queue.heartbeat(self.db, self.owner, self.campaign_id, stale_after=stale_after)
-        if live != self._live:
-            self._live = live
-            self.pacer.set_share(1 / live)
-            self.metrics.event("shared", f"{live} process(es) share this campaign's rate")
-        state = await queue.campaign_row(self.db, self.campaign_id)
-        self._follow_outside_status(state)
-
-    async def _recover_from_dead_peers(self) -> None:
-        """A peer that died mid-send left rows in `sending`: without this the step would wait
-        for them forever. They become in_doubt (never resent automatically)."""
-        moved = await queue.recover_in_doubt(self.db, self.campaign_id, exclude_owner=self.owner)
-        if moved:
-            self.metrics.event("warning", f"{moved} recipients left sending by a stopped process "
-                                          "are in doubt")
-
-    def _warn_if_pool_too_small(self) -> None:
-        """Requests in flight cannot exceed the connection pool (HTTP/1.1: one per connection)."""
-        p95 = self.metrics.p95_latency()
-        pool = self.settings.http.max_connections
-        if self._pool_warned or p95 is None or p95 <= 0:
-            return
-        ceiling = pool / p95
-        if ceiling < self.pacer.effective_rate * 0.98:
-            self._pool_warned = True
-            self.metrics.event(
-                "warning",
-                f"http.max_connections={pool} caps sending at about {ceiling:.0f} msg/s with "
-                f"{p95 * 1000:.0f} ms answers; raise it to at least "
-                f"{int(self.pacer.effective_rate * p95 * 1.3) + 1}",
-            )
-
-    def _follow_outside_status(self, state: Any) -> None:
-        if state.status == CampaignStatus.PAUSED.value:
-            self.pause(state.pause_reason or "paused from another process")
-        elif state.status == CampaignStatus.CANCELLED.value:
-            self.cancel()
-
-    def _window_size(self) -> int:
-        fixed = self.settings.send.max_in_flight
-        if fixed:
-            return fixed
-        p95 = self.metrics.p95_latency() if hasattr(self, "metrics") else None
-        hold = self.settings.send.flush_interval_ms / 1000 + CLAIM_LEAD
-        return little_window(self.pacer.effective_rate, p95 or DEFAULT_LATENCY, hold)
 
     def _connection_stats(self) -> tuple[int, int]:
         stats = self.client.connection_stats()
