@@ -40,6 +40,7 @@ from watui.storage.schema import CLAIMABLE, CampaignStatus, RecipientStatus
 from watui.whatsapp.payload import build_template_message
 from watui.whatsapp.results import (
     Accepted,
+    ConnectionStats,
     ErrorKind,
     SendResult,
     TransportFailure,
@@ -58,7 +59,7 @@ class Client(Protocol):
         self, payload: dict[str, Any], on_written: Callable[[float], None] | None = None
     ) -> SendResult: ...
 
-    def connection_stats(self) -> Any: ...
+    def connection_stats(self) -> ConnectionStats | tuple[int, int]: ...
 
 
 class RunStatus(StrEnum):
@@ -129,7 +130,7 @@ class CampaignSender:
             interval=settings.send.flush_interval_ms / 1000,
             max_rows=settings.send.flush_max_rows,
             on_written=self._outcomes_written,
-            on_trouble=lambda text: self.metrics.event("warning", text),
+            on_trouble=self._warn,
         )
         self.metrics.connection_stats = self._connection_stats
         self._collector = CollectorBetweenSends()
@@ -137,6 +138,9 @@ class CampaignSender:
             db, campaign_id, self.owner, settings, pacer=self.pacer, window=self.window,
             metrics=self.metrics, collector=self._collector, pause=self.pause, cancel=self.cancel,
         )
+
+    def _warn(self, text: str) -> None:
+        self.metrics.event("warning", text)
 
     # ----- commands (plain methods, called by the TUI and the CLI) -----
 
@@ -508,7 +512,7 @@ class CampaignSender:
         stats = self.client.connection_stats()
         if isinstance(stats, tuple):
             return stats
-        return int(getattr(stats, "requests", 0)), int(getattr(stats, "new_connections", 0))
+        return stats.requests, stats.new_connections
 
 
 def _problem_outcome(
