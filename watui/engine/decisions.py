@@ -77,7 +77,9 @@ class PauseCampaign:
     problem: Problem
 
 
-Decision = Sent | Retry | Failed | InDoubt | PauseCampaign
+#: Every decision but Sent: each carries the Problem it is about.
+ProblemDecision = Retry | Failed | InDoubt | PauseCampaign
+Decision = Sent | ProblemDecision
 
 
 def decide(

@@ -25,7 +25,15 @@ from typing import Any, Protocol
 from watui.engine.batcher import OutcomeBatcher
 from watui.engine.collector import CollectorBetweenSends, freeze_long_lived_objects
 from watui.engine.control import ControlLoop
-from watui.engine.decisions import Failed, InDoubt, PauseCampaign, Problem, Retry, Sent, decide
+from watui.engine.decisions import (
+    InDoubt,
+    PauseCampaign,
+    Problem,
+    ProblemDecision,
+    Retry,
+    Sent,
+    decide,
+)
 from watui.engine.metrics import EngineMetrics
 from watui.engine.pacer import Pacer
 from watui.engine.safety import FailureRateRule
@@ -448,8 +456,7 @@ class CampaignSender:
         )
 
     def _record_problem(
-        self, row: ClaimedRecipient, result: SendResult, decision: Retry | Failed | InDoubt |
-        PauseCampaign, now: float,
+        self, row: ClaimedRecipient, result: SendResult, decision: ProblemDecision, now: float
     ) -> Outcome:
         problem = decision.problem
         self.metrics.errors_by_code[problem.label] += 1
