@@ -282,10 +282,10 @@ async def test_throttle_answers_slow_the_pacer_and_are_retried(database: Databas
 async def test_a_dead_peers_rows_do_not_block_the_campaign(database: Database, monkeypatch) -> None:
     """A peer on another host died holding leases: once they expire, the live sender turns them
     in_doubt and finishes, instead of waiting for them forever."""
-    import watui.engine.sender as sender_module
+    import watui.engine.control as control_module
 
-    monkeypatch.setattr(sender_module, "CONTROL_INTERVAL", 0.05)
-    monkeypatch.setattr(sender_module, "RECOVERY_EVERY", 2)
+    monkeypatch.setattr(control_module, "CONTROL_INTERVAL", 0.05)
+    monkeypatch.setattr(control_module, "RECOVERY_EVERY", 2)
     campaign_id = await make_campaign(database, recipients_per_step=20)
     step = await claims.current_step(database, campaign_id)
     assert step is not None

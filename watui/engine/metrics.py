@@ -19,8 +19,9 @@ LATENCY_SAMPLES = 2_000
 
 
 @dataclass(frozen=True, slots=True)
-class EngineEvent:
-    """Something a person should notice: a pause, a rate change, a step change."""
+class SenderEvent:
+    """Something a person should notice: a pause, a rate change, a step change. The service
+    hands it to the UI as its own ``EngineEvent``."""
 
     seq: int
     at: float  # wall-clock seconds
@@ -29,8 +30,9 @@ class EngineEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class MetricsSnapshot:
-    """Everything a dashboard shows, as plain data."""
+class SenderFigures:
+    """One run's figures as the sender counts them, as plain data. The service adds the
+    campaign's stored counters to make the UI's ``MetricsSnapshot``."""
 
     at: float
     target_rate: float  # what the user allowed
@@ -109,28 +111,28 @@ class EngineMetrics:
         self.target_rate = 0.0
         self.paced_rate = 0.0
         self.connection_stats: Callable[[], tuple[int, int]] = lambda: (0, 0)
-        self._events: deque[EngineEvent] = deque(maxlen=500)
+        self._events: deque[SenderEvent] = deque(maxlen=500)
         self._seq = 0
 
-    def event(self, kind: str, text: str) -> EngineEvent:
+    def event(self, kind: str, text: str) -> SenderEvent:
         self._seq += 1
-        item = EngineEvent(self._seq, self._wall_clock(), kind, text)
+        item = SenderEvent(self._seq, self._wall_clock(), kind, text)
         self._events.append(item)
         return item
 
-    def events_since(self, seq: int) -> list[EngineEvent]:
+    def events_since(self, seq: int) -> list[SenderEvent]:
         """Events newer than ``seq`` (0 for all that are kept)."""
         return [item for item in self._events if item.seq > seq]
 
     def p95_latency(self) -> float | None:
         return _percentile(sorted(self.latencies), 0.95)
 
-    def snapshot(self, seconds: int = 120) -> MetricsSnapshot:
+    def snapshot(self, seconds: int = 120) -> SenderFigures:
         ordered = sorted(self.latencies)
         sent = self.sent.values(seconds)
         requests, new_connections = self.connection_stats()
         recent = sent[-6:-1] or (0,)  # the last five complete seconds
-        return MetricsSnapshot(
+        return SenderFigures(
             at=self._wall_clock(),
             target_rate=self.target_rate,
             paced_rate=self.paced_rate,

@@ -10,14 +10,20 @@ import contextlib
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
-from watui.engine.sender import CampaignSender, RunOutcome, RunStatus
+from watui.engine.sender import CampaignSender, Client, RunOutcome, RunStatus
 from watui.errors import CampaignNotRunnable
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
 from watui.storage.database import Database
 from watui.storage.schema import CampaignStatus
+
+
+class ClosingClient(Client, Protocol):
+    """The client a run opens, and closes when the run ends."""
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +88,7 @@ async def run_campaign(
     name: str,
     *,
     rate: float | None = None,
-    client_factory: Callable[[Settings], Any] | None = None,
+    client_factory: Callable[[Settings], ClosingClient] | None = None,
     on_start: Callable[[CampaignSender, Prepared], Awaitable[None] | None] | None = None,
 ) -> tuple[RunOutcome, Prepared]:
     """Open the database and the client, run the campaign, close both (whatever happens)."""
@@ -110,7 +116,7 @@ async def run_campaign(
         await db.close()
 
 
-def _default_client(settings: Settings) -> Any:
+def _default_client(settings: Settings) -> ClosingClient:
     from watui.whatsapp.client import WhatsAppClient
 
     return WhatsAppClient(settings.whatsapp, settings.http)

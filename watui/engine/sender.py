@@ -3,9 +3,10 @@
 Four cooperating tasks in one event loop, no threads:
 - the claimer keeps a short queue of leased rows (a quarter second of sends) within the window;
 - the dispatcher takes a row, waits for the pacer's slot and fires the request as a task;
-- each request task classifies its answer and hands an Outcome to the batcher;
+- each request task records its answer: ``decisions.decide`` says what it means, the sender
+  turns that into an Outcome for the batcher, its metrics and, for some, a pause;
 - the batcher writes outcomes in one transaction per flush and frees their window slots;
-plus a control task (heartbeat, external pause/cancel, window sizing, throttle recovery).
+plus the control task (``control.ControlLoop``: heartbeat, outside pause/cancel, window sizing).
 """
 
 from __future__ import annotations
@@ -23,23 +24,33 @@ from typing import Any, Protocol
 
 from watui.engine.batcher import OutcomeBatcher
 from watui.engine.collector import CollectorBetweenSends, freeze_long_lived_objects
+from watui.engine.control import ControlLoop
+from watui.engine.decisions import (
+    InDoubt,
+    PauseCampaign,
+    Problem,
+    ProblemDecision,
+    Retry,
+    Sent,
+    decide,
+)
 from watui.engine.metrics import EngineMetrics
 from watui.engine.pacer import Pacer
-from watui.engine.window import Window, little_window
+from watui.engine.safety import FailureRateRule
+from watui.engine.window import CLAIM_LEAD, Window, window_size
 from watui.errors import CampaignError
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
 from watui.storage import claims, leases, review
 from watui.storage.claims import StepInfo
 from watui.storage.database import DATABASE_UNAVAILABLE, Database
+from watui.storage.rows import RetryPolicy
 from watui.storage.schema import CLAIMABLE, CampaignStatus, RecipientStatus
 from watui.storage.sending.outcomes import ClaimedRecipient, Outcome
-from watui.whatsapp.errors import classify
 from watui.whatsapp.payload import build_template_message
 from watui.whatsapp.results import (
     Accepted,
-    ApiError,
-    Classification,
+    ConnectionStats,
     ErrorKind,
     SendResult,
     TransportFailure,
@@ -48,10 +59,6 @@ from watui.whatsapp.results import (
 
 log = logging.getLogger(__name__)
 
-CLAIM_LEAD = 0.25  # seconds of sends kept claimed ahead of the dispatcher
-CONTROL_INTERVAL = 1.0  # heartbeat, external status and window sizing
-RECOVERY_EVERY = 10  # control ticks between looks for rows a dead peer left in `sending`
-DEFAULT_LATENCY = 0.3  # assumed p95 before any answer came back
 IDLE_POLL = 0.5  # how often an idle claimer looks for due retries
 CLAIM_RETRY_FIRST = 0.1  # seconds before claiming again after a database error; doubles
 CLAIM_RETRY_MAX = 5.0
@@ -62,7 +69,7 @@ class Client(Protocol):
         self, payload: dict[str, Any], on_written: Callable[[float], None] | None = None
     ) -> SendResult: ...
 
-    def connection_stats(self) -> Any: ...
+    def connection_stats(self) -> ConnectionStats | tuple[int, int]: ...
 
 
 class RunStatus(StrEnum):
@@ -102,7 +109,9 @@ class CampaignSender:
         self.metrics = metrics or EngineMetrics()
         self._rate_override = rate
         self.pacer = Pacer(rate or settings.send.rate)
-        self.window = Window(self._window_size())
+        self.window = Window(
+            window_size(settings.send, self.pacer.effective_rate, self.metrics.p95_latency())
+        )
         self._ready: deque[ClaimedRecipient] = deque()
         self._ready_event = asyncio.Event()
         self._low_water = asyncio.Event()
@@ -112,9 +121,7 @@ class CampaignSender:
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
         self._progress = asyncio.Event()  # all outcomes written, or a stop: the idle claimer looks again
-        self._recent_failures: deque[bool] = deque(maxlen=settings.safety.window)
-        self._recent_failure_count = 0
-        self._live = 1  # processes sending this campaign, this one included
+        self._failure_rate = FailureRateRule(settings.safety)
         self._claiming: asyncio.Future[list[ClaimedRecipient]] | None = None
         self._first_claim = True
         #: (lease expiry, window slots) of claims that failed and may have leased rows anyway.
@@ -127,17 +134,23 @@ class CampaignSender:
         self._connection_free = asyncio.Event()
         self._low_water_mark = 1  # the dispatcher asks for a claim below this many ready rows
         #: Set by run(): the campaign's own retry policy where its row has one, else the settings'.
-        self._retry: campaign_store.RetryPolicy
-        self._pool_warned = False
+        self._retry: RetryPolicy
         self._batcher = OutcomeBatcher(
             db, campaign_id, self.owner,
             interval=settings.send.flush_interval_ms / 1000,
             max_rows=settings.send.flush_max_rows,
             on_written=self._outcomes_written,
-            on_trouble=lambda text: self.metrics.event("warning", text),
+            on_trouble=self._warn,
         )
         self.metrics.connection_stats = self._connection_stats
         self._collector = CollectorBetweenSends()
+        self._control = ControlLoop(
+            db, campaign_id, self.owner, settings, pacer=self.pacer, window=self.window,
+            metrics=self.metrics, collector=self._collector, pause=self.pause, cancel=self.cancel,
+        )
+
+    def _warn(self, text: str) -> None:
+        self.metrics.event("warning", text)
 
     # ----- commands (plain methods, called by the TUI and the CLI) -----
 
@@ -158,7 +171,7 @@ class CampaignSender:
         self.pacer.set_rate(rate)
         self._rate_override = rate
         self.metrics.target_rate = rate
-        self.window.resize(self._window_size())
+        self._control.resize_window()
         self.metrics.event("rate", f"rate changed from {old:g} to {rate:g} msg/s")
 
     @property
@@ -172,13 +185,9 @@ class CampaignSender:
         freeze_long_lived_objects()
         campaign = await campaign_store.campaign_row(self.db, self.campaign_id)
         self._retry = campaign_store.retry_policy(campaign, self.settings.retry)
-        recovered = await leases.recover_in_doubt(self.db, self.campaign_id)
-        if recovered:
-            self.metrics.event(
-                "warning", f"{recovered} recipients left sending by a stopped process are in doubt"
-            )
+        await self._control.recover_in_doubt()
         await campaign_store.set_campaign_status(self.db, self.campaign_id, CampaignStatus.RUNNING)
-        await self._join_peers()
+        await self._control.join_peers()
         self.metrics.target_rate = self.pacer.base_rate
         self.metrics.event("started", f"sending at {self.pacer.base_rate:g} msg/s")
         batcher_task = asyncio.create_task(self._batcher.run(), name="watui-batcher")
@@ -186,24 +195,13 @@ class CampaignSender:
             asyncio.create_task(self._claimer(), name="watui-claimer"),
             asyncio.create_task(self._dispatcher(), name="watui-dispatcher"),
         ]
-        control_task = asyncio.create_task(self._control(), name="watui-control")
+        control_task = asyncio.create_task(self._control.run(self._stopping), name="watui-control")
         with self._collector:
             try:
                 await self._stopping.wait()
             finally:
                 await self._shutdown(tasks, control_task, batcher_task)
         return await self._settle()
-
-    async def _join_peers(self) -> None:
-        """Other processes already sending this campaign: take our share of the rate, then wait
-        one control interval so that they have slowed to theirs before we add ours."""
-        self._live = await leases.heartbeat(
-            self.db, self.owner, self.campaign_id, stale_after=CONTROL_INTERVAL * 5
-        )
-        if self._live > 1:
-            self.pacer.set_share(1 / self._live)
-            self.metrics.event("shared", f"sharing the rate with {self._live - 1} other process(es)")
-            await asyncio.sleep(CONTROL_INTERVAL * 1.2)
 
     async def _shutdown(
         self, tasks: list[asyncio.Task[None]], control_task: asyncio.Task[None],
@@ -422,7 +420,7 @@ class CampaignSender:
             self._requests_out -= 1
             self._connection_free.set()
             self._inflight.pop(row.id, None)
-        self._batcher.add(self._decide(row, result))
+        self._batcher.add(self._record(row, result))
         if self.metrics.in_flight == 0 and not self._ready:
             # The last answer for now: the run may be ending, and the claimer waits to see
             # these outcomes written before it looks for more (or ends the run).
@@ -440,80 +438,66 @@ class CampaignSender:
             log.exception("send failed unexpectedly")
             return TransportFailure(TransportReason.OTHER, f"{type(error).__name__}: {error}", 0.0)
 
-    # ----- deciding what an answer means -----
+    # ----- recording what an answer means -----
 
-    def _decide(self, row: ClaimedRecipient, result: SendResult) -> Outcome:
-        attempt_no = row.attempts + 1
+    def _record(self, row: ClaimedRecipient, result: SendResult) -> Outcome:
+        """The recipient's outcome for this answer (what ``decide`` says it means), counted in
+        the metrics and the failure-rate rule."""
         now = time.time()
         self.metrics.latencies.append(result.latency)
-        if isinstance(result, Accepted):
-            self.metrics.sent.add()
-            self.metrics.accepted_total += 1
-            self._note_outcome(failed=False)
-            return Outcome(
-                row.id, RecipientStatus.SENT.value, attempt_no, wamid=result.wamid, sent_at=now,
-                attempt=self._attempt_row(row, attempt_no, now, result, "accepted", None),
-            )
-        verdict = classify(result)
-        assert verdict is not None
-        code = result.code if isinstance(result, ApiError) else None
-        self.metrics.errors_by_code[_code_label(result)] += 1
-        title = _error_title(result, verdict)
-        attempt = self._attempt_row(row, attempt_no, now, result, verdict.kind.value, title)
-        common = {"error_code": code, "error_title": title, "attempt": attempt}
-        if verdict.kind is ErrorKind.PAUSE:
-            self.pause(f"{_code_label(result)}: {verdict.meaning}", by_safety_rule=True)
-            # The account refused, not the recipient: back to the queue as it was.
-            return Outcome(row.id, _back_status(row), row.attempts, now, **common)
-        if verdict.possibly_sent:
-            self.metrics.in_doubt_total += 1
-            return Outcome(row.id, RecipientStatus.IN_DOUBT.value, attempt_no, possibly_sent=True, **common)
-        if verdict.kind is ErrorKind.THROTTLE:
-            self.metrics.throttled.add()
-            if self.pacer.back_off():
-                self.metrics.event("throttled", f"{_code_label(result)}: slowing to "
-                                   f"{self.pacer.effective_rate:.0f} msg/s")
-        if verdict.kind is ErrorKind.PERMANENT:
-            return self._fail(row, attempt_no, common)
-        retries_used = attempt_no - 1
-        if retries_used >= self._retry.max_retries:
-            return self._fail(row, attempt_no, common)
-        self.metrics.retried.add()
-        self.metrics.retried_total += 1
-        self._note_outcome(failed=False)
-        delay = self._retry_delay(retries_used, verdict)
-        return Outcome(row.id, RecipientStatus.RETRY.value, attempt_no, now + delay, **common)
+        decision = decide(row, result, self._retry, now)
+        if not isinstance(decision, Sent):
+            return self._record_problem(row, result, decision, now)
+        self.metrics.sent.add()
+        self.metrics.accepted_total += 1
+        self._count_for_failure_rate(False)
+        attempt_no = row.attempts + 1
+        return Outcome(
+            row.id, RecipientStatus.SENT.value, attempt_no, wamid=decision.wamid, sent_at=now,
+            attempt=self._attempt_row(row, attempt_no, now, result, "accepted", None),
+        )
 
-    def _fail(self, row: ClaimedRecipient, attempt_no: int, common: dict[str, Any]) -> Outcome:
+    def _record_problem(
+        self, row: ClaimedRecipient, result: SendResult, decision: ProblemDecision, now: float
+    ) -> Outcome:
+        problem = decision.problem
+        self.metrics.errors_by_code[problem.label] += 1
+        attempt_no = row.attempts + 1
+        attempt = self._attempt_row(row, attempt_no, now, result, problem.kind.value, problem.title)
+        if isinstance(decision, PauseCampaign):
+            self.pause(decision.reason, by_safety_rule=True)
+            return _problem_outcome(row, decision.back_to, row.attempts, problem, attempt, now)
+        if isinstance(decision, InDoubt):
+            self.metrics.in_doubt_total += 1
+            return _problem_outcome(
+                row, RecipientStatus.IN_DOUBT, attempt_no, problem, attempt, possibly_sent=True
+            )
+        if problem.kind is ErrorKind.THROTTLE:
+            self._slow_down(problem.label)
+        if isinstance(decision, Retry):
+            self.metrics.retried.add()
+            self.metrics.retried_total += 1
+            self._count_for_failure_rate(False)
+            return _problem_outcome(row, RecipientStatus.RETRY, attempt_no, problem, attempt, decision.at)
         self.metrics.failed.add()
         self.metrics.failed_total += 1
-        self._note_outcome(failed=True)
-        return Outcome(row.id, RecipientStatus.FAILED.value, attempt_no, **common)
+        self._count_for_failure_rate(True)
+        return _problem_outcome(row, RecipientStatus.FAILED, attempt_no, problem, attempt)
 
-    def _retry_delay(self, retries_used: int, verdict: Classification) -> float:
-        delays = self._retry.delays
-        configured = delays[min(retries_used, len(delays) - 1)]
-        return max(configured, verdict.wait)
-
-    def _note_outcome(self, *, failed: bool) -> None:
-        """The failure-rate rule: too many recipients failing means something is wrong."""
-        window = self._recent_failures
-        if len(window) == window.maxlen and window[0]:
-            self._recent_failure_count -= 1
-        window.append(failed)
-        self._recent_failure_count += failed
-        safety = self.settings.safety
-        if len(window) < max(safety.min_outcomes, 1):
-            return
-        rate = self._recent_failure_count / len(window)
-        if rate > safety.max_failure_rate and self._stop_reason is None:
-            top = self.metrics.errors_by_code.most_common(1)
-            cause = f" (most common: {top[0][0]})" if top else ""
-            self.pause(
-                f"failure rate {rate:.0%} over the last {len(window)} sends is above "
-                f"{safety.max_failure_rate:.0%}{cause}",
-                by_safety_rule=True,
+    def _slow_down(self, label: str) -> None:
+        """A throttle answer: count it and slow the pacer (which speeds up again by itself)."""
+        self.metrics.throttled.add()
+        if self.pacer.back_off():
+            self.metrics.event(
+                "throttled", f"{label}: slowing to {self.pacer.effective_rate:.0f} msg/s"
             )
+
+    def _count_for_failure_rate(self, failed: bool) -> None:
+        rate = self._failure_rate.record(failed)
+        if rate is not None and self._stop_reason is None:
+            top = self.metrics.errors_by_code.most_common(1)
+            reason = self._failure_rate.reason(rate, top[0][0] if top else None)
+            self.pause(reason, by_safety_rule=True)
 
     def _attempt_row(
         self, row: ClaimedRecipient, attempt_no: int, now: float, result: SendResult,
@@ -533,103 +517,18 @@ class CampaignSender:
             "worker": self.owner,
         }
 
-    # ----- control -----
-
-    async def _control(self) -> None:
-        """Heartbeat, share the rate with other processes, notice outside pause/cancel."""
-        stale_after = CONTROL_INTERVAL * 5
-        tick = 0
-        while not self._stopping.is_set():
-            # Not at tick 0: _join_peers has just beaten the heart, and the first claim
-            # should not wait behind a second heartbeat for the write turn.
-            try:
-                if tick:
-                    if tick % RECOVERY_EVERY == 0:
-                        await self._recover_from_dead_peers()
-                    await self._beat_and_follow(stale_after)
-            except Exception as error:  # the database may be restarting: keep sending, say so
-                self.metrics.event("warning", f"control: {error!s:.120}")
-            tick += 1
-            self._collector.collect_if_idle()
-            self.metrics.paced_rate = self.pacer.effective_rate
-            self._warn_if_pool_too_small()
-            self.metrics.window = self.window.capacity
-            self.window.resize(self._window_size())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), CONTROL_INTERVAL)
-
-    async def _beat_and_follow(self, stale_after: float) -> None:
-        """Heartbeat (and the rate share it tells), then follow a pause or cancel from outside."""
-        live = await leases.heartbeat(self.db, self.owner, self.campaign_id, stale_after=stale_after)
-        if live != self._live:
-            self._live = live
-            self.pacer.set_share(1 / live)
-            self.metrics.event("shared", f"{live} process(es) share this campaign's rate")
-        state = await campaign_store.campaign_row(self.db, self.campaign_id)
-        self._follow_outside_status(state)
-
-    async def _recover_from_dead_peers(self) -> None:
-        """A peer that died mid-send left rows in `sending`: without this the step would wait
-        for them forever. They become in_doubt (never resent automatically)."""
-        moved = await leases.recover_in_doubt(self.db, self.campaign_id, exclude_owner=self.owner)
-        if moved:
-            self.metrics.event("warning", f"{moved} recipients left sending by a stopped process "
-                                          "are in doubt")
-
-    def _warn_if_pool_too_small(self) -> None:
-        """Requests in flight cannot exceed the connection pool (HTTP/1.1: one per connection)."""
-        p95 = self.metrics.p95_latency()
-        pool = self.settings.http.max_connections
-        if self._pool_warned or p95 is None or p95 <= 0:
-            return
-        ceiling = pool / p95
-        if ceiling < self.pacer.effective_rate * 0.98:
-            self._pool_warned = True
-            self.metrics.event(
-                "warning",
-                f"http.max_connections={pool} caps sending at about {ceiling:.0f} msg/s with "
-                f"{p95 * 1000:.0f} ms answers; raise it to at least "
-                f"{int(self.pacer.effective_rate * p95 * 1.3) + 1}",
-            )
-
-    def _follow_outside_status(self, state: Any) -> None:
-        if state.status == CampaignStatus.PAUSED.value:
-            self.pause(state.pause_reason or "paused from another process")
-        elif state.status == CampaignStatus.CANCELLED.value:
-            self.cancel()
-
-    def _window_size(self) -> int:
-        fixed = self.settings.send.max_in_flight
-        if fixed:
-            return fixed
-        p95 = self.metrics.p95_latency() if hasattr(self, "metrics") else None
-        hold = self.settings.send.flush_interval_ms / 1000 + CLAIM_LEAD
-        return little_window(self.pacer.effective_rate, p95 or DEFAULT_LATENCY, hold)
-
     def _connection_stats(self) -> tuple[int, int]:
         stats = self.client.connection_stats()
         if isinstance(stats, tuple):
             return stats
-        return int(getattr(stats, "requests", 0)), int(getattr(stats, "new_connections", 0))
+        return stats.requests, stats.new_connections
 
 
-def _back_status(row: ClaimedRecipient) -> str:
-    return RecipientStatus.QUEUED.value if row.attempts == 0 else RecipientStatus.RETRY.value
-
-
-def _code_label(result: SendResult) -> str:
-    if isinstance(result, ApiError):
-        return str(result.code) if result.code is not None else f"HTTP {result.http_status}"
-    if isinstance(result, TransportFailure):
-        return result.reason.value
-    return "accepted"
-
-
-def _error_title(result: SendResult, verdict: Classification) -> str:
-    if isinstance(result, ApiError):
-        detail = f" — {result.details}" if result.details else ""
-        return f"{result.title}{detail}"[:500]
-    if isinstance(result, TransportFailure):
-        return f"{result.reason.value}: {result.detail}"[:500]
-    return verdict.meaning
-
+def _problem_outcome(
+    row: ClaimedRecipient, status: RecipientStatus, attempts: int, problem: Problem,
+    attempt: dict[str, Any], next_attempt_at: float = 0.0, *, possibly_sent: bool = False,
+) -> Outcome:
+    return Outcome(
+        row.id, status.value, attempts, next_attempt_at, error_code=problem.code,
+        error_title=problem.title, possibly_sent=possibly_sent, attempt=attempt,
+    )

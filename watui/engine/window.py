@@ -12,14 +12,27 @@ from __future__ import annotations
 import asyncio
 import math
 
+from watui.settings import SendSettings
+
 HEADROOM = 1.5
 FLOOR = 8
 CEILING = 5_000
+CLAIM_LEAD = 0.25  # seconds of sends kept claimed ahead of the dispatcher
+DEFAULT_LATENCY = 0.3  # assumed p95 before any answer came back
 
 
 def little_window(rate: float, p95_latency: float, hold: float) -> int:
     """Slots needed to keep ``rate`` sends/s going when each slot is held ``p95_latency + hold``."""
     return max(FLOOR, min(CEILING, math.ceil(rate * (p95_latency + hold) * HEADROOM)))
+
+
+def window_size(send: SendSettings, rate: float, p95_latency: float | None) -> int:
+    """The window for sending at ``rate``: ``send.max_in_flight`` when set, else Little's law
+    with a slot held for the answer, the claim lead and a flush interval."""
+    if send.max_in_flight:
+        return send.max_in_flight
+    hold = send.flush_interval_ms / 1000 + CLAIM_LEAD
+    return little_window(rate, p95_latency or DEFAULT_LATENCY, hold)
 
 
 class Window:

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from watui.engine.metrics import EngineMetrics
-from watui.engine.metrics import MetricsSnapshot as EngineSnapshot
+from watui.engine.metrics import EngineMetrics, SenderFigures
 from watui.engine.runner import CampaignNotRunnable, check_send_settings, prepare
 from watui.engine.sender import CampaignSender, RunOutcome
 from watui.errors import BackendError, WatuiError
@@ -453,7 +452,7 @@ def _retry_row(row: review.ReviewRow) -> RetryRow:
 
 
 def _snapshot(
-    engine: EngineSnapshot, summary: CampaignRecord, retrying: int, live: bool
+    engine: SenderFigures, summary: CampaignRecord, retrying: int, live: bool
 ) -> MetricsSnapshot:
     pending = summary.pending
     rate = engine.current_rate

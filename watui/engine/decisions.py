@@ -1,0 +1,130 @@
+"""What an answer means for one recipient: sent, try again at a time, failed, in doubt, or
+pause the whole campaign.
+
+Pure (no I/O, and no clock: ``now`` is an argument) so that every row of the error table can be
+checked without a database or a network; the sender turns a decision into an outcome row and
+its metrics. It runs once per message, a thousand times a second: one small object per answer,
+no copies, no logging.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from watui.storage.rows import RetryPolicy
+from watui.storage.schema import RecipientStatus
+from watui.storage.sending.outcomes import ClaimedRecipient
+from watui.whatsapp.errors import classify
+from watui.whatsapp.results import (
+    Accepted,
+    ApiError,
+    Classification,
+    ErrorKind,
+    SendResult,
+    TransportFailure,
+)
+
+#: The longest error title kept (the recipient's last error and the attempt log).
+TITLE_LIMIT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """What went wrong with one request, as it is stored and counted."""
+
+    kind: ErrorKind  # also the attempt log's outcome
+    code: int | None  # the API's error code; None for a transport failure or a bare HTTP error
+    label: str  # what errors are counted under: the code, "HTTP 503" or the transport reason
+    title: str  # the API's own words, or the transport failure's
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """Accepted by the API (only webhooks prove delivery)."""
+
+    wamid: str
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Transient: the recipient is tried again from ``at`` (wall-clock seconds)."""
+
+    at: float
+    problem: Problem
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """Never tried again: a permanent error, or the retries are used up."""
+
+    problem: Problem
+
+
+@dataclass(frozen=True, slots=True)
+class InDoubt:
+    """The request may have been accepted: never resent automatically, a person decides."""
+
+    problem: Problem
+
+
+@dataclass(frozen=True, slots=True)
+class PauseCampaign:
+    """The account was refused, not the recipient: the campaign pauses and the recipient goes
+    back to the queue as it was, this attempt not counted."""
+
+    reason: str
+    back_to: RecipientStatus
+    problem: Problem
+
+
+#: Every decision but Sent: each carries the Problem it is about.
+ProblemDecision = Retry | Failed | InDoubt | PauseCampaign
+Decision = Sent | ProblemDecision
+
+
+def decide(
+    row: ClaimedRecipient, result: SendResult, policy: RetryPolicy, now: float
+) -> Decision:
+    """What ``result`` means for ``row``, which had ``row.attempts`` requests before this one."""
+    if isinstance(result, Accepted):
+        return Sent(result.wamid)
+    verdict = classify(result)
+    assert verdict is not None
+    label = _code_label(result)
+    problem = Problem(
+        verdict.kind, result.code if isinstance(result, ApiError) else None, label,
+        _error_title(result),
+    )
+    if verdict.kind is ErrorKind.PAUSE:
+        return PauseCampaign(f"{label}: {verdict.meaning}", _back_status(row), problem)
+    if verdict.possibly_sent:
+        return InDoubt(problem)
+    if verdict.kind is ErrorKind.PERMANENT or row.attempts >= policy.max_retries:
+        return Failed(problem)
+    return Retry(now + _retry_delay(row.attempts, verdict, policy), problem)
+
+
+def _code_label(result: ApiError | TransportFailure) -> str:
+    """The key a failed request is counted under in the metrics' errors by code."""
+    if isinstance(result, ApiError):
+        return str(result.code) if result.code is not None else f"HTTP {result.http_status}"
+    return result.reason.value
+
+
+def _error_title(result: ApiError | TransportFailure) -> str:
+    if isinstance(result, ApiError):
+        detail = f" — {result.details}" if result.details else ""
+        return f"{result.title}{detail}"[:TITLE_LIMIT]
+    return f"{result.reason.value}: {result.detail}"[:TITLE_LIMIT]
+
+
+def _retry_delay(retries_used: int, verdict: Classification, policy: RetryPolicy) -> float:
+    """The policy's delay for this retry (its last one repeats), or longer when the error
+    itself says how long to wait (a throttle, the pair limit)."""
+    delays = policy.delays
+    configured = delays[min(retries_used, len(delays) - 1)]
+    return max(configured, verdict.wait)
+
+
+def _back_status(row: ClaimedRecipient) -> RecipientStatus:
+    return RecipientStatus.QUEUED if row.attempts == 0 else RecipientStatus.RETRY
