@@ -266,6 +266,7 @@ async def test_pause_resume_cancel(database: Database, tmp_path: Path) -> None:
         await conn.execute(update(campaigns).values(sent=1, status="running", started_at=NOW))
     assert await count_by_status(database, campaign_id) == {
         "queued": 2, "sending": 0, "sent": 1, "retry": 1, "failed": 0, "in_doubt": 0, "skipped": 0,
+        "unconfirmed": 0,
     }  # fmt: skip
     assert await cancel_campaign(database, campaign_id, clock=lambda: NOW + 60) == 3
     status = (await campaign_status(database, "spring")).as_json()

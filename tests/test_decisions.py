@@ -8,7 +8,6 @@ against a real database in test_engine_logic.py.
 from __future__ import annotations
 
 import pytest
-from watui.storage.sending.outcomes import ClaimedRecipient
 
 from watui.engine.decisions import (
     TITLE_LIMIT,
@@ -23,6 +22,7 @@ from watui.engine.decisions import (
 )
 from watui.storage.campaigns import RetryPolicy
 from watui.storage.schema import RecipientStatus
+from watui.storage.sending.outcomes import ClaimedRecipient
 from watui.whatsapp.errors import ERROR_TABLE
 from watui.whatsapp.results import (
     Accepted,

@@ -66,7 +66,7 @@ def test_pending_counts_recipients_without_a_final_outcome() -> None:
 
 def test_reviewable_statuses_are_the_ones_a_person_acts_on() -> None:
     assert set(REVIEWABLE_STATUSES) == {RecipientStatus.RETRY, RecipientStatus.FAILED,
-                                        RecipientStatus.IN_DOUBT}  # fmt: skip
+                                        RecipientStatus.IN_DOUBT, RecipientStatus.UNCONFIRMED}  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -108,6 +108,9 @@ class RecipientStatus(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"  # by a person, or the campaign was cancelled
     IN_DOUBT = "in_doubt"  # a crash left it 'sending'; never resent without a person
+    #: In doubt, and no status webhook came for it while others for its number did: almost
+    #: certainly never accepted, so it may be resent (by a person, or webhook.resend_unconfirmed).
+    UNCONFIRMED = "unconfirmed"
 
 
 #: What a person can review in the retry queue, and requeue or skip.
@@ -115,13 +118,37 @@ REVIEWABLE_STATUSES: tuple[RecipientStatus, ...] = (
     RecipientStatus.RETRY,
     RecipientStatus.FAILED,
     RecipientStatus.IN_DOUBT,
+    RecipientStatus.UNCONFIRMED,
 )
 
 
-def pending(total: int, sent: int, failed: int, skipped: int, in_doubt: int) -> int:
+def pending(
+    total: int, sent: int, failed: int, skipped: int, in_doubt: int, unconfirmed: int = 0
+) -> int:
     """Recipients still to be sent (queued, sending or waiting for a retry): every counted
-    recipient without a final outcome. Never below zero."""
-    return max(0, total - sent - failed - skipped - in_doubt)
+    recipient without an outcome, so that total = sent + failed + skipped + in_doubt +
+    unconfirmed + pending. Never below zero."""
+    return max(0, total - sent - failed - skipped - in_doubt - unconfirmed)
+
+
+class DeliveryState(StrEnum):
+    """What Meta's status webhooks said of an accepted message, the furthest first wins: a
+    message only moves forward (sent → delivered → read), and ``failed`` is final unless a
+    delivered or read also comes (a person with several devices), which wins."""
+
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+
+
+#: Each state's rank: a status webhook is applied only when it ranks above the one recorded.
+DELIVERY_RANK = {
+    DeliveryState.SENT: 1,
+    DeliveryState.FAILED: 2,
+    DeliveryState.DELIVERED: 3,
+    DeliveryState.READ: 4,
+}
 
 
 # ----- templates -----

@@ -256,6 +256,7 @@ async def counters_match_rows(db: Database, campaign_id: int) -> dict[str, tuple
         "failed": by_status[RecipientStatus.FAILED.value],
         "skipped": by_status[RecipientStatus.SKIPPED.value],
         "in_doubt": by_status[RecipientStatus.IN_DOUBT.value],
+        "unconfirmed": by_status[RecipientStatus.UNCONFIRMED.value],
         "invalid": int(reject_count),
     }
     return {

@@ -18,6 +18,7 @@ COUNTED = {
     RecipientStatus.FAILED.value: "failed",
     RecipientStatus.IN_DOUBT.value: "in_doubt",
     RecipientStatus.SKIPPED.value: "skipped",
+    RecipientStatus.UNCONFIRMED.value: "unconfirmed",
 }
 _COUNTER_COLUMNS = frozenset(COUNTED.values())
 _BUMP_COUNTERS = (

@@ -39,22 +39,36 @@ async def _add_campaign_retry_policy(conn: AsyncConnection) -> None:
     _create_v1 builds the CURRENT tables, so a database created by this watui has them already:
     only the missing ones are added.
     """
-    existing = await conn.run_sync(
-        lambda sync_conn: {column["name"] for column in inspect(sync_conn).get_columns("campaigns")}
-    )
-    for name, statement in _V2_CAMPAIGN_COLUMNS.items():
-        if name not in existing:
-            await conn.execute(text(statement))
+    await _add_missing_columns(conn, "campaigns", _V2_CAMPAIGN_COLUMNS)
+
+
+_V3_CAMPAIGN_COLUMNS = {
+    name: f"ALTER TABLE campaigns ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0"
+    for name in ("delivered", "read", "failed_after", "unconfirmed")
+}
 
 
 async def _add_webhook_tables(conn: AsyncConnection) -> None:
-    """v3: delivery_events, inbound_messages and preference_updates (what webhooks report).
+    """v3: what webhooks report: delivery_events, inbound_messages and preference_updates as they
+    come, deliveries per recipient, the delivery counters on campaigns, and room in
+    recipients.status for 'unconfirmed'.
 
-    New tables only, so creating them from their definitions is the step; like v2, those a
-    database created by this watui (_create_v1) already has are left alone."""
+    Like v2, what a database created by this watui (_create_v1) already has is left alone."""
     await conn.run_sync(
         lambda sync_conn: metadata.create_all(sync_conn, tables=WEBHOOK_TABLES, checkfirst=True)
     )
+    await _add_missing_columns(conn, "campaigns", _V3_CAMPAIGN_COLUMNS)
+    if conn.dialect.name == "postgresql":  # SQLite does not enforce a VARCHAR's length
+        await conn.execute(text("ALTER TABLE recipients ALTER COLUMN status TYPE VARCHAR(16)"))
+
+
+async def _add_missing_columns(conn: AsyncConnection, table: str, statements: dict[str, str]) -> None:
+    existing = await conn.run_sync(
+        lambda sync_conn: {column["name"] for column in inspect(sync_conn).get_columns(table)}
+    )
+    for name, statement in statements.items():
+        if name not in existing:
+            await conn.execute(text(statement))
 
 
 #: MIGRATIONS[n] takes a database at version n to n + 1. Never edit a released step.

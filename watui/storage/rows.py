@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from watui.rules import pending
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
@@ -40,6 +42,10 @@ class CampaignRecord:
     invalid: int
     skipped: int
     in_doubt: int
+    delivered: int  # accepted messages Meta reported delivered (or read)
+    read: int
+    failed_after: int  # failures reported after acceptance (also in `failed`)
+    unconfirmed: int
     pause_reason: str | None
     created_at: float
     started_at: float | None
@@ -74,9 +80,10 @@ class CampaignRecord:
 
     @property
     def pending(self) -> int:
-        """Recipients not yet sent, failed, skipped or in doubt."""
-        done = self.sent + self.failed + self.skipped + self.in_doubt
-        return self.total - done
+        """Recipients still to be sent (``rules.pending``)."""
+        return pending(
+            self.total, self.sent, self.failed, self.skipped, self.in_doubt, self.unconfirmed
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,6 @@ on both databases. JSON lives in TEXT columns so that SQLite and PostgreSQL stor
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -24,6 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from watui.rules import CampaignStatus, RecipientStatus
+
 #: SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for 10M+ rows.
 BigId = BigInteger().with_variant(sqlite.INTEGER(), "sqlite").with_variant(
     postgresql.BIGINT(), "postgresql"
@@ -32,22 +32,6 @@ BigId = BigInteger().with_variant(sqlite.INTEGER(), "sqlite").with_variant(
 metadata = MetaData()
 
 
-class CampaignStatus(StrEnum):
-    DRAFT = "draft"
-    RUNNING = "running"
-    PAUSED = "paused"
-    COMPLETED = "completed"
-    CANCELLED = "cancelled"
-
-
-class RecipientStatus(StrEnum):
-    QUEUED = "queued"
-    SENDING = "sending"
-    SENT = "sent"
-    RETRY = "retry"
-    FAILED = "failed"
-    IN_DOUBT = "in_doubt"
-    SKIPPED = "skipped"
 
 
 #: Statuses the engine may claim (when next_attempt_at is due).
@@ -81,6 +65,12 @@ campaigns = Table(
     Column("invalid", Integer, nullable=False, default=0),
     Column("skipped", Integer, nullable=False, default=0),
     Column("in_doubt", Integer, nullable=False, default=0),
+    # What status webhooks told (schema v3): accepted messages delivered and read, failures
+    # after acceptance (also counted in `failed`), and in-doubt recipients never confirmed.
+    Column("delivered", Integer, nullable=False, default=0),
+    Column("read", Integer, nullable=False, default=0),
+    Column("failed_after", Integer, nullable=False, default=0),
+    Column("unconfirmed", Integer, nullable=False, default=0),
     Column("pause_reason", Text, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("started_at", Float, nullable=True),
@@ -115,7 +105,7 @@ recipients = Table(
     Column("line_no", Integer, nullable=False),  # line in the contacts file, for people
     Column("phone", String(20), nullable=False),  # E.164
     Column("params", Text, nullable=False),  # JSON: {"body": [...], "header": ..., "buttons": [...]}
-    Column("status", String(10), nullable=False, default=RecipientStatus.QUEUED.value),
+    Column("status", String(16), nullable=False, default=RecipientStatus.QUEUED.value),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", Float, nullable=False, default=0.0),
     Column("lease_owner", String(120), nullable=True),
@@ -271,5 +261,28 @@ preference_updates = Table(
 )
 _unapplied_index(preference_updates)
 
+deliveries = Table(
+    "deliveries",
+    metadata,
+    # One row per recipient whose message Meta reported on: apart from `recipients`, whose row
+    # every claim and flush rewrites, so that the hot path pays nothing for delivery tracking.
+    Column("recipient_id", BigId, ForeignKey("recipients.id", ondelete="CASCADE"), primary_key=True),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
+    Column("wamid", String(200), nullable=True),
+    Column("state", String(10), nullable=False),  # rules.DeliveryState: the furthest reported
+    Column("sent_at", Float, nullable=True),  # by Meta's clock, from the webhooks
+    Column("delivered_at", Float, nullable=True),
+    Column("read_at", Float, nullable=True),
+    Column("failed_at", Float, nullable=True),
+    Column("error_code", Integer, nullable=True),
+    Column("error_title", Text, nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("error_details", Text, nullable=True),
+    Column("pricing_category", String(40), nullable=True),
+    Column("pricing_type", String(40), nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_deliveries_campaign_state", deliveries.c.campaign_id, deliveries.c.state)
+
 #: The tables schema v3 added, in the order they are created.
-WEBHOOK_TABLES = (delivery_events, inbound_messages, preference_updates)
+WEBHOOK_TABLES = (delivery_events, inbound_messages, preference_updates, deliveries)
