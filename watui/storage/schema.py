@@ -201,6 +201,19 @@ def _unapplied_index(table: Table) -> Index:
     )
 
 
+def _failure_and_pricing_columns() -> list[Column[object]]:
+    """What a status webhook says of a failure and of the price, as both the raw events and the
+    per-recipient deliveries keep it (new Column objects each time: a Column has one table)."""
+    return [
+        Column("error_code", Integer, nullable=True),
+        Column("error_title", Text, nullable=True),
+        Column("error_message", Text, nullable=True),
+        Column("error_details", Text, nullable=True),
+        Column("pricing_category", String(40), nullable=True),
+        Column("pricing_type", String(40), nullable=True),
+    ]
+
+
 delivery_events = Table(
     "delivery_events",
     metadata,
@@ -212,12 +225,7 @@ delivery_events = Table(
     Column("user_id", String(200), nullable=True),
     Column("phone_number_id", String(64), nullable=True),
     Column("callback", Text, nullable=True),  # biz_opaque_callback_data echoed from the send
-    Column("error_code", Integer, nullable=True),
-    Column("error_title", Text, nullable=True),
-    Column("error_message", Text, nullable=True),
-    Column("error_details", Text, nullable=True),
-    Column("pricing_category", String(40), nullable=True),
-    Column("pricing_type", String(40), nullable=True),
+    *_failure_and_pricing_columns(),
     Column("received_at", Float, nullable=False),
     Column("applied", Boolean, nullable=True),
     # Meta redelivers for days and may repeat a status: each (message, status) is kept once.
@@ -274,12 +282,7 @@ deliveries = Table(
     Column("delivered_at", Float, nullable=True),
     Column("read_at", Float, nullable=True),
     Column("failed_at", Float, nullable=True),
-    Column("error_code", Integer, nullable=True),
-    Column("error_title", Text, nullable=True),
-    Column("error_message", Text, nullable=True),
-    Column("error_details", Text, nullable=True),
-    Column("pricing_category", String(40), nullable=True),
-    Column("pricing_type", String(40), nullable=True),
+    *_failure_and_pricing_columns(),
     Column("updated_at", Float, nullable=False),
 )
 Index("ix_deliveries_campaign_state", deliveries.c.campaign_id, deliveries.c.state)
