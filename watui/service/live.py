@@ -20,7 +20,8 @@ from typing import Any
 from watui.engine.metrics import EngineMetrics, SenderFigures
 from watui.engine.runner import CampaignNotRunnable, check_send_settings, prepare
 from watui.engine.sender import CampaignSender, RunOutcome
-from watui.errors import BackendError, WatuiError
+from watui.errors import BackendError, InvalidCampaign, WatuiError
+from watui.rules import REVIEWABLE_STATUSES, RecipientStatus, placeholder_names, rate_problem
 from watui.service.models import (
     ButtonColumn,
     CampaignRow,
@@ -51,8 +52,6 @@ from watui.storage import templates as template_store
 from watui.storage.contacts import ButtonParam, ContactsSource
 from watui.storage.database import Database
 from watui.storage.rows import CampaignRecord, TemplateRecord, iso_utc
-from watui.storage.schema import RecipientStatus
-from watui.storage.templates import placeholder_names
 from watui.storage.validation import preview_rows, validate_contacts
 from watui.whatsapp.errors import describe_code
 from watui.whatsapp.payload import build_template_message
@@ -189,7 +188,7 @@ class LiveBackend:
         self, name: str, status_filter: RetryFilter, offset: int, limit: int
     ) -> RetryPage:
         campaign_id = await self._campaign_id(name)
-        status = RecipientStatus(status_filter.status.value) if status_filter.status else None
+        status = status_filter.status
         rows, total = await _guard(review.review_page(
             self.db, campaign_id, status=status, code=status_filter.code, offset=offset, limit=limit,
         ))
@@ -272,8 +271,8 @@ class LiveBackend:
         self._metrics.pop(name, None)
 
     async def set_rate(self, name: str, rate: float) -> None:
-        if not 0 < rate <= 100_000:
-            raise BackendError("the rate must be above 0 and at most 100000 messages/s")
+        if problem := rate_problem(rate):
+            raise InvalidCampaign([problem])
         campaign_id = await self._campaign_id(name)
         await _guard(campaign_store.set_campaign_rate(self.db, campaign_id, rate))
         run = self._runs.get(name)
@@ -299,7 +298,7 @@ class LiveBackend:
 
     async def export_retry_queue(self, name: str, status_filter: RetryFilter, path: Path) -> int:
         campaign_id = await self._campaign_id(name)
-        status = RecipientStatus(status_filter.status.value) if status_filter.status else None
+        status = status_filter.status
         written = 0
         target = Path(path).expanduser()
         try:
@@ -434,11 +433,10 @@ def _template_buttons(stored: str | None) -> tuple[TemplateButton, ...]:
 
 
 def _target(target: RetryTarget) -> tuple[list[int] | None, list[RecipientStatus], int | None]:
-    all_reviewable = [RecipientStatus.RETRY, RecipientStatus.FAILED, RecipientStatus.IN_DOUBT]
     if isinstance(target, RetryFilter):
-        statuses = [RecipientStatus(target.status.value)] if target.status else all_reviewable
+        statuses = [target.status] if target.status else list(REVIEWABLE_STATUSES)
         return None, statuses, target.code
-    return list(target), all_reviewable, None
+    return list(target), list(REVIEWABLE_STATUSES), None
 
 
 def _retry_row(row: review.ReviewRow) -> RetryRow:

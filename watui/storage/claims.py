@@ -16,8 +16,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from watui.rules import RecipientStatus
 from watui.storage.database import Database
-from watui.storage.schema import PENDING, RecipientStatus, recipients, steps
+from watui.storage.schema import PENDING, recipients, steps
 from watui.storage.sending.outcomes import ClaimedRecipient, FlushResult, Outcome
 
 _CLAIMED_FIRST = (RecipientStatus.RETRY.value, RecipientStatus.QUEUED.value)

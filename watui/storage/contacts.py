@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from watui.errors import ContactsError, InvalidPhone
+from watui.rules import Field, MappedButton
 from watui.storage.phones import PhoneNormaliser
 
 #: A field longer than this is a broken file (or not a contacts file); the row is rejected.
@@ -30,18 +31,9 @@ _MEDIA_EXTENSIONS = {
 csv.field_size_limit(MAX_FIELD_CHARS)
 
 
-#: The button kinds whose parameter comes from a column: a dynamic URL's suffix, or the payload
-#: a quick reply sends back.
-BUTTON_SUB_TYPES = ("url", "quick_reply")
-
-
-@dataclass(frozen=True)
-class ButtonParam:
-    """A dynamic button parameter taken from a column (URL suffix or quick-reply payload)."""
-
-    index: int
-    sub_type: str
-    column: str
+#: A dynamic button parameter taken from a column (URL suffix or quick-reply payload): the
+#: rules' shape, so that the mapping check reads a step's buttons as they are.
+ButtonParam = MappedButton
 
 
 @dataclass(frozen=True)
@@ -156,18 +148,22 @@ class ContactsReader:
 
     def _locate_columns(self) -> _Layout:
         src = self.source
-        phone = self._column_index(src.phone_column, "phone column (--phone-column)")
+        phone = self._column_index(src.phone_column, "phone numbers", Field.PHONE_COLUMN)
+        body = Field.BODY_PARAMS
         return _Layout(
             width=len(self.header),
             phone=phone,
-            body=[self._column_index(col, "body parameter column") for col in src.body_params],
-            header=self._column_index(src.header_param, "header parameter column")
+            body=[self._column_index(col, "body parameter", body) for col in src.body_params],
+            header=self._column_index(src.header_param, "header parameter", Field.HEADER_PARAM)
             if src.header_param
             else None,
-            buttons=[(b, self._column_index(b.column, "button column")) for b in src.buttons],
+            buttons=[
+                (b, self._column_index(b.column, f"button {b.index}", Field.BUTTONS))
+                for b in src.buttons
+            ],
         )
 
-    def _column_index(self, wanted: str, role: str) -> int:
+    def _column_index(self, wanted: str, role: str, field: Field) -> int:
         """Exact header match first, then a unique case-insensitive one."""
         if wanted in self.header:
             return self.header.index(wanted)
@@ -181,7 +177,8 @@ class ContactsReader:
             hint = "; is it a comma- or semicolon-separated file with a header row?"
         raise ContactsError(
             f"contacts file {self.path} has no {wanted!r} column for the {role} "
-            f"(columns: {shown}{more}){hint}"
+            f"(columns: {shown}{more}){hint}",
+            field,
         )
 
     def rows(self) -> Iterator[tuple[int, list[str] | None, str | None]]:

@@ -15,9 +15,10 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from watui.rules import RecipientStatus
 from watui.storage.contacts import ContactsReader, ImportCounts, guess_header_format, judge_rows
 from watui.storage.dialects import BatchInsert, Dialect
-from watui.storage.schema import RecipientStatus, recipients, rejects
+from watui.storage.schema import recipients, rejects
 
 #: Rows per executemany: large enough to amortise the round trip, small enough to stay light.
 BATCH_ROWS = 5_000
