@@ -12,11 +12,12 @@ import contextlib
 import csv
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from watui.contracts import RecipientParams
 from watui.engine.metrics import EngineMetrics, SenderFigures
 from watui.engine.runner import CampaignNotRunnable, check_send_settings, prepare
 from watui.engine.sender import CampaignSender, RunOutcome
@@ -58,6 +59,8 @@ from watui.whatsapp.payload import build_template_message
 from watui.whatsapp.results import Accepted, ApiError
 
 SERIES_SECONDS = 180  # what the monitor's chart shows
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -376,7 +379,7 @@ class LiveBackend:
                 return row
         return None
 
-    async def _sample_params(self, step: StepSpec) -> dict[str, Any]:
+    async def _sample_params(self, step: StepSpec) -> RecipientParams:
         """Parameters from the first contact row, so the test shows what recipients will see."""
         if not step.contacts:
             return {"body": []}
@@ -384,7 +387,7 @@ class LiveBackend:
         if not rows:
             return {"body": []}
         values = dict(zip(header, rows[0], strict=False))
-        params: dict[str, Any] = {"body": [values.get(col, "") for col in step.body_params]}
+        params: RecipientParams = {"body": [values.get(col, "") for col in step.body_params]}
         if step.header_param:
             params["header"] = values.get(step.header_param, "")
         if step.buttons:
@@ -483,7 +486,7 @@ def _iso(timestamp: float | None) -> str:
     return iso_utc(timestamp) or ""
 
 
-async def _guard(awaitable: Any) -> Any:
+async def _guard(awaitable: Awaitable[T]) -> T:
     """Watui's own errors pass as they are (the UI tells them apart by class); any other bad
     value becomes a BackendError: the UI shows it, never crashes."""
     try:

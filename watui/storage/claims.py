@@ -69,7 +69,8 @@ async def next_due_at(db: Database, step_id: int) -> float | None:
         recipients.c.step_id == step_id, recipients.c.status == RecipientStatus.RETRY.value
     )
     async with db.engine.connect() as conn:
-        return (await conn.execute(query)).scalar()
+        due = (await conn.execute(query)).scalar()
+    return None if due is None else float(due)
 
 
 async def claim(

@@ -11,8 +11,9 @@ import csv
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Protocol, TextIO
 
+from watui.contracts import RecipientParams
 from watui.errors import ContactsError, InvalidPhone
 from watui.rules import Field, MappedButton
 from watui.storage.phones import PhoneNormaliser
@@ -88,7 +89,7 @@ class RowSink(Protocol):
     counts: ImportCounts
     seen: set[int]
 
-    def queue(self, line: int, phone: str, params: dict[str, Any]) -> None: ...
+    def queue(self, line: int, phone: str, params: RecipientParams) -> None: ...
 
     def reject(
         self, line: int, phone_raw: str | None, reason: str, *, duplicate: bool = False
@@ -313,9 +314,9 @@ def _take_row(
     job.queue(line, phone, _params(layout, row))
 
 
-def _params(layout: _Layout, row: list[str]) -> dict[str, Any]:
+def _params(layout: _Layout, row: list[str]) -> RecipientParams:
     """The recipient's ``params`` JSON (docs/architecture.md): values from the mapped columns."""
-    params: dict[str, Any] = {"body": [row[index].strip() for index in layout.body]}
+    params: RecipientParams = {"body": [row[index].strip() for index in layout.body]}
     if layout.header is not None:
         params["header"] = row[layout.header].strip()
     if layout.buttons:

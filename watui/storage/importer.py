@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from watui.contracts import RecipientParams
 from watui.rules import RecipientStatus
 from watui.storage.contacts import ContactsReader, ImportCounts, guess_header_format, judge_rows
 from watui.storage.dialects import BatchInsert, Dialect
@@ -56,7 +57,7 @@ class _StepImport:
         self.first_header: str | None = None
         self._insert_recipients: BatchInsert | None = None
 
-    def queue(self, line: int, phone: str, params: dict[str, Any]) -> None:
+    def queue(self, line: int, phone: str, params: RecipientParams) -> None:
         self.queued_batch.append(
             (
                 self.campaign_id,
