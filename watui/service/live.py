@@ -50,7 +50,7 @@ from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
 from watui.storage import claims, creation, review
 from watui.storage import templates as template_store
-from watui.storage.contacts import ButtonParam, ContactsSource
+from watui.storage.contacts import ContactsSource
 from watui.storage.database import Database
 from watui.storage.rows import CampaignRecord, TemplateRecord, iso_utc
 from watui.storage.validation import preview_rows, validate_contacts
@@ -418,7 +418,7 @@ def _source(step: StepSpec) -> ContactsSource:
     return ContactsSource(
         Path(step.contacts).expanduser(), phone_column=step.phone_column,
         body_params=tuple(step.body_params), header_param=step.header_param,
-        buttons=tuple(ButtonParam(b.index, b.sub_type, b.column) for b in step.buttons),
+        buttons=tuple(step.buttons),  # the rules' MappedButton on both sides
         default_region=step.default_region,
     )
 

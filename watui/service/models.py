@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from watui.rules import CampaignStatus, RecipientStatus, button_needs_param, button_takes_param
+from watui.rules import (
+    CampaignStatus,
+    MappedButton,
+    RecipientStatus,
+    button_needs_param,
+    button_takes_param,
+)
 
 #: The rules' statuses under the names the UI has always used (one definition: watui.rules).
 #: The retry queue shows the reviewable ones (``rules.REVIEWABLE_STATUSES``).
@@ -123,13 +129,9 @@ class StepSpec:
     buttons: tuple[ButtonColumn, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class ButtonColumn:
-    """The column that fills button ``index``'s parameter (sub_type url or quick_reply)."""
-
-    index: int
-    sub_type: str
-    column: str
+#: The column that fills button ``index``'s parameter (sub_type url or quick_reply): the rules'
+#: shape, as the mapping check reads it.
+ButtonColumn = MappedButton
 
 
 @dataclass(frozen=True, slots=True)

@@ -125,7 +125,6 @@ async def create_campaign(
     """
     name = name.strip()
     problems = _campaign_problems(name, step_specs, rate, max_retries, retry_delays)
-    retry_columns = _retry_columns(max_retries, retry_delays)
     readers: list[ContactsReader] = []
     try:
         for spec in step_specs:
@@ -141,6 +140,7 @@ async def create_campaign(
             if problems:
                 raise InvalidCampaign(problems)
             now = clock()
+            retry_columns = _retry_columns(max_retries, retry_delays)
             campaign_id = await _insert_campaign(conn, name, rate, retry_columns, now)
             created = CreatedCampaign(campaign_id, name)
             for position, (spec, reader, mapping) in enumerate(

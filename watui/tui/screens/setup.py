@@ -23,6 +23,7 @@ from watui.rules import (
     PLACEHOLDER,
     Field,
     Problem,
+    duplicate_button_problem,
     header_takes_param,
     max_retries_problem,
     retry_delays_problem,
@@ -113,7 +114,7 @@ def parse_button_params(
 ) -> tuple[ButtonColumn, ...]:
     """``0:tracking_code, 1:payload`` into the button columns; ValueError says what to fix.
     The kind comes from the template: a URL takes its suffix, a quick reply its payload."""
-    given: dict[int, str] = {}
+    given: list[ButtonColumn] = []
     for part in parse_columns(text):
         index_text, _, column = (piece.strip() for piece in part.partition(":"))
         if not index_text.isdigit() or not column:
@@ -121,18 +122,17 @@ def parse_button_params(
         index = int(index_text)
         if index >= len(template.buttons) or not template.buttons[index].takes_param:
             raise ValueError(f"button {index} takes no parameter; {button_hint(template)}")
-        if index in given:
-            raise ValueError(f"button {index} is given twice")
         if available and column not in available:
             raise ValueError(f"no column {column!r} in the file")
-        given[index] = column
-    missing = [i for i, button in enumerate(template.buttons) if button.needs_param and i not in given]
+        given.append(ButtonColumn(index, template.buttons[index].kind, column))
+    if problem := duplicate_button_problem(given):
+        raise ValueError(problem.message)
+    mapped = {button.index for button in given}
+    missing = [i for i, button in enumerate(template.buttons) if button.needs_param and i not in mapped]
     if missing:
         url = escape(template.buttons[missing[0]].url or "")
         raise ValueError(f"button {missing[0]} (URL {url}) needs a column")
-    return tuple(
-        ButtonColumn(index, template.buttons[index].kind, column) for index, column in sorted(given.items())
-    )
+    return tuple(sorted(given, key=lambda button: button.index))
 
 
 def parse_retries(text: str) -> int:
@@ -276,7 +276,7 @@ class SetupScreen(WatuiScreen):
                 "Rate (msg/s)",
                 TextInput(compact=True, id="rate"),
                 id="f-rate",
-                hint="your number's tier; 1,000 at most",
+                hint="your number's tier: 80, or 1,000 at the top",
             )
             yield FormField("Max retries", TextInput(compact=True, id="max-retries"), id="f-retries")
             yield FormField(
