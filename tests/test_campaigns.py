@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, insert, select, update
 
-from watui.errors import CampaignError, CampaignExists, CampaignNotFound, ContactsError
+from watui.errors import CampaignError, CampaignExists, CampaignNotFound, ContactsError, InvalidCampaign
+from watui.rules import Field, Problem
 from watui.settings import RetrySettings
 from watui.storage import Database
 from watui.storage.campaigns import (
@@ -152,8 +153,11 @@ async def test_synced_template_checks_the_mapping(database: Database, tmp_path: 
     path.write_text("phone,name,photo\n+34600000001,Ana,https://x.test/a.png\n")
     with pytest.raises(CampaignError, match="takes 2 body parameter"):
         await create_campaign(database, "a", [step(path)])
-    with pytest.raises(CampaignError, match="has an image header: name its column with --header-param"):
+    with pytest.raises(InvalidCampaign) as raised:
         await create_campaign(database, "b", [step(path, "promo")])
+    assert raised.value.problems == (Problem(
+        Field.HEADER_PARAM, "template 'promo' (en_US) has an image header: name its column", step=1
+    ),)  # fmt: skip
     await create_campaign(database, "c", [step(path, "promo", header_param="photo")])
     async with database.engine.connect() as conn:
         mapping = json.loads((await conn.execute(select(steps.c.mapping))).scalar_one())
@@ -189,20 +193,22 @@ async def test_synced_template_checks_the_buttons(database: Database, tmp_path: 
         return step(path, template, buttons=tuple(ButtonParam(i, kind, col) for i, kind, col in mapped))
 
     refused = {
-        "button 1 is a URL with a parameter: name its column with --button-param 1:COLUMN":
-            buttons_step("track"),
-        "button 1 is a URL, not a QUICK_REPLY: give --button-param 1:COLUMN":
+        "button 1 is a URL with a parameter: name its column": buttons_step("track"),
+        "button 1 is a URL, not a QUICK_REPLY: give it as url":
             buttons_step("track", (1, "quick_reply", "link")),
-        "button 2 is a PHONE_NUMBER, not a URL: it takes no parameter, drop --button-param 2":
+        "button 2 is a PHONE_NUMBER, not a URL: it takes no parameter, drop it":
             buttons_step("track", (1, "url", "link"), (2, "url", "stop")),
-        "has 3 button(s), numbered from 0: there is no button 5; drop --button-param 5:stop":
+        "has 3 button(s), numbered from 0: there is no button 5; drop column 'stop'":
             buttons_step("track", (1, "url", "link"), (5, "quick_reply", "stop")),
-        "button 0 has a fixed URL and takes no parameter: drop --button-param 0:link":
+        "button 0 has a fixed URL and takes no parameter: drop column 'link'":
             buttons_step("fixed", (0, "url", "link")),
     }  # fmt: skip
     for message, spec in refused.items():
-        with pytest.raises(CampaignError, match=re.escape(message)):
+        with pytest.raises(InvalidCampaign) as raised:
             await create_campaign(database, "refused", [spec])
+        [problem] = raised.value.problems
+        assert (problem.field, problem.step) == (Field.BUTTONS, 1)
+        assert message in problem.message and "--" not in problem.message
     assert (await table_counts(database))["campaigns"] == 0
 
     await create_campaign(database, "ok", [buttons_step("track", (1, "url", "link"),
@@ -308,3 +314,30 @@ async def test_delete_removes_everything_of_that_campaign_only(
         "campaigns": 1, "steps": 1, "recipients": 3, "rejects": 1, "attempts": 1,
     }  # fmt: skip
     assert await counters_match_rows(database, kept.campaign_id) == {}
+
+
+async def test_every_problem_of_a_campaign_is_told_at_once_and_nothing_is_written(
+    database: Database, tmp_path: Path
+) -> None:
+    """One refusal lists all that is wrong, each keyed by its field (and step), so a person
+    fixes everything in one go and each front end can point at the field."""
+    async with database.engine.begin() as conn:
+        await conn.execute(insert(templates), [
+            {"name": "promo", "language": "en_US", "status": "APPROVED", "body_param_count": 1,
+             "header_format": "IMAGE", "synced_at": NOW},
+        ])  # fmt: skip
+    path = contacts(tmp_path)
+    twice = step(path, buttons=(ButtonParam(0, "url", "name"), ButtonParam(0, "url", "phone")))
+    steps_given = [twice, StepSpec("promo", "en_US", ContactsSource(path)),
+                   StepSpec("promo", "de", ContactsSource(path))]  # fmt: skip
+    with pytest.raises(InvalidCampaign) as raised:
+        await create_campaign(database, " ", steps_given, rate=0, max_retries=11, retry_delays=())
+    found = [(problem.field, problem.step) for problem in raised.value.problems]
+    assert found == [
+        (Field.NAME, None), (Field.RATE, None), (Field.MAX_RETRIES, None), (Field.RETRY_DELAYS, None),
+        (Field.BUTTONS, 1), (Field.BODY_PARAMS, 2), (Field.HEADER_PARAM, 2), (Field.LANGUAGE, 3),
+    ]  # fmt: skip
+    assert all("--" not in problem.message for problem in raised.value.problems)
+    assert "\n" not in str(raised.value)
+    counts = await table_counts(database)
+    assert (counts["campaigns"], counts["steps"], counts["recipients"]) == (0, 0, 0)

@@ -11,11 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert
 
 from tests.spec import spec_errors
 from watui.cli.main import main
 from watui.storage import Database, claims
 from watui.storage.campaigns import get_campaign
+from watui.storage.schema import templates
 from watui.whatsapp.payload import build_template_message
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -375,3 +377,38 @@ def test_real_process(sqlite_url: str, tmp_path: Path, contacts: Path) -> None:
     assert created.returncode == 0, created.stderr
     listed = run_watui(*base, "campaign", "list", "--json", cwd=tmp_path)
     assert [c["name"] for c in json.loads(listed.stdout)] == ["spring"]
+
+
+async def _sync_one_template(database_url: str) -> None:
+    """A synced 'welcome' template with an image header, two body parameters and a dynamic URL."""
+    async with Database(database_url) as db, db.begin() as conn:
+        await conn.execute(insert(templates), [{
+            "name": "welcome", "language": "en_US", "status": "APPROVED", "body_param_count": 2,
+            "header_format": "IMAGE", "synced_at": time.time(),
+            "buttons": json.dumps([{"type": "URL", "text": "Track", "url": "https://s.test/{{1}}"}]),
+        }])  # fmt: skip
+
+
+def test_template_problems_name_the_options_or_the_spec_keys(
+    cli, database_url: str, contacts: Path, tmp_path: Path
+) -> None:
+    """The core keys each problem by field; the command line words it as the option to fix, or
+    in a spec as the step and key: all of them, on one line, and nothing is created."""
+    asyncio.run(_sync_one_template(database_url))
+    code, _, err = cli(*create_args("spring", contacts, "--rate", "0"))
+    assert_one_line_error(
+        code, err, "at most 100000 (--rate)", "has an image header: name its column (--header-param)",
+        "button 0 is a URL with a parameter: name its column (--button-param INDEX:COLUMN",
+    )  # fmt: skip
+    spec = tmp_path / "spring.toml"
+    spec.write_text(
+        'name = "spring"\n[[steps]]\ntemplate = "welcome"\nlanguage = "en_US"\n'
+        'contacts = "contacts.csv"\nbody_params = ["first_name"]\nheader_param = "order"\n'
+        'buttons = [{ index = 0, column = "order" }]\n'
+        '[[steps]]\ntemplate = "welcome"\nlanguage = "de"\ncontacts = "contacts.csv"\n'
+    )
+    code, _, err = cli("campaign", "create", "--spec", str(spec))
+    assert_one_line_error(code, err, "takes 2 body parameter(s) but 1 column(s) are mapped",
+                          "(step 1: body_params)", "has no de translation", "(step 2: language)")  # fmt: skip
+    assert "--" not in err.split("error: ", 1)[1]
+    assert cli("campaign", "list", "--json")[1].strip() == "[]"

@@ -15,6 +15,8 @@ from textual.widgets import DataTable, Input, Select, Static
 from textual.worker import WorkerFailed
 
 from tests.tui_fakes import CONTACTS, TEMPLATES, FakeBackend, FakeCampaign, make_app
+from watui.errors import InvalidCampaign
+from watui.rules import MAX_RATE, Field, Problem
 from watui.service.models import ButtonColumn, CampaignRow, CampaignState, RecipientState
 from watui.service.settings_view import SECRET_MASK, settings_rows
 from watui.tui import format as fmt
@@ -98,6 +100,29 @@ async def test_setup_marks_bad_fields_and_creates_nothing() -> None:
         assert "Fix the fields" in str(screen.query_one("#form-error", Static).content)
         assert app.screen is screen
     assert backend.created == [] and ("create", "bad name!") not in backend.calls
+
+
+async def test_setup_marks_the_field_of_each_problem_the_backend_finds() -> None:
+    """The backend checks the mapping against the synced template and keys each problem by
+    field: the setup screen marks that field, and shows in the form error what no field shows."""
+    backend = FakeBackend.sample()
+    backend.refusal = InvalidCampaign([
+        Problem(Field.BODY_PARAMS, "template 'order_shipped' (en_US) takes 2 body parameter(s)", step=1),
+        Problem(Field.RATE, "rate 5000.0 is out of range"),
+        Problem(Field.LANGUAGE, "template 'welcome' has no de translation", step=2),
+    ])  # fmt: skip
+    app = make_app(backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await fill_setup(pilot, "checked")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        errors = {field.id: field.error for field in screen.query(FormField) if field.error}
+        assert errors == {"f-body": "✖ template 'order_shipped' (en_US) takes 2 body parameter(s)",
+                          "f-rate": "✖ rate 5000.0 is out of range"}  # fmt: skip
+        form_error = str(screen.query_one("#form-error", Static).content)
+        assert form_error == "✖ template 'welcome' has no de translation"  # step 2 is not in the form
+        assert app.screen is screen
+    assert backend.created == []
 
 
 async def test_setup_shows_validation_report_and_duplicate_name_error() -> None:
@@ -202,9 +227,9 @@ async def test_pause_resume_and_rate_change_from_monitor() -> None:
         await pilot.press("p")
         await settle(pilot)
         assert backend.campaigns["spring-sale"].row.status is CampaignState.RUNNING
-        await pilot.press("r", "9", "9", "9", "9", "enter")  # above the top tier: refused
+        await pilot.press("r", *"999999", "enter")  # above what any front end accepts: refused
         await pilot.pause()
-        assert "at most 1,000" in str(app.screen.query_one("#prompt-error", Static).content)
+        assert f"at most {MAX_RATE:.0f}" in str(app.screen.query_one("#prompt-error", Static).content)
         await pilot.press("escape", "r", "6", "0", "enter")  # the old value is selected: replaced
         await settle(pilot)
         assert backend.campaigns["spring-sale"].target_rate == 60
@@ -240,7 +265,7 @@ async def test_kept_rate_prompt_reopens_fresh_and_goes_with_its_monitor() -> Non
         await pilot.press("r", "0", "enter")  # refused: the error shows
         await pilot.pause()
         prompt = app.screen
-        assert "more than 0" in str(prompt.query_one("#prompt-error", Static).content)
+        assert "above 0" in str(prompt.query_one("#prompt-error", Static).content)
         await pilot.press("escape", "r")
         await pilot.pause()
         assert app.screen is prompt  # the same dialog, not built again

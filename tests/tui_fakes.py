@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from watui.errors import BackendError, CampaignExists
+from watui.errors import BackendError, CampaignExists, WatuiError
 from watui.service.models import (
     CampaignRow,
     CampaignSpec,
@@ -128,6 +128,8 @@ class FakeBackend:
         self.calls: list[tuple[str, ...]] = []
         self.created: list[CampaignSpec] = []
         self.shut_down = False
+        #: What create_campaign refuses with, as the live backend would (rules' problems).
+        self.refusal: WatuiError | None = None
 
     @classmethod
     def sample(cls, retry_rows: int = 240) -> FakeBackend:
@@ -291,6 +293,8 @@ class FakeBackend:
         self.calls.append(("create", spec.name))
         if spec.name in self.campaigns:
             raise CampaignExists(f"a campaign named {spec.name!r} already exists")
+        if self.refusal is not None:
+            raise self.refusal
         total = 0
         for step in spec.steps:
             report = await self.validate_contacts(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from watui.rules import Problem
+from watui.rules import Field, Problem
 
 
 class WatuiError(Exception):
@@ -51,7 +51,12 @@ class CampaignNotRunnable(CampaignError):
 
 
 class ContactsError(WatuiError, ValueError):
-    """The contacts file cannot be imported at all; the message says what to fix."""
+    """The contacts file cannot be imported at all; the message says what to fix. ``field``: the
+    part of the step at fault when it is not the file itself (a column that is not there)."""
+
+    def __init__(self, message: str, field: Field | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class InvalidPhone(WatuiError, ValueError):

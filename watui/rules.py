@@ -46,6 +46,8 @@ class Problem:
 
     field: Field
     message: str
+    #: The step (from 1) of a campaign of several that the problem is about; None: the campaign.
+    step: int | None = None
 
 
 def rate_problem(rate: object) -> Problem | None:
@@ -160,19 +162,20 @@ MEDIA_HEADER_FORMATS = frozenset({"image", "video", "document"})
 #: a quick reply sends back (API sub_type values).
 BUTTON_SUB_TYPES = ("url", "quick_reply")
 
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+#: A body or header placeholder: {{1}} or {{first_name}} (its name is group 1).
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 
 
 def placeholder_names(text: str | None) -> list[str]:
     """The body's named placeholders in order ({{first_name}} -> "first_name"); empty when the
     template uses positional ones ({{1}}, {{2}}), which need no names in the request."""
-    names = list(dict.fromkeys(_PLACEHOLDER.findall(text or "")))
+    names = list(dict.fromkeys(PLACEHOLDER.findall(text or "")))
     return [] if all(name.isdigit() for name in names) else names
 
 
 def count_placeholders(text: str | None) -> int:
     """Distinct {{1}}, {{2}} ... or {{named}} placeholders in a template text."""
-    return len(dict.fromkeys(_PLACEHOLDER.findall(text or "")))
+    return len(dict.fromkeys(PLACEHOLDER.findall(text or "")))
 
 
 def has_placeholder(text: str | None) -> bool:

@@ -15,7 +15,9 @@ from typing import Any, TypeVar
 
 from watui.cli.errors import EXIT_OK, CliError
 from watui.cli.main import run_async, settings_from_args
+from watui.cli.problems import worded
 from watui.errors import CampaignError, ContactsError
+from watui.rules import BUTTON_SUB_TYPES
 from watui.storage import Database
 from watui.storage.campaigns import (
     cancel_campaign,
@@ -26,7 +28,7 @@ from watui.storage.campaigns import (
     pause_campaign,
     resume_campaign,
 )
-from watui.storage.contacts import BUTTON_SUB_TYPES, ButtonParam, ContactsSource
+from watui.storage.contacts import ButtonParam, ContactsSource
 from watui.storage.creation import CreatedCampaign, StepSpec, create_campaign
 from watui.storage.phones import check_region
 
@@ -118,8 +120,11 @@ def _register_create(commands: argparse._SubParsersAction[Any]) -> None:
     create.set_defaults(handler=_create)
 
 
-def with_database(args: argparse.Namespace, work: Callable[[Database], Awaitable[T]]) -> T:
-    """Open the database from the settings, run ``work``, and turn bad input into CliError."""
+def with_database(
+    args: argparse.Namespace, work: Callable[[Database], Awaitable[T]], *, spec: bool = False
+) -> T:
+    """Open the database from the settings, run ``work``, and turn bad input into CliError,
+    naming the option (or with ``spec``, the spec file's key) of each problem."""
     settings = settings_from_args(args)
 
     async def run() -> T:
@@ -129,7 +134,7 @@ def with_database(args: argparse.Namespace, work: Callable[[Database], Awaitable
     try:
         return run_async(run())
     except (CampaignError, ContactsError) as error:
-        raise CliError(str(error)) from None
+        raise CliError(worded(error, spec=spec)) from None
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -140,6 +145,7 @@ def _create(args: argparse.Namespace) -> int:
             db, request.name, request.steps, rate=request.rate,
             max_retries=request.max_retries, retry_delays=request.retry_delays,
         ),
+        spec=bool(args.spec),
     )  # fmt: skip
     _print_created(created, request.steps)
     return EXIT_OK

@@ -51,13 +51,16 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def demo_settings(workdir: Path, base_url: str = "http://127.0.0.1:1") -> Any:
+    from pydantic import SecretStr
+
     from watui.settings import Settings
+    from watui.settings.model import RetrySettings, WhatsAppSettings
 
     return Settings(
         database_url=f"sqlite+aiosqlite:///{workdir / 'demo.db'}",
-        whatsapp={"access_token": DEMO_TOKEN, "phone_number_id": DEMO_PHONE_ID,
-                  "waba_id": DEMO_WABA_ID, "api_base_url": base_url},
-        retry={"max_retries": 2, "delays": [5, 10]},
+        whatsapp=WhatsAppSettings(access_token=SecretStr(DEMO_TOKEN), phone_number_id=DEMO_PHONE_ID,
+                                  waba_id=DEMO_WABA_ID, api_base_url=base_url),
+        retry=RetrySettings(max_retries=2, delays=[5, 10]),
     )
 
 

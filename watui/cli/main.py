@@ -6,14 +6,16 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 from watui import __version__
 from watui.cli.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_UNEXPECTED, CliError
 from watui.eventloop import use_fast_event_loop
 from watui.settings import Settings, SettingsError, load_settings
 from watui.storage import StorageError
+
+T = TypeVar("T")
 
 #: Each command module exposes ``register(subparsers)``; they are imported lazily so that
 #: ``watui --help`` stays fast and a broken optional part cannot break the others.
@@ -115,7 +117,7 @@ def _open_tui(args: argparse.Namespace) -> int:
     return WatuiApp(backend).run_to_exit_code()
 
 
-def run_async(coro: Any) -> Any:
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine on a fresh loop (uvloop where it exists: see watui.eventloop)."""
     return asyncio.run(coro)
 

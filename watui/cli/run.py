@@ -12,10 +12,11 @@ from typing import Any
 from watui.cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PAUSED, CliError
 from watui.engine.runner import CampaignNotRunnable, Prepared, run_campaign
 from watui.engine.sender import CampaignSender, RunStatus
+from watui.rules import RecipientStatus, rate_problem
 from watui.storage import campaigns as campaign_store
 from watui.storage import review
 from watui.storage.database import Database
-from watui.storage.schema import RecipientStatus
+from watui.storage.rows import CampaignRecord
 
 PROGRESS_INTERVAL = 0.5
 
@@ -41,8 +42,8 @@ def _positive_rate(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value <= 100_000:
-        raise argparse.ArgumentTypeError("must be more than 0 and at most 100000 messages/s")
+    if problem := rate_problem(value):
+        raise argparse.ArgumentTypeError(problem.message)
     return value
 
 
@@ -133,10 +134,10 @@ class ProgressLine:
                 last_line = time.monotonic()
 
 
-def _format_progress(sender: CampaignSender, row: Any) -> str:
+def _format_progress(sender: CampaignSender, row: CampaignRecord) -> str:
     snapshot = sender.metrics.snapshot(seconds=10)
-    done = row.sent + row.failed + row.skipped + row.in_doubt
-    pending = max(0, row.total - done)
+    pending = row.pending
+    done = row.total - pending
     rate = snapshot.current_rate
     eta = f"{pending / rate:,.0f}s" if rate > 0 else "--"
     percent = 100.0 * done / row.total if row.total else 100.0

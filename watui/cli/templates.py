@@ -38,9 +38,10 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 async def _sync_async(settings: Any) -> int:
+    from watui.errors import ApiUnavailable, TokenRefused
     from watui.storage import templates as template_store
     from watui.storage.database import Database
-    from watui.whatsapp.client import ApiUnavailable, TokenRefused, WhatsAppClient
+    from watui.whatsapp.client import WhatsAppClient
 
     client = WhatsAppClient(settings.whatsapp, settings.http)
     async with Database(settings.database_url) as db, client:

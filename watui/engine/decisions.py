@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from watui.rules import RecipientStatus
 from watui.storage.rows import RetryPolicy
-from watui.storage.schema import RecipientStatus
 from watui.storage.sending.outcomes import ClaimedRecipient
 from watui.whatsapp.errors import classify
 from watui.whatsapp.results import (

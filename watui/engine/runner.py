@@ -14,10 +14,10 @@ from typing import Protocol
 
 from watui.engine.sender import CampaignSender, Client, RunOutcome, RunStatus
 from watui.errors import CampaignNotRunnable
+from watui.rules import CampaignStatus
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
 from watui.storage.database import Database
-from watui.storage.schema import CampaignStatus
 
 
 class ClosingClient(Client, Protocol):

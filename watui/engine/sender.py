@@ -39,13 +39,14 @@ from watui.engine.pacer import Pacer
 from watui.engine.safety import FailureRateRule
 from watui.engine.window import CLAIM_LEAD, Window, window_size
 from watui.errors import CampaignError
+from watui.rules import CampaignStatus, RecipientStatus
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
 from watui.storage import claims, leases, review
 from watui.storage.claims import StepInfo
 from watui.storage.database import DATABASE_UNAVAILABLE, Database
 from watui.storage.rows import RetryPolicy
-from watui.storage.schema import CLAIMABLE, CampaignStatus, RecipientStatus
+from watui.storage.schema import CLAIMABLE
 from watui.storage.sending.outcomes import ClaimedRecipient, Outcome
 from watui.whatsapp.payload import build_template_message
 from watui.whatsapp.results import (

@@ -29,7 +29,9 @@ from watui.service.models import (
 
 
 class Backend(Protocol):
-    """Everything the UI can read or command. Every method may raise ``BackendError``."""
+    """Everything the UI can read or command. Every method may raise a ``WatuiError``: mostly
+    ``BackendError``; a rule broken (``create_campaign``, ``set_rate``) is ``InvalidCampaign``,
+    whose problems name the field to mark."""
 
     async def list_campaigns(self) -> list[CampaignRow]: ...
 
@@ -48,7 +50,8 @@ class Backend(Protocol):
     ) -> ValidationReport: ...
 
     async def create_campaign(self, spec: CampaignSpec) -> CampaignRow:
-        """Create (and start when ``spec.start_now``); all or nothing."""
+        """Create (and start when ``spec.start_now``); all or nothing. ``InvalidCampaign``
+        lists every problem of the campaign, each keyed by field and step."""
         ...
 
     async def start(self, name: str) -> None: ...

@@ -12,15 +12,17 @@ import contextlib
 import csv
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from watui.contracts import RecipientParams
 from watui.engine.metrics import EngineMetrics, SenderFigures
 from watui.engine.runner import CampaignNotRunnable, check_send_settings, prepare
 from watui.engine.sender import CampaignSender, RunOutcome
-from watui.errors import BackendError, WatuiError
+from watui.errors import BackendError, InvalidCampaign, WatuiError
+from watui.rules import REVIEWABLE_STATUSES, RecipientStatus, placeholder_names, rate_problem
 from watui.service.models import (
     ButtonColumn,
     CampaignRow,
@@ -48,17 +50,17 @@ from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
 from watui.storage import claims, creation, review
 from watui.storage import templates as template_store
-from watui.storage.contacts import ButtonParam, ContactsSource
+from watui.storage.contacts import ContactsSource
 from watui.storage.database import Database
 from watui.storage.rows import CampaignRecord, TemplateRecord, iso_utc
-from watui.storage.schema import RecipientStatus
-from watui.storage.templates import placeholder_names
 from watui.storage.validation import preview_rows, validate_contacts
 from watui.whatsapp.errors import describe_code
 from watui.whatsapp.payload import build_template_message
 from watui.whatsapp.results import Accepted, ApiError
 
 SERIES_SECONDS = 180  # what the monitor's chart shows
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -189,7 +191,7 @@ class LiveBackend:
         self, name: str, status_filter: RetryFilter, offset: int, limit: int
     ) -> RetryPage:
         campaign_id = await self._campaign_id(name)
-        status = RecipientStatus(status_filter.status.value) if status_filter.status else None
+        status = status_filter.status
         rows, total = await _guard(review.review_page(
             self.db, campaign_id, status=status, code=status_filter.code, offset=offset, limit=limit,
         ))
@@ -272,8 +274,8 @@ class LiveBackend:
         self._metrics.pop(name, None)
 
     async def set_rate(self, name: str, rate: float) -> None:
-        if not 0 < rate <= 100_000:
-            raise BackendError("the rate must be above 0 and at most 100000 messages/s")
+        if problem := rate_problem(rate):
+            raise InvalidCampaign([problem])
         campaign_id = await self._campaign_id(name)
         await _guard(campaign_store.set_campaign_rate(self.db, campaign_id, rate))
         run = self._runs.get(name)
@@ -299,7 +301,7 @@ class LiveBackend:
 
     async def export_retry_queue(self, name: str, status_filter: RetryFilter, path: Path) -> int:
         campaign_id = await self._campaign_id(name)
-        status = RecipientStatus(status_filter.status.value) if status_filter.status else None
+        status = status_filter.status
         written = 0
         target = Path(path).expanduser()
         try:
@@ -377,7 +379,7 @@ class LiveBackend:
                 return row
         return None
 
-    async def _sample_params(self, step: StepSpec) -> dict[str, Any]:
+    async def _sample_params(self, step: StepSpec) -> RecipientParams:
         """Parameters from the first contact row, so the test shows what recipients will see."""
         if not step.contacts:
             return {"body": []}
@@ -385,7 +387,7 @@ class LiveBackend:
         if not rows:
             return {"body": []}
         values = dict(zip(header, rows[0], strict=False))
-        params: dict[str, Any] = {"body": [values.get(col, "") for col in step.body_params]}
+        params: RecipientParams = {"body": [values.get(col, "") for col in step.body_params]}
         if step.header_param:
             params["header"] = values.get(step.header_param, "")
         if step.buttons:
@@ -416,7 +418,7 @@ def _source(step: StepSpec) -> ContactsSource:
     return ContactsSource(
         Path(step.contacts).expanduser(), phone_column=step.phone_column,
         body_params=tuple(step.body_params), header_param=step.header_param,
-        buttons=tuple(ButtonParam(b.index, b.sub_type, b.column) for b in step.buttons),
+        buttons=tuple(step.buttons),  # the rules' MappedButton on both sides
         default_region=step.default_region,
     )
 
@@ -434,11 +436,10 @@ def _template_buttons(stored: str | None) -> tuple[TemplateButton, ...]:
 
 
 def _target(target: RetryTarget) -> tuple[list[int] | None, list[RecipientStatus], int | None]:
-    all_reviewable = [RecipientStatus.RETRY, RecipientStatus.FAILED, RecipientStatus.IN_DOUBT]
     if isinstance(target, RetryFilter):
-        statuses = [RecipientStatus(target.status.value)] if target.status else all_reviewable
+        statuses = [target.status] if target.status else list(REVIEWABLE_STATUSES)
         return None, statuses, target.code
-    return list(target), all_reviewable, None
+    return list(target), list(REVIEWABLE_STATUSES), None
 
 
 def _retry_row(row: review.ReviewRow) -> RetryRow:
@@ -485,7 +486,7 @@ def _iso(timestamp: float | None) -> str:
     return iso_utc(timestamp) or ""
 
 
-async def _guard(awaitable: Any) -> Any:
+async def _guard(awaitable: Awaitable[T]) -> T:
     """Watui's own errors pass as they are (the UI tells them apart by class); any other bad
     value becomes a BackendError: the UI shows it, never crashes."""
     try:

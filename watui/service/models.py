@@ -7,23 +7,19 @@ UI can be built, tested and snapshotted against a fake backend with fixed data.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
+from watui.rules import (
+    CampaignStatus,
+    MappedButton,
+    RecipientStatus,
+    button_needs_param,
+    button_takes_param,
+)
 
-class CampaignState(StrEnum):
-    DRAFT = "draft"
-    RUNNING = "running"
-    PAUSED = "paused"
-    COMPLETED = "completed"
-    CANCELLED = "cancelled"
-
-
-class RecipientState(StrEnum):
-    """The recipient statuses the retry queue shows (a subset of the storage statuses)."""
-
-    RETRY = "retry"
-    FAILED = "failed"
-    IN_DOUBT = "in_doubt"
+#: The rules' statuses under the names the UI has always used (one definition: watui.rules).
+#: The retry queue shows the reviewable ones (``rules.REVIEWABLE_STATUSES``).
+CampaignState = CampaignStatus
+RecipientState = RecipientStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +60,11 @@ class TemplateButton:
 
     @property
     def needs_param(self) -> bool:
-        """A URL ending in {{1}}: every request must carry the suffix."""
-        return self.kind == "url" and "{{" in (self.url or "")
+        return button_needs_param(self.kind, self.url)
 
     @property
     def takes_param(self) -> bool:
-        """A dynamic URL's suffix, or the payload a quick reply sends back (optional)."""
-        return self.needs_param or self.kind == "quick_reply"
+        return button_takes_param(self.kind, self.url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,13 +129,9 @@ class StepSpec:
     buttons: tuple[ButtonColumn, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class ButtonColumn:
-    """The column that fills button ``index``'s parameter (sub_type url or quick_reply)."""
-
-    index: int
-    sub_type: str
-    column: str
+#: The column that fills button ``index``'s parameter (sub_type url or quick_reply): the rules'
+#: shape, as the mapping check reads it.
+ButtonColumn = MappedButton
 
 
 @dataclass(frozen=True, slots=True)

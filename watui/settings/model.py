@@ -19,6 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from watui.rules import MAX_RATE, MAX_RETRIES_LIMIT, retry_delays_problem
+
 APP_NAME = "watui"
 
 
@@ -53,7 +55,7 @@ class WhatsAppSettings(_Group):
 class SendSettings(_Group):
     """How fast and how far ahead the engine sends."""
 
-    rate: float = Field(default=80.0, gt=0, le=100_000, description="messages/s per phone number")
+    rate: float = Field(default=80.0, gt=0, le=MAX_RATE, description="messages/s per phone number")
     max_in_flight: int | None = Field(
         default=None, ge=1, le=10_000, description="requests in flight; None sizes it by Little's law"
     )
@@ -65,14 +67,9 @@ class SendSettings(_Group):
     lease_seconds: float = Field(default=120.0, ge=5, le=86_400)
 
 
-#: Bounds of a retry policy (the settings' and a campaign's own): more retries than this, or
-#: longer than a day between them, is a mistake rather than a policy.
-MAX_RETRIES_LIMIT = 10
-MAX_RETRY_DELAY = 86_400.0
-
-
 class RetrySettings(_Group):
-    """When a transient failure is tried again."""
+    """When a transient failure is tried again: within the bounds a campaign's own policy has
+    (``watui.rules``), since the setup form fills a campaign's policy from these."""
 
     max_retries: int = Field(default=2, ge=0, le=MAX_RETRIES_LIMIT)
     delays: list[float] = Field(default_factory=lambda: [5.0, 10.0], min_length=1)
@@ -80,8 +77,9 @@ class RetrySettings(_Group):
     @field_validator("delays")
     @classmethod
     def _in_range(cls, value: list[float]) -> list[float]:
-        if not all(0 < delay <= MAX_RETRY_DELAY for delay in value):
-            raise ValueError(f"every delay must be above 0 and at most {MAX_RETRY_DELAY:.0f} seconds")
+        problem = retry_delays_problem(value)
+        if problem is not None:
+            raise ValueError(problem.message)
         return value
 
 

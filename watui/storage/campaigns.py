@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watui.errors import CampaignError, CampaignNotFound
+from watui.rules import CampaignStatus, RecipientStatus
 from watui.storage.database import Database
 from watui.storage.rows import (
     CampaignRecord,
@@ -24,15 +25,7 @@ from watui.storage.rows import (
     RetryPolicy,
     StepStatus,
 )
-from watui.storage.schema import (
-    CampaignStatus,
-    RecipientStatus,
-    attempts,
-    campaigns,
-    recipients,
-    rejects,
-    steps,
-)
+from watui.storage.schema import attempts, campaigns, recipients, rejects, steps
 
 if TYPE_CHECKING:
     from watui.settings import RetrySettings

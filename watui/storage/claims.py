@@ -16,8 +16,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from watui.rules import RecipientStatus
 from watui.storage.database import Database
-from watui.storage.schema import PENDING, RecipientStatus, recipients, steps
+from watui.storage.schema import PENDING, recipients, steps
 from watui.storage.sending.outcomes import ClaimedRecipient, FlushResult, Outcome
 
 _CLAIMED_FIRST = (RecipientStatus.RETRY.value, RecipientStatus.QUEUED.value)
@@ -68,7 +69,8 @@ async def next_due_at(db: Database, step_id: int) -> float | None:
         recipients.c.step_id == step_id, recipients.c.status == RecipientStatus.RETRY.value
     )
     async with db.engine.connect() as conn:
-        return (await conn.execute(query)).scalar()
+        due = (await conn.execute(query)).scalar()
+    return None if due is None else float(due)
 
 
 async def claim(

@@ -11,9 +11,11 @@ import csv
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Protocol, TextIO
 
+from watui.contracts import RecipientParams
 from watui.errors import ContactsError, InvalidPhone
+from watui.rules import Field, MappedButton
 from watui.storage.phones import PhoneNormaliser
 
 #: A field longer than this is a broken file (or not a contacts file); the row is rejected.
@@ -30,18 +32,9 @@ _MEDIA_EXTENSIONS = {
 csv.field_size_limit(MAX_FIELD_CHARS)
 
 
-#: The button kinds whose parameter comes from a column: a dynamic URL's suffix, or the payload
-#: a quick reply sends back.
-BUTTON_SUB_TYPES = ("url", "quick_reply")
-
-
-@dataclass(frozen=True)
-class ButtonParam:
-    """A dynamic button parameter taken from a column (URL suffix or quick-reply payload)."""
-
-    index: int
-    sub_type: str
-    column: str
+#: A dynamic button parameter taken from a column (URL suffix or quick-reply payload): the
+#: rules' shape, so that the mapping check reads a step's buttons as they are.
+ButtonParam = MappedButton
 
 
 @dataclass(frozen=True)
@@ -96,7 +89,7 @@ class RowSink(Protocol):
     counts: ImportCounts
     seen: set[int]
 
-    def queue(self, line: int, phone: str, params: dict[str, Any]) -> None: ...
+    def queue(self, line: int, phone: str, params: RecipientParams) -> None: ...
 
     def reject(
         self, line: int, phone_raw: str | None, reason: str, *, duplicate: bool = False
@@ -156,18 +149,22 @@ class ContactsReader:
 
     def _locate_columns(self) -> _Layout:
         src = self.source
-        phone = self._column_index(src.phone_column, "phone column (--phone-column)")
+        phone = self._column_index(src.phone_column, "phone numbers", Field.PHONE_COLUMN)
+        body = Field.BODY_PARAMS
         return _Layout(
             width=len(self.header),
             phone=phone,
-            body=[self._column_index(col, "body parameter column") for col in src.body_params],
-            header=self._column_index(src.header_param, "header parameter column")
+            body=[self._column_index(col, "body parameter", body) for col in src.body_params],
+            header=self._column_index(src.header_param, "header parameter", Field.HEADER_PARAM)
             if src.header_param
             else None,
-            buttons=[(b, self._column_index(b.column, "button column")) for b in src.buttons],
+            buttons=[
+                (b, self._column_index(b.column, f"button {b.index}", Field.BUTTONS))
+                for b in src.buttons
+            ],
         )
 
-    def _column_index(self, wanted: str, role: str) -> int:
+    def _column_index(self, wanted: str, role: str, field: Field) -> int:
         """Exact header match first, then a unique case-insensitive one."""
         if wanted in self.header:
             return self.header.index(wanted)
@@ -181,7 +178,8 @@ class ContactsReader:
             hint = "; is it a comma- or semicolon-separated file with a header row?"
         raise ContactsError(
             f"contacts file {self.path} has no {wanted!r} column for the {role} "
-            f"(columns: {shown}{more}){hint}"
+            f"(columns: {shown}{more}){hint}",
+            field,
         )
 
     def rows(self) -> Iterator[tuple[int, list[str] | None, str | None]]:
@@ -316,9 +314,9 @@ def _take_row(
     job.queue(line, phone, _params(layout, row))
 
 
-def _params(layout: _Layout, row: list[str]) -> dict[str, Any]:
+def _params(layout: _Layout, row: list[str]) -> RecipientParams:
     """The recipient's ``params`` JSON (docs/architecture.md): values from the mapped columns."""
-    params: dict[str, Any] = {"body": [row[index].strip() for index in layout.body]}
+    params: RecipientParams = {"body": [row[index].strip() for index in layout.body]}
     if layout.header is not None:
         params["header"] = row[layout.header].strip()
     if layout.buttons:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from watui.storage.schema import RecipientStatus, campaigns
+from watui.rules import RecipientStatus
+from watui.storage.schema import campaigns
 
 SENDING = RecipientStatus.SENDING.value
 #: Counter columns moved by a recipient entering each status.

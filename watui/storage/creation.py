@@ -10,22 +10,33 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from watui.errors import CampaignError, CampaignExists
-from watui.settings.model import MAX_RETRIES_LIMIT, MAX_RETRY_DELAY
+from watui.errors import CampaignExists, InvalidCampaign
+from watui.rules import (
+    CampaignStatus,
+    Field,
+    Problem,
+    TemplateFacts,
+    duplicate_button_problem,
+    language_problem,
+    mapping_problems,
+    max_retries_problem,
+    placeholder_names,
+    rate_problem,
+    retry_delays_problem,
+)
 from watui.storage.campaigns import campaign_id_named
-from watui.storage.contacts import ButtonParam, ContactsReader, ContactsSource, ImportCounts
+from watui.storage.contacts import ContactsReader, ContactsSource, ImportCounts
 from watui.storage.database import Database
 from watui.storage.dialects import Dialect
 from watui.storage.importer import import_contacts
-from watui.storage.schema import CampaignStatus, campaigns, steps, templates
-from watui.storage.templates import placeholder_names
+from watui.storage.schema import campaigns, steps, templates
 
 Clock = Callable[[], float]
 
@@ -60,33 +71,38 @@ class CreatedCampaign:
         return sum(step.duplicates for step in self.steps)
 
 
-def _checked_retry_policy(
-    max_retries: int | None, retry_delays: Sequence[float] | None
-) -> dict[str, Any]:
-    """The campaign row's retry columns (None: use the settings); CampaignError when out of range."""
-    if max_retries is not None and (
-        isinstance(max_retries, bool)
-        or not isinstance(max_retries, int)
-        or not 0 <= max_retries <= MAX_RETRIES_LIMIT
-    ):
-        raise CampaignError(
-            f"max_retries {max_retries!r} is out of range: give a whole number from 0 to "
-            f"{MAX_RETRIES_LIMIT}"
-        )
-    if retry_delays is None:
-        return {"max_retries": max_retries, "retry_delays": None}
-    delays = list(retry_delays)
-    if not delays or not all(
-        not isinstance(delay, bool)
-        and isinstance(delay, int | float)
-        and 0 < delay <= MAX_RETRY_DELAY
-        for delay in delays
-    ):
-        raise CampaignError(
-            f"retry delays {delays!r} are not valid: give at least one delay, each in seconds "
-            f"above 0 and at most {MAX_RETRY_DELAY:.0f}, e.g. 5,10"
-        )
-    return {"max_retries": max_retries, "retry_delays": json.dumps([float(d) for d in delays])}
+def _campaign_problems(
+    name: str,
+    step_specs: Sequence[StepSpec],
+    rate: float | None,
+    max_retries: int | None,
+    retry_delays: Sequence[float] | None,
+) -> list[Problem]:
+    """What is wrong with the campaign as asked, before reading any file or template."""
+    problems: list[Problem] = []
+    if not name:
+        problems.append(Problem(Field.NAME, "the campaign name is empty: give it a name"))
+    if not step_specs:
+        problems.append(Problem(Field.STEPS, "a campaign needs at least one step (template and contacts)"))
+    checks = (
+        rate_problem(rate) if rate is not None else None,
+        max_retries_problem(max_retries) if max_retries is not None else None,
+        retry_delays_problem(retry_delays) if retry_delays is not None else None,
+        *(_in_step(duplicate_button_problem(spec.contacts.buttons), position)
+          for position, spec in enumerate(step_specs, 1)),
+    )  # fmt: skip
+    problems.extend(problem for problem in checks if problem is not None)
+    return problems
+
+
+def _in_step(problem: Problem | None, position: int) -> Problem | None:
+    return None if problem is None else replace(problem, step=position)
+
+
+def _retry_columns(max_retries: int | None, retry_delays: Sequence[float] | None) -> dict[str, Any]:
+    """The campaign row's retry columns (None: use the settings)."""
+    delays = None if retry_delays is None else json.dumps([float(d) for d in retry_delays])
+    return {"max_retries": max_retries, "retry_delays": delays}
 
 
 async def create_campaign(
@@ -104,16 +120,11 @@ async def create_campaign(
     ``max_retries`` and ``retry_delays`` are the campaign's own retry policy, kept in its row so
     that every process sending it (the UI, ``watui run``) uses them; None: the settings' values.
     Every contacts file's header is checked before anything is written, and any failure rolls
-    the whole campaign back. Raises CampaignExists, CampaignError or ContactsError.
+    the whole campaign back. Raises CampaignExists, ContactsError, or InvalidCampaign with every
+    problem of the campaign (name, rate, retries, each step's mapping against its template).
     """
     name = name.strip()
-    if not name:
-        raise CampaignError("the campaign name is empty: give it a name")
-    if not step_specs:
-        raise CampaignError("a campaign needs at least one step (template and contacts)")
-    if rate is not None and not 0 < rate <= 100_000:
-        raise CampaignError(f"rate {rate} is out of range: give messages/s above 0, at most 100000")
-    retry_columns = _checked_retry_policy(max_retries, retry_delays)
+    problems = _campaign_problems(name, step_specs, rate, max_retries, retry_delays)
     readers: list[ContactsReader] = []
     try:
         for spec in step_specs:
@@ -121,8 +132,15 @@ async def create_campaign(
         async with db.begin() as conn:
             if await campaign_id_named(conn, name) is not None:
                 raise CampaignExists(f"a campaign named {name!r} already exists: pick another name")
-            mappings = [await _step_mapping(conn, spec) for spec in step_specs]
+            mappings = []
+            for position, spec in enumerate(step_specs, 1):
+                mapping, step_problems = await _step_mapping(conn, spec)
+                mappings.append(mapping)
+                problems.extend(replace(problem, step=position) for problem in step_problems)
+            if problems:
+                raise InvalidCampaign(problems)
             now = clock()
+            retry_columns = _retry_columns(max_retries, retry_delays)
             campaign_id = await _insert_campaign(conn, name, rate, retry_columns, now)
             created = CreatedCampaign(campaign_id, name)
             for position, (spec, reader, mapping) in enumerate(
@@ -216,13 +234,10 @@ async def _create_step(
     return counts
 
 
-async def _step_mapping(conn: AsyncConnection, spec: StepSpec) -> dict[str, Any]:
-    """The step's mapping JSON; checked against the template when it has been synced."""
+async def _step_mapping(conn: AsyncConnection, spec: StepSpec) -> tuple[dict[str, Any], list[Problem]]:
+    """The step's mapping JSON, and how it disagrees with its template when that was synced
+    (not synced: the mapping is trusted, the API will say if it is wrong)."""
     source = spec.contacts
-    indexes = [button.index for button in source.buttons]
-    twice = next((index for index in indexes if indexes.count(index) > 1), None)
-    if twice is not None:
-        raise CampaignError(f"button {twice} is given twice: give one column per button")
     mapping: dict[str, Any] = {
         "body": list(source.body_params),
         "header": source.header_param,
@@ -240,90 +255,25 @@ async def _step_mapping(conn: AsyncConnection, spec: StepSpec) -> dict[str, Any]
         )
     ).first()
     if row is None:
-        await _check_language(conn, spec)
-        return mapping  # not synced: trust the mapping, the API will say if it is wrong
-    which = f"template {spec.template!r} ({spec.language})"
-    if row.body_param_count != len(source.body_params):
-        raise CampaignError(
-            f"{which} takes {row.body_param_count} body parameter(s) but "
-            f"{len(source.body_params)} column(s) are mapped: give exactly "
-            f"{row.body_param_count} columns in --body-params / body_params"
-        )
-    header_format = (row.header_format or "").lower() or None
-    header_takes_param = header_format in {"image", "video", "document"} or (
-        header_format == "text" and "{{" in (row.header_text or "")
-    )
-    if header_takes_param and not source.header_param:
-        raise CampaignError(
-            f"{which} has {_article(header_format)} {header_format} header: name its column with "
-            "--header-param"
-        )
-    if source.header_param and not header_takes_param:
-        raise CampaignError(f"{which} has no header parameter: drop --header-param")
+        languages = (
+            await conn.execute(select(templates.c.language).where(templates.c.name == spec.template))
+        ).scalars().all()
+        # Synced in other languages only: most likely a typo in the language.
+        return mapping, [language_problem(spec.template, spec.language, languages)] if languages else []
+    facts = TemplateFacts(
+        spec.template, spec.language, row.body_param_count, row.header_format, row.header_text,
+        _listed_buttons(row.buttons),
+    )  # fmt: skip
+    problems = mapping_problems(facts, source.body_params, source.header_param, source.buttons)
     if source.header_param:
-        mapping["header_format"] = header_format
-    _check_buttons(which, json.loads(row.buttons) if row.buttons else [], source.buttons)
+        mapping["header_format"] = (row.header_format or "").lower() or None
     names = placeholder_names(row.body_text)
     if names:  # a template with {{named}} placeholders needs the names in every request
         mapping["body_names"] = names
-    return mapping
+    return mapping, problems
 
 
-async def _check_language(conn: AsyncConnection, spec: StepSpec) -> None:
-    """A synced template without this language is most likely a typo in the language."""
-    languages = (
-        await conn.execute(select(templates.c.language).where(templates.c.name == spec.template))
-    ).scalars().all()
-    if languages:
-        raise CampaignError(
-            f"template {spec.template!r} has no {spec.language} translation (synced: "
-            f"{', '.join(sorted(languages))}): check --language, or run 'watui templates sync' "
-            "if it was added since"
-        )
-
-
-def _article(word: str | None) -> str:
-    return "an" if (word or "x")[0] in "aeiou" else "a"
-
-
-def _check_buttons(which: str, template_buttons: list[Any], mapped: Sequence[ButtonParam]) -> None:
-    """Each mapped button exists and is of its kind, and each dynamic URL has its column: a
-    request missing one is refused by the API (132000) for every recipient."""
-    kinds = {"url": "URL", "quick_reply": "QUICK_REPLY"}
-    by_index = {b.index: b for b in mapped}
-    for index, button in enumerate(template_buttons):
-        kind = str(button.get("type", "")).upper() if isinstance(button, dict) else ""
-        dynamic = kind == "URL" and "{{" in str(button.get("url", ""))
-        given = by_index.pop(index, None)
-        if dynamic and given is None:
-            raise CampaignError(
-                f"{which}: button {index} is a URL with a parameter: name its column with "
-                f"--button-param {index}:COLUMN (buttons in a spec)"
-            )
-        if given is None:
-            continue
-        wanted = kinds.get(given.sub_type, given.sub_type.upper())
-        if wanted != kind:
-            raise CampaignError(
-                f"{which}: button {index} is a {kind or 'button of unknown kind'}, not a "
-                f"{wanted}: {_button_fix(index, kind)}"
-            )
-        if kind == "URL" and not dynamic:
-            raise CampaignError(
-                f"{which}: button {index} has a fixed URL and takes no parameter: drop "
-                f"--button-param {index}:{given.column}"
-            )
-    if by_index:
-        index = min(by_index)
-        raise CampaignError(
-            f"{which} has {len(template_buttons)} button(s), numbered from 0: there is no "
-            f"button {index}; drop --button-param {index}:{by_index[index].column}"
-        )
-
-
-def _button_fix(index: int, kind: str) -> str:
-    if kind == "URL":
-        return f"give --button-param {index}:COLUMN"
-    if kind == "QUICK_REPLY":
-        return f"give --button-param {index}:COLUMN:quick_reply"
-    return f"it takes no parameter, drop --button-param {index}"
+def _listed_buttons(stored: str | None) -> list[dict[str, object]]:
+    """The template's buttons as the sync kept them (the API's JSON list)."""
+    listed = json.loads(stored) if stored else []
+    return [button for button in listed if isinstance(button, dict)]

@@ -136,7 +136,7 @@ class SqliteJsonDialect(Dialect):
 
     flush = sqlite_batches.FlushStatements(attempts.name, ATTEMPT_COLUMNS, COUNTED)
 
-    claim_rows = staticmethod(sqlite_batches.claim_rows)  # type: ignore[assignment]
+    claim_rows = staticmethod(sqlite_batches.claim_rows)
 
     async def write_outcomes(
         self, conn: AsyncConnection, campaign_id: int, owner: str, outcomes: Sequence[Outcome],
@@ -172,7 +172,7 @@ class PostgresDialect(Dialect):
         return db.single_statement()
 
     flush_transaction = claim_transaction
-    claim_rows = staticmethod(postgres_batches.claim_rows)  # type: ignore[assignment]
+    claim_rows = staticmethod(postgres_batches.claim_rows)
 
     async def write_outcomes(
         self, conn: AsyncConnection, campaign_id: int, owner: str, outcomes: Sequence[Outcome],

@@ -15,9 +15,11 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from watui.contracts import RecipientParams
+from watui.rules import RecipientStatus
 from watui.storage.contacts import ContactsReader, ImportCounts, guess_header_format, judge_rows
 from watui.storage.dialects import BatchInsert, Dialect
-from watui.storage.schema import RecipientStatus, recipients, rejects
+from watui.storage.schema import recipients, rejects
 
 #: Rows per executemany: large enough to amortise the round trip, small enough to stay light.
 BATCH_ROWS = 5_000
@@ -55,7 +57,7 @@ class _StepImport:
         self.first_header: str | None = None
         self._insert_recipients: BatchInsert | None = None
 
-    def queue(self, line: int, phone: str, params: dict[str, Any]) -> None:
+    def queue(self, line: int, phone: str, params: RecipientParams) -> None:
         self.queued_batch.append(
             (
                 self.campaign_id,

@@ -15,9 +15,10 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text, update
 
+from watui.rules import RecipientStatus
 from watui.storage.counters import SENDING, bump_counters
 from watui.storage.database import Database
-from watui.storage.schema import RecipientStatus, recipients, workers
+from watui.storage.schema import recipients, workers
 
 
 def make_owner() -> str:

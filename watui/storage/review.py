@@ -14,9 +14,10 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+from watui.rules import REVIEWABLE_STATUSES, CampaignStatus, RecipientStatus
 from watui.storage.counters import COUNTED, bump_counters
 from watui.storage.database import Database
-from watui.storage.schema import CampaignStatus, RecipientStatus, campaigns, recipients, steps
+from watui.storage.schema import campaigns, recipients, steps
 
 
 async def requeue(
@@ -72,10 +73,6 @@ async def requeue(
     return moved + due_now
 
 
-#: What the retry queue lists: rows waiting for a retry, failed for good, or in doubt.
-REVIEWABLE = (RecipientStatus.RETRY, RecipientStatus.FAILED, RecipientStatus.IN_DOUBT)
-
-
 @dataclass(frozen=True, slots=True)
 class ReviewRow:
     id: int
@@ -91,7 +88,7 @@ class ReviewRow:
 def _review_conditions(
     campaign_id: int, status: RecipientStatus | None, code: int | None
 ) -> list[Any]:
-    statuses = [status.value] if status else [s.value for s in REVIEWABLE]
+    statuses = [status.value] if status else [s.value for s in REVIEWABLE_STATUSES]
     conditions: list[Any] = [recipients.c.campaign_id == campaign_id, recipients.c.status.in_(statuses)]
     if code is not None:
         conditions.append(recipients.c.last_error_code == code)
@@ -155,7 +152,7 @@ async def skip(
     db: Database,
     campaign_id: int,
     *,
-    statuses: Sequence[RecipientStatus] = REVIEWABLE,
+    statuses: Sequence[RecipientStatus] = REVIEWABLE_STATUSES,
     code: int | None = None,
     ids: Sequence[int] | None = None,
 ) -> int:

@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Any, Protocol
 
 from sqlalchemy import delete, insert, select
 
+from watui.rules import count_placeholders
 from watui.storage.database import Database
 from watui.storage.rows import TemplateRecord
 from watui.storage.schema import templates
 
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
-
 
 class TemplateSource(Protocol):
     async def list_templates(self) -> list[dict[str, Any]]: ...
-
-
-def placeholder_names(text: str | None) -> list[str]:
-    """The body's named placeholders in order ({{first_name}} -> "first_name"); empty when the
-    template uses positional ones ({{1}}, {{2}}), which need no names in the request."""
-    names = list(dict.fromkeys(_PLACEHOLDER.findall(text or "")))
-    return [] if all(name.isdigit() for name in names) else names
-
-
-def count_placeholders(text: str | None) -> int:
-    """Distinct {{1}}, {{2}} ... or {{named}} placeholders in a template text."""
-    if not text:
-        return 0
-    return len(dict.fromkeys(_PLACEHOLDER.findall(text)))
 
 
 def template_row(item: dict[str, Any], now: float) -> dict[str, Any]:

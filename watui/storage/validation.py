@@ -10,10 +10,10 @@ import csv
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from watui.contracts import RecipientParams
+from watui.errors import ContactsError
 from watui.storage.contacts import (
-    ContactsError,
     ContactsReader,
     ContactsSource,
     ImportCounts,
@@ -47,7 +47,7 @@ class _Recorder:
         self.seen: set[int] = set()  # the importer's duplicate check: E.164 digits as ints
         self._first_lines: dict[str, int] = {}
 
-    def queue(self, line: int, phone: str, params: dict[str, Any]) -> None:
+    def queue(self, line: int, phone: str, params: RecipientParams) -> None:
         self.counts.queued += 1
         self._first_lines[phone] = line
 

@@ -7,28 +7,13 @@ tests validate every shape it makes against the spec's JSON schema instead.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypedDict
+from typing import Any
 
-MEDIA_HEADERS = frozenset({"image", "video", "document"})
+from watui.contracts import ButtonText, RecipientParams
+from watui.rules import MEDIA_HEADER_FORMATS
+
 #: biz_opaque_callback_data's limit in Meta's spec.
 MAX_CALLBACK_LENGTH = 512
-
-
-class ButtonText(TypedDict):
-    """One button's value for one recipient, as stored in ``recipients.params``."""
-
-    index: int  # the button's position in the template
-    sub_type: str  # "url" or "quick_reply"
-    text: str  # the URL's {{1}}, or the quick reply's payload
-
-
-class RecipientParams(TypedDict, total=False):
-    """A recipient's stored parameters (``recipients.params``), values already taken from the
-    contacts row; ``header`` and ``buttons`` are left out when the step has none."""
-
-    body: list[str]
-    header: str
-    buttons: list[ButtonText]
 
 
 def build_template_message(
@@ -85,7 +70,7 @@ def build_template_message(
 
 def _header_parameter(value: str, header_format: str | None) -> dict[str, Any]:
     kind = (header_format or "text").lower()
-    if kind in MEDIA_HEADERS:
+    if kind in MEDIA_HEADER_FORMATS:
         return {"type": kind, kind: {"link": value}}
     return {"type": "text", "text": value}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from watui.contracts import RecipientParams
 from watui.storage.schema import attempts
 
 
@@ -16,7 +17,7 @@ from watui.storage.schema import attempts
 class ClaimedRecipient:
     id: int
     phone: str
-    params: dict[str, Any]
+    params: RecipientParams
     attempts: int  # requests made before this claim
 
 

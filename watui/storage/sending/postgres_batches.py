@@ -20,8 +20,8 @@ older rows in the table).
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import Table
@@ -141,4 +141,5 @@ SELECT status, n FROM tally
             now=now, owner=owner, campaign_id=campaign_id, outcomes=outcomes,
             attempt_rows=attempt_rows,
         ))
-        return {status: int(count) for status, count in result}
+        rows = cast("Iterable[tuple[str, int]]", result)  # (status, count), the statement's own
+        return {status: int(count) for status, count in rows}

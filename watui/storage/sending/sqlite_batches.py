@@ -23,9 +23,9 @@ says whether all are there, and the callers fall back to plain statements when n
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 import orjson
@@ -55,7 +55,8 @@ async def in_driver_thread(conn: AsyncConnection, work: Callable[[sqlite3.Connec
     driver = (await conn.get_raw_connection()).driver_connection
     assert isinstance(driver, aiosqlite.Connection)
     try:
-        return await driver._execute(work, driver._conn)
+        execute = cast("Callable[..., Awaitable[T]]", driver._execute)  # untyped in aiosqlite
+        return await execute(work, driver._conn)
     except sqlite3.Error as error:
         raise DBAPIError.instance(
             getattr(work, "__name__", "batch"), None, error, sqlite3.Error

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import ClassVar, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker
@@ -12,7 +12,7 @@ from watui.errors import WatuiError
 from watui.service.api import Backend
 from watui.tui.protocols import WatuiHost
 
-ModalT = TypeVar("ModalT", bound=ModalScreen[object])
+ModalT = TypeVar("ModalT", bound=ModalScreen[Any])
 
 
 class WatuiScreen(Screen[None]):

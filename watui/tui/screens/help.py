@@ -76,7 +76,7 @@ class HelpScreen(WatuiScreen):
                 yield Static(bindings_table(section.title, section.bindings))
         yield KeyBar()
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         self.sub_title = "Keys"
         self.query_one("#help").focus()
 

@@ -107,7 +107,7 @@ class RetryQueueScreen(WatuiScreen):
         yield Static(id="page-info")
         yield KeyBar()
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         # WatuiScreen.on_mount (called after this one by Textual) loads the first page.
         self.sub_title = f"Retry queue · {self.campaign}"
         self.query_one(DataTable).focus()

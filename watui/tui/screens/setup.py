@@ -7,8 +7,9 @@ contacts have been validated and the form is complete.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from textual import work
 from textual.app import ComposeResult
@@ -17,8 +18,16 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.markup import escape
 from textual.widgets import Button, DataTable, Header, Input, Select, Static
 
-from watui.errors import CampaignExists, WatuiError
-from watui.rules import MAX_RETRIES_LIMIT, MAX_RETRY_DELAY
+from watui.errors import CampaignExists, ContactsError, InvalidCampaign, WatuiError
+from watui.rules import (
+    PLACEHOLDER,
+    Field,
+    Problem,
+    duplicate_button_problem,
+    header_takes_param,
+    max_retries_problem,
+    retry_delays_problem,
+)
 from watui.service.models import (
     ButtonColumn,
     CampaignSpec,
@@ -36,10 +45,26 @@ from watui.tui.widgets.keybar import KeyBar
 from watui.tui.widgets.modals import parse_rate
 from watui.tui.widgets.text_input import TextInput
 
+#: The form field that sets each part of a campaign: a problem the backend finds is marked there.
+FIELD_WIDGETS: dict[Field, str] = {
+    Field.NAME: "f-name",
+    Field.TEMPLATE: "f-template",
+    Field.LANGUAGE: "f-language",
+    Field.CONTACTS: "f-contacts",
+    Field.PHONE_COLUMN: "f-phone",
+    Field.DEFAULT_REGION: "f-region",
+    Field.BODY_PARAMS: "f-body",
+    Field.HEADER_PARAM: "f-header",
+    Field.BUTTONS: "f-buttons",
+    Field.RATE: "f-rate",
+    Field.MAX_RETRIES: "f-retries",
+    Field.RETRY_DELAYS: "f-delays",
+}
+T = TypeVar("T")
+
 PREVIEW_ROWS = 5
 REPORT_LINES = 5
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-MEDIA_HEADERS = {"image", "video", "document"}
 
 
 def check_name(name: str) -> str | None:
@@ -70,7 +95,7 @@ def check_body_params(
 
 
 def needs_header_param(template: TemplateInfo) -> bool:
-    return template.header_format in MEDIA_HEADERS or "{{" in (template.header_text or "")
+    return header_takes_param(template.header_format, template.header_text)
 
 
 def button_hint(template: TemplateInfo) -> str:
@@ -89,7 +114,7 @@ def parse_button_params(
 ) -> tuple[ButtonColumn, ...]:
     """``0:tracking_code, 1:payload`` into the button columns; ValueError says what to fix.
     The kind comes from the template: a URL takes its suffix, a quick reply its payload."""
-    given: dict[int, str] = {}
+    given: list[ButtonColumn] = []
     for part in parse_columns(text):
         index_text, _, column = (piece.strip() for piece in part.partition(":"))
         if not index_text.isdigit() or not column:
@@ -97,23 +122,23 @@ def parse_button_params(
         index = int(index_text)
         if index >= len(template.buttons) or not template.buttons[index].takes_param:
             raise ValueError(f"button {index} takes no parameter; {button_hint(template)}")
-        if index in given:
-            raise ValueError(f"button {index} is given twice")
         if available and column not in available:
             raise ValueError(f"no column {column!r} in the file")
-        given[index] = column
-    missing = [i for i, button in enumerate(template.buttons) if button.needs_param and i not in given]
+        given.append(ButtonColumn(index, template.buttons[index].kind, column))
+    if problem := duplicate_button_problem(given):
+        raise ValueError(problem.message)
+    mapped = {button.index for button in given}
+    missing = [i for i, button in enumerate(template.buttons) if button.needs_param and i not in mapped]
     if missing:
         url = escape(template.buttons[missing[0]].url or "")
         raise ValueError(f"button {missing[0]} (URL {url}) needs a column")
-    return tuple(
-        ButtonColumn(index, template.buttons[index].kind, column) for index, column in sorted(given.items())
-    )
+    return tuple(sorted(given, key=lambda button: button.index))
 
 
 def parse_retries(text: str) -> int:
-    if not text.isdigit() or int(text) > MAX_RETRIES_LIMIT:
-        raise ValueError(f"a whole number from 0 to {MAX_RETRIES_LIMIT}")
+    retries = int(text) if text.isdigit() else text
+    if problem := max_retries_problem(retries):
+        raise ValueError(problem.message)
     return int(text)
 
 
@@ -122,8 +147,8 @@ def parse_delays(text: str) -> tuple[float, ...]:
         delays = tuple(float(part) for part in parse_columns(text))
     except ValueError:
         raise ValueError("seconds separated by commas, e.g. 5, 10") from None
-    if not delays or not all(0 < delay <= MAX_RETRY_DELAY for delay in delays):
-        raise ValueError(f"at least one delay, each above 0 and at most {MAX_RETRY_DELAY:.0f} seconds")
+    if problem := retry_delays_problem(delays):
+        raise ValueError(problem.message)
     return delays
 
 
@@ -133,7 +158,7 @@ def template_key(template: TemplateInfo) -> str:
 
 def preview_text(template: TemplateInfo) -> str:
     body = escape(template.body)
-    body = re.sub(r"(\{\{\d+\}\})", r"[b $accent]\1[/]", body)
+    body = PLACEHOLDER.sub(r"[b $accent]\g<0>[/]", body)
     facts = [f"{template.param_count} parameter(s)", template.category.lower(), template.language]
     if template.header_format:
         facts.append(f"header: {template.header_format}")
@@ -251,7 +276,7 @@ class SetupScreen(WatuiScreen):
                 "Rate (msg/s)",
                 TextInput(compact=True, id="rate"),
                 id="f-rate",
-                hint="your number's tier; 1,000 at most",
+                hint="your number's tier: 80, or 1,000 at the top",
             )
             yield FormField("Max retries", TextInput(compact=True, id="max-retries"), id="f-retries")
             yield FormField(
@@ -380,7 +405,7 @@ class SetupScreen(WatuiScreen):
 
     # -- buttons and keys -------------------------------------------------------------------
     async def on_button_pressed(self, event: Button.Pressed) -> None:
-        actions = {
+        actions: dict[str, Callable[[], object]] = {
             "browse": self.action_browse,
             "validate": self.validate_contacts,
             "add-step": self.add_step,
@@ -532,17 +557,10 @@ class SetupScreen(WatuiScreen):
         if error := check_name(name):
             self.field("f-name").set_error(error)
             problems += 1
-        numbers = {}
-        for field_id, input_id, parse in (
-            ("f-rate", "rate", parse_rate),
-            ("f-retries", "max-retries", parse_retries),
-            ("f-delays", "retry-delays", parse_delays),
-        ):
-            try:
-                numbers[input_id] = parse(self.value(input_id))
-            except ValueError as error:
-                self.field(field_id).set_error(str(error))
-                problems += 1
+        rate = self._parsed("f-rate", "rate", parse_rate)
+        max_retries = self._parsed("f-retries", "max-retries", parse_retries)
+        retry_delays = self._parsed("f-delays", "retry-delays", parse_delays)
+        problems += sum(value is None for value in (rate, max_retries, retry_delays))
         steps = list(self.steps)
         if not steps or self._step_started():
             step = self.collect_step()
@@ -550,16 +568,24 @@ class SetupScreen(WatuiScreen):
                 problems += 1
             else:
                 steps.append(step)
-        if problems:
+        if problems or rate is None or max_retries is None or retry_delays is None:
             return None
         return CampaignSpec(
             name,
             tuple(steps),
-            rate=numbers["rate"],
-            max_retries=numbers["max-retries"],
-            retry_delays=numbers["retry-delays"],
+            rate=rate,
+            max_retries=max_retries,
+            retry_delays=retry_delays,
             start_now=start_now,
         )
+
+    def _parsed(self, field_id: str, input_id: str, parse: Callable[[str], T]) -> T | None:
+        """The input's value, or None after marking its field with what to fix."""
+        try:
+            return parse(self.value(input_id))
+        except ValueError as error:
+            self.field(field_id).set_error(str(error))
+            return None
 
     def _step_started(self) -> bool:
         return self.template is not None or bool(self.value("contacts"))
@@ -586,9 +612,9 @@ class SetupScreen(WatuiScreen):
                 return
             created = await self.backend.create_campaign(spec)
         except WatuiError as error:
-            form_error.update(f"✖ {error}")
-            if isinstance(error, CampaignExists):
-                self.field("f-name").set_error(str(error))
+            unmarked = self._mark_problems(error, spec)
+            form_error.update(f"✖ {'; '.join(unmarked)}" if unmarked else "Fix the fields marked ✖ above.")
+            self._scroll_to_first_error()
             return
         verb = "started" if start_now else "saved as a draft"
         self.notify(f"{created.name}: {fmt.count(created.total)} recipients, {verb}")
@@ -600,6 +626,28 @@ class SetupScreen(WatuiScreen):
         if monitor is not None:
             # To the app itself: this screen is closing and no longer passes messages on.
             self.app.post_message(OpenMonitor(monitor))
+
+    def _mark_problems(self, error: WatuiError, spec: CampaignSpec) -> list[str]:
+        """Mark the field of each problem the backend found; return the ones no field shows
+        (a step already added, a hidden field, or an error about no field)."""
+        if isinstance(error, CampaignExists):
+            problems = [Problem(Field.NAME, str(error))]
+        elif isinstance(error, InvalidCampaign):
+            problems = list(error.problems)
+        elif isinstance(error, ContactsError) and error.field is not None:
+            problems = [Problem(error.field, str(error), len(spec.steps))]
+        else:
+            return [str(error)]
+        in_form = len(spec.steps) if self._step_started() else None
+        unmarked = []
+        for problem in problems:
+            widget = FIELD_WIDGETS.get(problem.field)
+            shown = widget is not None and self.field(widget).display
+            if widget is not None and shown and problem.step in (None, in_form):
+                self.field(widget).set_error(problem.message)
+            else:
+                unmarked.append(problem.message)
+        return unmarked
 
     def _scroll_to_first_error(self) -> None:
         for field in self.query(FormField):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from rich.style import Style
 from rich.text import Text
@@ -32,16 +33,14 @@ class ThroughputChart(Widget):
     """Rolling per-second throughput, newest on the right; the series fills the width
     (two samples per column when there are enough, stretched when there are fewer)."""
 
-    COMPONENT_CLASSES = frozenset(
-        {
-            "chart--sent",
-            "chart--target",
-            "chart--failed",
-            "chart--retried",
-            "chart--throttled",
-            "chart--axis",
-        }
-    )
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "chart--sent",
+        "chart--target",
+        "chart--failed",
+        "chart--retried",
+        "chart--throttled",
+        "chart--axis",
+    }
 
     DEFAULT_CSS = """
     ThroughputChart { height: 12; }

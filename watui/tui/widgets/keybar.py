@@ -8,7 +8,7 @@ that is rebuilt only when the visible keys really change. Clicking a key presses
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import events
@@ -25,7 +25,7 @@ class KeyBar(Widget):
     """The active screen's shown bindings on the bottom line; the palette key on the right."""
 
     ALLOW_SELECT = False
-    COMPONENT_CLASSES = frozenset({"keybar--key", "keybar--description", "keybar--palette"})
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"keybar--key", "keybar--description", "keybar--palette"}
     DEFAULT_CSS = """
     KeyBar {
         dock: bottom;

@@ -11,6 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from watui.rules import rate_problem
 from watui.tui.widgets.text_input import TextInput
 
 T = TypeVar("T")
@@ -121,11 +122,12 @@ class PromptModal(ModalScreen[T | None], Generic[T]):
 
 
 def parse_rate(text: str) -> float:
-    """A send rate in msg/s: more than 0, at most the 1,000 msg/s top tier."""
+    """A send rate in msg/s, in the range every front end accepts (``rules.rate_problem``)."""
     try:
         rate = float(text)
     except ValueError:
         raise ValueError("enter a number of messages per second, e.g. 80") from None
-    if not 0 < rate <= 1000:
-        raise ValueError("the rate must be more than 0 and at most 1,000 msg/s")
+    problem = rate_problem(rate)
+    if problem is not None:
+        raise ValueError(problem.message)
     return rate
