@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watui.rules import (
@@ -472,3 +472,27 @@ async def mark_unconfirmed(db: Database, *, in_doubt_before: float, now: float) 
                 moved[campaign_id] = count
                 await bump_counters(conn, campaign_id, {"in_doubt": -count, "unconfirmed": count}, now)
     return moved
+
+
+async def last_attempt_id(db: Database) -> int:
+    """Where the attempt log ends now: a running sender counts late failures from here."""
+    async with db.engine.connect() as conn:
+        return int((await conn.execute(select(func.max(attempts.c.id)))).scalar_one() or 0)
+
+
+async def late_failures_after(db: Database, campaign_id: int, after_id: int) -> tuple[int, int]:
+    """Failures after acceptance applied to the campaign since attempt ``after_id`` (each is
+    logged as an attempt by the webhook, retried or not): (how many, the log's end now).
+
+    A range of the attempts' primary key, a second's worth of rows: cheap once a second. Not
+    the failed_after counter, which counts recipients whose message stays failed: a 131049 or
+    a transient failure after acceptance goes back to retry and would not show there."""
+    query = select(
+        func.max(attempts.c.id),
+        func.count(attempts.c.id).filter(
+            attempts.c.campaign_id == campaign_id, attempts.c.worker == WEBHOOK_WORKER
+        ),
+    ).where(attempts.c.id > after_id)
+    async with db.engine.connect() as conn:
+        end, late = (await conn.execute(query)).one()
+    return int(late or 0), int(end or after_id)
