@@ -24,6 +24,7 @@ class RecipientState(StrEnum):
     RETRY = "retry"
     FAILED = "failed"
     IN_DOUBT = "in_doubt"
+    UNCONFIRMED = "unconfirmed"  # in doubt, and no status webhook came for it: resend it
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+from watui.rules import REVIEWABLE_STATUSES
 from watui.storage.counters import COUNTED, bump_counters
 from watui.storage.database import Database
 from watui.storage.schema import CampaignStatus, RecipientStatus, campaigns, recipients, steps
@@ -72,8 +73,8 @@ async def requeue(
     return moved + due_now
 
 
-#: What the retry queue lists: rows waiting for a retry, failed for good, or in doubt.
-REVIEWABLE = (RecipientStatus.RETRY, RecipientStatus.FAILED, RecipientStatus.IN_DOUBT)
+#: What the retry queue lists: rows waiting for a retry, failed for good, in doubt, unconfirmed.
+REVIEWABLE = REVIEWABLE_STATUSES
 
 
 @dataclass(frozen=True, slots=True)
