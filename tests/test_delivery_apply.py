@@ -26,6 +26,7 @@ from watui.storage.database import Database
 from watui.storage.deliveries import ApplyResult, apply_delivery_events, mark_unconfirmed
 from watui.storage.schema import (
     attempts,
+    campaigns,
     deliveries,
     delivery_events,
     preference_updates,
@@ -58,6 +59,11 @@ async def set_status(
         counter = {"sent": "sent", "in_doubt": "in_doubt", "failed": "failed"}.get(status)
         if counter:
             await bump_counters(conn, campaign_id, {counter: len(ids)}, time.time())
+
+
+async def set_campaign(db: Database, status: str) -> None:
+    async with db.begin() as conn:
+        await conn.execute(update(campaigns).values(status=status))
 
 
 def wamid_of(recipient_id: int) -> str:
@@ -211,10 +217,7 @@ async def test_131049_after_the_campaign_ended_stays_failed(database: Database) 
     cid = await make_campaign(database, recipients_per_step=1)
     [rid] = await recipient_ids(database, cid)
     await set_status(database, cid, [rid], "sent")
-    async with database.begin() as conn:
-        from watui.storage.schema import campaigns
-
-        await conn.execute(update(campaigns).values(status="completed"))
+    await set_campaign(database, "completed")
     await store(database, [status_row(rid, "failed", code=131049)])
     await apply(database)
     row = await recipient_row(database, rid)
@@ -246,10 +249,7 @@ async def test_account_trouble_after_acceptance_pauses_the_campaign(database: Da
     cid = await make_campaign(database, recipients_per_step=1)
     [rid] = await recipient_ids(database, cid)
     await set_status(database, cid, [rid], "sent")
-    async with database.begin() as conn:
-        from watui.storage.schema import campaigns
-
-        await conn.execute(update(campaigns).values(status="running"))
+    await set_campaign(database, "running")
     await store(database, [status_row(rid, "failed", code=131048)])
     await apply(database)
     campaign = await campaign_row(database, cid)

@@ -141,53 +141,60 @@ class _Recipient:
         return self.status in _UNSURE and self.wamid in (None, wamid)
 
 
+#: The columns of a deliveries row that statuses fill in (besides its keys and updated_at).
 _DELIVERY_FIELDS = (
     "wamid", "state", "sent_at", "delivered_at", "read_at", "failed_at", "error_code",
     "error_title", "error_message", "error_details", "pricing_category", "pricing_type",
 )  # fmt: skip
+_TIMES = {f"{state.value}_at" for state in DeliveryState}
+_ERRORS = ("error_code", "error_title", "error_message", "error_details")
 
 
 @dataclass(slots=True)
 class _Delivery:
+    """One recipient's deliveries row as the batch changes it; ``state`` None: no row (or it is
+    to be deleted)."""
+
     recipient_id: int
     campaign_id: int
-    wamid: str | None = None
-    state: str | None = None  # None: no row (or it is to be deleted)
-    sent_at: float | None = None
-    delivered_at: float | None = None
-    read_at: float | None = None
-    failed_at: float | None = None
-    error_code: int | None = None
-    error_title: str | None = None
-    error_message: str | None = None
-    error_details: str | None = None
-    pricing_category: str | None = None
-    pricing_type: str | None = None
+    columns: dict[str, Any]  # _DELIVERY_FIELDS
     stored: bool = False  # a row exists in the table
     was: str | None = None
     changed: bool = False
 
+    @classmethod
+    def fresh(cls, recipient_id: int, campaign_id: int, wamid: str) -> _Delivery:
+        columns = dict.fromkeys(_DELIVERY_FIELDS)
+        columns["wamid"] = wamid
+        return cls(recipient_id, campaign_id, columns)
+
+    @property
+    def state(self) -> str | None:
+        return self.columns["state"]  # type: ignore[no-any-return]
+
     def rank(self) -> int:
         return DELIVERY_RANK[DeliveryState(self.state)] if self.state else 0
 
-    def note(self, event: Any) -> None:
-        """The event's time under its status (the earliest report wins), and its pricing."""
-        column = f"{event.status}_at"
-        if column in ("sent_at", "delivered_at", "read_at", "failed_at"):
-            current = getattr(self, column)
-            if current is None or event.timestamp < current:
-                setattr(self, column, event.timestamp)
-                self.changed = True
-        if event.status == DeliveryState.FAILED.value and self.error_code is None:
-            self.error_code, self.error_title = event.error_code, event.error_title
-            self.error_message, self.error_details = event.error_message, event.error_details
-            self.changed = True
-        if event.pricing_category and event.pricing_category != self.pricing_category:
-            self.pricing_category, self.pricing_type = event.pricing_category, event.pricing_type
-            self.changed = True
+    def move(self, state: DeliveryState | None, wamid: str) -> None:
+        self.columns["state"] = state.value if state else None
+        self.columns["wamid"] = wamid
+        self.changed = True
 
-    def values(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _DELIVERY_FIELDS}
+    def note(self, event: Any) -> None:
+        """The event's time under its status (the earliest report wins), the first failure's
+        error, and the pricing."""
+        columns = self.columns
+        column = f"{event.status}_at"
+        if column in _TIMES and (columns[column] is None or event.timestamp < columns[column]):
+            columns[column] = event.timestamp
+            self.changed = True
+        if event.status == DeliveryState.FAILED.value and columns["error_code"] is None:
+            columns.update({name: getattr(event, name) for name in _ERRORS})
+            self.changed = True
+        if event.pricing_category and event.pricing_category != columns["pricing_category"]:
+            columns["pricing_category"] = event.pricing_category
+            columns["pricing_type"] = event.pricing_type
+            self.changed = True
 
 
 @dataclass(slots=True)
@@ -261,9 +268,9 @@ class _Batch:
             return
         found = select(deliveries).where(deliveries.c.recipient_id.in_(self._recipients))
         for row in await conn.execute(found):
+            columns = {name: row._mapping[name] for name in _DELIVERY_FIELDS}
             self._deliveries[row.recipient_id] = _Delivery(
-                row.recipient_id, row.campaign_id, stored=True, was=row.state,
-                **{name: row._mapping[name] for name in _DELIVERY_FIELDS},
+                row.recipient_id, row.campaign_id, columns, stored=True, was=row.state
             )
         campaign_ids = {recipient.campaign_id for recipient in self._recipients.values()}
         for row in await conn.execute(select(campaigns).where(campaigns.c.id.in_(campaign_ids))):
@@ -308,7 +315,7 @@ class _Batch:
         delivery.note(event)
         if DELIVERY_RANK[state] <= delivery.rank():
             return True
-        delivery.state, delivery.wamid, delivery.changed = state.value, event.wamid, True
+        delivery.move(state, event.wamid)
         if state is DeliveryState.FAILED:
             self._failed_after_acceptance(recipient, delivery, event)
         elif recipient.status != _SENT:
@@ -318,7 +325,7 @@ class _Batch:
     def _delivery(self, recipient: _Recipient, wamid: str) -> _Delivery:
         delivery = self._deliveries.get(recipient.id)
         if delivery is None:
-            delivery = _Delivery(recipient.id, recipient.campaign_id, wamid)
+            delivery = _Delivery.fresh(recipient.id, recipient.campaign_id, wamid)
             self._deliveries[recipient.id] = delivery
         return delivery
 
@@ -346,7 +353,8 @@ class _Batch:
             recipient.status, recipient.wamid = _FAILED, event.wamid
             return
         # Sent again later: this send's delivery record goes, the next send's starts afresh.
-        recipient.status, recipient.wamid, delivery.state = _RETRY, None, None
+        recipient.status, recipient.wamid = _RETRY, None
+        delivery.move(None, event.wamid)
         recipient.next_attempt_at = verdict.retry_at if verdict.action is LateAction.RETRY else 0.0
         if verdict.action is LateAction.PAUSE:
             self._pauses[recipient.campaign_id] = verdict.reason
@@ -434,13 +442,13 @@ async def _write_deliveries(conn: AsyncConnection, changed: Sequence[_Delivery],
         await conn.execute(delete(deliveries).where(deliveries.c.recipient_id.in_(gone)))
     if fresh:
         await conn.execute(insert(deliveries), [
-            {"recipient_id": d.recipient_id, "campaign_id": d.campaign_id, **d.values(),
+            {"recipient_id": d.recipient_id, "campaign_id": d.campaign_id, **d.columns,
              "updated_at": now}
             for d in fresh
         ])  # fmt: skip
     if kept:
         await conn.execute(_UPDATE_DELIVERY, [
-            {"b_id": d.recipient_id, **{f"b_{k}": v for k, v in d.values().items()}, "b_updated_at": now}
+            {"b_id": d.recipient_id, **{f"b_{k}": v for k, v in d.columns.items()}, "b_updated_at": now}
             for d in kept
         ])  # fmt: skip
 
