@@ -12,10 +12,9 @@ from the rows as they are in the transaction.
 A status maps to its recipient by ``biz_opaque_callback_data`` (``rules.recipient_callback``),
 which every send carries. Not by wamid: recipients have no wamid index, and one would be
 rewritten by every flush on the hot path; a send whose answer was lost has no wamid anyway.
-A status whose recipient is still ``sending`` waits (its outcome is not written yet); one
-whose callback is not ours, or that is about an earlier send of the recipient, is marked
-``applied = false`` and never counted; one whose recipient is unknown is kept for
-``not_ours_after`` seconds first.
+A status whose recipient is still ``sending`` (its outcome is not written yet) or unknown
+waits, for ``not_ours_after`` seconds at most; one whose callback is not ours, or that is about
+an earlier send of the recipient, is marked ``applied = false`` and never counted.
 """
 
 from __future__ import annotations
@@ -250,7 +249,8 @@ class _Batch:
     async def load(
         self, db: Database, conn: AsyncConnection, events: Sequence[Any], defaults: RetrySettings
     ) -> None:
-        """The recipients (row-locked where the database can), their deliveries and campaigns."""
+        """The recipients (row-locked where the database can, in id order), their deliveries
+        and campaigns."""
         ids = {rid for rid in (recipient_from_callback(e.callback) for e in events) if rid is not None}
         if not ids:
             return
@@ -260,7 +260,11 @@ class _Batch:
                 recipients.c.attempts, recipients.c.wamid, recipients.c.sent_at,
                 recipients.c.next_attempt_at, recipients.c.last_error_code,
                 recipients.c.last_error_title,
-            ).where(recipients.c.id.in_(ids))
+            )
+            # Not the ones still sending: their flush may hold them (locking them too
+            # deadlocked against it on PostgreSQL), and their statuses wait for it anyway.
+            .where(recipients.c.id.in_(ids), recipients.c.status != _SENDING)
+            .order_by(recipients.c.id)
         )
         for row in await conn.execute(query):
             self._recipients[row.id] = _Recipient(*row)
@@ -304,8 +308,6 @@ class _Batch:
         recipient = self._recipients.get(recipient_id)
         if recipient is None:
             return None if event.received_at > self._now - self._not_ours_after else False
-        if recipient.status == _SENDING:
-            return None
         if not recipient.is_about(event.wamid):
             return False
         state = _STATES.get(event.status)
