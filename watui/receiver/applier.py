@@ -26,7 +26,7 @@ from watui.storage.deliveries import APPLY_BATCH, ApplyResult, apply_delivery_ev
 
 log = logging.getLogger(__name__)
 
-#: Seconds between passes when no commit wakes the applier.
+#: Seconds between passes, unless a batch's worth of statuses was stored sooner.
 APPLY_INTERVAL = 1.0
 #: Passes between two looks for in-doubt recipients to give up on.
 SWEEP_EVERY = 5
@@ -74,7 +74,7 @@ class ApplierStats:
 
 
 class DeliveryApplier:
-    """``start()``, ``wake()`` after each commit, ``close()`` (one last pass)."""
+    """``start()``, ``stored(count)`` after each commit, ``close()`` (one last pass)."""
 
     def __init__(
         self, db: Database, webhook: WebhookSettings, retry: RetrySettings, *,
@@ -89,6 +89,7 @@ class DeliveryApplier:
         self._interval = interval
         self._hearing = Hearing(gap=webhook.unconfirmed_after_s)
         self._woken = asyncio.Event()
+        self._stored_since_pass = 0
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._failing = False
@@ -98,8 +99,15 @@ class DeliveryApplier:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="webhook-applier")
 
-    def wake(self) -> None:
-        self._woken.set()
+    def stored(self, count: int) -> None:
+        """The receiver committed ``count`` more statuses: a pass once a batch's worth waits.
+
+        Not a pass per commit (20-50 a second): each is a transaction that takes the write turn
+        a sending engine's flushes and claims wait for, and a few statements' work in the loop
+        that paces the sends; a batch per pass costs the sending far less."""
+        self._stored_since_pass += count
+        if self._stored_since_pass >= APPLY_BATCH:
+            self._woken.set()
 
     async def close(self) -> None:
         """Stop after the pass under way, then apply what is left once (if the database lets)."""
@@ -128,6 +136,7 @@ class DeliveryApplier:
             self._woken.clear()
             if self._stopping():
                 return
+            self._stored_since_pass = 0
             passes += 1
             try:
                 await self.apply_pending()

@@ -86,7 +86,7 @@ class GroupCommitter:
         interval: float,
         commit_at_once: int = COMMIT_AT_ONCE,
         on_error: Callable[[BaseException], None] = lambda _error: None,
-        on_stored: Callable[[], None] = lambda: None,
+        on_stored: Callable[[int], None] = lambda _count: None,
     ) -> None:
         self._store = store
         self._counters = counters
@@ -163,7 +163,7 @@ class GroupCommitter:
             self._counters.updates_stored += counts.stored
             self._counters.duplicates += counts.duplicates
             if counts.stored:
-                self._on_stored()
+                self._on_stored(counts.stored)
         for _, future in batch:
             if not future.done():
                 future.set_result(stored)

@@ -155,7 +155,7 @@ class WebhookReceiver:
         self._counters = ReceiverCounters()
         self._committer = GroupCommitter(
             self._store, self._counters, interval=webhook.commit_interval_ms / 1000,
-            on_error=_log_store_error, on_stored=applier.wake if applier else lambda: None,
+            on_error=_log_store_error, on_stored=applier.stored if applier else lambda _count: None,
         )  # fmt: skip
         self._runner: web.AppRunner | None = None
         self.url = ""
