@@ -152,6 +152,7 @@ async def test_a_status_before_the_outcome_is_written_waits_for_it(database: Dat
         await conn.execute(update(recipients).values(status="sending", attempts=1))
     await store(database, [status_row(rid, "sent"), status_row(rid, "delivered")])
     assert (await apply(database)).waiting == 2
+    assert (await apply(database, now=time.time() + 86_400)).waiting == 2, "however long"
     assert await event_flags(database) == [None, None]
     await set_status(database, cid, [rid], "sent")  # the flush, later
     assert (await apply(database)).applied == 2

@@ -12,9 +12,9 @@ from the rows as they are in the transaction.
 A status maps to its recipient by ``biz_opaque_callback_data`` (``rules.recipient_callback``),
 which every send carries. Not by wamid: recipients have no wamid index, and one would be
 rewritten by every flush on the hot path; a send whose answer was lost has no wamid anyway.
-A status whose recipient is still ``sending`` (its outcome is not written yet) or unknown
-waits, for ``not_ours_after`` seconds at most; one whose callback is not ours, or that is about
-an earlier send of the recipient, is marked ``applied = false`` and never counted.
+A status whose recipient is still ``sending`` waits for its outcome to be written; one whose
+recipient is unknown waits ``not_ours_after`` seconds; one whose callback is not ours, or that
+is about an earlier send of the recipient, is marked ``applied = false`` and never counted.
 """
 
 from __future__ import annotations
@@ -245,6 +245,7 @@ class _Batch:
         self._attempts: list[dict[str, Any]] = []
         self._opt_outs: list[tuple[object, ...]] = []
         self._pauses: dict[int, str] = {}
+        self._sending: set[int] = set()  # recipients whose outcome is not written yet
 
     async def load(
         self, db: Database, conn: AsyncConnection, events: Sequence[Any], defaults: RetrySettings
@@ -268,6 +269,10 @@ class _Batch:
         )
         for row in await conn.execute(query):
             self._recipients[row.id] = _Recipient(*row)
+        still_sending = select(recipients.c.id).where(
+            recipients.c.id.in_(ids - self._recipients.keys()), recipients.c.status == _SENDING
+        )
+        self._sending = set((await conn.execute(still_sending)).scalars())
         if not self._recipients:
             return
         found = select(deliveries).where(deliveries.c.recipient_id.in_(self._recipients))
@@ -307,6 +312,8 @@ class _Batch:
             return False
         recipient = self._recipients.get(recipient_id)
         if recipient is None:
+            if recipient_id in self._sending:
+                return None
             return None if event.received_at > self._now - self._not_ours_after else False
         if not recipient.is_about(event.wamid):
             return False
