@@ -14,11 +14,11 @@ from watui.engine.runner import CampaignNotRunnable, Prepared, run_campaign
 from watui.engine.sender import CampaignSender, RunOutcome, RunStatus
 from watui.errors import ReceiverError
 from watui.receiver import WebhookReceiver, applying_receiver
+from watui.rules import RecipientStatus
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
 from watui.storage import review
 from watui.storage.database import Database
-from watui.storage.schema import RecipientStatus
 
 PROGRESS_INTERVAL = 0.5
 #: With webhook.enabled, how long `watui run` keeps receiving after the last send: until no

@@ -21,11 +21,11 @@ from watui.engine.collector import CollectorBetweenSends
 from watui.engine.metrics import EngineMetrics
 from watui.engine.pacer import Pacer
 from watui.engine.window import Window, window_size
+from watui.rules import CampaignStatus
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
 from watui.storage import deliveries, leases
 from watui.storage.database import Database
-from watui.storage.schema import CampaignStatus
 
 CONTROL_INTERVAL = 1.0  # seconds between ticks
 RECOVERY_EVERY = 10  # ticks between looks for rows a dead peer left in `sending`
