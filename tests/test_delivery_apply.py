@@ -61,6 +61,24 @@ async def set_status(
             await bump_counters(conn, campaign_id, {counter: len(ids)}, time.time())
 
 
+async def one_sent_recipient(db: Database) -> tuple[int, int]:
+    """A campaign of one recipient, accepted by the API: (campaign id, recipient id)."""
+    cid = await make_campaign(db, recipients_per_step=1)
+    [rid] = await recipient_ids(db, cid)
+    await set_status(db, cid, [rid], "sent")
+    return cid, rid
+
+
+async def failed_after_acceptance(db: Database, code: int, *, campaign: str) -> tuple[int, int]:
+    """One recipient accepted, then reported failed with ``code`` while its campaign is in
+    status ``campaign``, and the status applied: (campaign id, recipient id)."""
+    cid, rid = await one_sent_recipient(db)
+    await set_campaign(db, campaign)
+    await store(db, [status_row(rid, "failed", code=code)])
+    await apply(db)
+    return cid, rid
+
+
 async def set_campaign(db: Database, status: str) -> None:
     async with db.begin() as conn:
         await conn.execute(update(campaigns).values(status=status))
@@ -199,9 +217,7 @@ async def test_131050_after_acceptance_fails_and_records_the_opt_out(database: D
 
 
 async def test_131049_after_acceptance_is_retried_no_sooner_than_a_day(database: Database) -> None:
-    cid = await make_campaign(database, recipients_per_step=1)
-    [rid] = await recipient_ids(database, cid)
-    await set_status(database, cid, [rid], "sent")
+    cid, rid = await one_sent_recipient(database)
     now = time.time()
     await store(database, [status_row(rid, "failed", code=131049)])
     await apply(database, now=now)
@@ -215,12 +231,7 @@ async def test_131049_after_acceptance_is_retried_no_sooner_than_a_day(database:
 
 
 async def test_131049_after_the_campaign_ended_stays_failed(database: Database) -> None:
-    cid = await make_campaign(database, recipients_per_step=1)
-    [rid] = await recipient_ids(database, cid)
-    await set_status(database, cid, [rid], "sent")
-    await set_campaign(database, "completed")
-    await store(database, [status_row(rid, "failed", code=131049)])
-    await apply(database)
+    cid, rid = await failed_after_acceptance(database, 131049, campaign="completed")
     row = await recipient_row(database, rid)
     assert (row.status, row.last_error_code) == ("failed", 131049)
     assert "24 h" in row.last_error_title or "Healthy" in row.last_error_title
@@ -247,12 +258,7 @@ async def test_a_transient_failure_after_acceptance_is_retried_within_the_policy
 
 
 async def test_account_trouble_after_acceptance_pauses_the_campaign(database: Database) -> None:
-    cid = await make_campaign(database, recipients_per_step=1)
-    [rid] = await recipient_ids(database, cid)
-    await set_status(database, cid, [rid], "sent")
-    await set_campaign(database, "running")
-    await store(database, [status_row(rid, "failed", code=131048)])
-    await apply(database)
+    cid, rid = await failed_after_acceptance(database, 131048, campaign="running")
     campaign = await campaign_row(database, cid)
     assert campaign.status == "paused"
     assert campaign.pause_reason is not None and campaign.pause_reason.startswith("131048")
@@ -261,9 +267,7 @@ async def test_account_trouble_after_acceptance_pauses_the_campaign(database: Da
 
 
 async def test_delivered_after_a_failure_wins(database: Database) -> None:
-    cid = await make_campaign(database, recipients_per_step=1)
-    [rid] = await recipient_ids(database, cid)
-    await set_status(database, cid, [rid], "sent")
+    cid, rid = await one_sent_recipient(database)
     await store(database, [status_row(rid, "failed", code=131026)])
     await apply(database)
     assert (await recipient_row(database, rid)).status == "failed"
