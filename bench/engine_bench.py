@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,13 +53,16 @@ class Row:
 class MockProcess:
     """`watui mock-api` in a child process, with a given rate limit and latency."""
 
-    def __init__(self, *, rate_limit: float, latency: tuple[float, float], port: int) -> None:
+    def __init__(
+        self, *, rate_limit: float, latency: tuple[float, float], port: int,
+        extra: Sequence[str] = (),
+    ) -> None:  # fmt: skip
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
         self._args = [
             sys.executable, "-m", "watui", "mock-api", "--port", str(port),
             "--rate-limit", str(rate_limit), "--latency", f"{latency[0]},{latency[1]}",
-            "--token", TOKEN, "--no-pair-limit",
+            "--token", TOKEN, "--no-pair-limit", *extra,
         ]
         self._process: subprocess.Popen[bytes] | None = None
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import os
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,26 +213,34 @@ async def stored_statuses(database_url: str) -> int:
         return int((await conn.execute(select(func.count()).select_from(delivery_events))).scalar_one())
 
 
-async def main_async(args: argparse.Namespace) -> None:
-    seconds = 6.0 if args.quick else 20.0
-    workdir = Path(tempfile.mkdtemp(prefix="watui-webhook-bench-"))
+@contextlib.contextmanager
+def bench_databases(prefix: str, *, sqlite_only: bool) -> Iterator[list[tuple[str, str]]]:
+    """(label, URL) of a fresh SQLite file and, unless ``sqlite_only``, of a throwaway
+    PostgreSQL server's database (the tests' own), stopped afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     databases = [("sqlite", f"sqlite+aiosqlite:///{workdir / 'bench.db'}")]
     server = None
-    if not args.sqlite_only:
+    if not sqlite_only:
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
         from tests.pgserver import PostgresServer
 
         server = PostgresServer().start()
         databases.append(("postgres", server.new_database()))
-    rows: list[Row] = []
-    load_before = os.getloadavg()[0]
     try:
-        for label, url in databases:
-            for shape in ("mixed", "single"):
-                rows += await scenario(url, label, shape, seconds)
+        yield databases
     finally:
         if server is not None:
             server.cleanup()
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    seconds = 6.0 if args.quick else 20.0
+    rows: list[Row] = []
+    load_before = os.getloadavg()[0]
+    with bench_databases("watui-webhook-bench-", sqlite_only=args.sqlite_only) as databases:
+        for label, url in databases:
+            for shape in ("mixed", "single"):
+                rows += await scenario(url, label, shape, seconds)
     print_table(rows)
     print(f"machine: {os.cpu_count()} cores, load average (1 min) {load_before:.2f} before, "
           f"{os.getloadavg()[0]:.2f} after")

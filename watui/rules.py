@@ -153,6 +153,24 @@ DELIVERY_RANK = {
 }
 
 
+#: What each send carries as ``biz_opaque_callback_data`` (Meta echoes it on every status of
+#: the message): the recipient row's id after a prefix, so that a status maps to its recipient
+#: even when the send's answer was never recorded, and other systems' callbacks never match.
+CALLBACK_PREFIX = "w:"
+
+
+def recipient_callback(recipient_id: int) -> str:
+    return f"{CALLBACK_PREFIX}{recipient_id}"
+
+
+def recipient_from_callback(callback: str | None) -> int | None:
+    """The recipient id a callback names; None when it is not one of ours."""
+    if not callback or not callback.startswith(CALLBACK_PREFIX):
+        return None
+    digits = callback[len(CALLBACK_PREFIX):]
+    return int(digits) if digits.isdigit() and len(digits) <= 18 else None
+
+
 # ----- templates -----
 
 #: Header formats whose parameter is a link to the media (sent as ``{"link": ...}``).

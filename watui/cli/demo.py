@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from watui.cli.errors import CliError
+from watui.cli.mock import DEFAULT_APP_SECRET
 
 if TYPE_CHECKING:
     from watui.service.live import LiveBackend
@@ -54,13 +55,16 @@ def demo_settings(workdir: Path, base_url: str = "http://127.0.0.1:1") -> Any:
     from pydantic import SecretStr
 
     from watui.settings import Settings
-    from watui.settings.model import RetrySettings, WhatsAppSettings
+    from watui.settings.model import RetrySettings, WebhookSettings, WhatsAppSettings
 
     return Settings(
         database_url=f"sqlite+aiosqlite:///{workdir / 'demo.db'}",
         whatsapp=WhatsAppSettings(access_token=SecretStr(DEMO_TOKEN), phone_number_id=DEMO_PHONE_ID,
-                                  waba_id=DEMO_WABA_ID, api_base_url=base_url),
+                                  waba_id=DEMO_WABA_ID, api_base_url=base_url,
+                                  app_secret=SecretStr(DEFAULT_APP_SECRET)),
         retry=RetrySettings(max_retries=2, delays=[5, 10]),
+        # The receiver on a free loopback port: the mock posts its status webhooks there.
+        webhook=WebhookSettings(enabled=True, port=0),
     )
 
 
@@ -81,11 +85,15 @@ def run_demo(workdir: Path, *, contacts: int, rate: float, keep: bool = False) -
     from watui.tui.app import WatuiApp
 
     backend = asyncio.run(open_live_backend(demo_settings(workdir)))
-    mock = MockProcess(demo_mock_args(rate))
+    mocks: list[MockProcess] = []
 
     async def startup(app: WatuiApp) -> None:
-        """In the app's event loop: the mock API (whose port the client then uses), the campaign,
-        its monitor, and then the sending."""
+        """In the app's event loop: the webhook receiver, the mock API posting its status
+        webhooks to it (and whose port the client then uses), the campaign, its monitor, and
+        then the sending."""
+        receiver_url = await backend.start_receiver()
+        mock = MockProcess([*demo_mock_args(rate), "--webhook-url", str(receiver_url)])
+        mocks.append(mock)
         backend.settings = demo_settings(workdir, await mock.start())
         await prepare_demo_campaign(backend, workdir, contacts=contacts, rate=rate)
         await app.open_monitor(DEMO_CAMPAIGN)
@@ -93,7 +101,8 @@ def run_demo(workdir: Path, *, contacts: int, rate: float, keep: bool = False) -
         await backend.start(DEMO_CAMPAIGN)
 
     async def cleanup() -> None:
-        await mock.stop()
+        for mock in mocks:
+            await mock.stop()
         if not keep:  # also on a hangup, which leaves without returning here
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from watui import __version__
 from watui.cli.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_UNEXPECTED, CliError
+from watui.errors import ReceiverError, WatuiError
 from watui.eventloop import use_fast_event_loop
 from watui.settings import Settings, SettingsError, load_settings
 from watui.storage import StorageError
@@ -82,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as error:
         print(f"watui: error: {error}", file=sys.stderr)
         return error.exit_code
-    except (SettingsError, StorageError) as error:
+    except (SettingsError, StorageError, ReceiverError) as error:
         print(f"watui: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -111,10 +112,21 @@ def _open_tui(args: argparse.Namespace) -> int:
         raise CliError(
             "the terminal UI is not available in this build; see 'watui --help'"
         ) from error
+    from watui.receiver import require_app_secret
     from watui.service.open import open_live_backend
 
-    backend = run_async(open_live_backend(settings_from_args(args)))
-    return WatuiApp(backend).run_to_exit_code()
+    settings = settings_from_args(args)
+    if settings.webhook.enabled:
+        require_app_secret(settings.whatsapp.app_secret)  # one line before the UI opens
+    backend = run_async(open_live_backend(settings))
+
+    async def start_receiver(app: WatuiApp) -> None:
+        try:
+            await backend.start_receiver()
+        except WatuiError as error:  # the port is taken: the UI works on without webhooks
+            app.notify(str(error), severity="error", timeout=30)
+
+    return WatuiApp(backend, startup=start_receiver if settings.webhook.enabled else None).run_to_exit_code()
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

@@ -11,14 +11,21 @@ from typing import Any
 
 from watui.cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PAUSED, CliError
 from watui.engine.runner import CampaignNotRunnable, Prepared, run_campaign
-from watui.engine.sender import CampaignSender, RunStatus
+from watui.engine.sender import CampaignSender, RunOutcome, RunStatus
+from watui.errors import ReceiverError
+from watui.receiver import WebhookReceiver, applying_receiver
 from watui.rules import RecipientStatus, rate_problem
+from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
 from watui.storage import review
 from watui.storage.database import Database
 from watui.storage.rows import CampaignRecord
 
 PROGRESS_INTERVAL = 0.5
+#: With webhook.enabled, how long `watui run` keeps receiving after the last send: until no
+#: POST came for RECEIVER_QUIET_S seconds, at most RECEIVER_LINGER_S.
+RECEIVER_QUIET_S = 2.0
+RECEIVER_LINGER_S = 30.0
 
 
 def register(subparsers: Any) -> None:
@@ -33,6 +40,8 @@ def register(subparsers: Any) -> None:
     retry.add_argument("--in-doubt", action="store_true", help="requeue in-doubt recipients "
                        "(they may already have the message: a resend can duplicate)")
     retry.add_argument("--failed", action="store_true", help="requeue failed recipients")
+    retry.add_argument("--unconfirmed", action="store_true", help="requeue unconfirmed recipients "
+                       "(in doubt, and no status webhook came for them: almost surely never sent)")
     retry.add_argument("--code", type=int, help="with --failed: only those that failed with this code")
     retry.set_defaults(handler=_retry_command)
 
@@ -53,14 +62,43 @@ def _run_command(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     display = ProgressLine(enabled=not args.quiet)
     try:
-        outcome, prepared = asyncio.run(
-            run_campaign(settings, args.name, rate=args.rate, on_start=display.start)
-        )
-    except CampaignNotRunnable as error:
+        outcome, prepared = asyncio.run(_run_with_receiver(settings, args.name, args.rate, display))
+    except (CampaignNotRunnable, ReceiverError) as error:
         raise CliError(str(error)) from None
     finally:
         display.stop()
     return asyncio.run(_summarise(settings.database_url, prepared, outcome.status, outcome.reason))
+
+
+async def _run_with_receiver(
+    settings: Settings, name: str, rate: float | None, display: ProgressLine
+) -> tuple[RunOutcome, Prepared]:
+    """The run, with the webhook receiver (and its applier) beside it when webhook.enabled."""
+    if not settings.webhook.enabled:
+        return await run_campaign(settings, name, rate=rate, on_start=display.start)
+    async with Database(settings.database_url) as db:
+        receiver = applying_receiver(db, settings)
+        url = await receiver.start()
+        print(f"receiving webhooks on {url}", file=sys.stderr, flush=True)
+        try:
+            result = await run_campaign(settings, name, rate=rate, on_start=display.start)
+            await _until_quiet(receiver)
+        finally:
+            await receiver.stop()
+        return result
+
+
+async def _until_quiet(receiver: WebhookReceiver) -> None:
+    """After the last send its statuses are still coming: keep receiving until none came for
+    RECEIVER_QUIET_S (at most RECEIVER_LINGER_S), so the run's figures include them."""
+    deadline = time.monotonic() + RECEIVER_LINGER_S
+    seen = receiver.stats().posts
+    while time.monotonic() < deadline:
+        await asyncio.sleep(RECEIVER_QUIET_S)
+        posts = receiver.stats().posts
+        if posts == seen:
+            return
+        seen = posts
 
 
 async def _summarise(url: str, prepared: Prepared, status: RunStatus, reason: str | None) -> int:
@@ -68,7 +106,9 @@ async def _summarise(url: str, prepared: Prepared, status: RunStatus, reason: st
         row = await campaign_store.campaign_row(db, prepared.campaign_id)
     print(
         f"{prepared.name}: {status.value}; sent {row.sent}, failed {row.failed}, "
-        f"in doubt {row.in_doubt}, skipped {row.skipped} of {row.total}",
+        f"in doubt {row.in_doubt}, skipped {row.skipped} of {row.total}"
+        + (f"; delivered {row.delivered}, read {row.read}, failed after acceptance "
+           f"{row.failed_after}" if row.delivered or row.read or row.failed_after else ""),
         file=sys.stderr,
     )
     if row.in_doubt:
@@ -151,13 +191,14 @@ def _format_progress(sender: CampaignSender, row: CampaignRecord) -> str:
 def _retry_command(args: argparse.Namespace) -> int:
     from watui.cli.main import settings_from_args
 
-    if not (args.in_doubt or args.failed):
-        raise CliError("say what to requeue: --failed and/or --in-doubt")
+    if not (args.in_doubt or args.failed or args.unconfirmed):
+        raise CliError("say what to requeue: --failed, --in-doubt and/or --unconfirmed")
     if args.code is not None and not args.failed:
         raise CliError("--code goes with --failed")
     settings = settings_from_args(args)
     statuses = [s for s, wanted in ((RecipientStatus.FAILED, args.failed),
-                                    (RecipientStatus.IN_DOUBT, args.in_doubt)) if wanted]
+                                    (RecipientStatus.IN_DOUBT, args.in_doubt),
+                                    (RecipientStatus.UNCONFIRMED, args.unconfirmed)) if wanted]
     return asyncio.run(_retry(settings.database_url, args.name, statuses, args.code))
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from watui.cli.errors import EXIT_OK, CliError
 from watui.errors import ReceiverError
-from watui.receiver import ReceiverStats, WebhookReceiver, require_app_secret
+from watui.receiver import ReceiverStats, WebhookReceiver, applying_receiver, require_app_secret
 from watui.settings import Settings
 from watui.storage.database import Database
 
@@ -42,7 +42,7 @@ def _webhook_command(args: argparse.Namespace) -> int:
 
 async def _serve(settings: Settings) -> None:
     async with Database(settings.database_url) as db:
-        receiver = WebhookReceiver(db, settings.webhook, settings.whatsapp.app_secret)
+        receiver = applying_receiver(db, settings)
         url = await receiver.start()
         print(f"listening on {url}; Ctrl-C stops", flush=True)
         stop = asyncio.Event()
@@ -55,21 +55,29 @@ async def _serve(settings: Settings) -> None:
             live.cancel()
             print(file=sys.stderr)
         await receiver.stop()
-        print(f"stopped: {counter_line(receiver.stats())}", file=sys.stderr, flush=True)
+        print(f"stopped: {counter_line(receiver.stats(), receiver)}", file=sys.stderr, flush=True)
 
 
 async def _show_counters(receiver: WebhookReceiver) -> None:
     while True:
         await asyncio.sleep(COUNTER_INTERVAL)
-        print(f"\r{counter_line(receiver.stats())}\x1b[K", end="", file=sys.stderr, flush=True)
+        print(f"\r{counter_line(receiver.stats(), receiver)}\x1b[K", end="", file=sys.stderr, flush=True)
 
 
-def counter_line(stats: ReceiverStats) -> str:
-    """One line: what came in, what was stored, what was refused and how long commits take."""
+def counter_line(stats: ReceiverStats, receiver: WebhookReceiver | None = None) -> str:
+    """One line: what came in, what was stored, what was refused and how long commits take;
+    and what the applier did with the statuses."""
     p99 = "-" if stats.commit_p99_ms is None else f"{stats.commit_p99_ms:.0f} ms"
-    return (
+    line = (
         f"{stats.posts} posts, {stats.updates_stored} stored, {stats.duplicates} duplicates; "
         f"refused: {stats.refused_signatures} signature, {stats.too_large} too large, "
         f"{stats.malformed} malformed, {stats.unavailable} database unavailable; "
         f"commit p99 {p99}"
     )
+    applier = receiver.applier.stats() if receiver is not None and receiver.applier else None
+    if applier is not None:
+        line += (
+            f"; applied {applier.applied}, not ours {applier.not_ours}, "
+            f"unconfirmed {applier.unconfirmed}"
+        )
+    return line

@@ -1,7 +1,8 @@
 """The sender's control loop: once a second, everything a run needs besides sending.
 
 - a heartbeat, which also tells how many processes share this campaign's rate;
-- following a pause or cancel made from outside (another process, the command line);
+- following a pause or cancel made from outside (another process, the command line, the
+  webhook applier), and feeding failures reported after acceptance to the failure-rate rule;
 - every RECOVERY_EVERY ticks, turning rows a dead peer left in `sending` into in_doubt;
 - sizing the window for the latest answer times, and warning once when the connection pool
   caps the rate;
@@ -23,7 +24,7 @@ from watui.engine.window import Window, window_size
 from watui.rules import CampaignStatus
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
-from watui.storage import leases
+from watui.storage import deliveries, leases
 from watui.storage.database import Database
 
 CONTROL_INTERVAL = 1.0  # seconds between ticks
@@ -47,6 +48,7 @@ class ControlLoop:
         collector: CollectorBetweenSends,
         pause: Callable[[str], None],
         cancel: Callable[[], None],
+        late_failures: Callable[[int], None] = lambda _count: None,
     ) -> None:
         self.db = db
         self.campaign_id = campaign_id
@@ -58,6 +60,9 @@ class ControlLoop:
         self._collector = collector
         self._pause = pause
         self._cancel = cancel
+        self._late_failures = late_failures
+        #: The attempt log's end when last looked: late failures are logged there.
+        self.attempts_seen = 0
         self._live = 1  # processes sending this campaign, this one included
         self._pool_warned = False
 
@@ -117,6 +122,11 @@ class ControlLoop:
             self._live = live
             self.pacer.set_share(1 / live)
             self.metrics.event("shared", f"{live} process(es) share this campaign's rate")
+        late, self.attempts_seen = await deliveries.late_failures_after(
+            self.db, self.campaign_id, self.attempts_seen
+        )
+        if late:  # reported by webhook since the last tick: they count toward the failure rate
+            self._late_failures(late)
         state = await campaign_store.campaign_row(self.db, self.campaign_id)
         self._follow_outside_status(state.status, state.pause_reason)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from watui.rules import RecipientStatus
 from watui.storage.rows import RetryPolicy
 from watui.storage.sending.outcomes import ClaimedRecipient
-from watui.whatsapp.errors import classify
+from watui.whatsapp.errors import classify, retry_delay
 from watui.whatsapp.results import (
     Accepted,
     ApiError,
@@ -121,9 +121,7 @@ def _error_title(result: ApiError | TransportFailure) -> str:
 def _retry_delay(retries_used: int, verdict: Classification, policy: RetryPolicy) -> float:
     """The policy's delay for this retry (its last one repeats), or longer when the error
     itself says how long to wait (a throttle, the pair limit)."""
-    delays = policy.delays
-    configured = delays[min(retries_used, len(delays) - 1)]
-    return max(configured, verdict.wait)
+    return retry_delay(retries_used, verdict.wait, policy.delays)
 
 
 def _back_status(row: ClaimedRecipient) -> RecipientStatus:

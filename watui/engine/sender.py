@@ -39,10 +39,10 @@ from watui.engine.pacer import Pacer
 from watui.engine.safety import FailureRateRule
 from watui.engine.window import CLAIM_LEAD, Window, window_size
 from watui.errors import CampaignError
-from watui.rules import CampaignStatus, RecipientStatus
+from watui.rules import CampaignStatus, RecipientStatus, recipient_callback
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
-from watui.storage import claims, leases, review
+from watui.storage import claims, deliveries, leases, review
 from watui.storage.claims import StepInfo
 from watui.storage.database import DATABASE_UNAVAILABLE, Database
 from watui.storage.rows import RetryPolicy
@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 IDLE_POLL = 0.5  # how often an idle claimer looks for due retries
 CLAIM_RETRY_FIRST = 0.1  # seconds before claiming again after a database error; doubles
 CLAIM_RETRY_MAX = 5.0
+#: What the failure-rate pause names as the most common error when late failures tipped it.
+LATE_FAILURE_LABEL = "failures reported after acceptance"
 
 
 class Client(Protocol):
@@ -148,6 +150,7 @@ class CampaignSender:
         self._control = ControlLoop(
             db, campaign_id, self.owner, settings, pacer=self.pacer, window=self.window,
             metrics=self.metrics, collector=self._collector, pause=self.pause, cancel=self.cancel,
+            late_failures=self._count_late_failures,
         )
 
     def _warn(self, text: str) -> None:
@@ -186,6 +189,7 @@ class CampaignSender:
         freeze_long_lived_objects()
         campaign = await campaign_store.campaign_row(self.db, self.campaign_id)
         self._retry = campaign_store.retry_policy(campaign, self.settings.retry)
+        self._control.attempts_seen = await deliveries.last_attempt_id(self.db)
         await self._control.recover_in_doubt()
         await campaign_store.set_campaign_status(self.db, self.campaign_id, CampaignStatus.RUNNING)
         await self._control.join_peers()
@@ -432,6 +436,7 @@ class CampaignSender:
             payload = build_template_message(
                 row.phone, step.template_name, step.language, row.params,
                 step.mapping.get("header_format"), step.mapping.get("body_names"),
+                recipient_callback(row.id),
             )
             # The pacer counts the send from when it leaves, which a busy loop can delay.
             return await self.client.send(payload, partial(self.pacer.written, number))
@@ -493,12 +498,19 @@ class CampaignSender:
                 "throttled", f"{label}: slowing to {self.pacer.effective_rate:.0f} msg/s"
             )
 
-    def _count_for_failure_rate(self, failed: bool) -> None:
+    def _count_for_failure_rate(self, failed: bool, label: str | None = None) -> None:
         rate = self._failure_rate.record(failed)
         if rate is not None and self._stop_reason is None:
             top = self.metrics.errors_by_code.most_common(1)
-            reason = self._failure_rate.reason(rate, top[0][0] if top else None)
+            reason = self._failure_rate.reason(rate, label or (top[0][0] if top else None))
             self.pause(reason, by_safety_rule=True)
+
+    def _count_late_failures(self, count: int) -> None:
+        """Failures reported by webhook after the API accepted the message (the control loop
+        finds them in the attempt log): they count toward the failure-rate rule like
+        synchronous ones, so a storm of them pauses the campaign too."""
+        for _ in range(min(count, self.settings.safety.window)):
+            self._count_for_failure_rate(True, LATE_FAILURE_LABEL)
 
     def _attempt_row(
         self, row: ClaimedRecipient, attempt_no: int, now: float, result: SendResult,

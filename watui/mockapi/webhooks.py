@@ -143,6 +143,9 @@ class WebhookPoster:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        #: Each accepted message's last planned status (read, delivered or failed): what a
+        #: receiver's figures must come to once every webhook is in.
+        self.final_status: dict[str, str] = {}
 
     def stats(self) -> dict[str, int]:
         names = ("posted", "updates", "retried", "failed_posts", "dropped", "duplicates", "held_back")
@@ -166,6 +169,7 @@ class WebhookPoster:
             planned.append((reached + rng.uniform(low, high), READ, None))
         if not self._admit(len(planned)):
             return
+        self.final_status[wamid] = planned[-1][1]
         for due, status, code in planned:
             self._updates.push(due, _Update(
                 phone_number_id, wamid, status, due + to_unix, recipient, callback, category, code))

@@ -3,7 +3,16 @@
 It runs alone (``watui webhook``) or inside another command's event loop (``webhook.enabled``).
 """
 
+from watui.receiver.applier import ApplierStats, DeliveryApplier
 from watui.receiver.committer import GroupCommitter, ReceiverStats
-from watui.receiver.server import WebhookReceiver, build_app, require_app_secret
+from watui.receiver.server import (
+    WebhookReceiver,
+    applying_receiver,
+    build_app,
+    require_app_secret,
+)
 
-__all__ = ["GroupCommitter", "ReceiverStats", "WebhookReceiver", "build_app", "require_app_secret"]
+__all__ = [
+    "ApplierStats", "DeliveryApplier", "GroupCommitter", "ReceiverStats", "WebhookReceiver",
+    "applying_receiver", "build_app", "require_app_secret",
+]  # fmt: skip

@@ -86,12 +86,14 @@ class GroupCommitter:
         interval: float,
         commit_at_once: int = COMMIT_AT_ONCE,
         on_error: Callable[[BaseException], None] = lambda _error: None,
+        on_stored: Callable[[int], None] = lambda _count: None,
     ) -> None:
         self._store = store
         self._counters = counters
         self._interval = interval
         self._commit_at_once = commit_at_once
         self._on_error = on_error
+        self._on_stored = on_stored
         self._waiting: list[tuple[Notification, asyncio.Future[bool]]] = []
         self._waiting_updates = 0
         self._oldest_at = 0.0
@@ -160,6 +162,8 @@ class GroupCommitter:
             self._counters.commit_seconds.append(time.perf_counter() - started)
             self._counters.updates_stored += counts.stored
             self._counters.duplicates += counts.duplicates
+            if counts.stored:
+                self._on_stored(counts.stored)
         for _, future in batch:
             if not future.done():
                 future.set_result(stored)

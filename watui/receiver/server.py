@@ -16,7 +16,9 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from watui.errors import MalformedWebhook, ReceiverError
+from watui.receiver.applier import DeliveryApplier
 from watui.receiver.committer import GroupCommitter, ReceiverCounters, ReceiverStats
+from watui.settings import Settings
 from watui.settings.model import WebhookSettings
 from watui.storage.database import Database
 from watui.storage.webhook_events import (
@@ -137,13 +139,15 @@ class _Handlers:
 class WebhookReceiver:
     """The receiver as a service of the running event loop: ``start()``, ``stats()``, ``stop()``.
 
-    ``watui webhook`` runs it alone; the UI and ``watui run`` start it beside the sender."""
+    ``watui webhook`` runs it alone; the UI and ``watui run`` start it beside the sender. With
+    an ``applier`` (``applying_receiver``) it also applies what it stores."""
 
     def __init__(
         self, db: Database, webhook: WebhookSettings, app_secret: SecretStr, *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, applier: DeliveryApplier | None = None,
     ) -> None:  # fmt: skip
         require_app_secret(app_secret)
+        self.applier = applier
         self._db = db
         self._webhook = webhook
         self._app_secret = app_secret
@@ -151,7 +155,7 @@ class WebhookReceiver:
         self._counters = ReceiverCounters()
         self._committer = GroupCommitter(
             self._store, self._counters, interval=webhook.commit_interval_ms / 1000,
-            on_error=_log_store_error,
+            on_error=_log_store_error, on_stored=applier.stored if applier else lambda _count: None,
         )  # fmt: skip
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -174,6 +178,8 @@ class WebhookReceiver:
             await runner.cleanup()
             raise ReceiverError(f"cannot listen on {host}:{port}: {error.strerror}") from None
         self._committer.start()
+        if self.applier is not None:
+            self.applier.start()
         self._runner = runner
         bound_host, bound_port = runner.addresses[0][:2]
         shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
@@ -187,6 +193,8 @@ class WebhookReceiver:
         runner, self._runner = self._runner, None
         await runner.cleanup()
         await self._committer.close()
+        if self.applier is not None:
+            await self.applier.close()
 
     def stats(self) -> ReceiverStats:
         return self._counters.snapshot()
@@ -201,6 +209,16 @@ class WebhookReceiver:
     async def _store(self, notifications: Sequence[Notification]) -> IngestCounts:
         rows = webhook_rows(notifications)
         return await store_webhook_rows(self._db, rows, received_at=self._clock())
+
+
+def applying_receiver(db: Database, settings: Settings) -> WebhookReceiver:
+    """The receiver as every command runs it: storing, then applying to recipients and counters.
+
+    Raises ReceiverError (one line) without the app secret."""
+    applier = DeliveryApplier(
+        db, settings.webhook, settings.retry, phone_number_id=settings.whatsapp.phone_number_id
+    )
+    return WebhookReceiver(db, settings.webhook, settings.whatsapp.app_secret, applier=applier)
 
 
 # The parser's fields are named as the columns, but for an inbound message's id (message_id).

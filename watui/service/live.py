@@ -22,6 +22,7 @@ from watui.engine.metrics import EngineMetrics, SenderFigures
 from watui.engine.runner import CampaignNotRunnable, check_send_settings, prepare
 from watui.engine.sender import CampaignSender, RunOutcome
 from watui.errors import BackendError, InvalidCampaign, WatuiError
+from watui.receiver import WebhookReceiver, applying_receiver
 from watui.rules import REVIEWABLE_STATUSES, RecipientStatus, placeholder_names, rate_problem
 from watui.service.models import (
     ButtonColumn,
@@ -89,6 +90,7 @@ class LiveBackend:
         # resume the monitor's graph and event log go on instead of starting over.
         self._metrics: dict[str, EngineMetrics] = {}
         self._first_started: dict[str, float] = {}  # monotonic, per campaign
+        self._receiver: WebhookReceiver | None = None
 
     @property
     def client(self) -> Any:
@@ -397,13 +399,29 @@ class LiveBackend:
             ]
         return params
 
+    async def start_receiver(self) -> str | None:
+        """With webhook.enabled: the webhook receiver and its applier in this event loop until
+        shutdown; the URL it listens on (None when not enabled). Raises ReceiverError (one line)
+        without the app secret or when the port is taken."""
+        if not self.settings.webhook.enabled or self._receiver is not None:
+            return None
+        receiver = applying_receiver(self.db, self.settings)
+        url = await receiver.start()
+        self._receiver = receiver
+        return url
+
     async def shutdown(self) -> None:
-        """Stop every campaign cleanly: in-flight requests finish, outcomes are flushed."""
+        """Stop every campaign cleanly: in-flight requests finish, outcomes are flushed; then
+        the receiver, which answers the POSTs in flight and applies what it stored."""
         running = [run for run in self._runs.values() if run.live]
         for run in running:
             run.sender.request_stop()
         if running:
             await asyncio.gather(*(run.task for run in running), return_exceptions=True)
+        if self._receiver is not None:
+            with contextlib.suppress(Exception):
+                await self._receiver.stop()
+            self._receiver = None
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.aclose()

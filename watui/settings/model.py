@@ -117,7 +117,7 @@ class WebhookSettings(_Group):
     # A POST carries at most 1,000 statuses, ~0.5 MB: 2 MiB leaves room for long error texts.
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     commit_interval_ms: int = Field(default=20, ge=1, le=5_000)
-    unconfirmed_after_s: float = Field(default=600.0, ge=10, le=7 * 86_400)
+    unconfirmed_after_s: float = Field(default=600.0, ge=1, le=7 * 86_400)
     resend_unconfirmed: bool = False
 
 

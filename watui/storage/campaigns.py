@@ -16,7 +16,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watui.errors import CampaignError, CampaignNotFound
-from watui.rules import CampaignStatus, RecipientStatus
+from watui.rules import CampaignStatus, DeliveryState, RecipientStatus
 from watui.storage.database import Database
 from watui.storage.rows import (
     CampaignRecord,
@@ -25,7 +25,7 @@ from watui.storage.rows import (
     RetryPolicy,
     StepStatus,
 )
-from watui.storage.schema import attempts, campaigns, recipients, rejects, steps
+from watui.storage.schema import attempts, campaigns, deliveries, recipients, rejects, steps
 
 if TYPE_CHECKING:
     from watui.settings import RetrySettings
@@ -125,7 +125,7 @@ async def delete_campaign(db: Database, name: str) -> None:
         campaign_id = await campaign_id_named(conn, name)
         if campaign_id is None:
             raise CampaignNotFound(f"no campaign named {name!r} (see 'watui campaign list')")
-        for table in (attempts, rejects, recipients, steps):
+        for table in (attempts, rejects, deliveries, recipients, steps):
             await conn.execute(delete(table).where(table.c.campaign_id == campaign_id))
         await conn.execute(delete(campaigns).where(campaigns.c.id == campaign_id))
 
@@ -236,6 +236,7 @@ async def counters_match_rows(db: Database, campaign_id: int) -> dict[str, tuple
         if row is None:
             raise CampaignNotFound(f"no campaign with id {campaign_id}")
         by_status = await _count_by_status(conn, campaign_id)
+        delivery_counts = await _delivery_counts(conn, campaign_id)
         reject_count = (
             await conn.execute(
                 select(func.count())
@@ -251,11 +252,29 @@ async def counters_match_rows(db: Database, campaign_id: int) -> dict[str, tuple
         "in_doubt": by_status[RecipientStatus.IN_DOUBT.value],
         "unconfirmed": by_status[RecipientStatus.UNCONFIRMED.value],
         "invalid": int(reject_count),
+        **delivery_counts,
     }
     return {
         name: (row._mapping[name], count)
         for name, count in actual.items()
         if row._mapping[name] != count
+    }
+
+
+async def _delivery_counts(conn: AsyncConnection, campaign_id: int) -> dict[str, int]:
+    """What the delivery counters count: recipients whose message was delivered (or read),
+    read, and failed after acceptance, by their furthest reported state."""
+    result = await conn.execute(
+        select(deliveries.c.state, func.count())
+        .where(deliveries.c.campaign_id == campaign_id)
+        .group_by(deliveries.c.state)
+    )
+    by_state = {str(state): int(count) for state, count in result}
+    return {
+        "delivered": by_state.get(DeliveryState.DELIVERED.value, 0)
+        + by_state.get(DeliveryState.READ.value, 0),
+        "read": by_state.get(DeliveryState.READ.value, 0),
+        "failed_after": by_state.get(DeliveryState.FAILED.value, 0),
     }
 
 

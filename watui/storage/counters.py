@@ -21,13 +21,16 @@ COUNTED = {
     RecipientStatus.SKIPPED.value: "skipped",
     RecipientStatus.UNCONFIRMED.value: "unconfirmed",
 }
-_COUNTER_COLUMNS = frozenset(COUNTED.values())
+#: Counters of what status webhooks told (storage/deliveries.py moves them with its rows).
+DELIVERY_COUNTERS = ("delivered", "read", "failed_after")
+_ALL_COUNTERS = (*COUNTED.values(), *DELIVERY_COUNTERS)
+_COUNTER_COLUMNS = frozenset(_ALL_COUNTERS)
 _BUMP_COUNTERS = (
     update(campaigns)
     .where(campaigns.c.id == bindparam("cid"))
     .values(
         {
-            **{column: campaigns.c[column] + bindparam(f"d_{column}") for column in COUNTED.values()},
+            **{column: campaigns.c[column] + bindparam(f"d_{column}") for column in _ALL_COUNTERS},
             "updated_at": bindparam("now"),
         }
     )
@@ -41,5 +44,5 @@ async def bump_counters(
     unknown = deltas.keys() - _COUNTER_COLUMNS
     if unknown:
         raise ValueError(f"not a counter column: {sorted(unknown)}")
-    params = {f"d_{column}": deltas.get(column, 0) for column in COUNTED.values()}
+    params = {f"d_{column}": deltas.get(column, 0) for column in _ALL_COUNTERS}
     await conn.execute(_BUMP_COUNTERS, {"cid": campaign_id, "now": now, **params})

@@ -99,6 +99,14 @@ async def store_webhook_rows(db: Database, rows: WebhookRows, *, received_at: fl
     return IngestCounts(stored, offered - stored)
 
 
+async def insert_preference_rows(
+    conn: AsyncConnection, rows: Sequence[Row], *, received_at: float
+) -> int:
+    """Opt-outs watui learns itself (a 131050 after acceptance), stored as Meta's own
+    ``user_preferences`` updates are, in the caller's transaction: one list for the audience."""
+    return await _insert(conn, _PREFERENCES, rows, received_at) if rows else 0
+
+
 async def _insert(
     conn: AsyncConnection, ingest: _Ingest, rows: Sequence[Row], received_at: float
 ) -> int:

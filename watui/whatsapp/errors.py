@@ -6,6 +6,8 @@ are permanent, with the API's own text kept so a person can look it up.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from watui.whatsapp.results import (
     Accepted,
     ApiError,
@@ -109,6 +111,18 @@ def _classify_api_error(error: ApiError) -> Classification:
         return Classification(THROTTLE, 1, "too many requests (HTTP 429)")
     raw = error.title or f"HTTP {error.http_status}"
     return Classification(PERMANENT, 0, f"unknown error: {raw}"[:300])
+
+
+def classify_code(code: int | None, title: str = "") -> Classification:
+    """What an error code means on its own: a ``failed`` status webhook carries a code, not an
+    HTTP answer."""
+    return _classify_api_error(ApiError(200, code, None, title, "", None, 0.0))
+
+
+def retry_delay(retries_used: int, wait: float, delays: Sequence[float]) -> float:
+    """Seconds before the next try: the policy's delay for this retry (its last one repeats),
+    or longer when the error itself says how long to wait (a throttle, the pair limit, 24 h)."""
+    return max(delays[min(retries_used, len(delays) - 1)], wait)
 
 
 def describe_code(code: int | None) -> str:

@@ -45,6 +45,7 @@ STATUS_CHOICES = [
     ("waiting to retry", RecipientState.RETRY),
     ("failed", RecipientState.FAILED),
     ("in doubt", RecipientState.IN_DOUBT),
+    ("unconfirmed", RecipientState.UNCONFIRMED),
 ]
 
 
