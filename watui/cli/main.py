@@ -20,6 +20,8 @@ from watui.storage import StorageError
 COMMAND_MODULES = (
     "watui.cli.campaign",
     "watui.cli.status",
+    "watui.cli.report",
+    "watui.cli.export",
     "watui.cli.templates",
     "watui.cli.run",
     "watui.cli.mock",
