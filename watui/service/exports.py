@@ -83,7 +83,7 @@ async def export_to_file(
         descriptor, temporary = tempfile.mkstemp(
             dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     except OSError as error:
-        raise BackendError(f"cannot write {target}: {error.strerror}") from None
+        raise BackendError(f"cannot write {target}: {error.strerror or error}") from None
     try:
         with os.fdopen(descriptor, "w", newline="", encoding="utf-8") as handle:
             written = await write_export(db, campaign_id, handle, file_format, statuses)
@@ -91,7 +91,7 @@ async def export_to_file(
     except OSError as error:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
-        raise BackendError(f"cannot write {target}: {error.strerror}") from None
+        raise BackendError(f"cannot write {target}: {error.strerror or error}") from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
