@@ -7,6 +7,7 @@ the report's shape. The command line and the UI both call here, so they always a
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from watui.service.models import (
@@ -103,3 +104,63 @@ def report_json(report: CampaignReport) -> dict[str, Any]:
         "by_pricing_category": dict(report.pricing),
         "delivery_seconds": dict(report.deliver_percentiles),
     }
+
+
+@dataclass
+class CounterSeries:
+    """A per-second series from a counter read now and then (the monitor's delivered/s): the
+    counter at the end of each second, differenced. No query of its own: it rides on the
+    campaign row the monitor reads anyway."""
+
+    seconds: int
+    _last_value: dict[int, int] = field(default_factory=dict)
+
+    def record(self, at: float, value: int) -> None:
+        second = int(at)
+        self._last_value[second] = value
+        for old in [s for s in self._last_value if s < second - self.seconds - 1]:
+            del self._last_value[old]
+
+    def per_second(self, at: float, count: int) -> tuple[float, ...]:
+        """The ``count`` complete seconds before ``at``, oldest first; a second with no
+        reading shows 0 and the next reading carries its change."""
+        now = int(at)
+        readings = sorted(self._last_value.items())
+        before = [value for second, value in readings if second < now - count]
+        previous = before[-1] if before else None
+        in_window = dict(readings)
+        values: list[float] = []
+        for second in range(now - count, now):
+            current = in_window.get(second)
+            if current is None:
+                values.append(0.0)
+                continue
+            values.append(float(max(0, current - previous)) if previous is not None else 0.0)
+            previous = current
+        return tuple(values)
+
+
+@dataclass
+class SlowFigures:
+    """The monitor's delivery figures that need a query over deliveries (time to deliver,
+    failures by code), recomputed at most every ``every`` seconds: the monitor polls 3-4
+    times a second, these change slowly and cost more than a counter read."""
+
+    every: float = 5.0
+    _cache: dict[int, tuple[float, DeliveryFigures]] = field(default_factory=dict)
+
+    async def get(self, db: Database, campaign_id: int, now: float) -> DeliveryFigures:
+        cached = self._cache.get(campaign_id)
+        if cached is not None and now - cached[0] < self.every:
+            return cached[1]
+        p50, p95 = await deliver_times(db, campaign_id)
+        figures = DeliveryFigures(p50, p95, late_errors(await code_failures(db, campaign_id)))
+        self._cache[campaign_id] = (now, figures)
+        return figures
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFigures:
+    deliver_p50: float | None
+    deliver_p95: float | None
+    late_errors: tuple[ErrorCount, ...]

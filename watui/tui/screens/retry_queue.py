@@ -18,7 +18,7 @@ from watui.service.models import RecipientState, RetryFilter, RetryPage, RetryRo
 from watui.tui import format as fmt
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.widgets.keybar import KeyBar
-from watui.tui.widgets.modals import ConfirmModal, PromptModal
+from watui.tui.widgets.modals import ConfirmModal, PromptModal, parse_export_path
 from watui.tui.widgets.text_input import TextInput
 
 PAGE_SIZE = 100
@@ -55,15 +55,6 @@ def parse_code(text: str) -> int | None:
     if not text.isdigit():
         raise ValueError("a code is digits only, e.g. 131026")
     return int(text)
-
-
-def parse_export_path(text: str) -> Path:
-    if not text:
-        raise ValueError("enter a file name, e.g. retry-queue.csv")
-    path = Path(text).expanduser()
-    if not path.parent.is_dir():
-        raise ValueError(f"no folder {path.parent}")
-    return path
 
 
 class RetryQueueScreen(WatuiScreen):
