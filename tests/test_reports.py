@@ -96,6 +96,10 @@ def test_report_json_funnel_codes_countries_pricing_and_percentiles(
     assert report["delivery_seconds"] == {
         "p50": expected[24], "p90": expected[44], "p99": expected[49]}
     assert report["failures_by_code"]["131049"]["after_acceptance"] == 7
+    over_time = report["over_time"]
+    assert len(over_time) == 60 and over_time[0]["from"] == "2026-05-28T20:26:42Z"
+    assert sum(span["delivered"] for span in over_time) == 50
+    assert sum(span["read"] for span in over_time) == 20 and over_time[-1]["read"] == 1
 
 
 def test_report_text_draws_the_funnel(

@@ -91,7 +91,7 @@ class LiveBackend:
         self._metrics: dict[str, EngineMetrics] = {}
         self._first_started: dict[str, float] = {}  # monotonic, per campaign
         self._delivered: dict[str, delivery_reports.CounterSeries] = {}  # the chart's delivered/s
-        self._slow_figures = delivery_reports.SlowFigures()
+        self.slow_figures = delivery_reports.SlowFigures()  # time to deliver, late failures
 
     @property
     def client(self) -> Any:
@@ -174,7 +174,7 @@ class LiveBackend:
         now = time.time()
         delivered = self._delivered.setdefault(name, delivery_reports.CounterSeries(SERIES_SECONDS))
         delivered.record(now, summary.delivered)
-        slow = await _guard(self._slow_figures.get(self.db, run.campaign_id, now))
+        slow = await _guard(self.slow_figures.get(self.db, run.campaign_id, now))
         return replace(
             _snapshot(engine, summary, retrying, run.live),
             delivered=summary.delivered, read=summary.read, failed_after=summary.failed_after,

@@ -21,6 +21,7 @@ from watui.service.models import (
 from watui.storage import reports
 from watui.storage.campaigns import get_campaign
 from watui.storage.database import Database
+from watui.storage.rows import iso_utc
 from watui.whatsapp.errors import describe_code
 
 #: The report's delivery time percentiles; the monitor shows p50 and p95.
@@ -103,6 +104,10 @@ def report_json(report: CampaignReport) -> dict[str, Any]:
         ],
         "by_pricing_category": dict(report.pricing),
         "delivery_seconds": dict(report.deliver_percentiles),
+        "over_time": [
+            {"from": iso_utc(point.at), "delivered": point.delivered, "read": point.read}
+            for point in report.timeline
+        ],
     }
 
 

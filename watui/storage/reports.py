@@ -193,8 +193,9 @@ async def delivered_and_read_over_time(
         if first is None:
             return []
         width = max((float(last) - float(first)) / buckets, 1e-3)
-        delivered = await _bucket_counts(conn, campaign_id, deliveries.c.delivered_at, first, width)
-        read = await _bucket_counts(conn, campaign_id, deliveries.c.read_at, first, width)
+        delivered = await _bucket_counts(
+            conn, campaign_id, deliveries.c.delivered_at, first, width, buckets)
+        read = await _bucket_counts(conn, campaign_id, deliveries.c.read_at, first, width, buckets)
     return [
         TimeBucket(float(first) + index * width, delivered.get(index, 0), read.get(index, 0))
         for index in range(buckets)
@@ -203,7 +204,7 @@ async def delivered_and_read_over_time(
 
 async def _bucket_counts(
     conn: AsyncConnection, campaign_id: int, column: ColumnElement[float], first: float,
-    width: float,
+    width: float, buckets: int,
 ) -> dict[int, int]:
     index = cast(func.floor((column - first) / width), Integer)
     result = await conn.execute(
@@ -211,7 +212,12 @@ async def _bucket_counts(
         .where(deliveries.c.campaign_id == campaign_id, column.is_not(None))
         .group_by(index)
     )
-    return {int(bucket): int(count) for bucket, count in result}
+    counts: dict[int, int] = {}
+    for bucket, count in result:
+        # The last moment itself lands one past the end: it belongs to the last span.
+        index = min(int(bucket), buckets - 1)
+        counts[index] = counts.get(index, 0) + int(count)
+    return counts
 
 
 async def iter_export_rows(
