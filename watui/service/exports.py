@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
+import functools
 import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
+
+import orjson
 
 from watui.errors import BackendError
 from watui.rules import RecipientStatus
@@ -29,7 +31,6 @@ EXPORT_COLUMNS = (
     "error_details", "accepted_at", "sent_at", "delivered_at", "read_at", "failed_at",
     "pricing_category",
 )
-_TIMES = ("accepted_at", "sent_at", "delivered_at", "read_at", "failed_at")
 
 
 def export_status(text: str) -> RecipientStatus:
@@ -47,11 +48,24 @@ def export_format(text: str) -> str:
     return text
 
 
-def _values(row: ExportRow) -> dict[str, Any]:
-    values: dict[str, Any] = {name: getattr(row, name) for name in EXPORT_COLUMNS}
-    for name in _TIMES:
-        values[name] = iso_utc(values[name])
-    return values
+def _cells(row: ExportRow) -> tuple[object, ...]:
+    """The row's values in EXPORT_COLUMNS order, times as ISO 8601 UTC (None stays None:
+    an empty CSV cell, a JSON null)."""
+    return (
+        row.phone, row.step, row.template, row.status, row.wamid, row.attempts, row.error_code,
+        row.error_title, row.error_details, _iso(row.accepted_at), _iso(row.sent_at),
+        _iso(row.delivered_at), _iso(row.read_at), _iso(row.failed_at), row.pricing_category,
+    )
+
+
+def _iso(timestamp: float | None) -> str | None:
+    return None if timestamp is None else _iso_second(int(timestamp))
+
+
+@functools.lru_cache(maxsize=65_536)
+def _iso_second(second: int) -> str | None:
+    """Formatting a time costs more than the rest of a row; a campaign's rows share seconds."""
+    return iso_utc(second)
 
 
 async def write_export(
@@ -64,11 +78,13 @@ async def write_export(
         writer = csv.writer(handle)
         writer.writerow(EXPORT_COLUMNS)
         async for row in iter_export_rows(db, campaign_id, statuses):
-            writer.writerow(["" if value is None else value for value in _values(row).values()])
+            writer.writerow(_cells(row))  # csv writes None as an empty cell
             written += 1
     else:
         async for row in iter_export_rows(db, campaign_id, statuses):
-            handle.write(json.dumps(_values(row), ensure_ascii=False) + "\n")
+            line = orjson.dumps(dict(zip(EXPORT_COLUMNS, _cells(row), strict=True)),
+                                option=orjson.OPT_APPEND_NEWLINE)
+            handle.write(line.decode())
             written += 1
     return written
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import phonenumbers
-from phonenumbers import geocoder
 from sqlalchemy import ColumnElement, Integer, and_, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -55,9 +54,9 @@ class TimeBucket:
     read: int
 
 
-@dataclass(frozen=True, slots=True)
-class ExportRow:
-    """One recipient as ``watui export`` writes it (times: unix seconds)."""
+class ExportRow(NamedTuple):
+    """One recipient as ``watui export`` writes it (times: unix seconds). A NamedTuple, built
+    positionally: a frozen dataclass took 5 of the 18 s of a 1,000,000-row export."""
 
     id: int
     phone: str
@@ -163,6 +162,10 @@ def _region_of(prefix: str) -> str:
 
 
 def _region_name(region: str) -> str:
+    # Imported here: phonenumbers' geocoder loads ~100 MB of place names, which an export
+    # (or the monitor) must not pay for.
+    from phonenumbers import geocoder
+
     example = phonenumbers.example_number(region)
     if example is None:
         return "unknown" if region == phonenumbers.UNKNOWN_REGION else region
@@ -215,8 +218,8 @@ async def _bucket_counts(
     counts: dict[int, int] = {}
     for bucket, count in result:
         # The last moment itself lands one past the end: it belongs to the last span.
-        index = min(int(bucket), buckets - 1)
-        counts[index] = counts.get(index, 0) + int(count)
+        span = min(int(bucket), buckets - 1)
+        counts[span] = counts.get(span, 0) + int(count)
     return counts
 
 
@@ -224,9 +227,12 @@ async def iter_export_rows(
     db: Database, campaign_id: int, statuses: Sequence[RecipientStatus] | None = None,
     chunk: int = EXPORT_CHUNK,
 ) -> AsyncIterator[ExportRow]:
-    """Every recipient (of those statuses), in id order, read ``chunk`` rows at a time after
-    the last id seen: constant memory on both databases, and no cursor held open between
-    chunks (the engine may be writing)."""
+    """Every recipient (of those statuses), in id order, from one query read through a
+    server-side cursor ``chunk`` rows at a time: constant memory on both databases.
+
+    One query, not one per chunk: paging by "id > last" made SQLite walk the campaign's index
+    and sort it again for every chunk (118 s for 1,000,000 rows instead of seconds).
+    """
     late = deliveries.c.state == DeliveryState.FAILED.value
     query = (
         select(
@@ -243,19 +249,15 @@ async def iter_export_rows(
         )
         .where(recipients.c.campaign_id == campaign_id)
         .order_by(recipients.c.id)
-        .limit(chunk)
+        .execution_options(yield_per=chunk)
     )
     if statuses:
         query = query.where(recipients.c.status.in_([status.value for status in statuses]))
-    last_id = -1
-    while True:
-        async with db.engine.connect() as conn:
-            rows = (await conn.execute(query.where(recipients.c.id > last_id))).all()
-        for row in rows:
-            yield _export_row(row)
-        if len(rows) < chunk:
-            return
-        last_id = int(rows[-1][0])
+    async with db.engine.connect() as conn:
+        result = await conn.stream(query)
+        async for rows in result.partitions():
+            for row in rows:
+                yield _export_row(row)
 
 
 def _export_row(row: Any) -> ExportRow:
@@ -263,13 +265,11 @@ def _export_row(row: Any) -> ExportRow:
     (rid, phone, position, template, status, wamid, attempts, code, title, late, late_code,
      late_title, late_details, accepted, sent, delivered, read, failed, pricing) = row
     if late:
-        code, title = late_code, late_title
-    return ExportRow(
-        id=rid, phone=phone, step=position + 1, template=template, status=status, wamid=wamid,
-        attempts=attempts, error_code=code, error_title=title,
-        error_details=late_details if late else None, accepted_at=accepted, sent_at=sent,
-        delivered_at=delivered, read_at=read, failed_at=failed, pricing_category=pricing,
-    )
+        code, title, details = late_code, late_title, late_details
+    else:
+        details = None
+    return ExportRow(rid, phone, position + 1, template, status, wamid, attempts, code, title,
+                     details, accepted, sent, delivered, read, failed, pricing)
 
 
 __all__ = [
