@@ -4,15 +4,21 @@ over outcomes and deliveries rows seeded with counters equal to the rows."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.delivery_seed import Outcomes, seed_outcomes
+from tests.delivery_seed import Outcomes, big_counters, seed_big_campaign, seed_outcomes
 from tests.factories import make_campaign
 from watui.cli.main import main
 from watui.errors import BackendError
@@ -22,6 +28,7 @@ from watui.storage import Database
 from watui.storage.campaigns import counters_match_rows
 from watui.storage.reports import delivery_percentiles, iter_export_rows
 
+ROOT = Path(__file__).resolve().parent.parent
 MIXED = Outcomes(read=20, delivered=30, sent_only=10, failed_before=5, failed_after=7,
                  in_doubt=3, unconfirmed=2, skipped=1)
 
@@ -185,3 +192,53 @@ def test_bad_export_and_report_input_is_one_line_exit_2(
     code, out, err = run(database_url, capsys, *argv)
     assert code == 2 and out == ""
     assert err.startswith("watui: error: ") and err.count("\n") == 1 and fragment in err
+
+
+@pytest.mark.slow
+def test_a_million_recipient_export_streams_in_constant_memory(tmp_path: Path) -> None:
+    """1,000,000 recipients with deliveries rows, exported by a real ``watui export``
+    process: every row once, the late failures' codes, and a peak RSS that does not grow
+    with the campaign (a list of the rows alone would take over 500 MB)."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'big.db'}"
+
+    async def seed() -> None:
+        async with Database(url) as db:
+            await seed_big_campaign(db, "big", 1_000_000)
+
+    asyncio.run(seed())
+    output = tmp_path / "big.csv"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "watui", "--database-url", url, "export", "big", "--output",
+         str(output)], env={**os.environ, "PYTHONPATH": str(ROOT)})
+    peak = peak_rss_mb(process, seconds=120)
+    assert process.wait() == 0
+    assert 0 < peak < 200, f"peak RSS {peak:.0f} MB"
+    expected = big_counters(1_000_000)
+    statuses: Counter[str] = Counter()
+    delivered = late = 0
+    with output.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            statuses[row["status"]] += 1
+            delivered += bool(row["delivered_at"])
+            late += row["error_code"] == "131049"
+    assert sum(statuses.values()) == 1_000_000
+    assert statuses["sent"] == expected["sent"] and statuses["failed"] == expected["failed"]
+    assert delivered == expected["delivered"] and late == expected["failed_after"]
+
+
+def peak_rss_mb(process: subprocess.Popen[bytes], seconds: float) -> float:
+    """The process's own peak RSS (VmHWM restarts at exec; a child's rusage would count the
+    big test process it was forked from), read until it ends; killed after ``seconds``."""
+    peak = 0.0
+    deadline = time.monotonic() + seconds
+    status = Path(f"/proc/{process.pid}/status")
+    while process.poll() is None:
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"the export took more than {seconds} s")
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = int(line.split()[1]) / 1024
+        time.sleep(0.1)
+    return peak
