@@ -31,8 +31,26 @@ def share(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
+class SharesOfSent:
+    """Delivered and read as shares of sent, for the rows that carry all three counts."""
+
+    __slots__ = ()
+    sent: int
+    delivered: int
+    read: int
+
+    @property
+    def delivered_share(self) -> float | None:
+        """Delivered of sent (0..1); None before anything was sent."""
+        return share(self.delivered, self.sent)
+
+    @property
+    def read_share(self) -> float | None:
+        return share(self.read, self.sent)
+
+
 @dataclass(frozen=True, slots=True)
-class CampaignRow:
+class CampaignRow(SharesOfSent):
     """One campaign as the home table and the status line show it."""
 
     name: str
@@ -56,15 +74,6 @@ class CampaignRow:
     @property
     def done(self) -> int:
         return self.total - self.pending
-
-    @property
-    def delivered_share(self) -> float | None:
-        """Delivered of sent (0..1); None before anything was sent."""
-        return share(self.delivered, self.sent)
-
-    @property
-    def read_share(self) -> float | None:
-        return share(self.read, self.sent)
 
     @property
     def progress(self) -> float:
@@ -182,7 +191,7 @@ class ErrorCount:
 
 
 @dataclass(frozen=True, slots=True)
-class MetricsSnapshot:
+class MetricsSnapshot(SharesOfSent):
     """A campaign's live figures, cheap to read 2-4 times a second.
 
     The series hold one value per second, oldest first, the last one being the second that
@@ -223,14 +232,6 @@ class MetricsSnapshot:
     @property
     def progress(self) -> float:
         return (self.total - self.pending) / self.total if self.total else 0.0
-
-    @property
-    def delivered_share(self) -> float | None:
-        return share(self.delivered, self.sent)
-
-    @property
-    def read_share(self) -> float | None:
-        return share(self.read, self.sent)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,6 @@ recipient, so it is not polled at the monitor's pace); ``e`` exports every recip
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 from rich.text import Text
@@ -21,7 +20,6 @@ from watui.service.models import CampaignReport
 from watui.tui import format as fmt
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.widgets.keybar import KeyBar
-from watui.tui.widgets.modals import PromptModal, parse_export_path
 
 #: Seconds between reloads: the report is a handful of aggregate queries over the campaign.
 RELOAD_EVERY = 5.0
@@ -127,24 +125,10 @@ class ReportScreen(WatuiScreen):
     def action_export(self) -> None:
         default = str(self.watui.start_dir / f"{self.campaign}-recipients.csv")
 
-        def chosen(path: Path | None) -> None:
-            if path is None:
-                return
-            file_format = "jsonl" if path.suffix == ".jsonl" else "csv"
-            self.command(
-                lambda: self.backend.export_recipients(self.campaign, path, file_format),
-                f"Exported to {path}",
-            )
-
-        self.app.push_screen(
-            PromptModal(
-                "Export every recipient",
-                "CSV, or JSON Lines when the name ends in .jsonl:",
-                default,
-                parse_export_path,
-                ok_label="Export",
-            ),
-            chosen,
+        self.export_to_chosen_file(
+            "Export every recipient", "CSV, or JSON Lines when the name ends in .jsonl:", default,
+            lambda path: self.backend.export_recipients(
+                self.campaign, path, "jsonl" if path.suffix == ".jsonl" else "csv"),
         )
 
     def action_back(self) -> None:
