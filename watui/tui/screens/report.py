@@ -137,9 +137,9 @@ class ReportScreen(WatuiScreen):
 
 def _summary(report: CampaignReport) -> str:
     return (
-        f"[b]{escape(report.name)}[/b]  {report.status.value} · {fmt.count(report.total)} "
-        f"recipients · [$error]{fmt.count(report.failed)} failed[/] "
-        f"({fmt.count(report.failed_after)} late) · {fmt.count(report.unconfirmed)} unconfirmed"
+        f"[b]{escape(report.name)}[/b]  {report.status.value} · {fmt.count(report.total)} total"
+        f" · [$error]{fmt.count(report.failed)} failed[/], {fmt.count(report.failed_after)} late"
+        f" · {fmt.count(report.unconfirmed)} unconfirmed"
     )
 
 
