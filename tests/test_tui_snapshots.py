@@ -79,6 +79,18 @@ def test_monitor_change_rate_modal(snap_compare) -> None:
     assert snap_compare(make_app(), terminal_size=WIDE, press=["enter", "r", "x"])
 
 
+def test_report_of_a_finished_campaign(snap_compare) -> None:
+    assert snap_compare(make_app(), terminal_size=WIDE, press=["down", "down", "v"])
+
+
+def test_report_small_terminal(snap_compare) -> None:
+    assert snap_compare(make_app(), terminal_size=SMALL, press=["enter", "v"])
+
+
+def test_report_before_anything_was_delivered(snap_compare) -> None:
+    assert snap_compare(make_app(), terminal_size=SMALL, press=["down", "down", "down", "v"])
+
+
 def test_retry_queue_with_rows(snap_compare) -> None:
     async def open_queue(pilot: Pilot) -> None:
         await pilot.app.push_screen(RetryQueueScreen("spring-sale"))

@@ -14,10 +14,13 @@ from pathlib import Path
 
 from watui.errors import BackendError, CampaignExists, WatuiError
 from watui.service.models import (
+    CampaignReport,
     CampaignRow,
     CampaignSpec,
     CampaignState,
+    CodeFailures,
     ContactsPreview,
+    CountryFigures,
     EngineEvent,
     ErrorCount,
     MetricsSnapshot,
@@ -32,6 +35,7 @@ from watui.service.models import (
     TemplateButton,
     TemplateInfo,
     TestSendResult,
+    TimePoint,
     ValidationReport,
 )
 from watui.service.settings_view import settings_rows
@@ -91,6 +95,7 @@ ERROR_MEANINGS = {
     131000: "Something went wrong (transient)",
     130429: "Throughput limit reached",
     131048: "Spam rate limit hit: account paused",
+    131049: "Not delivered to keep engagement healthy",
 }
 
 
@@ -146,6 +151,9 @@ class FakeBackend:
                 in_doubt=0,
                 rate=79.6,
                 eta_seconds=35.7,
+                delivered=1_986,
+                read=911,
+                failed_after=3,
             ),
             retry_rows=_retry_rows(retry_rows, FIXED_NOW),
             events=[
@@ -164,6 +172,8 @@ class FakeBackend:
                 failed=4,
                 pending=886,
                 paused_reason="(#131048) Spam rate limit hit",
+                delivered=301,
+                read=122,
             ),
             retry_rows=_retry_rows(3, FIXED_NOW),
             events=[
@@ -181,6 +191,10 @@ class FakeBackend:
                 failed=126,
                 pending=0,
                 invalid=31,
+                delivered=11_530,
+                read=7_322,
+                failed_after=41,
+                unconfirmed=0,
             )
         )
         draft = FakeCampaign(
@@ -266,7 +280,47 @@ class FakeBackend:
                 ErrorCount(None, "Read timeout (may have been delivered)", 1),
             ),
             paused_reason=row.paused_reason,
+            delivered=row.delivered,
+            read=row.read,
+            failed_after=row.failed_after,
+            unconfirmed=row.unconfirmed,
+            delivered_per_s=tuple(round(v * 0.93) for v in sent[:-6]) + (0.0,) * 6,
+            deliver_p50=2.4,
+            deliver_p95=7.9,
+            late_errors=(ErrorCount(131049, ERROR_MEANINGS[131049], 2),
+                         ErrorCount(131026, ERROR_MEANINGS[131026], 1)),
         )
+
+    async def report(self, name: str) -> CampaignReport:
+        """Figures consistent with the campaign's row: the funnel from its counters."""
+        row = self._get(name).row
+        accepted = row.sent + row.failed_after
+        timeline = tuple(
+            TimePoint(self.now - 3_600 + 60 * minute, round(accepted / 60 * (1 + math.sin(minute / 9)) / 1.2),
+                      round(row.read / 60 * (1 + math.sin((minute - 6) / 9)) / 1.2))
+            for minute in range(60)
+        ) if row.delivered else ()
+        return CampaignReport(
+            name=row.name, status=row.status, total=row.total, accepted=accepted,
+            delivered=row.delivered, read=row.read, failed=row.failed,
+            failed_after=row.failed_after, unconfirmed=row.unconfirmed,
+            failures=(
+                CodeFailures(131026, ERROR_MEANINGS[131026], 9, 1),
+                CodeFailures(131049, ERROR_MEANINGS[131049], 0, 2),
+                CodeFailures(131000, ERROR_MEANINGS[131000], 2, 0),
+            ) if row.failed else (),
+            countries=(CountryFigures("ES", "Spain", row.total, row.delivered),),
+            pricing=(("marketing", row.delivered),) if row.delivered else (),
+            deliver_percentiles=(("p50", 2.4), ("p90", 6.1), ("p99", 14.8)) if row.delivered
+            else (("p50", None), ("p90", None), ("p99", None)),
+            timeline=timeline,
+        )
+
+    async def export_recipients(self, name: str, path: Path, file_format: str = "csv") -> int:
+        self.calls.append(("export_recipients", name, str(path), file_format))
+        row = self._get(name).row
+        path.write_text("phone,status\n" + "".join(f"+3461234{i:04d},sent\n" for i in range(row.sent)))
+        return row.sent
 
     async def events(self, name: str, since_seq: int) -> list[EngineEvent]:
         return [event for event in self._get(name).events if event.seq > since_seq]

@@ -23,6 +23,8 @@ T = TypeVar("T")
 COMMAND_MODULES = (
     "watui.cli.campaign",
     "watui.cli.status",
+    "watui.cli.report",
+    "watui.cli.export",
     "watui.cli.templates",
     "watui.cli.run",
     "watui.cli.mock",

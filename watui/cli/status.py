@@ -9,7 +9,10 @@ from typing import Any
 from watui.cli.campaign import print_table, with_database
 from watui.cli.errors import EXIT_OK
 from watui.cli.main import settings_from_args
+from watui.service.reports import code_failures, failures_json
 from watui.storage.campaigns import campaign_status
+from watui.storage.database import Database
+from watui.storage.rows import CampaignStatusReport
 
 #: The summary fields shown as "label: value" lines, in order.
 _FIELDS = (
@@ -17,6 +20,10 @@ _FIELDS = (
     ("total", "Total"),
     ("sent", "Sent"),
     ("failed", "Failed"),
+    ("failed_after", "  of which after acceptance"),
+    ("delivered", "Delivered"),
+    ("read", "Read"),
+    ("unconfirmed", "Unconfirmed"),
     ("pending", "Pending"),
     ("retrying", "Retrying"),
     ("in_doubt", "In doubt"),
@@ -41,16 +48,23 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def _status(args: argparse.Namespace) -> int:
     retry_defaults = settings_from_args(args).retry
-    report = with_database(
-        args, lambda db: campaign_status(db, args.name, retry_defaults=retry_defaults)
-    )
+
+    async def read(db: Database) -> tuple[CampaignStatusReport, dict[str, Any]]:
+        report = await campaign_status(db, args.name, retry_defaults=retry_defaults)
+        return report, failures_json(await code_failures(db, report.campaign.id))
+
+    report, failures = with_database(args, read)
     summary = report.as_json()
+    summary.update(_delivery_figures(report))
+    summary["failures_by_code"] = failures
     if args.json:
         print(json.dumps(summary, indent=2))
         return EXIT_OK
     print(f"Campaign {summary['name']}")
     shown = {key: _shown(key, summary[key]) for key, _ in _FIELDS if key in summary}
     shown.update(_retry_policy_shown(summary["retry"]))
+    for key in ("delivered", "read"):
+        shown[key] += f" ({percent_of(summary[key], summary['sent'])} of sent)"
     width = max(len(label) for _, label in _FIELDS)
     for key, label in _FIELDS:
         print(f"  {label + ':':<{width + 1}} {shown[key]}")
@@ -67,7 +81,26 @@ def _status(args: argparse.Namespace) -> int:
     ]
     print()
     print_table(["STEP", "TEMPLATE", "TOTAL", "SENT", "FAILED", "WAITING"], rows)
+    if failures:
+        print()
+        print_table(["CODE", "FAILED", "AFTER ACCEPTANCE", "MEANING"], [
+            [code, f"{item['count']:,}", f"{item['after_acceptance']:,}", item["meaning"]]
+            for code, item in failures.items()
+        ])
     return EXIT_OK
+
+
+def percent_of(part: int, whole: int) -> str:
+    """"42.0%", or "-" when there is no whole to take a share of."""
+    return f"{part / whole * 100:.1f}%" if whole else "-"
+
+
+def _delivery_figures(report: CampaignStatusReport) -> dict[str, int]:
+    """What status webhooks told: delivered and read count accepted messages (so delivered ≤
+    sent), failed_after the failures after acceptance (also in failed)."""
+    campaign = report.campaign
+    return {"delivered": campaign.delivered, "read": campaign.read,
+            "unconfirmed": campaign.unconfirmed, "failed_after": campaign.failed_after}
 
 
 def _shown(key: str, value: Any) -> str:

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from watui.errors import BackendError
 from watui.service.models import (
+    CampaignReport,
     CampaignRow,
     CampaignSpec,
     ContactsPreview,
@@ -86,6 +87,15 @@ class Backend(Protocol):
 
     async def export_retry_queue(self, name: str, status_filter: RetryFilter, path: Path) -> int:
         """Write the matching rows to a CSV file; returns how many were written."""
+        ...
+
+    async def report(self, name: str) -> CampaignReport:
+        """How the campaign's messages fared: funnel, failures, countries, delivery times."""
+        ...
+
+    async def export_recipients(self, name: str, path: Path, file_format: str = "csv") -> int:
+        """Write every recipient with its delivery to ``path`` (csv or jsonl), whole or not at
+        all; returns how many were written."""
         ...
 
     async def send_test(self, spec: CampaignSpec | StepSpec | str, phone: str) -> TestSendResult:

@@ -13,7 +13,7 @@ import csv
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,8 +24,11 @@ from watui.engine.sender import CampaignSender, RunOutcome
 from watui.errors import BackendError, InvalidCampaign, WatuiError
 from watui.receiver import WebhookReceiver, applying_receiver
 from watui.rules import REVIEWABLE_STATUSES, RecipientStatus, placeholder_names, rate_problem
+from watui.service import exports
+from watui.service import reports as delivery_reports
 from watui.service.models import (
     ButtonColumn,
+    CampaignReport,
     CampaignRow,
     CampaignSpec,
     CampaignState,
@@ -91,6 +94,8 @@ class LiveBackend:
         self._metrics: dict[str, EngineMetrics] = {}
         self._first_started: dict[str, float] = {}  # monotonic, per campaign
         self._receiver: WebhookReceiver | None = None
+        self._delivered: dict[str, delivery_reports.CounterSeries] = {}  # the chart's delivered/s
+        self.slow_figures = delivery_reports.SlowFigures()  # time to deliver, late failures
 
     @property
     def client(self) -> Any:
@@ -124,7 +129,8 @@ class LiveBackend:
             sent=campaign.sent, failed=campaign.failed, pending=pending,
             retrying=retrying, in_doubt=campaign.in_doubt,
             invalid=campaign.invalid, skipped=campaign.skipped, rate=rate, eta_seconds=eta,
-            paused_reason=campaign.pause_reason,
+            paused_reason=campaign.pause_reason, delivered=campaign.delivered, read=campaign.read,
+            unconfirmed=campaign.unconfirmed, failed_after=campaign.failed_after,
         )
 
     async def list_templates(self) -> list[TemplateInfo]:
@@ -168,8 +174,18 @@ class LiveBackend:
             return None
         summary = await _guard(campaign_store.get_campaign(self.db, name))
         retrying = await _guard(review.count_status(self.db, run.campaign_id, RecipientStatus.RETRY))
-        return _snapshot(
-            run.sender.metrics.snapshot(self._series_seconds(name)), summary, retrying, run.live
+        engine = run.sender.metrics.snapshot(self._series_seconds(name))
+        now = time.time()
+        delivered = self._delivered.setdefault(name, delivery_reports.CounterSeries(SERIES_SECONDS))
+        delivered.record(now, summary.delivered)
+        slow = await _guard(self.slow_figures.get(self.db, run.campaign_id, now))
+        return replace(
+            _snapshot(engine, summary, retrying, run.live),
+            delivered=summary.delivered, read=summary.read, failed_after=summary.failed_after,
+            unconfirmed=summary.unconfirmed,
+            delivered_per_s=delivered.per_second(now, max(0, len(engine.sent_per_s) - 1)),
+            deliver_p50=slow.deliver_p50, deliver_p95=slow.deliver_p95,
+            late_errors=slow.late_errors,
         )
 
     def _series_seconds(self, name: str) -> int:
@@ -324,6 +340,15 @@ class LiveBackend:
         except OSError as error:
             raise BackendError(f"cannot write {target}: {error.strerror}") from None
         return written
+
+    async def report(self, name: str) -> CampaignReport:
+        report: CampaignReport = await _guard(delivery_reports.campaign_report(self.db, name))
+        return report
+
+    async def export_recipients(self, name: str, path: Path, file_format: str = "csv") -> int:
+        campaign_id = await self._campaign_id(name)
+        return await exports.export_to_file(
+            self.db, campaign_id, path, exports.export_format(file_format))
 
     async def send_test(self, spec: CampaignSpec | StepSpec | str, phone: str) -> TestSendResult:
         from watui.storage.phones import PhoneNormaliser

@@ -22,8 +22,31 @@ CampaignState = CampaignStatus
 RecipientState = RecipientStatus
 
 
+def share(part: int, whole: int) -> float | None:
+    """``part`` of ``whole`` (0..1), None when the whole is 0: "—" rather than a false 0%."""
+    return part / whole if whole else None
+
+
+class SharesOfSent:
+    """Delivered and read as shares of sent, for the rows that carry all three counts."""
+
+    __slots__ = ()
+    sent: int
+    delivered: int
+    read: int
+
+    @property
+    def delivered_share(self) -> float | None:
+        """Delivered of sent (0..1); None before anything was sent."""
+        return share(self.delivered, self.sent)
+
+    @property
+    def read_share(self) -> float | None:
+        return share(self.read, self.sent)
+
+
 @dataclass(frozen=True, slots=True)
-class CampaignRow:
+class CampaignRow(SharesOfSent):
     """One campaign as the home table and the status line show it."""
 
     name: str
@@ -39,6 +62,10 @@ class CampaignRow:
     rate: float | None = None  # msg/s achieved now; None when not sending
     eta_seconds: float | None = None
     paused_reason: str | None = None
+    delivered: int = 0  # of the sent, Meta reported delivered (or read)
+    read: int = 0
+    unconfirmed: int = 0
+    failed_after: int = 0  # failures reported after acceptance (also in failed)
 
     @property
     def done(self) -> int:
@@ -154,7 +181,7 @@ class ErrorCount:
 
 
 @dataclass(frozen=True, slots=True)
-class MetricsSnapshot:
+class MetricsSnapshot(SharesOfSent):
     """A campaign's live figures, cheap to read 2-4 times a second.
 
     The series hold one value per second, oldest first, the last one being the second that
@@ -183,10 +210,76 @@ class MetricsSnapshot:
     eta_seconds: float | None = None
     errors: tuple[ErrorCount, ...] = ()
     paused_reason: str | None = None
+    delivered: int = 0
+    read: int = 0
+    failed_after: int = 0
+    unconfirmed: int = 0
+    delivered_per_s: tuple[float, ...] = ()  # from the delivered counter, per second
+    deliver_p50: float | None = None  # seconds from accepted to delivered
+    deliver_p95: float | None = None
+    late_errors: tuple[ErrorCount, ...] = ()  # failures reported after acceptance, by code
 
     @property
     def progress(self) -> float:
         return (self.total - self.pending) / self.total if self.total else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CodeFailures:
+    """Failed recipients with one error code, before and after the API accepted the send."""
+
+    code: int | None  # None: a transport failure (no API code)
+    meaning: str
+    before: int
+    after: int
+
+    @property
+    def count(self) -> int:
+        return self.before + self.after
+
+
+@dataclass(frozen=True, slots=True)
+class CountryFigures:
+    region: str  # ISO 3166 code of the calling code's main region
+    name: str
+    recipients: int
+    delivered: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimePoint:
+    at: float  # unix time the span begins
+    delivered: int
+    read: int
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignReport:
+    """How a campaign's messages fared (``watui report``, the report screen)."""
+
+    name: str
+    status: CampaignState
+    total: int
+    accepted: int  # the API accepted the send (sent now, or failed after acceptance)
+    delivered: int
+    read: int
+    failed: int
+    failed_after: int
+    unconfirmed: int
+    failures: tuple[CodeFailures, ...] = ()
+    countries: tuple[CountryFigures, ...] = ()
+    pricing: tuple[tuple[str, int], ...] = ()  # (category, messages), most first
+    deliver_percentiles: tuple[tuple[str, float | None], ...] = ()  # ("p50", seconds), ...
+    timeline: tuple[TimePoint, ...] = ()
+
+    @property
+    def delivered_share(self) -> float | None:
+        """Delivered of accepted (0..1)."""
+        return share(self.delivered, self.accepted)
+
+    @property
+    def read_share(self) -> float | None:
+        return share(self.read, self.accepted)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,11 +19,20 @@ from textual.worker import Worker, WorkerState
 from watui.errors import WatuiError
 from watui.service.api import Backend
 from watui.tui.commands import WatuiCommands
-from watui.tui.messages import GoHome, OpenHelp, OpenMonitor, OpenRetryQueue, OpenSettings, OpenSetup
+from watui.tui.messages import (
+    GoHome,
+    OpenHelp,
+    OpenMonitor,
+    OpenReport,
+    OpenRetryQueue,
+    OpenSettings,
+    OpenSetup,
+)
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.screens.campaigns import CampaignsScreen
 from watui.tui.screens.help import HelpScreen, KeySection
 from watui.tui.screens.monitor import MonitorScreen
+from watui.tui.screens.report import ReportScreen
 from watui.tui.screens.retry_queue import RetryQueueScreen
 from watui.tui.screens.settings import SettingsScreen
 from watui.tui.screens.setup import SetupScreen
@@ -36,6 +45,7 @@ SCREENS_WITH_KEYS: tuple[type[WatuiScreen], ...] = (
     SetupScreen,
     MonitorScreen,
     RetryQueueScreen,
+    ReportScreen,
 )
 
 
@@ -156,6 +166,9 @@ class WatuiApp(App[int]):
 
     def on_open_retry_queue(self, message: OpenRetryQueue) -> None:
         self.push_screen(RetryQueueScreen(message.campaign))
+
+    def on_open_report(self, message: OpenReport) -> None:
+        self.push_screen(ReportScreen(message.campaign))
 
     def on_open_setup(self, _: OpenSetup) -> None:
         self.push_screen(SetupScreen())

@@ -12,7 +12,15 @@ from typing import cast
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.message import Message
 
-from watui.tui.messages import GoHome, OpenHelp, OpenMonitor, OpenRetryQueue, OpenSettings, OpenSetup
+from watui.tui.messages import (
+    GoHome,
+    OpenHelp,
+    OpenMonitor,
+    OpenReport,
+    OpenRetryQueue,
+    OpenSettings,
+    OpenSetup,
+)
 from watui.tui.protocols import WatuiHost
 
 #: (title, help text, the message that choosing it posts to the app: made anew each time)
@@ -20,7 +28,7 @@ Command = tuple[str, str, Callable[[], Message]]
 
 
 class WatuiCommands(Provider):
-    """Main actions plus 'Monitor X' and 'Retry queue of X' for every campaign."""
+    """Main actions plus 'Monitor X', 'Retry queue of X' and 'Report of X' for every campaign."""
 
     async def startup(self) -> None:
         host = cast("WatuiHost", self.app)
@@ -41,6 +49,11 @@ class WatuiCommands(Provider):
                     f"Retry queue of {campaign.name}",
                     "Waiting, failed and in-doubt recipients",
                     partial(OpenRetryQueue, campaign.name),
+                ),
+                (
+                    f"Report of {campaign.name}",
+                    "Delivered, read and failed: funnel, times, codes; export",
+                    partial(OpenReport, campaign.name),
                 ),
             )
         ]

@@ -25,6 +25,14 @@ class OpenRetryQueue(Message):
         self.campaign = campaign
 
 
+class OpenReport(Message):
+    """Show the delivery report of one campaign."""
+
+    def __init__(self, campaign: str) -> None:
+        super().__init__()
+        self.campaign = campaign
+
+
 class OpenSetup(Message):
     """Show the setup of a new campaign."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar, cast
 
 from textual.screen import ModalScreen, Screen
@@ -11,6 +12,7 @@ from textual.worker import Worker
 from watui.errors import WatuiError
 from watui.service.api import Backend
 from watui.tui.protocols import WatuiHost
+from watui.tui.widgets.modals import PromptModal, parse_export_path
 
 ModalT = TypeVar("ModalT", bound=ModalScreen[Any])
 
@@ -100,6 +102,19 @@ class WatuiScreen(Screen[None]):
                 on_yes()
 
         self.app.push_screen(modal, answered)
+
+    def export_to_chosen_file(
+        self, title: str, label: str, default: str, export: Callable[[Path], Awaitable[object]]
+    ) -> None:
+        """Ask for a file (in a folder that exists), then run ``export(path)`` as a command."""
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self.command(lambda: export(path), f"Exported to {path}")
+
+        self.app.push_screen(
+            PromptModal(title, label, default, parse_export_path, ok_label="Export"), chosen
+        )
 
     def command(self, action: Callable[[], Awaitable[object]], done: str | None = None) -> None:
         """Run a backend command as an App worker; report its outcome; refresh this screen."""

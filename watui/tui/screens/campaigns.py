@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Header, Static
 
 from watui.service.models import CampaignRow, CampaignState
 from watui.tui import format as fmt
-from watui.tui.messages import OpenMonitor, OpenRetryQueue, OpenSettings, OpenSetup
+from watui.tui.messages import OpenMonitor, OpenReport, OpenRetryQueue, OpenSettings, OpenSetup
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.widgets.keybar import KeyBar
 from watui.tui.widgets.modals import ConfirmModal
@@ -20,16 +20,16 @@ from watui.tui.widgets.modals import ConfirmModal
 COLUMNS = (
     ("name", "Campaign"),
     ("status", "Status"),
-    ("progress", "Progress"),
+    ("progress", "Done"),
     ("sent", "Sent"),
     ("failed", "Failed"),
+    ("delivery", "Dlv/Rd%"),
     ("total", "Total"),
     ("rate", "Rate"),
     ("eta", "ETA"),
 )
 BAR_WIDTH = 10
-NARROW_BAR_WIDTH = 5
-NARROW_NAME = 12
+NARROW_NAME = 10
 NARROW_BELOW = 100
 
 STATUS_LABELS = {
@@ -50,7 +50,8 @@ NARROW_STATUS_LABELS = {
 
 
 def campaign_cells(row: CampaignRow, narrow: bool = False) -> tuple[Text | str, ...]:
-    """One table row; ``narrow`` (under 100 columns) trims so all columns fit in 80."""
+    """One table row; ``narrow`` (under 100 columns) trims (shorter names, the percent
+    without its bar) so all columns fit in 80 with millions in the counts."""
     name = (
         row.name
         if not narrow or len(row.name) <= NARROW_NAME
@@ -58,18 +59,27 @@ def campaign_cells(row: CampaignRow, narrow: bool = False) -> tuple[Text | str, 
     )
     labels = NARROW_STATUS_LABELS if narrow else STATUS_LABELS
     status = labels.get(row.status, str(row.status))
-    bar_width = NARROW_BAR_WIDTH if narrow else BAR_WIDTH
     running = row.status is CampaignState.RUNNING
+    done = f"{row.progress * 100:3.0f}%"
     return (
         name,
         status,
-        f"{fmt.bar(row.progress, bar_width)} {row.progress * 100:3.0f}%",
+        done if narrow else f"{fmt.bar(row.progress, BAR_WIDTH)} {done}",
         _right(fmt.count(row.sent)),
         _right(fmt.count(row.failed)),
+        _right(_delivery(row)),
         _right(fmt.count(row.total)),
         _right(fmt.rate(row.rate) if running else "—"),
         _right(fmt.duration(row.eta_seconds) if running else "—"),
     )
+
+
+def _delivery(row: CampaignRow) -> str:
+    """Delivered and read, in whole percent of sent ("93/43"): one column, so that the table
+    still fits 80 columns with millions in the counts."""
+    if row.delivered_share is None or row.read_share is None:
+        return "—"
+    return f"{row.delivered_share * 100:.0f}/{row.read_share * 100:.0f}"
 
 
 def _right(text: str) -> Text:
@@ -89,6 +99,7 @@ class CampaignsScreen(WatuiScreen):
         Binding("c", "cancel", "Cancel"),
         Binding("d", "delete", "Delete"),
         Binding("t", "retry_queue", "Retry queue"),
+        Binding("v", "report", "Report"),
         Binding("comma", "settings", "Settings", key_display=","),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -150,6 +161,9 @@ class CampaignsScreen(WatuiScreen):
             parts = []
             if row.paused_reason:
                 parts.append(f"[b]Paused:[/b] {escape(row.paused_reason)}")
+            if row.delivered_share is not None and row.read_share is not None:
+                parts.append(f"{fmt.percent(row.delivered_share)} delivered, "
+                             f"{fmt.percent(row.read_share)} read of sent")
             if row.retrying:
                 parts.append(f"{fmt.count(row.retrying)} waiting to retry")
             if row.in_doubt:
@@ -179,6 +193,10 @@ class CampaignsScreen(WatuiScreen):
     def action_retry_queue(self) -> None:
         if row := self.selected():
             self.post_message(OpenRetryQueue(row.name))
+
+    def action_report(self) -> None:
+        if row := self.selected():
+            self.post_message(OpenReport(row.name))
 
     def action_start(self) -> None:
         row = self.selected()

@@ -17,9 +17,9 @@ from textual.markup import escape
 from textual.widgets import DataTable, Header, RichLog, Static
 from textual.widgets.data_table import ColumnKey
 
-from watui.service.models import CampaignRow, CampaignState, MetricsSnapshot
+from watui.service.models import CampaignRow, CampaignState, ErrorCount, MetricsSnapshot
 from watui.tui import format as fmt
-from watui.tui.messages import OpenRetryQueue
+from watui.tui.messages import OpenReport, OpenRetryQueue
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.widgets.chart import ThroughputChart
 from watui.tui.widgets.keybar import KeyBar
@@ -38,6 +38,8 @@ class MonitorScreen(WatuiScreen):
         Binding("space,p", "pause_resume", "Pause/Resume", key_display="space"),
         Binding("r", "change_rate", "Rate"),
         Binding("t", "retry_queue", "Retry queue"),
+        # Not on the key bar, which is full at 80 columns: the help and the palette list it.
+        Binding("v", "report", "Report", show=False),
         Binding("q,escape", "back", "Back", key_display="q"),
     ]
 
@@ -66,8 +68,10 @@ class MonitorScreen(WatuiScreen):
         with Horizontal(id="bottom"):
             errors: DataTable[str] = DataTable(id="errors", cursor_type="none", show_cursor=False)
             errors.border_title = "Errors by code"
+            errors.border_subtitle = "late: after acceptance"
             errors.add_column("Code", key="code")
-            errors.add_column("Count", key="count")
+            errors.add_column("Send", key="count")
+            errors.add_column("Late", key="late")
             errors.add_column("Meaning", key="meaning")
             yield errors
             with Vertical(id="events-box"):
@@ -122,6 +126,7 @@ class MonitorScreen(WatuiScreen):
                 snap.failed_per_s,
                 snap.retried_per_s,
                 snap.throttled_per_s,
+                snap.delivered_per_s,
             )
         self._set_text("#stats", self._stats_text(snap))
         total = snap.total if snap else status.total
@@ -151,29 +156,32 @@ class MonitorScreen(WatuiScreen):
         rate_now = snap.sent_per_s[-1] if snap.sent_per_s else 0.0
         return "\n".join(
             (
-                f"sent now    {fmt.rate(rate_now)}",
-                f"target      {fmt.rate(snap.target_rate)}",
-                f"latency p50 {fmt.milliseconds(snap.latency_p50)}",
-                f"latency p95 {fmt.milliseconds(snap.latency_p95)}",
-                f"in flight   {snap.in_flight}/{snap.window}",
-                f"conn reuse  {fmt.percent(snap.connection_reuse)}",
-                f"retrying    {fmt.count(snap.retrying)}",
-                f"in doubt    {fmt.count(snap.in_doubt)}",
+                f"sent now   {fmt.rate(rate_now)}",
+                f"target     {fmt.rate(snap.target_rate)}",
+                f"lat p50/95 {_pair(snap.latency_p50, snap.latency_p95, 1000, 'ms')}",
+                f"in flight  {snap.in_flight}/{snap.window}",
+                f"conn reuse {fmt.percent(snap.connection_reuse)}",
+                f"retrying   {fmt.count(snap.retrying)}",
+                f"in doubt   {fmt.count(snap.in_doubt)}",
+                f"deliv/read [$success]{_whole_percent(snap.delivered_share)}[/]/"
+                f"{_whole_percent(snap.read_share)}",
+                f"dlv p50/95 {_pair(snap.deliver_p50, snap.deliver_p95, 1, 's')}",
             )
         )
 
     def _show_errors(self, snap: MetricsSnapshot | None) -> None:
-        errors = snap.errors if snap else ()
+        errors = (snap.errors, snap.late_errors) if snap else ((), ())
         table = self.query_one("#errors", DataTable)
         if errors == self._errors_shown:
             self._fit_meaning_column(table)  # the box may have been laid out since
             return
         self._errors_shown = errors
         table.clear()
-        for error in sorted(errors, key=lambda item: -item.count):
-            code = str(error.code) if error.code is not None else "—"
-            meaning = Text(error.meaning, no_wrap=True, overflow="ellipsis")
-            table.add_row(code, fmt.count(error.count), meaning)
+        for code, at_send, late, meaning in _errors_by_code(*errors):
+            table.add_row(
+                str(code) if code is not None else "—", fmt.count(at_send) if at_send else "",
+                fmt.count(late) if late else "", Text(meaning, no_wrap=True, overflow="ellipsis"),
+            )
         self.call_after_refresh(self._fit_meaning_column, table)  # once the new rows are measured
 
     def _fit_meaning_column(self, table: DataTable[str]) -> None:
@@ -242,5 +250,32 @@ class MonitorScreen(WatuiScreen):
     def action_retry_queue(self) -> None:
         self.post_message(OpenRetryQueue(self.campaign))
 
+    def action_report(self) -> None:
+        self.post_message(OpenReport(self.campaign))
+
     def action_back(self) -> None:
         self.app.pop_screen()
+
+
+def _errors_by_code(
+    at_send: tuple[ErrorCount, ...], late: tuple[ErrorCount, ...]
+) -> list[tuple[int | None, int, int, str]]:
+    """One row per code: errors answered to a send, and failures reported after acceptance."""
+    sent_counts = {error.code: error.count for error in at_send}
+    late_counts = {error.code: error.count for error in late}
+    meanings = {error.code: error.meaning for error in (*late, *at_send)}
+    rows = [(code, sent_counts.get(code, 0), late_counts.get(code, 0), meaning)
+            for code, meaning in meanings.items()]
+    return sorted(rows, key=lambda row: -(row[1] + row[2]))
+
+
+def _pair(first: float | None, second: float | None, scale: float, unit: str) -> str:
+    """Two figures in one unit ("142/231ms"), so p50 and p95 share a line."""
+    if first is None or second is None:
+        return "—"
+    digits = 0 if scale > 1 or second >= 10 else 1
+    return f"{first * scale:.{digits}f}/{second * scale:.{digits}f}{unit}"
+
+
+def _whole_percent(fraction: float | None) -> str:
+    return "—" if fraction is None else f"{fraction * 100:.0f}%"

@@ -5,7 +5,6 @@ Shown a page at a time (the backend pages with offset/limit), so 100,000 rows st
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 from rich.text import Text
@@ -18,7 +17,7 @@ from watui.service.models import RecipientState, RetryFilter, RetryPage, RetryRo
 from watui.tui import format as fmt
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.widgets.keybar import KeyBar
-from watui.tui.widgets.modals import ConfirmModal, PromptModal
+from watui.tui.widgets.modals import ConfirmModal
 from watui.tui.widgets.text_input import TextInput
 
 PAGE_SIZE = 100
@@ -56,15 +55,6 @@ def parse_code(text: str) -> int | None:
     if not text.isdigit():
         raise ValueError("a code is digits only, e.g. 131026")
     return int(text)
-
-
-def parse_export_path(text: str) -> Path:
-    if not text:
-        raise ValueError("enter a file name, e.g. retry-queue.csv")
-    path = Path(text).expanduser()
-    if not path.parent.is_dir():
-        raise ValueError(f"no folder {path.parent}")
-    return path
 
 
 class RetryQueueScreen(WatuiScreen):
@@ -276,22 +266,9 @@ class RetryQueueScreen(WatuiScreen):
     def action_export(self) -> None:
         default = str(self.watui.start_dir / f"{self.campaign}-retry-queue.csv")
 
-        def chosen(path: Path | None) -> None:
-            if path is not None:
-                self.command(
-                    lambda: self.backend.export_retry_queue(self.campaign, self.row_filter, path),
-                    f"Exported to {path}",
-                )
-
-        self.app.push_screen(
-            PromptModal(
-                "Export to CSV",
-                "Rows matching the filter go to:",
-                default,
-                parse_export_path,
-                ok_label="Export",
-            ),
-            chosen,
+        self.export_to_chosen_file(
+            "Export to CSV", "Rows matching the filter go to:", default,
+            lambda path: self.backend.export_retry_queue(self.campaign, self.row_filter, path),
         )
 
     def action_back(self) -> None:

@@ -1,5 +1,5 @@
 """A hand-drawn throughput chart: sent/s as a braille line against the target rate, small series
-(failed/s, retried/s, throttled/s) as one-row bars on their own scale so they do not flatten.
+(failed/s, delivered/s, retried/s, throttled/s) as one-row bars on their own scale so they do not flatten.
 
 Drawing costs a few milliseconds (no plotting library), and the widget's only interface is
 ``show(...)``, so it can be swapped for another chart without touching the screens.
@@ -39,6 +39,7 @@ class ThroughputChart(Widget):
         "chart--failed",
         "chart--retried",
         "chart--throttled",
+        "chart--delivered",
         "chart--axis",
     }
 
@@ -49,6 +50,7 @@ class ThroughputChart(Widget):
     ThroughputChart > .chart--failed { color: $error; }
     ThroughputChart > .chart--retried { color: $accent; }
     ThroughputChart > .chart--throttled { color: $secondary; }
+    ThroughputChart > .chart--delivered { color: $success 70%; }
     ThroughputChart > .chart--axis { color: $text-muted; }
     """
 
@@ -65,17 +67,20 @@ class ThroughputChart(Widget):
         failed: Sequence[float] = (),
         retried: Sequence[float] = (),
         throttled: Sequence[float] = (),
+        delivered: Sequence[float] = (),
     ) -> None:
         """Replace the data and redraw (call it from the screen's refresh tick); the same data
         again (ticks are faster than the per-second series) costs no redraw."""
         if (sent, target) == (self._sent, self._target) and self._small and (
-            (failed, retried, throttled) == tuple(series.values for series in self._small)
+            (failed, delivered, retried, throttled)
+            == tuple(series.values for series in self._small)
         ):
             return
         self._sent = sent
         self._target = target
         self._small = (
             SmallSeries("failed", failed, "chart--failed"),
+            SmallSeries("deliv", delivered, "chart--delivered"),
             SmallSeries("retried", retried, "chart--retried"),
             SmallSeries("throttl", throttled, "chart--throttled"),
         )
@@ -84,7 +89,8 @@ class ThroughputChart(Widget):
     def render(self) -> Text:
         width, height = self.size
         plot_width = max(width - _LABEL_WIDTH, 1)
-        small = self._small[: 3 if height >= 10 else 2]
+        # Fewer small series on a short chart, the least telling (throttled) first to go.
+        small = self._small[: 4 if height >= 12 else 3 if height >= 9 else 2]
         plot_rows = max(height - len(small), 1)
         lines = self._render_main(plot_width, plot_rows)
         axis = self.get_component_rich_style("chart--axis")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import ClassVar, Generic, TypeVar
 
 from textual.app import ComposeResult
@@ -131,3 +132,13 @@ def parse_rate(text: str) -> float:
     if problem is not None:
         raise ValueError(problem.message)
     return rate
+
+
+def parse_export_path(text: str) -> Path:
+    """A file to export to, in a folder that exists (the retry queue's and the report's)."""
+    if not text:
+        raise ValueError("enter a file name, e.g. retry-queue.csv")
+    path = Path(text).expanduser()
+    if not path.parent.is_dir():
+        raise ValueError(f"no folder {path.parent}")
+    return path
