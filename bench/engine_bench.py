@@ -117,7 +117,7 @@ async def make_campaign(settings: Settings, workdir: Path, contacts: int, name: 
     async with Database(settings.database_url) as db:
         created = await creation.create_campaign(
             db, name,
-            [creation.StepSpec("order_update", "en_US",
+            [creation.NewStep("order_update", "en_US",
                                      ContactsSource(csv_path, body_params=("first_name", "order")))],
         )
     return created.campaign_id

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from watui.storage import Database
 from watui.storage.contacts import ContactsSource
-from watui.storage.creation import StepSpec, create_campaign
+from watui.storage.creation import NewStep, create_campaign
 
 TARGET_SECONDS = 30.0
 TARGET_RSS_MB = 200.0
@@ -56,7 +56,7 @@ async def run_import(csv_path: Path, database_url: str) -> tuple[int, int, float
     try:
         source = ContactsSource(path=csv_path, body_params=("first_name", "order"))
         started = time.perf_counter()
-        created = await create_campaign(db, "bench", [StepSpec("welcome", "en_US", source)])
+        created = await create_campaign(db, "bench", [NewStep("welcome", "en_US", source)])
         elapsed = time.perf_counter() - started
     finally:
         await db.close()

@@ -27,7 +27,7 @@ from watui.settings import Settings, SettingsError, load_settings
 from watui.storage import Database
 from watui.storage.campaigns import counters_match_rows
 from watui.storage.contacts import MAX_FIELD_CHARS, ContactsSource
-from watui.storage.creation import StepSpec, create_campaign
+from watui.storage.creation import NewStep, create_campaign
 from watui.storage.schema import campaigns, recipients, rejects
 
 #: Bounded and derandomized: the same examples every run, a few seconds in all.
@@ -90,7 +90,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def _import_outcome(url: str, path: Path, name: str) -> tuple[str, Any]:
     async with Database(url) as db:
         try:
-            created = await create_campaign(db, name, [StepSpec("welcome", "en_US", ContactsSource(
+            created = await create_campaign(db, name, [NewStep("welcome", "en_US", ContactsSource(
                 path=path, body_params=("first_name",)))])
         except (ContactsError, CampaignError) as error:
             async with db.engine.connect() as conn:
@@ -181,7 +181,7 @@ async def test_a_nul_byte_past_the_binary_sniff_is_refused_or_imported_on_both_d
     path = tmp_path / "nul.csv"
     path.write_bytes(REAL_FILES["nul-late"])
     try:
-        created = await create_campaign(database, "nul", [StepSpec("welcome", "en_US", ContactsSource(
+        created = await create_campaign(database, "nul", [NewStep("welcome", "en_US", ContactsSource(
             path=path, body_params=("first_name",)))])
     except (ContactsError, CampaignError) as error:
         assert "\n" not in str(error)

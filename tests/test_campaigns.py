@@ -26,7 +26,7 @@ from watui.storage.campaigns import (
     retry_policy,
 )
 from watui.storage.contacts import ButtonParam, ContactsSource
-from watui.storage.creation import StepSpec, create_campaign
+from watui.storage.creation import NewStep, create_campaign
 from watui.storage.rows import RetryPolicy
 from watui.storage.schema import attempts, campaigns, recipients, rejects, steps, templates
 
@@ -40,8 +40,8 @@ def contacts(tmp_path: Path, rows: int = 3, name: str = "c.csv", extra: str = ""
     return path
 
 
-def step(path: Path, template: str = "welcome", **source: object) -> StepSpec:
-    return StepSpec(template, "en_US", ContactsSource(path=path, body_params=("name",), **source))
+def step(path: Path, template: str = "welcome", **source: object) -> NewStep:
+    return NewStep(template, "en_US", ContactsSource(path=path, body_params=("name",), **source))
 
 
 async def table_counts(db: Database) -> dict[str, int]:
@@ -165,7 +165,7 @@ async def test_synced_template_checks_the_mapping(database: Database, tmp_path: 
     # A template that was never synced is accepted as given; one synced in other languages
     # only is most likely a wrong --language.
     await create_campaign(database, "d", [step(path, "unsynced")])
-    wrong_language = StepSpec("promo", "es", ContactsSource(path=path, body_params=("name",)))
+    wrong_language = NewStep("promo", "es", ContactsSource(path=path, body_params=("name",)))
     with pytest.raises(CampaignError, match=r"'promo' has no es translation \(synced: en_US\)"):
         await create_campaign(database, "e", [wrong_language])
 
@@ -189,7 +189,7 @@ async def test_synced_template_checks_the_buttons(database: Database, tmp_path: 
     path = tmp_path / "c.csv"
     path.write_text("phone,name,link,stop\n+34600000001,Ana,A-1,STOP-A\n+34600000002,Bo,B-2,STOP-B\n")
 
-    def buttons_step(template: str, *mapped: tuple[int, str, str]) -> StepSpec:
+    def buttons_step(template: str, *mapped: tuple[int, str, str]) -> NewStep:
         return step(path, template, buttons=tuple(ButtonParam(i, kind, col) for i, kind, col in mapped))
 
     refused = {
@@ -328,8 +328,8 @@ async def test_every_problem_of_a_campaign_is_told_at_once_and_nothing_is_writte
         ])  # fmt: skip
     path = contacts(tmp_path)
     twice = step(path, buttons=(ButtonParam(0, "url", "name"), ButtonParam(0, "url", "phone")))
-    steps_given = [twice, StepSpec("promo", "en_US", ContactsSource(path)),
-                   StepSpec("promo", "de", ContactsSource(path))]  # fmt: skip
+    steps_given = [twice, NewStep("promo", "en_US", ContactsSource(path)),
+                   NewStep("promo", "de", ContactsSource(path))]  # fmt: skip
     with pytest.raises(InvalidCampaign) as raised:
         await create_campaign(database, " ", steps_given, rate=0, max_retries=11, retry_delays=())
     found = [(problem.field, problem.step) for problem in raised.value.problems]

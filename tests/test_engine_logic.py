@@ -23,7 +23,7 @@ from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
 from watui.storage import claims, leases, review
 from watui.storage.contacts import ContactsSource
-from watui.storage.creation import StepSpec, create_campaign
+from watui.storage.creation import NewStep, create_campaign
 from watui.storage.database import Database
 from watui.storage.schema import RecipientStatus, attempts, campaigns, recipients
 from watui.whatsapp.results import Accepted, ApiError, SendResult, TransportFailure, TransportReason
@@ -309,7 +309,7 @@ async def campaign_with_policy(
     path.write_text(f"phone,name\n{ALWAYS_FAILING},A\n+34612345602,B\n")
     source = ContactsSource(path=path, body_params=("name",))
     created = await create_campaign(
-        db, "own-policy", [StepSpec("welcome", "en_US", source)],
+        db, "own-policy", [NewStep("welcome", "en_US", source)],
         max_retries=max_retries, retry_delays=retry_delays,
     )
     return created.campaign_id

@@ -16,7 +16,7 @@ from watui.errors import ContactsError, InvalidPhone
 from watui.storage import Database
 from watui.storage.campaigns import counters_match_rows, list_rejects
 from watui.storage.contacts import MAX_FIELD_CHARS, ContactsSource
-from watui.storage.creation import StepSpec, create_campaign
+from watui.storage.creation import NewStep, create_campaign
 from watui.storage.phones import PhoneNormaliser, _country_rules
 from watui.storage.schema import campaigns, recipients, steps
 
@@ -32,7 +32,7 @@ async def import_file(
 ) -> tuple[int, list[dict], list[dict]]:
     """Create a one-step campaign; return its id, its recipients and its rejects."""
     created = await create_campaign(
-        db, name, [StepSpec("welcome", "en_US", ContactsSource(path=path, **source))]
+        db, name, [NewStep("welcome", "en_US", ContactsSource(path=path, **source))]
     )
     async with db.engine.connect() as conn:
         rows = (
@@ -121,7 +121,7 @@ async def test_same_number_in_two_steps_is_no_duplicate(database: Database, tmp_
     path = write(tmp_path, "phone\n+34612345678\n")
     source = ContactsSource(path=path)
     created = await create_campaign(
-        database, "two", [StepSpec("a", "en", source), StepSpec("b", "en", source)]
+        database, "two", [NewStep("a", "en", source), NewStep("b", "en", source)]
     )
     assert [step.queued for step in created.steps] == [1, 1]
     assert await counters_match_rows(database, created.campaign_id) == {}

@@ -204,12 +204,12 @@ async def test_a_postgres_flush_finds_its_rows_by_key_in_a_big_campaign(
     whole table."""
     from watui.demo_data import write_demo_contacts
     from watui.storage.contacts import ContactsSource
-    from watui.storage.creation import StepSpec, create_campaign
+    from watui.storage.creation import NewStep, create_campaign
 
     contacts = ContactsSource(write_demo_contacts(tmp_path / "big.csv", 30_000),
                               body_params=("first_name", "order"))
     async with Database(postgres_server.new_database()) as db:
-        created = await create_campaign(db, "big", [StepSpec("order_update", "en_US", contacts)])
+        created = await create_campaign(db, "big", [NewStep("order_update", "en_US", contacts)])
         step = await claims.current_step(db, created.campaign_id)
         assert step is not None
         claimed = await claims.claim(db, step.id, "me", 5_000, lease_seconds=60, now=NOW)

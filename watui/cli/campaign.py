@@ -29,7 +29,7 @@ from watui.storage.campaigns import (
     resume_campaign,
 )
 from watui.storage.contacts import ButtonParam, ContactsSource
-from watui.storage.creation import CreatedCampaign, StepSpec, create_campaign
+from watui.storage.creation import CreatedCampaign, NewStep, create_campaign
 from watui.storage.phones import check_region
 
 T = TypeVar("T")
@@ -54,7 +54,7 @@ class CampaignRequest:
     """What ``campaign create`` was asked for, from options or a spec; None: the settings'."""
 
     name: str
-    steps: list[StepSpec]
+    steps: list[NewStep]
     rate: float | None = None
     max_retries: int | None = None
     retry_delays: list[float] | None = None
@@ -189,7 +189,7 @@ def _from_options(args: argparse.Namespace) -> CampaignRequest:
     )
     return CampaignRequest(
         args.name,
-        [StepSpec(args.template, args.language, source)],
+        [NewStep(args.template, args.language, source)],
         rate=args.rate,
         max_retries=args.max_retries,
         retry_delays=_retry_delays_option(args.retry_delays),
@@ -307,7 +307,7 @@ def _is_number(value: object) -> bool:
     return not isinstance(value, bool) and isinstance(value, int | float)
 
 
-def _spec_step(table: dict[str, Any], number: int, path: Path) -> StepSpec:
+def _spec_step(table: dict[str, Any], number: int, path: Path) -> NewStep:
     where = f"spec file {path}, step {number}"
     unknown = sorted(set(table) - set(_STEP_KEYS))
     if unknown:
@@ -335,7 +335,7 @@ def _spec_step(table: dict[str, Any], number: int, path: Path) -> StepSpec:
         buttons=_spec_buttons(table.get("buttons", []), where),
         default_region=_region(table.get("default_region")),
     )
-    return StepSpec(table["template"], table["language"], source)
+    return NewStep(table["template"], table["language"], source)
 
 
 def _spec_buttons(tables: list[dict[str, Any]], where: str) -> tuple[ButtonParam, ...]:
@@ -357,7 +357,7 @@ def _spec_buttons(tables: list[dict[str, Any]], where: str) -> tuple[ButtonParam
     return tuple(buttons)
 
 
-def _print_created(created: CreatedCampaign, step_specs: Sequence[StepSpec]) -> None:
+def _print_created(created: CreatedCampaign, step_specs: Sequence[NewStep]) -> None:
     count = len(created.steps)
     print(f"Created campaign {created.name!r} ({count} step{'s' if count != 1 else ''}, draft)")
     rows = [

@@ -222,7 +222,7 @@ class LiveBackend:
 
     async def create_campaign(self, spec: CampaignSpec) -> CampaignRow:
         steps = [
-            creation.StepSpec(step.template, step.language, _source(step)) for step in spec.steps
+            creation.NewStep(step.template, step.language, _source(step)) for step in spec.steps
         ]
         # The retry policy goes into the campaign's row: `watui run` and a restarted UI use it too.
         await _guard(creation.create_campaign(

@@ -42,8 +42,10 @@ Clock = Callable[[], float]
 
 
 @dataclass(frozen=True)
-class StepSpec:
-    """One template send of a campaign: which template, in which language, to which contacts."""
+class NewStep:
+    """One template send of a campaign being created: which template, in which language, to
+    which contacts (the UI's ``service.models.StepSpec`` names columns; this one holds the
+    contacts source the importer reads)."""
 
     template: str
     language: str
@@ -73,7 +75,7 @@ class CreatedCampaign:
 
 def _campaign_problems(
     name: str,
-    step_specs: Sequence[StepSpec],
+    step_specs: Sequence[NewStep],
     rate: float | None,
     max_retries: int | None,
     retry_delays: Sequence[float] | None,
@@ -108,7 +110,7 @@ def _retry_columns(max_retries: int | None, retry_delays: Sequence[float] | None
 async def create_campaign(
     db: Database,
     name: str,
-    step_specs: Sequence[StepSpec],
+    step_specs: Sequence[NewStep],
     *,
     rate: float | None = None,
     max_retries: int | None = None,
@@ -201,7 +203,7 @@ async def _create_step(
     kind: Dialect,
     campaign_id: int,
     position: int,
-    spec: StepSpec,
+    spec: NewStep,
     reader: ContactsReader,
     mapping: dict[str, Any],
     now: float,
@@ -234,7 +236,7 @@ async def _create_step(
     return counts
 
 
-async def _step_mapping(conn: AsyncConnection, spec: StepSpec) -> tuple[dict[str, Any], list[Problem]]:
+async def _step_mapping(conn: AsyncConnection, spec: NewStep) -> tuple[dict[str, Any], list[Problem]]:
     """The step's mapping JSON, and how it disagrees with its template when that was synced
     (not synced: the mapping is trusted, the API will say if it is wrong)."""
     source = spec.contacts
