@@ -73,7 +73,10 @@ class NumberHealthWatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), CHECK_INTERVAL)
             if not stopping.is_set():
-                await self.check()
+                try:
+                    await self.check()
+                except Exception as error:  # sending goes on without the watcher: say so
+                    self._warn(f"number health: {error!s:.160}")
 
     async def check(self) -> None:
         """Poll when due, then act on what the table says of each sender."""
