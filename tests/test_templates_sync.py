@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
 
+from tests.factories import mock_on_thread
 from watui.cli.main import main
 from watui.mockapi.server import MockCloudApi, MockConfig
 from watui.storage.database import Database
@@ -25,18 +25,8 @@ TOKEN = "test-token-not-a-secret"
 @pytest.fixture
 def mock_url() -> Iterator[str]:
     """The mock on its own thread and loop, so the synchronous CLI can call it."""
-    loop = asyncio.new_event_loop()
-    api = MockCloudApi(MockConfig(access_token=TOKEN, latency=(0.0, 0.0)))
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    url = asyncio.run_coroutine_threadsafe(api.start(), loop).result(10)
-    try:
-        yield url
-    finally:
-        asyncio.run_coroutine_threadsafe(api.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with mock_on_thread(MockCloudApi(MockConfig(access_token=TOKEN, latency=(0.0, 0.0)))) as api:
+        yield api.base_url
 
 
 @pytest.fixture
