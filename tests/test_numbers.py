@@ -19,7 +19,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select, text, update
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Select, Static
 
 from tests.factories import make_campaign, mock_on_thread, running_mock
 from watui.cli.main import main
@@ -31,12 +31,15 @@ from watui.rules import sender_for
 from watui.service.open import open_live_backend
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
+from watui.storage import templates as template_store
 from watui.storage.database import SCHEMA_VERSION, Database
 from watui.storage.number_health import NumberHealth, list_number_health
 from watui.storage.schema import number_health, recipients, schema_info
 from watui.tui.app import WatuiApp
 from watui.tui.screens.campaigns import CampaignsScreen
 from watui.tui.screens.numbers import NumbersScreen
+from watui.tui.screens.setup import SetupScreen
+from watui.tui.widgets.form import FormField
 from watui.whatsapp.client import WhatsAppClient
 from watui.whatsapp.numbers import list_phone_numbers
 
@@ -256,12 +259,16 @@ def contacts_file(tmp_path: Path, count: int) -> Path:
     return path
 
 
+async def pinned_rows(db: Database) -> list[tuple[int, str, str | None]]:
+    async with db.engine.connect() as conn:
+        rows = await conn.execute(select(recipients.c.step_id, recipients.c.phone, recipients.c.sender))
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
 def pinned(database_url: str) -> list[tuple[int, str, str | None]]:
     async def load() -> list[tuple[int, str, str | None]]:
-        async with Database(database_url) as db, db.engine.connect() as conn:
-            rows = await conn.execute(
-                select(recipients.c.step_id, recipients.c.phone, recipients.c.sender))
-            return [tuple(row) for row in rows]  # type: ignore[misc]
+        async with Database(database_url) as db:
+            return await pinned_rows(db)
 
     return asyncio.run(load())
 
@@ -386,6 +393,10 @@ async def test_the_numbers_screen_shows_the_account_and_follows_a_change(
         await backend.shutdown()
 
 
+def _setup_screen(app: WatuiApp) -> SetupScreen | None:
+    return app.screen if isinstance(app.screen, SetupScreen) else None
+
+
 def _numbers_table(app: WatuiApp) -> DataTable[str] | None:
     if not isinstance(app.screen, NumbersScreen):
         return None
@@ -405,3 +416,37 @@ def test_the_mock_command_refuses_a_bad_number(capsys: pytest.CaptureFixture[str
     assert main(["mock-api", "--port", "0", "--number", "1000001:FAST"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--number '1000001:FAST': give ID[:LEVEL]" in err
+
+
+@pytest.mark.usefixtures("tui_deterministic")
+async def test_setup_takes_sender_numbers_and_pins_recipients(
+    sqlite_url: str, mock_api: MockCloudApi, tmp_path: Path
+) -> None:
+    settings = run_settings(sqlite_url, mock_api)
+    backend = await open_live_backend(settings)
+    await template_store.sync_templates(backend.db, backend.client)
+    path = contacts_file(tmp_path, 12)
+    app = WatuiApp(backend, refresh_interval=None, start_dir=tmp_path)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("n")
+            screen = await wait_until(pilot, lambda: _setup_screen(app))
+            assert screen.query_one("#senders", Input).placeholder == f"default: {SENDER}"
+            screen.query_one("#name", Input).value = "pinned"
+            screen.query_one(Select).value = "welcome|en_US"
+            screen.query_one("#contacts", Input).value = str(path)
+            screen.query_one("#body-params", Input).value = "name"
+            screen.query_one("#senders", Input).value = f"{SENDER}, {SENDER}"
+            await pilot.press("ctrl+s")
+            field = screen.query_one("#f-senders", FormField)
+            await wait_until(pilot, lambda: field.error or None)
+            assert f"sender {SENDER} is given twice" in field.error
+            screen.query_one("#senders", Input).value = f"{SENDER}, {OTHER}"
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: isinstance(app.screen, CampaignsScreen) or None)
+        campaign = await campaign_store.get_campaign(backend.db, "pinned")
+        rows = await pinned_rows(backend.db)
+    finally:
+        await backend.shutdown()
+    assert campaign.sender_ids() == [SENDER, OTHER]
+    assert len(rows) == 12 and all(s == sender_for(p, [SENDER, OTHER]) for _, p, s in rows)
