@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -21,7 +20,7 @@ from sqlalchemy import select, text, update
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Select, Static
 
-from tests.factories import make_campaign, mock_on_thread, running_mock
+from tests.factories import make_campaign, mock_on_thread, running_mock, unreachable_url
 from watui.cli.main import main
 from watui.engine.number_health import NumberHealthWatcher, refresh_numbers
 from watui.engine.sender import CampaignSender, RunStatus
@@ -114,10 +113,7 @@ def test_numbers_with_a_refused_token_is_one_line_exit_2(
 def test_numbers_unreachable_or_unset_is_one_line_exit_2(
     numbers_env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    monkeypatch.setenv("WATUI_WHATSAPP__API_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("WATUI_WHATSAPP__API_BASE_URL", unreachable_url())
     assert main(["numbers"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("watui: error: cannot reach") and err.count("\n") == 1

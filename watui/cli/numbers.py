@@ -12,6 +12,7 @@ import json
 from functools import partial
 from typing import Any
 
+from watui.cli.account import require_account
 from watui.cli.campaign import print_table
 from watui.cli.errors import EXIT_OK, CliError
 from watui.cli.main import run_async, settings_from_args
@@ -34,10 +35,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def _numbers(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    if not settings.whatsapp.waba_id:
-        raise CliError("whatsapp.waba_id is not set: set WATUI_WHATSAPP__WABA_ID or add it to watui.toml")
-    if not settings.whatsapp.access_token.get_secret_value():
-        raise CliError("whatsapp.access_token is not set: set WATUI_WHATSAPP__ACCESS_TOKEN")
+    require_account(settings)
     numbers = run_async(_listed(settings))
     if args.json:
         print(json.dumps([_as_json(number) for number in numbers], indent=2))
