@@ -376,13 +376,13 @@ async def test_the_numbers_screen_shows_the_account_and_follows_a_change(
         async with app.run_test(size=(110, 24)) as pilot:
             await pilot.press("m")
             table = await wait_until(pilot, lambda: _numbers_table(app))
-            assert [str(cell) for cell in table.get_row_at(0)][:5] == [
-                "+1 555-100-0001", SENDER, "Spring Shop", "GREEN", "HIGH (1,000/s)"]
+            assert [str(cell) for cell in table.get_row_at(0)][:6] == [
+                "+1 555-100-0001", "GREEN", "HIGH 1,000/s", "TIER_2K", SENDER, "Spring Shop"]
             note = str(app.screen.query_one("#numbers-note", Static).render())
             assert f"send from {SENDER}" in note
             mock_api.numbers.change({"id": SENDER, "quality_rating": "RED"})
             await pilot.press("r")
-            await wait_until(pilot, lambda: str(table.get_row_at(0)[3]) == "RED" or None)
+            await wait_until(pilot, lambda: str(table.get_row_at(0)[1]) == "RED" or None)
             await pilot.press("q")
             assert isinstance(app.screen, CampaignsScreen)
     finally:

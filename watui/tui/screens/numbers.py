@@ -20,32 +20,32 @@ from watui.tui import format as fmt
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.widgets.keybar import KeyBar
 
+#: What the engine acts on first, so that an 80-column terminal shows it; the rest after.
 COLUMNS = (
     ("number", "Number"),
-    ("id", "Phone number ID"),
-    ("name", "Name"),
     ("quality", "Quality"),
     ("throughput", "Throughput"),
-    ("limit", "Messaging limit"),
-    ("heard", "Heard"),
+    ("limit", "Limit"),
+    ("id", "ID"),
+    ("name", "Name"),
+    ("heard", "Heard at"),
 )
 QUALITY_STYLES = {"GREEN": "green", "YELLOW": "yellow", "RED": "bold red"}
 
 
-def number_cells(number: NumberRow, now: float) -> tuple[Text | str, ...]:
+def number_cells(number: NumberRow) -> tuple[Text | str, ...]:
     quality = number.quality or "—"
     throughput = number.throughput_level or "—"
     if number.rate is not None:
-        throughput += f" ({fmt.rate(number.rate)})"
-    heard = f"{fmt.duration(now - number.heard_at)} ago, {number.source}"
+        throughput += f" {fmt.rate(number.rate)}"
     return (
         number.display_number,
-        number.phone_number_id or "—",
-        number.verified_name or "—",
         Text(quality, style=QUALITY_STYLES.get(quality, "")),
         throughput,
         number.messaging_limit or "—",
-        heard,
+        number.phone_number_id or "—",
+        number.verified_name or "—",
+        f"{fmt.clock_time(number.heard_at)} {number.source}",
     )
 
 
@@ -83,9 +83,8 @@ class NumbersScreen(WatuiScreen):
     def _show(self, report: NumbersReport) -> None:
         table = self.query_one(DataTable)
         table.clear()
-        now = self.now()
         for number in report.numbers:
-            table.add_row(*number_cells(number, now), key=number.display_number)
+            table.add_row(*number_cells(number), key=number.display_number)
         default = report.default_sender or "not set (whatsapp.phone_number_id)"
         lines = [f"Campaigns without their own senders send from [b]{escape(default)}[/b]."]
         if not report.numbers:
