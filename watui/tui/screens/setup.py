@@ -328,10 +328,10 @@ class SetupScreen(WatuiScreen):
         self.query_one("#rate", Input).value = defaults.get("send.rate", "80")
         self.query_one("#max-retries", Input).value = defaults.get("retry.max_retries", "2")
         self.query_one("#retry-delays", Input).value = defaults.get("retry.delays", "5, 10")
-        await self._offer_senders(defaults.get("whatsapp.phone_number_id", ""))
         self.field("f-header").display = False
         self.field("f-buttons").display = False
         self.query_one("#name", Input).focus()
+        await self._offer_senders(defaults.get("whatsapp.phone_number_id", ""))
 
     async def _offer_senders(self, configured: str) -> None:
         """The configured number as the placeholder; the account's numbers, when known, in the
