@@ -1,8 +1,9 @@
 """Import benchmark: 1,000,000 contacts into SQLite, against the targets of issue 2.
 
-Run: ``python bench/import_bench.py [--rows N] [--postgres]``. Generates a CSV in a temp dir
+Run: ``python bench/import_bench.py [--rows N] [--postgres] [--senders N]``. Generates a CSV in a temp dir
 (E.164 numbers, two body parameters, a few bad rows), imports it with ``create_campaign`` into a
-fresh SQLite file (or a throwaway PostgreSQL), and prints rows, seconds, rows/s and peak RSS
+fresh SQLite file (or a throwaway PostgreSQL), with ``--senders`` pinning each recipient to one of
+N numbers, and prints rows, seconds, rows/s and peak RSS
 against the targets (<= 30 s, <= 200 MB; the targets are for SQLite).
 """
 
@@ -51,12 +52,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def run_import(csv_path: Path, database_url: str) -> tuple[int, int, float]:
+async def run_import(
+    csv_path: Path, database_url: str, senders: list[str] | None = None
+) -> tuple[int, int, float]:
     db = await Database(database_url).open()
     try:
         source = ContactsSource(path=csv_path, body_params=("first_name", "order"))
         started = time.perf_counter()
-        created = await create_campaign(db, "bench", [NewStep("welcome", "en_US", source)])
+        created = await create_campaign(
+            db, "bench", [NewStep("welcome", "en_US", source)], senders=senders
+        )
         elapsed = time.perf_counter() - started
     finally:
         await db.close()
@@ -69,7 +74,11 @@ def main() -> int:
     parser.add_argument(
         "--postgres", action="store_true", help="import into a throwaway PostgreSQL instead"
     )
+    parser.add_argument(
+        "--senders", type=int, default=0, help="pin recipients to N sender numbers (0: none)"
+    )
     args = parser.parse_args()
+    senders = [str(106540352242922 + i) for i in range(args.senders)] or None
     with tempfile.TemporaryDirectory(prefix="watui-bench-") as tmp:
         csv_path = Path(tmp) / "contacts.csv"
         expected_bad = write_contacts(csv_path, args.rows)
@@ -83,7 +92,7 @@ def main() -> int:
             url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
         rss_before = peak_rss_mb()
         try:
-            queued, rejected, seconds = asyncio.run(run_import(csv_path, url))
+            queued, rejected, seconds = asyncio.run(run_import(csv_path, url, senders))
         finally:
             if server is not None:
                 server.cleanup()

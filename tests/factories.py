@@ -3,10 +3,13 @@ and run the mock API for a test."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import socket
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from sqlalchemy import insert
@@ -69,3 +72,28 @@ async def running_mock(**config: Any) -> AsyncIterator[MockCloudApi]:
         yield mock
     finally:
         await mock.stop()
+
+
+@contextlib.contextmanager
+def mock_on_thread(api: MockCloudApi) -> Iterator[MockCloudApi]:
+    """``api`` served on its own thread and loop, so that a synchronous caller (the CLI run
+    in-process, which starts its own loop) can call it."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(api.start(), loop).result(10)
+    try:
+        yield api
+    finally:
+        asyncio.run_coroutine_threadsafe(api.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def unreachable_url() -> str:
+    """A loopback URL nothing listens on (a port bound, then let go): connections are refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

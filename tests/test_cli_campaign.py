@@ -294,7 +294,7 @@ def test_bad_create_options_are_one_line_and_create_nothing(
         ("retry_delays = 5", ["retry_delays must be an array of seconds"]),
         ('retry_delays = ["5"]', ["retry_delays must be an array of seconds"]),
         ("retry_delays = []", ["at least one delay"]),
-        ("retries = 2", ["unknown key 'retries'", "name, rate, max_retries, retry_delays, steps"]),
+        ("retries = 2", ["unknown key 'retries'", "name, rate, max_retries, retry_delays, senders, steps"]),
     ],
 )
 def test_bad_retry_keys_in_spec(cli, contacts: Path, tmp_path: Path, top: str, fragments: list[str]) -> None:

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
 
+from tests.factories import mock_on_thread, unreachable_url
 from watui.cli.main import main
 from watui.mockapi.server import MockCloudApi, MockConfig
 from watui.storage.database import Database
@@ -25,18 +24,8 @@ TOKEN = "test-token-not-a-secret"
 @pytest.fixture
 def mock_url() -> Iterator[str]:
     """The mock on its own thread and loop, so the synchronous CLI can call it."""
-    loop = asyncio.new_event_loop()
-    api = MockCloudApi(MockConfig(access_token=TOKEN, latency=(0.0, 0.0)))
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    url = asyncio.run_coroutine_threadsafe(api.start(), loop).result(10)
-    try:
-        yield url
-    finally:
-        asyncio.run_coroutine_threadsafe(api.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with mock_on_thread(MockCloudApi(MockConfig(access_token=TOKEN, latency=(0.0, 0.0)))) as api:
+        yield api.base_url
 
 
 @pytest.fixture
@@ -91,10 +80,7 @@ def test_wrong_token_exits_2_with_one_line(
 def test_unreachable_api_exits_2_with_one_line(
     env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    monkeypatch.setenv("WATUI_WHATSAPP__API_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("WATUI_WHATSAPP__API_BASE_URL", unreachable_url())
     assert main(["templates", "sync"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("watui: error: cannot reach")

@@ -24,6 +24,8 @@ from watui.service.models import (
     EngineEvent,
     ErrorCount,
     MetricsSnapshot,
+    NumberRow,
+    NumbersReport,
     RecipientState,
     RejectedContact,
     RetryFilter,
@@ -135,6 +137,7 @@ class FakeBackend:
         self.shut_down = False
         #: What create_campaign refuses with, as the live backend would (rules' problems).
         self.refusal: WatuiError | None = None
+        self.numbers: tuple[NumberRow, ...] = ()
 
     @classmethod
     def sample(cls, retry_rows: int = 240) -> FakeBackend:
@@ -330,6 +333,9 @@ class FakeBackend:
     ) -> RetryPage:
         matching = self._matching(name, status_filter)
         return RetryPage(tuple(matching[offset : offset + limit]), len(matching), offset)
+
+    async def list_numbers(self, refresh: bool) -> NumbersReport:
+        return NumbersReport(self.numbers, "106540352242922")
 
     def settings_view(self) -> list[SettingRow]:
         settings = Settings(

@@ -71,6 +71,10 @@ class ApiUnavailable(WatuiError):
     """The API could not be reached or answered with an error; the message says which."""
 
 
+class AccountNotFound(WatuiError):
+    """The API does not know the WhatsApp Business Account (or the token cannot see it)."""
+
+
 class BackendError(WatuiError):
     """A command the person asked for through the service could not be done; the text says why."""
 

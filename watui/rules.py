@@ -7,6 +7,7 @@ CLI names its options for the field, the setup screen marks the field.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,6 +39,7 @@ class Field(StrEnum):
     RATE = "rate"
     MAX_RETRIES = "max_retries"
     RETRY_DELAYS = "retry_delays"
+    SENDERS = "senders"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,54 @@ def _is_delay(delay: object) -> bool:
         and math.isfinite(delay)
         and 0 < delay <= MAX_RETRY_DELAY
     )
+
+
+# ----- sender numbers -----
+
+#: A phone number ID as Meta gives it: digits (15-16 today; the column holds 64).
+MAX_SENDER_ID_CHARS = 64
+
+
+def sender_for(phone: str, senders: Sequence[str]) -> str:
+    """The number that sends to ``phone``: rendezvous hashing, so a person hears from the same
+    number in every step and campaign with the same numbers, and dropping a number moves only
+    its own recipients."""
+    return max(senders, key=lambda s: hashlib.blake2b(f"{s}:{phone}".encode(), digest_size=8).digest())
+
+
+def senders_problem(senders: Sequence[str]) -> Problem | None:
+    """A campaign's sender numbers: at least one, each a phone number ID (digits), none twice."""
+    if not senders:
+        return Problem(Field.SENDERS, "no sender number given: give at least one phone number ID")
+    for sender in senders:
+        if not sender.isascii() or not sender.isdigit() or len(sender) > MAX_SENDER_ID_CHARS:
+            return Problem(
+                Field.SENDERS,
+                f"sender {sender!r} is not a phone number ID: give the number's ID from the "
+                "WhatsApp Manager (digits only), e.g. 106540352242922",
+            )
+    twice = next((sender for sender in senders if senders.count(sender) > 1), None)
+    if twice is not None:
+        return Problem(Field.SENDERS, f"sender {twice} is given twice: give each number once")
+    return None
+
+
+#: The messages/s a number may send at each throughput level (``throughput.level`` of the Graph
+#: API's phone number; ../shared/docs/cloud-api.md, Limits).
+THROUGHPUT_RATES: Mapping[str, float] = {"STANDARD": 80.0, "HIGH": 1_000.0}
+
+#: The quality rating at which a number stops sending: Meta restricts a number it rates low, and
+#: every further send makes it worse.
+PAUSING_QUALITY = "RED"
+
+
+def throughput_rate(level: str | None) -> float | None:
+    """The number's allowed rate for its throughput level; None when the level is unknown."""
+    return THROUGHPUT_RATES.get((level or "").upper())
+
+
+def quality_pauses(quality: str | None) -> bool:
+    return (quality or "").upper() == PAUSING_QUALITY
 
 
 # ----- recipients and campaigns -----

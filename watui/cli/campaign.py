@@ -46,7 +46,7 @@ _STEP_KEYS = {
     "default_region": 'a two-letter region code such as "ES"',
 }
 _REQUIRED_STEP_KEYS = ("template", "language", "contacts")
-_TOP_KEYS = ("name", "rate", "max_retries", "retry_delays", "steps")
+_TOP_KEYS = ("name", "rate", "max_retries", "retry_delays", "senders", "steps")
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class CampaignRequest:
     rate: float | None = None
     max_retries: int | None = None
     retry_delays: list[float] | None = None
+    senders: list[str] | None = None
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -117,6 +118,11 @@ def _register_create(commands: argparse._SubParsersAction[Any]) -> None:
     create.add_argument(
         "--retry-delays", metavar="S1,S2", help="seconds before each retry, e.g. 5,10"
     )
+    create.add_argument(
+        "--senders", metavar="ID1,ID2",
+        help="phone number IDs that send it, each recipient always from the same one "
+        "(default: whatsapp.phone_number_id)",
+    )
     create.set_defaults(handler=_create)
 
 
@@ -144,6 +150,7 @@ def _create(args: argparse.Namespace) -> int:
         lambda db: create_campaign(
             db, request.name, request.steps, rate=request.rate,
             max_retries=request.max_retries, retry_delays=request.retry_delays,
+            senders=request.senders,
         ),
         spec=bool(args.spec),
     )  # fmt: skip
@@ -161,6 +168,13 @@ def _retry_delays_option(value: str | None) -> list[float] | None:
             f"--retry-delays {value!r} is not a list of seconds: give them separated by commas, "
             "e.g. --retry-delays 5,10"
         ) from None
+
+
+def _senders_option(value: str | None) -> list[str] | None:
+    """``--senders 106540352242922,106540352242923``; each id is checked by the rules."""
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def _from_options(args: argparse.Namespace) -> CampaignRequest:
@@ -193,6 +207,7 @@ def _from_options(args: argparse.Namespace) -> CampaignRequest:
         rate=args.rate,
         max_retries=args.max_retries,
         retry_delays=_retry_delays_option(args.retry_delays),
+        senders=_senders_option(args.senders),
     )
 
 
@@ -249,12 +264,14 @@ def _from_spec(args: argparse.Namespace) -> CampaignRequest:
     request = load_spec(_read_spec(path), path)
     # Options given with --spec win over the file's values, like settings on the command line.
     delays = _retry_delays_option(args.retry_delays)
+    senders = _senders_option(args.senders)
     return CampaignRequest(
         request.name,
         request.steps,
         rate=request.rate if args.rate is None else args.rate,
         max_retries=request.max_retries if args.max_retries is None else args.max_retries,
         retry_delays=request.retry_delays if delays is None else delays,
+        senders=request.senders if senders is None else senders,
     )
 
 
@@ -294,13 +311,21 @@ def load_spec(spec: dict[str, Any], path: Path) -> CampaignRequest:
         raise CliError(
             f"{where}: retry_delays must be an array of seconds, e.g. retry_delays = [5, 10]"
         )
+    senders = spec.get("senders")
+    if senders is not None and not (
+        isinstance(senders, list) and all(isinstance(sender, str) for sender in senders)
+    ):
+        raise CliError(
+            f'{where}: senders must be an array of phone number IDs as strings, e.g. '
+            'senders = ["106540352242922", "106540352242923"]'
+        )
     tables = spec.get("steps")
     if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
         raise CliError(
             f"{where}: needs at least one [[steps]] table with template, language and contacts"
         )
     steps = [_spec_step(table, i, path) for i, table in enumerate(tables, 1)]
-    return CampaignRequest(name, steps, rate, max_retries, retry_delays)
+    return CampaignRequest(name, steps, rate, max_retries, retry_delays, senders)
 
 
 def _is_number(value: object) -> bool:

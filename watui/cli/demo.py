@@ -72,6 +72,7 @@ def demo_mock_args(rate: float) -> list[str]:
     """The demo's weather: mostly fine, with a sprinkle of every kind of trouble."""
     return [
         "--token", DEMO_TOKEN, "--rate-limit", str(max(rate, 80)), "--latency", "0.10,0.25",
+        "--number", f"{DEMO_PHONE_ID}:{'HIGH' if rate > 80 else 'STANDARD'}",
         "--transient-rate", "0.02",  # 131000: retried, then sent
         "--permanent-rate", "0.01",  # 131026: not on WhatsApp
         "--http500-rate", "0.005",

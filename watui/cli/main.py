@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "watui.cli.report",
     "watui.cli.export",
     "watui.cli.templates",
+    "watui.cli.numbers",
     "watui.cli.run",
     "watui.cli.mock",
     "watui.cli.webhook",

@@ -47,6 +47,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--webhook-give-up", type=float, default=120.0, metavar="SECONDS",
                         help="stop retrying a refused POST after this long, counting it dropped "
                              "(default 120)")
+    parser.add_argument("--number", action="append", default=[], metavar="ID[:LEVEL]",
+                        help="a phone number GET .../phone_numbers lists (throughput LEVEL "
+                        "STANDARD or HIGH; POST /_mock/numbers changes it while it runs)")
     parser.add_argument("--seed", type=int, help="random seed, for repeatable runs")
     parser.set_defaults(handler=_mock_api)
 
@@ -118,6 +121,18 @@ def _rates(args: argparse.Namespace) -> dict[str, Any]:
     return rates
 
 
+def _numbers(items: list[str]) -> list[dict[str, str]]:
+    """``--number 106540352242922:HIGH`` as the body of a POST /_mock/numbers."""
+    numbers = []
+    for item in items:
+        number, _, level = item.partition(":")
+        if not number.isdigit() or level not in ("", "STANDARD", "HIGH"):
+            raise CliError(f"--number {item!r}: give ID[:LEVEL], the ID in digits and LEVEL "
+                           "STANDARD or HIGH, e.g. --number 106540352242922:HIGH")
+        numbers.append({"id": number, "throughput": level or "STANDARD"})
+    return numbers
+
+
 def _mock_api(args: argparse.Namespace) -> int:
     from watui.mockapi.server import MockConfig
 
@@ -134,16 +149,19 @@ def _mock_api(args: argparse.Namespace) -> int:
     # stamps the requests that came meanwhile late, as a burst: rare 130429s that no sender
     # caused. Serving makes no reference cycles (after 20,000 requests a collection found no
     # unreachable object), so the mock collects only when idle (collect_while_idle).
+    numbers = _numbers(args.number)
     gc.freeze()
     gc.disable()
-    asyncio.run(_serve(config, args.host, args.port))
+    asyncio.run(_serve(config, args.host, args.port, numbers))
     return 0
 
 
-async def _serve(config: Any, host: str, port: int) -> None:
+async def _serve(config: Any, host: str, port: int, numbers: list[dict[str, str]]) -> None:
     from watui.mockapi.server import MockCloudApi
 
     mock = MockCloudApi(config)
+    for number in numbers:
+        mock.numbers.change(number)
     try:
         base_url = await mock.start(host, port)
     except OSError as error:

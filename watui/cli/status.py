@@ -31,6 +31,7 @@ _FIELDS = (
     ("invalid", "Invalid (rejected at import)"),
     ("paused_reason", "Paused because"),
     ("rate", "Rate (msg/s)"),
+    ("senders", "Sender numbers"),
     ("max_retries", "Max retries"),
     ("delays", "Retry delays (s)"),
     ("created_at", "Created"),
@@ -104,6 +105,8 @@ def _delivery_figures(report: CampaignStatusReport) -> dict[str, int]:
 
 
 def _shown(key: str, value: Any) -> str:
+    if key == "senders":
+        return ", ".join(value) if value else "whatsapp.phone_number_id (from settings)"
     if value is None:
         return "-" if key != "rate" else "from settings"
     return f"{value:,}" if isinstance(value, int) else str(value)

@@ -7,6 +7,7 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
+from watui.cli.account import require_account
 from watui.cli.errors import CliError
 
 if TYPE_CHECKING:
@@ -28,10 +29,7 @@ def _sync(args: argparse.Namespace) -> int:
     from watui.cli.main import settings_from_args
 
     settings = settings_from_args(args)
-    if not settings.whatsapp.waba_id:
-        raise CliError("whatsapp.waba_id is not set: set WATUI_WHATSAPP__WABA_ID or add it to watui.toml")
-    if not settings.whatsapp.access_token.get_secret_value():
-        raise CliError("whatsapp.access_token is not set: set WATUI_WHATSAPP__ACCESS_TOKEN")
+    require_account(settings)
     count = asyncio.run(_sync_async(settings))
     print(f"synced {count} templates")
     return 0

@@ -35,6 +35,7 @@ from watui.engine.decisions import (
     decide,
 )
 from watui.engine.metrics import EngineMetrics
+from watui.engine.number_health import NumberHealthWatcher
 from watui.engine.pacer import Pacer
 from watui.engine.safety import FailureRateRule
 from watui.engine.window import CLAIM_LEAD, Window, window_size
@@ -48,6 +49,8 @@ from watui.storage.database import DATABASE_UNAVAILABLE, Database
 from watui.storage.rows import RetryPolicy
 from watui.storage.schema import CLAIMABLE
 from watui.storage.sending.outcomes import ClaimedRecipient, Outcome
+from watui.whatsapp.client import WhatsAppClient
+from watui.whatsapp.numbers import list_phone_numbers
 from watui.whatsapp.payload import build_template_message
 from watui.whatsapp.results import (
     Accepted,
@@ -191,6 +194,8 @@ class CampaignSender:
         self._retry = campaign_store.retry_policy(campaign, self.settings.retry)
         self._control.attempts_seen = await deliveries.last_attempt_id(self.db)
         await self._control.recover_in_doubt()
+        health = self._health_watcher(campaign.sender_ids(self.settings.whatsapp.phone_number_id))
+        await health.prepare()
         await campaign_store.set_campaign_status(self.db, self.campaign_id, CampaignStatus.RUNNING)
         await self._control.join_peers()
         self.metrics.target_rate = self.pacer.base_rate
@@ -201,16 +206,17 @@ class CampaignSender:
             asyncio.create_task(self._dispatcher(), name="watui-dispatcher"),
         ]
         control_task = asyncio.create_task(self._control.run(self._stopping), name="watui-control")
+        health_task = asyncio.create_task(health.run(self._stopping), name="watui-number-health")
         with self._collector:
             try:
                 await self._stopping.wait()
             finally:
-                await self._shutdown(tasks, control_task, batcher_task)
+                await self._shutdown(tasks, control_task, batcher_task, health_task)
         return await self._settle()
 
     async def _shutdown(
         self, tasks: list[asyncio.Task[None]], control_task: asyncio.Task[None],
-        batcher_task: asyncio.Task[None],
+        batcher_task: asyncio.Task[None], health_task: asyncio.Task[None],
     ) -> None:
         self._stopping.set()  # also when run() itself was cancelled
         for task in tasks:
@@ -218,7 +224,7 @@ class CampaignSender:
         # The control task writes (heartbeat, recovery): cancelled inside a SQLite write
         # transaction, it left the write lock held by a connection nobody would roll back, and
         # the final flush then waited for that lock forever. It stops by itself at _stopping.
-        await asyncio.gather(*tasks, control_task, return_exceptions=True)
+        await asyncio.gather(*tasks, control_task, health_task, return_exceptions=True)
         if self._claiming is not None:
             with contextlib.suppress(Exception):
                 self._ready.extend(await self._claiming)
@@ -271,6 +277,24 @@ class CampaignSender:
         self._stopping.set()
         self._ready_event.set()
         self._progress.set()
+
+    def _health_watcher(self, senders: list[str]) -> NumberHealthWatcher:
+        """The watcher of the campaign's numbers. One pacer serves them all for now: lowering
+        a number's rate lowers the campaign's, and pausing a number pauses the campaign."""
+        poll = None
+        if isinstance(self.client, WhatsAppClient) and self.settings.whatsapp.waba_id:
+            poll = partial(list_phone_numbers, self.client)
+
+        def lower_rate(_number: str, rate: float, reason: str) -> None:
+            self._warn(reason)
+            self.set_rate(rate)
+
+        return NumberHealthWatcher(
+            self.db, senders, poll=poll, poll_every=self.settings.send.health_poll_s,
+            rate_of=lambda _number: self.pacer.base_rate, lower_rate=lower_rate,
+            pause_number=lambda _number, reason: self.pause(reason, by_safety_rule=True),
+            warn=self._warn,
+        )
 
     # ----- claiming -----
 

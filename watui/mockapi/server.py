@@ -22,6 +22,7 @@ import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from watui.mockapi.numbers import MockNumbers
 from watui.mockapi.templates import SAMPLE_TEMPLATES
 from watui.mockapi.webhooks import WebhookPoster, inbound_request, preference_request
 
@@ -197,6 +198,7 @@ class MockCloudApi:
         self._pairs: dict[tuple[str, str], deque[float]] = {}
         self._runner: web.AppRunner | None = None
         self.webhooks = WebhookPoster(self.config, self.config.seed)
+        self.numbers = MockNumbers()  # what GET .../phone_numbers lists
         self._seq = 0
 
     # ----- lifecycle -----
@@ -205,6 +207,8 @@ class MockCloudApi:
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_post("/{version}/{phone_number_id}/messages", self._messages)
         app.router.add_get("/{version}/{waba_id}/message_templates", self._templates)
+        app.router.add_get("/{version}/{waba_id}/phone_numbers", self._phone_numbers)
+        app.router.add_post("/_mock/numbers", self._change_number)
         app.router.add_get("/_mock/stats", self._stats)
         app.router.add_get("/_mock/ledger", self._ledger)
         app.router.add_post("/_mock/config", self._configure)
@@ -385,6 +389,23 @@ class MockCloudApi:
             body["paging"]["cursors"]["after"] = str(start + size)
             body["paging"]["next"] = f"{self.base_url}{request.path}?after={start + size}&limit={size}"
         return web.json_response(body)
+
+    async def _phone_numbers(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {self.config.access_token}":
+            return self._error(190)
+        return _json({"data": self.numbers.listed(), "paging": {"cursors": {}}})
+
+    async def _change_number(self, request: web.Request) -> web.Response:
+        """Change a number's quality, throughput level or messaging limit (adding it if new);
+        with a webhook target, post what Meta would announce of the change."""
+        try:
+            number, announcements = self.numbers.change(orjson.loads(await request.read()))
+        except ValueError as error:
+            return web.json_response({"error": str(error)}, status=400)
+        if self.config.webhook_url:
+            for value in announcements:
+                self.webhooks.quality_update(value)
+        return _json({"number": number.listed(), "webhooks": len(announcements)})
 
     async def _stats(self, _request: web.Request) -> web.Response:
         return web.json_response(self.stats())

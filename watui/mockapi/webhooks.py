@@ -195,6 +195,10 @@ class WebhookPoster:
                                         "timestamp": int(time.time())}]}
         self._post_now("user_preferences", change)
 
+    def quality_update(self, value: dict[str, Any]) -> None:
+        """A number's quality or limits changed: a ``phone_number_quality_update`` webhook."""
+        self._post_now("phone_number_quality_update", value)
+
     def _failure_code(self) -> int | None:
         roll = self._rng.random()
         for code, share in self.knobs.webhook_failures.items():

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from watui.errors import MalformedWebhook, ReceiverError
 from watui.receiver.applier import DeliveryApplier
 from watui.receiver.committer import GroupCommitter, ReceiverCounters, ReceiverStats
+from watui.receiver.number_quality import store_quality_updates
 from watui.settings import Settings
 from watui.settings.model import WebhookSettings
 from watui.storage.database import Database
@@ -208,7 +209,13 @@ class WebhookReceiver:
 
     async def _store(self, notifications: Sequence[Notification]) -> IngestCounts:
         rows = webhook_rows(notifications)
-        return await store_webhook_rows(self._db, rows, received_at=self._clock())
+        received_at = self._clock()
+        counts = await store_webhook_rows(self._db, rows, received_at=received_at)
+        quality = [update for notification in notifications for update in notification.quality]
+        if quality:
+            stored = await store_quality_updates(self._db, quality, received_at=received_at)
+            counts = IngestCounts(counts.stored + stored, counts.duplicates)
+        return counts
 
 
 def applying_receiver(db: Database, settings: Settings) -> WebhookReceiver:

@@ -18,6 +18,7 @@ from watui.service.models import (
     ContactsPreview,
     EngineEvent,
     MetricsSnapshot,
+    NumbersReport,
     RetryFilter,
     RetryPage,
     RetryTarget,
@@ -100,6 +101,11 @@ class Backend(Protocol):
 
     async def send_test(self, spec: CampaignSpec | StepSpec | str, phone: str) -> TestSendResult:
         """Send the step's first template (or a campaign's by name) to one number now."""
+        ...
+
+    async def list_numbers(self, refresh: bool) -> NumbersReport:
+        """The account's numbers and their health as last heard; with ``refresh``, ask the API
+        first (its refusal or absence is the report's ``problem``, not an error)."""
         ...
 
     def settings_view(self) -> list[SettingRow]:

@@ -25,6 +25,7 @@ from watui.errors import BackendError, InvalidCampaign, WatuiError
 from watui.receiver import WebhookReceiver, applying_receiver
 from watui.rules import REVIEWABLE_STATUSES, RecipientStatus, placeholder_names, rate_problem
 from watui.service import exports
+from watui.service import numbers as numbers_view
 from watui.service import reports as delivery_reports
 from watui.service.models import (
     ButtonColumn,
@@ -36,6 +37,7 @@ from watui.service.models import (
     EngineEvent,
     ErrorCount,
     MetricsSnapshot,
+    NumbersReport,
     RecipientState,
     RejectedContact,
     RetryFilter,
@@ -218,6 +220,11 @@ class LiveBackend:
     def settings_view(self) -> list[SettingRow]:
         return settings_rows(self.settings)
 
+    async def list_numbers(self, refresh: bool) -> NumbersReport:
+        problem = await numbers_view.refresh(self.db, self.settings, self.client) if refresh else None
+        rows = await _guard(numbers_view.number_rows(self.db))
+        return NumbersReport(rows, self.settings.whatsapp.phone_number_id, problem)
+
     # ----- commands -----
 
     async def create_campaign(self, spec: CampaignSpec) -> CampaignRow:
@@ -228,6 +235,7 @@ class LiveBackend:
         await _guard(creation.create_campaign(
             self.db, spec.name, steps, rate=spec.rate,
             max_retries=spec.max_retries, retry_delays=spec.retry_delays,
+            senders=list(spec.senders) or None,
         ))
         if spec.start_now:
             await self.start(spec.name)

@@ -171,6 +171,8 @@ class CampaignSpec:
     max_retries: int = 2
     retry_delays: tuple[float, ...] = (5.0, 10.0)
     start_now: bool = False
+    #: Phone number IDs that send it; empty: the configured whatsapp.phone_number_id.
+    senders: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,3 +337,28 @@ class SettingRow:
 
 #: The rows a requeue, skip or export acts on: picked ids, or everything matching a filter.
 RetryTarget = tuple[int, ...] | RetryFilter
+
+
+@dataclass(frozen=True, slots=True)
+class NumberRow:
+    """One of the account's phone numbers as last heard of (a poll or a webhook)."""
+
+    display_number: str
+    phone_number_id: str | None  # None: only a webhook named it so far
+    verified_name: str | None
+    quality: str | None  # GREEN / YELLOW / RED / UNKNOWN
+    throughput_level: str | None  # STANDARD / HIGH
+    rate: float | None  # msg/s the throughput level allows
+    messaging_limit: str | None
+    heard_at: float  # unix time
+    source: str  # poll / webhook
+    event: str | None = None  # the last webhook's event (FLAGGED, UPGRADE, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class NumbersReport:
+    """The numbers screen's content: what is known, and why the API could not be asked now."""
+
+    numbers: tuple[NumberRow, ...]
+    default_sender: str  # whatsapp.phone_number_id: what a campaign without senders uses
+    problem: str | None = None

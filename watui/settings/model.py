@@ -65,6 +65,10 @@ class SendSettings(_Group):
     flush_interval_ms: int = Field(default=200, ge=10, le=60_000)
     flush_max_rows: int = Field(default=500, ge=1, le=100_000)
     lease_seconds: float = Field(default=120.0, ge=5, le=86_400)
+    health_poll_s: float = Field(
+        default=300.0, ge=0, le=86_400,
+        description="seconds between polls of the sender numbers' tier and quality; 0: never",
+    )
 
 
 class RetrySettings(_Group):

@@ -30,6 +30,7 @@ from watui.rules import (
     placeholder_names,
     rate_problem,
     retry_delays_problem,
+    senders_problem,
 )
 from watui.storage.campaigns import campaign_id_named
 from watui.storage.contacts import ContactsReader, ContactsSource, ImportCounts
@@ -79,6 +80,7 @@ def _campaign_problems(
     rate: float | None,
     max_retries: int | None,
     retry_delays: Sequence[float] | None,
+    senders: Sequence[str] | None = None,
 ) -> list[Problem]:
     """What is wrong with the campaign as asked, before reading any file or template."""
     problems: list[Problem] = []
@@ -90,6 +92,7 @@ def _campaign_problems(
         rate_problem(rate) if rate is not None else None,
         max_retries_problem(max_retries) if max_retries is not None else None,
         retry_delays_problem(retry_delays) if retry_delays is not None else None,
+        senders_problem(senders) if senders is not None else None,
         *(_in_step(duplicate_button_problem(spec.contacts.buttons), position)
           for position, spec in enumerate(step_specs, 1)),
     )  # fmt: skip
@@ -115,18 +118,21 @@ async def create_campaign(
     rate: float | None = None,
     max_retries: int | None = None,
     retry_delays: Sequence[float] | None = None,
+    senders: Sequence[str] | None = None,
     clock: Clock = time.time,
 ) -> CreatedCampaign:
     """Create the campaign, its steps and their queued recipients in ONE transaction.
 
     ``max_retries`` and ``retry_delays`` are the campaign's own retry policy, kept in its row so
     that every process sending it (the UI, ``watui run``) uses them; None: the settings' values.
+    ``senders`` are the phone number IDs that send it (None: the settings' number, followed if
+    it changes); each recipient is pinned to one of them (``rules.sender_for``) here, once.
     Every contacts file's header is checked before anything is written, and any failure rolls
     the whole campaign back. Raises CampaignExists, ContactsError, or InvalidCampaign with every
     problem of the campaign (name, rate, retries, each step's mapping against its template).
     """
     name = name.strip()
-    problems = _campaign_problems(name, step_specs, rate, max_retries, retry_delays)
+    problems = _campaign_problems(name, step_specs, rate, max_retries, retry_delays, senders)
     readers: list[ContactsReader] = []
     try:
         for spec in step_specs:
@@ -142,14 +148,17 @@ async def create_campaign(
             if problems:
                 raise InvalidCampaign(problems)
             now = clock()
-            retry_columns = _retry_columns(max_retries, retry_delays)
-            campaign_id = await _insert_campaign(conn, name, rate, retry_columns, now)
+            columns = {
+                **_retry_columns(max_retries, retry_delays),
+                "senders": None if senders is None else json.dumps(list(senders)),
+            }
+            campaign_id = await _insert_campaign(conn, name, rate, columns, now)
             created = CreatedCampaign(campaign_id, name)
             for position, (spec, reader, mapping) in enumerate(
                 zip(step_specs, readers, mappings, strict=True)
             ):
                 counts = await _create_step(
-                    conn, db.kind, campaign_id, position, spec, reader, mapping, now
+                    conn, db.kind, campaign_id, position, spec, reader, mapping, now, senders
                 )
                 created.steps.append(counts)
             await conn.execute(
@@ -174,7 +183,7 @@ async def create_campaign(
 
 
 async def _insert_campaign(
-    conn: AsyncConnection, name: str, rate: float | None, retry_columns: dict[str, Any], now: float
+    conn: AsyncConnection, name: str, rate: float | None, columns: dict[str, Any], now: float
 ) -> int:
     result = await conn.execute(
         insert(campaigns)
@@ -182,7 +191,7 @@ async def _insert_campaign(
             name=name,
             status=CampaignStatus.DRAFT.value,
             rate=rate,
-            **retry_columns,
+            **columns,
             current_step=0,
             total=0,
             sent=0,
@@ -207,6 +216,7 @@ async def _create_step(
     reader: ContactsReader,
     mapping: dict[str, Any],
     now: float,
+    senders: Sequence[str] | None,
 ) -> ImportCounts:
     source = spec.contacts
     result = await conn.execute(
@@ -226,7 +236,8 @@ async def _create_step(
     )
     step_id = int(result.scalar_one())
     counts = await import_contacts(
-        conn, reader, kind=kind, campaign_id=campaign_id, step_id=step_id, now=now
+        conn, reader, kind=kind, campaign_id=campaign_id, step_id=step_id, now=now,
+        senders=senders,
     )
     values: dict[str, Any] = {"total": counts.queued}
     if mapping["header"] is not None and mapping["header_format"] is None:

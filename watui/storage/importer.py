@@ -10,13 +10,14 @@ judge a row are contacts.py's, shared with validation.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watui.contracts import RecipientParams
-from watui.rules import RecipientStatus
+from watui.rules import RecipientStatus, sender_for
 from watui.storage.contacts import ContactsReader, ImportCounts, guess_header_format, judge_rows
 from watui.storage.dialects import BatchInsert, Dialect
 from watui.storage.schema import recipients, rejects
@@ -31,7 +32,7 @@ MAX_RAW_PHONE_CHARS = 64
 #: (lease, wamid, errors, sent_at) stay NULL.
 _RECIPIENT_COLUMNS = (
     "campaign_id", "step_id", "line_no", "phone", "params", "status",
-    "attempts", "next_attempt_at", "possibly_sent", "updated_at",
+    "attempts", "next_attempt_at", "possibly_sent", "updated_at", "sender",
 )  # fmt: skip
 _QUEUED = RecipientStatus.QUEUED.value
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -40,9 +41,11 @@ class _StepImport:
     """Holds the state of one step's import: the batches, the phones seen, the counts."""
 
     def __init__(
-        self, conn: AsyncConnection, kind: Dialect, campaign_id: int, step_id: int, now: float
+        self, conn: AsyncConnection, kind: Dialect, campaign_id: int, step_id: int, now: float,
+        senders: Sequence[str] | None = None,
     ) -> None:
         self.conn = conn
+        self.senders = tuple(senders) if senders else None
         self.kind = kind
         self.campaign_id = campaign_id
         self.step_id = step_id
@@ -70,6 +73,7 @@ class _StepImport:
                 0.0,
                 0,
                 self.now,
+                None if self.senders is None else sender_for(phone, self.senders),
             )
         )
         self.counts.queued += 1
@@ -139,13 +143,16 @@ async def import_contacts(
     campaign_id: int,
     step_id: int,
     now: float,
+    senders: Sequence[str] | None = None,
 ) -> ImportCounts:
     """Queue every valid, first-seen row of ``reader`` for the step; reject the others.
 
-    Runs inside the caller's transaction. Raises ContactsError when the file turns out to be
-    unreadable part-way (the caller's rollback then removes what was written).
+    With ``senders``, each recipient is pinned to the one ``rules.sender_for`` picks (None:
+    left NULL, the campaign's first sender). Runs inside the caller's transaction. Raises
+    ContactsError when the file turns out to be unreadable part-way (the caller's rollback then
+    removes what was written).
     """
-    job = _StepImport(conn, kind, campaign_id, step_id, now)
+    job = _StepImport(conn, kind, campaign_id, step_id, now, senders)
     for _ in judge_rows(reader, job):
         if job.batch_full:
             await job.flush()

@@ -7,6 +7,7 @@ that the JSON the command line prints is made in one place, with the keys it alw
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -51,6 +52,7 @@ class CampaignRecord:
     started_at: float | None
     finished_at: float | None
     updated_at: float
+    senders: str | None = None  # JSON list of phone_number_ids; None: the settings' number
 
     @classmethod
     def from_row(cls, row: Any) -> CampaignRecord:
@@ -76,7 +78,15 @@ class CampaignRecord:
             "started_at": iso_utc(self.started_at),
             "finished_at": iso_utc(self.finished_at),
             "rate": self.rate,
+            "senders": self.sender_ids() or None,  # None: the settings' number
         }
+
+    def sender_ids(self, default: str | None = None) -> list[str]:
+        """The numbers that send this campaign: its own, else ``[default]`` (the settings'
+        ``whatsapp.phone_number_id``; empty when not given)."""
+        if self.senders is not None:
+            return [str(sender) for sender in json.loads(self.senders)]
+        return [default] if default else []
 
     @property
     def pending(self) -> int:

@@ -76,6 +76,8 @@ campaigns = Table(
     Column("started_at", Float, nullable=True),
     Column("finished_at", Float, nullable=True),
     Column("updated_at", Float, nullable=False),
+    # JSON list of phone_number_ids that send it; NULL: [settings.whatsapp.phone_number_id].
+    Column("senders", Text, nullable=True),
 )
 
 steps = Table(
@@ -116,6 +118,8 @@ recipients = Table(
     Column("possibly_sent", Integer, nullable=False, default=0),  # a timeout may have delivered
     Column("sent_at", Float, nullable=True),
     Column("updated_at", Float, nullable=True),
+    # The phone_number_id it is pinned to (rules.sender_for); NULL: the campaign's first sender.
+    Column("sender", String(64), nullable=True),
     UniqueConstraint("step_id", "phone", name="uq_recipients_step_phone"),
 )
 # The claim query: "due rows of this step in this status, oldest first".
@@ -289,3 +293,22 @@ Index("ix_deliveries_campaign_state", deliveries.c.campaign_id, deliveries.c.sta
 
 #: The tables schema v3 added, in the order they are created.
 WEBHOOK_TABLES = (delivery_events, inbound_messages, preference_updates, deliveries)
+
+# ----- what watui heard about its phone numbers -----
+
+number_health = Table(
+    "number_health",
+    metadata,
+    # Digits of the display number: the one key both the Graph API's listing and Meta's
+    # phone_number_quality_update webhook (which names no phone_number_id) give.
+    Column("display_digits", String(20), primary_key=True),
+    Column("phone_number_id", String(64), nullable=True, unique=True),  # NULL: only a webhook seen
+    Column("display_number", String(40), nullable=False),  # as the API shows it: +1 555-...
+    Column("verified_name", Text, nullable=True),
+    Column("quality", String(16), nullable=True),  # GREEN / YELLOW / RED / UNKNOWN
+    Column("throughput_level", String(20), nullable=True),  # STANDARD / HIGH / NOT_APPLICABLE
+    Column("messaging_limit", String(40), nullable=True),  # TIER_2K ... TIER_UNLIMITED
+    Column("event", String(32), nullable=True),  # the last webhook's event: FLAGGED, UPGRADE, ...
+    Column("heard_at", Float, nullable=False),
+    Column("source", String(8), nullable=False),  # poll | webhook
+)

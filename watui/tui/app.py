@@ -23,6 +23,7 @@ from watui.tui.messages import (
     GoHome,
     OpenHelp,
     OpenMonitor,
+    OpenNumbers,
     OpenReport,
     OpenRetryQueue,
     OpenSettings,
@@ -32,6 +33,7 @@ from watui.tui.screens.base import WatuiScreen
 from watui.tui.screens.campaigns import CampaignsScreen
 from watui.tui.screens.help import HelpScreen, KeySection
 from watui.tui.screens.monitor import MonitorScreen
+from watui.tui.screens.numbers import NumbersScreen
 from watui.tui.screens.report import ReportScreen
 from watui.tui.screens.retry_queue import RetryQueueScreen
 from watui.tui.screens.settings import SettingsScreen
@@ -46,6 +48,7 @@ SCREENS_WITH_KEYS: tuple[type[WatuiScreen], ...] = (
     MonitorScreen,
     RetryQueueScreen,
     ReportScreen,
+    NumbersScreen,
 )
 
 
@@ -175,6 +178,9 @@ class WatuiApp(App[int]):
 
     def on_open_settings(self, _: OpenSettings) -> None:
         self.push_screen(SettingsScreen())
+
+    def on_open_numbers(self, _: OpenNumbers) -> None:
+        self.push_screen(NumbersScreen())
 
     def on_open_help(self, _: OpenHelp) -> None:
         self.action_help()

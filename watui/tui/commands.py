@@ -16,6 +16,7 @@ from watui.tui.messages import (
     GoHome,
     OpenHelp,
     OpenMonitor,
+    OpenNumbers,
     OpenReport,
     OpenRetryQueue,
     OpenSettings,
@@ -63,6 +64,7 @@ class WatuiCommands(Provider):
             ("New campaign", "Open campaign setup", OpenSetup),
             ("Campaigns", "Back to the list of campaigns", GoHome),
             ("Settings", "Show the effective settings (secrets masked)", OpenSettings),
+            ("Numbers", "The account's phone numbers: quality, throughput, limit", OpenNumbers),
             ("Help", "Every key, screen by screen", OpenHelp),
         ]
 

@@ -41,6 +41,10 @@ class OpenSettings(Message):
     """Show the effective settings."""
 
 
+class OpenNumbers(Message):
+    """Show the account's phone numbers and their health."""
+
+
 class OpenHelp(Message):
     """Show every key, screen by screen."""
 

@@ -19,7 +19,7 @@ import aiohttp
 import httpx
 import orjson
 
-from watui.errors import ApiUnavailable, TokenRefused
+from watui.errors import AccountNotFound, ApiUnavailable, TokenRefused
 from watui.settings import HttpSettings, WhatsAppSettings
 from watui.whatsapp.results import (
     Accepted,
@@ -159,6 +159,13 @@ class WhatsAppClient:
                 return templates
             params = {**params, "after": after}
 
+    async def get_account(self, edge: str, params: dict[str, Any]) -> dict[str, Any]:
+        """One page of an edge of the business account (``phone_numbers``, ...), as JSON.
+
+        Raises TokenRefused, AccountNotFound or ApiUnavailable, each one line."""
+        base = f"{self._settings.api_base_url}/{self._settings.api_version}"
+        return await self._get_json(f"{base}/{self._settings.waba_id}/{edge}", params)
+
     async def _get_json(self, url: str, params: dict[str, Any]) -> dict[str, Any]:
         try:
             response = await self._http.get(url, params=params)
@@ -170,6 +177,11 @@ class WhatsAppClient:
         refusal = _api_error(response.status_code, body, 0.0)
         if refusal.code == 190 or response.status_code == 401:
             raise TokenRefused(f"the access token was refused ({refusal.title})")
+        if response.status_code == 404 or (refusal.code == 100 and refusal.subcode == 33):
+            raise AccountNotFound(
+                f"the API knows no WhatsApp Business Account {self._settings.waba_id!r} that this "
+                "token can see: check whatsapp.waba_id (and the token's permissions)"
+            )
         raise ApiUnavailable(f"the API answered HTTP {response.status_code}: {refusal.title}")
 
     async def aclose(self) -> None:

@@ -26,6 +26,11 @@ OBJECT = "whatsapp_business_account"
 #: The status kinds watui acts on; others (played, deleted, ...) are kept as they come.
 SENT, DELIVERED, READ, FAILED = "sent", "delivered", "read", "failed"
 STOP, RESUME = "stop", "resume"
+#: ``phone_number_quality_update`` events that say something of quality or throughput. Meta
+#: flags a number when its quality rating falls to low (RED) and unflags it when it rises again;
+#: UPGRADE / DOWNGRADE change the messaging limit (``current_limit``).
+FLAGGED, UNFLAGGED, THROUGHPUT_UPGRADE = "FLAGGED", "UNFLAGGED", "THROUGHPUT_UPGRADE"
+UPGRADE, DOWNGRADE = "UPGRADE", "DOWNGRADE"
 
 Json = Mapping[str, Any]
 
@@ -112,6 +117,22 @@ class QualityUpdate:
     event: str
     current_limit: str | None = None
 
+    @property
+    def quality(self) -> str | None:
+        """The quality rating the event tells: RED when flagged; when unflagged only that it is
+        no longer RED (UNKNOWN until a poll tells GREEN from YELLOW); None: it tells none."""
+        return {FLAGGED: "RED", UNFLAGGED: "UNKNOWN"}.get(self.event)
+
+    @property
+    def throughput_level(self) -> str | None:
+        return "HIGH" if self.event == THROUGHPUT_UPGRADE else None
+
+    @property
+    def messaging_limit(self) -> str | None:
+        """``current_limit``, but for a throughput upgrade, where it says TIER_UNLIMITED to mean
+        the higher throughput, not a messaging limit."""
+        return None if self.event == THROUGHPUT_UPGRADE else self.current_limit
+
 
 @dataclass(frozen=True, slots=True)
 class Notification:
@@ -124,8 +145,8 @@ class Notification:
 
     @property
     def size(self) -> int:
-        """The updates the receiver stores (quality updates are not kept yet)."""
-        return len(self.statuses) + len(self.messages) + len(self.preferences)
+        """The updates the receiver stores."""
+        return len(self.statuses) + len(self.messages) + len(self.preferences) + len(self.quality)
 
 
 # ----- parsing -----

@@ -12,7 +12,14 @@ from textual.widgets import DataTable, Header, Static
 
 from watui.service.models import CampaignRow, CampaignState
 from watui.tui import format as fmt
-from watui.tui.messages import OpenMonitor, OpenReport, OpenRetryQueue, OpenSettings, OpenSetup
+from watui.tui.messages import (
+    OpenMonitor,
+    OpenNumbers,
+    OpenReport,
+    OpenRetryQueue,
+    OpenSettings,
+    OpenSetup,
+)
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.widgets.keybar import KeyBar
 from watui.tui.widgets.modals import ConfirmModal
@@ -100,6 +107,7 @@ class CampaignsScreen(WatuiScreen):
         Binding("d", "delete", "Delete"),
         Binding("t", "retry_queue", "Retry queue"),
         Binding("v", "report", "Report"),
+        Binding("m", "numbers", "Numbers"),
         Binding("comma", "settings", "Settings", key_display=","),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -189,6 +197,9 @@ class CampaignsScreen(WatuiScreen):
 
     def action_settings(self) -> None:
         self.post_message(OpenSettings())
+
+    def action_numbers(self) -> None:
+        self.post_message(OpenNumbers())
 
     def action_retry_queue(self) -> None:
         if row := self.selected():

@@ -27,6 +27,7 @@ from watui.rules import (
     header_takes_param,
     max_retries_problem,
     retry_delays_problem,
+    senders_problem,
 )
 from watui.service.models import (
     ButtonColumn,
@@ -59,6 +60,7 @@ FIELD_WIDGETS: dict[Field, str] = {
     Field.RATE: "f-rate",
     Field.MAX_RETRIES: "f-retries",
     Field.RETRY_DELAYS: "f-delays",
+    Field.SENDERS: "f-senders",
 }
 T = TypeVar("T")
 
@@ -150,6 +152,14 @@ def parse_delays(text: str) -> tuple[float, ...]:
     if problem := retry_delays_problem(delays):
         raise ValueError(problem.message)
     return delays
+
+
+def parse_senders(text: str) -> tuple[str, ...]:
+    """Phone number IDs separated by commas; empty: the configured number."""
+    senders = tuple(parse_columns(text))
+    if senders and (problem := senders_problem(senders)):
+        raise ValueError(problem.message)
+    return senders
 
 
 def template_key(template: TemplateInfo) -> str:
@@ -278,6 +288,10 @@ class SetupScreen(WatuiScreen):
                 id="f-rate",
                 hint="your number's tier: 80, or 1,000 at the top",
             )
+            yield FormField(
+                "Sender numbers", TextInput(compact=True, id="senders"), id="f-senders",
+                hint="phone number IDs, separated by commas; each person always hears from one",
+            )
             yield FormField("Max retries", TextInput(compact=True, id="max-retries"), id="f-retries")
             yield FormField(
                 "Retry delays (s)", TextInput(compact=True, id="retry-delays"), id="f-delays"
@@ -317,6 +331,19 @@ class SetupScreen(WatuiScreen):
         self.field("f-header").display = False
         self.field("f-buttons").display = False
         self.query_one("#name", Input).focus()
+        await self._offer_senders(defaults.get("whatsapp.phone_number_id", ""))
+
+    async def _offer_senders(self, configured: str) -> None:
+        """The configured number as the placeholder; the account's numbers, when known, in the
+        hint (``watui numbers`` or the numbers screen asks the API for them)."""
+        self.query_one("#senders", Input).placeholder = f"default: {configured or 'not set'}"
+        try:
+            known = (await self.backend.list_numbers(refresh=False)).numbers
+        except WatuiError:
+            return
+        ids = [f"{n.phone_number_id} ({n.display_number})" for n in known if n.phone_number_id]
+        if ids:
+            self.field("f-senders").set_hint("known: " + ", ".join(ids))
 
     def field(self, field_id: str) -> FormField:
         return self.query_one(f"#{field_id}", FormField)
@@ -560,7 +587,8 @@ class SetupScreen(WatuiScreen):
         rate = self._parsed("f-rate", "rate", parse_rate)
         max_retries = self._parsed("f-retries", "max-retries", parse_retries)
         retry_delays = self._parsed("f-delays", "retry-delays", parse_delays)
-        problems += sum(value is None for value in (rate, max_retries, retry_delays))
+        senders = self._parsed("f-senders", "senders", parse_senders)
+        problems += sum(value is None for value in (rate, max_retries, retry_delays, senders))
         steps = list(self.steps)
         if not steps or self._step_started():
             step = self.collect_step()
@@ -568,7 +596,7 @@ class SetupScreen(WatuiScreen):
                 problems += 1
             else:
                 steps.append(step)
-        if problems or rate is None or max_retries is None or retry_delays is None:
+        if problems or rate is None or max_retries is None or retry_delays is None or senders is None:
             return None
         return CampaignSpec(
             name,
@@ -577,6 +605,7 @@ class SetupScreen(WatuiScreen):
             max_retries=max_retries,
             retry_delays=retry_delays,
             start_now=start_now,
+            senders=senders,
         )
 
     def _parsed(self, field_id: str, input_id: str, parse: Callable[[str], T]) -> T | None:
