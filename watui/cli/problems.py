@@ -21,6 +21,9 @@ OPTIONS: dict[Field, str] = {
     Field.RATE: "--rate",
     Field.MAX_RETRIES: "--max-retries",
     Field.RETRY_DELAYS: "--retry-delays",
+    Field.START_AT: "--start-at",
+    Field.SEND_WINDOW: "--send-window",
+    Field.DEADLINE: "--deadline",
 }
 
 

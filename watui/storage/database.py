@@ -17,7 +17,7 @@ from watui.storage.dialects import Dialect, dialect_for
 from watui.storage.schema import WEBHOOK_TABLES, metadata, schema_info
 
 #: The schema version this watui writes. Bump it and append a step to MIGRATIONS together.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
@@ -71,8 +71,25 @@ async def _add_missing_columns(conn: AsyncConnection, table: str, statements: di
             await conn.execute(text(statement))
 
 
+_V4_CAMPAIGN_COLUMNS = {
+    "start_at": "ALTER TABLE campaigns ADD COLUMN start_at FLOAT",
+    "send_window": "ALTER TABLE campaigns ADD COLUMN send_window VARCHAR(11)",
+    "deadline": "ALTER TABLE campaigns ADD COLUMN deadline FLOAT",
+}
+_V4_RECIPIENT_COLUMNS = {"tz": "ALTER TABLE recipients ADD COLUMN tz VARCHAR(200)"}
+
+
+async def _add_send_times(conn: AsyncConnection) -> None:
+    """v4: when to send: campaigns.start_at, send_window and deadline, and recipients.tz (each
+    recipient's zone key). Like v2, what a database created by this watui has is left alone."""
+    await _add_missing_columns(conn, "campaigns", _V4_CAMPAIGN_COLUMNS)
+    await _add_missing_columns(conn, "recipients", _V4_RECIPIENT_COLUMNS)
+
+
 #: MIGRATIONS[n] takes a database at version n to n + 1. Never edit a released step.
-MIGRATIONS: list[Migration] = [_create_v1, _add_campaign_retry_policy, _add_webhook_tables]
+MIGRATIONS: list[Migration] = [
+    _create_v1, _add_campaign_retry_policy, _add_webhook_tables, _add_send_times
+]
 
 
 #: What a database that is down, restarting, locked or full raises: worth waiting and retrying.

@@ -51,6 +51,9 @@ class CampaignRecord:
     started_at: float | None
     finished_at: float | None
     updated_at: float
+    start_at: float | None = None  # when to send (rules.Schedule); None: no such limit
+    send_window: str | None = None  # "09:00-20:00" in each recipient's local time
+    deadline: float | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> CampaignRecord:

@@ -76,6 +76,11 @@ campaigns = Table(
     Column("started_at", Float, nullable=True),
     Column("finished_at", Float, nullable=True),
     Column("updated_at", Float, nullable=False),
+    # When to send (schema v4): not before start_at, inside send_window ("09:00-20:00") in each
+    # recipient's local time, never after deadline; NULL: no such limit.
+    Column("start_at", Float, nullable=True),
+    Column("send_window", String(11), nullable=True),
+    Column("deadline", Float, nullable=True),
 )
 
 steps = Table(
@@ -116,6 +121,8 @@ recipients = Table(
     Column("possibly_sent", Integer, nullable=False, default=0),  # a timeout may have delivered
     Column("sent_at", Float, nullable=True),
     Column("updated_at", Float, nullable=True),
+    # The recipient's zone key (rules.zone_key), set when the campaign has a send window.
+    Column("tz", String(200), nullable=True),
     UniqueConstraint("step_id", "phone", name="uq_recipients_step_phone"),
 )
 # The claim query: "due rows of this step in this status, oldest first".

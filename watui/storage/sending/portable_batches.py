@@ -99,6 +99,7 @@ class PortableBatches:
 
     def __init__(self, claim_statement: TextClause, owned_query: Select[Any]) -> None:
         self._claim_statement = claim_statement
+        self._claim_in_zones = _in_zones(claim_statement)
         self._owned_query = owned_query
 
     async def record_outcomes(
@@ -119,17 +120,19 @@ class PortableBatches:
 
     async def claim_rows(
         self, conn: AsyncConnection, *, step_id: int, statuses: Sequence[str], limit: int,
-        owner: str, expires: float, now: float,
+        owner: str, expires: float, now: float, zones: Sequence[str] | None = None,
     ) -> list[tuple[int, str, dict[str, Any], int]]:
         claimed: list[tuple[int, str, dict[str, Any], int]] = []
+        statement = self._claim_statement if zones is None else self._claim_in_zones
+        in_zones = {} if zones is None else {"zones": list(zones)}
         for status in statuses:
             wanted = limit - len(claimed)
             if wanted <= 0:
                 break
             rows = await conn.execute(
-                self._claim_statement,
+                statement,
                 {"owner": owner, "expires": expires, "now": now, "step": step_id, "status": status,
-                 "limit": wanted},
+                 "limit": wanted, **in_zones},
             )
             # Rows unpacked as tuples: named access costs more, per row.
             claimed.extend((rid, phone, orjson.loads(params), attempts)
@@ -160,6 +163,15 @@ class PortableBatches:
     @staticmethod
     async def log_attempts(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
         await _LOG_ATTEMPTS_MANY.run(conn, rows)
+
+
+def _in_zones(claim_statement: TextClause) -> TextClause:
+    """The claim limited to rows whose tz is in ``:zones`` (their send window is open)."""
+    due = "AND next_attempt_at <= :now"
+    assert due in claim_statement.text
+    return text(claim_statement.text.replace(due, f"AND tz IN :zones {due}")).bindparams(
+        bindparam("zones", expanding=True)
+    )
 
 
 def _count_statuses(outcomes: Iterable[Outcome]) -> dict[str, int]:
