@@ -18,6 +18,8 @@ from sqlalchemy import select
 from tests.factories import running_mock
 from tests.test_engine_http import TOKEN, accepted_per_phone, env_for, run_cli, settings_for
 from watui.cli.main import main
+from watui.cli.run import ProgressLine
+from watui.engine.runner import run_campaign
 from watui.engine.sender import CampaignSender, RunStatus
 from watui.mockapi.server import MockCloudApi
 from watui.rules import WINDOW_WAIT_REASON
@@ -108,9 +110,12 @@ async def test_only_recipients_whose_window_is_open_are_sent_across_zones(
     assert await counters_match_rows(database, created.campaign_id) == {}
 
 
-async def test_a_run_waits_for_its_start_and_pauses_at_its_deadline_sending_nothing_after(
-    database: Database, mock_api: MockCloudApi, tmp_path: Path
+async def test_a_run_says_it_waits_for_the_start_and_pauses_at_the_deadline_sending_nothing_after(
+    database: Database, mock_api: MockCloudApi, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """`watui run`'s own run and progress display, in this process (a new process takes a
+    second or more to start on a busy machine, longer than the test may wait)."""
     start = time.time() + 1.0
     deadline = start + 1.5
     created = await create_campaign(
@@ -118,15 +123,16 @@ async def test_a_run_waits_for_its_start_and_pauses_at_its_deadline_sending_noth
         rate=20, start_at=iso(start), deadline=iso(deadline),
     )
     wall_minus_monotonic = time.time() - time.monotonic()
-    settings = settings_for(database.url, mock_api)
-    async with WhatsAppClient(settings.whatsapp, settings.http) as client:
-        sender = CampaignSender(database, client, settings, created.campaign_id, rate=20)
-        running = asyncio.create_task(sender.run())
-        await until(lambda: sender.waiting is not None)
-        assert sender.waiting is not None and sender.waiting.reason.startswith("starts at ")
-        outcome = await asyncio.wait_for(running, 10)
-    assert outcome.status is RunStatus.PAUSED and outcome.by_safety_rule
+    display = ProgressLine(enabled=False)
+    try:
+        outcome, _ = await run_campaign(
+            settings_for(database.url, mock_api), "timed", on_start=display.start
+        )
+    finally:
+        display.stop()
+    assert outcome.status is RunStatus.PAUSED and outcome.by_safety_rule  # exit code 3
     assert outcome.reason is not None and "paused rather than send late" in outcome.reason
+    assert "watui: waiting: starts at " in capsys.readouterr().err
     arrivals = [entry.at + wall_minus_monotonic for entry in mock_api.ledger]
     assert 20 <= len(arrivals) <= 35
     assert min(arrivals) >= start - 0.01  # the clocks are read apart: a hair of slack
