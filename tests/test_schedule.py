@@ -6,7 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import phonenumbers
 import pytest
+from phonenumbers import PhoneNumberType
+from phonenumbers.timezone import time_zones_for_number
 
 from watui.engine.schedule import GateKind, SendSchedule
 from watui.errors import InvalidPhone
@@ -139,3 +142,19 @@ def test_outside_every_window_the_gate_says_until_when_in_utc() -> None:
     assert closed.until == at("2026-12-08T09:00")
     assert closed.reason == "outside every recipient's window until 08:00 UTC"
     assert closed.wait_seconds(at("2026-12-07T21:00")) == 60  # looks again at least each minute
+
+
+def test_number_zones_are_phonenumbers_own_for_every_regions_example_numbers() -> None:
+    """The shortcut for countries of one set of zones, and numbers with a leading zero (Italy),
+    give what time_zones_for_number gives."""
+    checked = 0
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE, PhoneNumberType.TOLL_FREE):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+            wanted = tuple(zone for zone in time_zones_for_number(example) if zone != "Etc/Unknown")
+            assert number_zones(e164) == wanted, (region, kind, e164)
+            checked += 1
+    assert checked > 500

@@ -13,9 +13,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from tests.factories import running_mock
+from tests.factories import make_campaign, running_mock
 from tests.test_engine_http import TOKEN, accepted_per_phone, env_for, run_cli, settings_for
 from watui.cli.main import main
 from watui.cli.run import ProgressLine
@@ -23,6 +23,7 @@ from watui.engine.runner import run_campaign
 from watui.engine.sender import CampaignSender, RunStatus
 from watui.mockapi.server import MockCloudApi
 from watui.rules import WINDOW_WAIT_REASON
+from watui.storage import claims, dialects
 from watui.storage.campaigns import campaign_row, counters_match_rows, list_rejects
 from watui.storage.contacts import ContactsSource
 from watui.storage.creation import NewStep, create_campaign
@@ -179,3 +180,35 @@ def test_run_takes_a_name_or_due_not_both(capsys: pytest.CaptureFixture[str]) ->
         assert capsys.readouterr().err.strip().endswith(
             "give a campaign NAME, or --due to run every campaign due now (not both)"
         )
+
+
+@pytest.mark.parametrize("statements", ["fast", "portable"])
+async def test_every_claim_statement_takes_only_the_open_zones_retries_first(
+    database: Database, statements: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dialect's own claim (SQLite's JSON batch, PostgreSQL's one statement) and the plain
+    statements it is checked against lease the same rows: due rows of the zones given, due
+    retries first, never more than asked."""
+    if statements == "portable":
+        for name in ("claim_transaction", "claim_rows"):
+            monkeypatch.setattr(type(database.kind), name, getattr(dialects.Dialect, name))
+    campaign_id = await make_campaign(database, recipients_per_step=12)
+    keys = ["Europe/Madrid", "Asia/Tokyo", "America/Chicago|America/New_York"]
+    async with database.engine.begin() as conn:
+        ids = (await conn.execute(select(recipients.c.id).order_by(recipients.c.id))).scalars().all()
+        for index, recipient_id in enumerate(ids):
+            retry = {"status": "retry", "attempts": 1} if index == 11 else {}
+            await conn.execute(update(recipients).where(recipients.c.id == recipient_id)
+                               .values(tz=keys[index % 3], **retry))
+    step = await claims.current_step(database, campaign_id)
+    assert step is not None
+    open_now = [keys[0], keys[2]]
+    first = await claims.claim(database, step.id, "me", 5, lease_seconds=60, now=time.time(),
+                               zones=open_now)
+    rest = await claims.claim(database, step.id, "me", 50, lease_seconds=60, now=time.time(),
+                              zones=open_now)
+    assert len(first) == 5 and first[0].id == ids[11]  # the due retry (America/...) first
+    claimed = {row.id for row in first + rest}
+    assert claimed == {recipient_id for index, recipient_id in enumerate(ids) if index % 3 != 1}
+    assert await claims.claim(database, step.id, "me", 50, lease_seconds=60, now=time.time(),
+                              zones=open_now) == []

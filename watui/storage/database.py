@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from watui import __version__
 from watui.errors import StorageError
 from watui.storage.dialects import Dialect, dialect_for
-from watui.storage.schema import WEBHOOK_TABLES, metadata, schema_info
+from watui.storage.schema import WEBHOOK_TABLES, ZONE_CLAIM_INDEX, metadata, schema_info
 
 #: The schema version this watui writes. Bump it and append a step to MIGRATIONS together.
 SCHEMA_VERSION = 4
@@ -81,9 +81,11 @@ _V4_RECIPIENT_COLUMNS = {"tz": "ALTER TABLE recipients ADD COLUMN tz VARCHAR(200
 
 async def _add_send_times(conn: AsyncConnection) -> None:
     """v4: when to send: campaigns.start_at, send_window and deadline, and recipients.tz (each
-    recipient's zone key). Like v2, what a database created by this watui has is left alone."""
+    recipient's zone key) with its partial claim index. Like v2, what a database created by this
+    watui has is left alone."""
     await _add_missing_columns(conn, "campaigns", _V4_CAMPAIGN_COLUMNS)
     await _add_missing_columns(conn, "recipients", _V4_RECIPIENT_COLUMNS)
+    await conn.run_sync(lambda sync_conn: ZONE_CLAIM_INDEX.create(sync_conn, checkfirst=True))
 
 
 #: MIGRATIONS[n] takes a database at version n to n + 1. Never edit a released step.

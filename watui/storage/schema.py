@@ -127,6 +127,14 @@ recipients = Table(
 )
 # The claim query: "due rows of this step in this status, oldest first".
 Index("ix_recipients_claim", recipients.c.step_id, recipients.c.status, recipients.c.next_attempt_at)
+# The claim of a campaign with a send window, one open zone at a time: "due rows of this step in
+# this status and zone, oldest first". Partial: rows without a zone key (campaigns without a
+# window, most of them) are not in it and cost no index writes.
+ZONE_CLAIM_INDEX = Index(
+    "ix_recipients_zone_claim", recipients.c.step_id, recipients.c.status, recipients.c.tz,
+    recipients.c.next_attempt_at,
+    sqlite_where=recipients.c.tz.is_not(None), postgresql_where=recipients.c.tz.is_not(None),
+)
 # "Count by status" and the retry queue's listing per campaign.
 Index("ix_recipients_campaign_status", recipients.c.campaign_id, recipients.c.status)
 # No more indexes on recipients: every one is rewritten by each claim and each outcome (twice per

@@ -13,6 +13,7 @@ import functools
 from phonenumbers import PhoneNumber
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 from phonenumbers.timezone import time_zones_for_number
+from phonenumbers.tzdata import TIMEZONE_DATA
 
 from watui.errors import InvalidPhone
 from watui.rules import unknown_zone_problem, zone_key
@@ -43,11 +44,28 @@ def number_zones(e164: str) -> tuple[str, ...]:
     for length in (1, 2, 3):
         code = int(digits[:length])
         if code in COUNTRY_CODE_TO_REGION_CODE:
-            return _zones(code, int(digits[length:]))
+            return _zones(code, digits[length:])
     return ()
 
 
-@functools.lru_cache(maxsize=65_536)
-def _zones(code: int, national: int) -> tuple[str, ...]:
-    found = time_zones_for_number(PhoneNumber(country_code=code, national_number=national))
+def _zones(code: int, national: str) -> tuple[str, ...]:
+    """phonenumbers' answer; at once for a country whose numbers all share one set of zones
+    (its data has no prefix longer than the country code), where time_zones_for_number would
+    spend most of its time telling the number's type apart for the same answer."""
+    found = _country_zones(code)
+    if found is None:
+        zeros = len(national) - len(national.lstrip("0"))  # Italy's numbers keep theirs
+        found = time_zones_for_number(PhoneNumber(
+            country_code=code, national_number=int(national), italian_leading_zero=zeros > 0 or None,
+            number_of_leading_zeros=zeros if zeros > 1 else None,
+        ))
     return tuple(zone for zone in found if zone != _UNKNOWN_ZONE)
+
+
+@functools.cache
+def _country_zones(code: int) -> tuple[str, ...] | None:
+    """The zones of every number of the country code, when its data does not split it."""
+    prefix = str(code)
+    if any(key.startswith(prefix) and key != prefix for key in TIMEZONE_DATA):
+        return None
+    return TIMEZONE_DATA.get(prefix)

@@ -38,10 +38,13 @@ def _claim_statement(statuses: int, zoned: bool = False) -> str:
     ``$5`` in all: UNION ALL under a LIMIT locks only the rows it takes. The rows come back as
     one JSON value, earlier statuses first. ``zoned``: only rows whose tz is in the array
     parameter after the statuses (their send window is open)."""
-    in_zones = f"AND tz = ANY(${6 + statuses}::text[]) " if zoned else ""
+    # One zone at a time (a LATERAL per zone key), so that each walks ix_recipients_zone_claim
+    # in order instead of passing every row of the closed zones.
+    zones = f"unnest(${6 + statuses}::text[]) AS zone(key), LATERAL " if zoned else ""
+    in_zone = "AND tz = zone.key " if zoned else ""
     picks = "\n    UNION ALL\n    ".join(
-        f"SELECT * FROM (SELECT id, status FROM recipients WHERE step_id = $4 "
-        f"AND status = ${6 + index} AND next_attempt_at <= $3 {in_zones}ORDER BY next_attempt_at "
+        f"SELECT due_{index}.* FROM {zones}(SELECT id, status FROM recipients WHERE step_id = $4 "
+        f"AND status = ${6 + index} AND next_attempt_at <= $3 {in_zone}ORDER BY next_attempt_at "
         f"LIMIT $5 FOR UPDATE SKIP LOCKED) AS due_{index}"
         for index in range(statuses)
     )
