@@ -158,3 +158,12 @@ def test_number_zones_are_phonenumbers_own_for_every_regions_example_numbers() -
             assert number_zones(e164) == wanted, (region, kind, e164)
             checked += 1
     assert checked > 500
+
+
+def test_zone_keys_read_again_take_effect_at_once() -> None:
+    """Rows requeued in a zone that was done: the next gate names that zone, without waiting
+    for a window edge."""
+    plan = schedule(window="09:00-20:00", keys=("Europe/Madrid",))
+    assert plan.gate(at("2026-12-07T12:00")).zones == ("Europe/Madrid",)
+    plan.set_zone_keys(["Europe/Madrid", "Europe/Paris"])
+    assert plan.gate(at("2026-12-07T12:00:01")).zones == ("Europe/Madrid", "Europe/Paris")

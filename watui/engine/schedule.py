@@ -63,6 +63,12 @@ class SendSchedule:
         window = parse_send_window(campaign.send_window) if campaign.send_window else None
         return cls(Schedule(campaign.start_at, window, campaign.deadline), zone_keys)
 
+    def set_zone_keys(self, zone_keys: Sequence[str]) -> None:
+        """The zone keys of the rows still to send, read again (a person may have requeued
+        rows of a zone that was done); the open ones are worked out afresh."""
+        self.zone_keys = tuple(zone_keys)
+        self._recheck_at = float("-inf")
+
     @property
     def deadline(self) -> float | None:
         return self.schedule.deadline

@@ -343,6 +343,7 @@ class CampaignSender:
         self._claiming = None
         self.window.give(granted - len(rows))
         if rows:
+            self.waiting = None
             self._ready.extend(rows)
             self._ready_event.set()
         else:
@@ -375,7 +376,13 @@ class CampaignSender:
                 return
         if zones is not None:
             due = await timing.next_claimable_at(self.db, step.id, zones)
-            if due is None:  # the open zones are done: the rest wait for their windows
+            if due is None and self.window.used == 0 and not self._ready:
+                # The open zones are done and nothing is in flight (whose answers may bring
+                # retries): the rest wait for their windows.
+                self.schedule.set_zone_keys(await timing.zone_keys(self.db, self.campaign_id))
+                gate = self.schedule.gate(time.time())
+                if gate.kind is GateKind.OPEN and gate.zones != zones:
+                    return  # requeued rows in a zone that had been done: claim them
                 await self._wait_for_gate(self.schedule.closed(time.time()))
                 return
         else:
@@ -392,7 +399,6 @@ class CampaignSender:
         the schedule says not now."""
         gate = self.schedule.gate(time.time())
         if gate.kind is GateKind.OPEN:
-            self.waiting = None
             return True, gate.zones
         if gate.kind is GateKind.PAST_DEADLINE:
             self.pause(gate.reason, by_safety_rule=True)

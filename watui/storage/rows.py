@@ -79,6 +79,9 @@ class CampaignRecord:
             "started_at": iso_utc(self.started_at),
             "finished_at": iso_utc(self.finished_at),
             "rate": self.rate,
+            "start_at": iso_utc(self.start_at),
+            "send_window": self.send_window,
+            "deadline": iso_utc(self.deadline),
         }
 
     @property
