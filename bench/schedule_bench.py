@@ -77,7 +77,7 @@ async def measure(url: str, contacts: Path, rows: int) -> None:
     print(f"  import {queued:,} rows: {queued / plain:,.0f} rows/s without a window, "
           f"{queued / windowed:,.0f} rows/s with one (zone keys)")
     print(f"  claim of {CLAIM_ROWS}: {await claim_ms(url, 'plain', False):.1f} ms without zones; "
-          f"{await claim_ms(url, 'windowed', True):.1f} ms with tz IN (open), "
+          f"{await claim_ms(url, 'windowed', True):.1f} ms of the open zone, "
           f"{rows * 2 // 3:,} closed rows ahead of them")
 
 
