@@ -48,7 +48,7 @@ async def test_setup_marks_a_start_time_without_zone_and_a_bad_window(
 async def test_the_app_starts_a_scheduled_campaign_when_its_start_comes(
     backend: LiveBackend, mock_api: MockCloudApi, tmp_path: Path  # noqa: F811
 ) -> None:
-    start = time.time() + 1.5
+    start = time.time() + 1.0
     await backend.create_campaign(CampaignSpec(
         "at-noon",
         (StepSpec("order_update", "en_US", str(contacts(tmp_path, 30)), ("first_name", "order"),

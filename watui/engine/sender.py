@@ -197,6 +197,9 @@ class CampaignSender:
         campaign = await campaign_store.campaign_row(self.db, self.campaign_id)
         self._retry = campaign_store.retry_policy(campaign, self.settings.retry)
         self.schedule = SendSchedule.of(campaign, await timing.zone_keys(self.db, self.campaign_id))
+        if not await self._wait_for_start():
+            self._finished.set()  # stopped before its start: still scheduled, as it was
+            return RunOutcome(RunStatus.STOPPED, "stopped before the campaign's start time")
         self._control.attempts_seen = await deliveries.last_attempt_id(self.db)
         await self._control.recover_in_doubt()
         await campaign_store.set_campaign_status(self.db, self.campaign_id, CampaignStatus.RUNNING)
@@ -405,6 +408,16 @@ class CampaignSender:
         else:
             await self._wait_for_gate(gate)
         return False, None
+
+    async def _wait_for_start(self) -> bool:
+        """Before its start time, wait (nothing claimed, the campaign's status untouched, so a
+        stop leaves it scheduled); False when stopped meanwhile."""
+        while not self._stopping.is_set():
+            gate = self.schedule.gate(time.time())
+            if gate.kind is not GateKind.NOT_STARTED:
+                return True
+            await self._wait_for_gate(gate)
+        return False
 
     async def _wait_for_gate(self, gate: Gate) -> None:
         """Wait (saying why, once) until the schedule may allow sending; nothing in flight
