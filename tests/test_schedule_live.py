@@ -233,3 +233,30 @@ async def test_a_stop_before_the_start_leaves_the_campaign_scheduled(
     assert outcome.status is RunStatus.STOPPED and not mock_api.ledger
     campaign = await campaign_row(database, created.campaign_id)
     assert (campaign.status, campaign.pause_reason, campaign.sent) == ("draft", None, 0)
+
+
+def test_campaign_create_names_each_bad_time_in_one_line_and_creates_nothing(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    contacts = contacts_file(tmp_path, numbers(2)).path
+    base = ["--database-url", database_url, "campaign", "create"]
+    step = ["--template", "welcome", "--language", "en_US", "--contacts", str(contacts),
+            "--body-params", "name"]
+    code = main([*base, "spring", *step, "--start-at", "2026-12-07T09:00",
+                 "--send-window", "9-20", "--deadline", "2026-12-08T20:00 Mars/Olympus"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("watui: error: "), err
+    assert "'2026-12-07T09:00' has no offset or time zone: add one" in err and "(--start-at)" in err
+    assert "(--send-window)" in err and "unknown time zone 'Mars/Olympus'" in err
+    spec = tmp_path / "spring.toml"
+    spec.write_text(
+        f'name = "spring"\nstart_at = 2026-12-07T09:00:00\nsend_window = "09:00-20:00"\n'
+        f'[[steps]]\ntemplate = "welcome"\nlanguage = "en_US"\ncontacts = "{contacts}"\n'
+        f'body_params = ["name"]\n'
+    )
+    code = main([*base, "--spec", str(spec)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "no offset or time zone" in err
+    assert err.rstrip().endswith("(start_at)"), err
+    assert main(["--database-url", database_url, "campaign", "list", "--json"]) == 0
+    assert capsys.readouterr().out.strip() == "[]"
