@@ -461,7 +461,7 @@ def _zone_or_none(name: str) -> ZoneInfo | None:
         return None
 
 
-def unknown_zone_problem(name: str) -> str | None:
+def unknown_zone_reason(name: str) -> str | None:
     """Why ``name`` is not a time zone (one line), or None when it is one."""
     if _zone_or_none(name) is None:
         return f"unknown time zone {name!r}: give an IANA name such as Europe/Madrid"

@@ -16,7 +16,7 @@ from phonenumbers.timezone import time_zones_for_number
 from phonenumbers.tzdata import TIMEZONE_DATA
 
 from watui.errors import InvalidPhone
-from watui.rules import unknown_zone_problem, zone_key
+from watui.rules import unknown_zone_reason, zone_key
 
 #: What phonenumbers answers when it knows no zone for a number.
 _UNKNOWN_ZONE = "Etc/Unknown"
@@ -27,8 +27,8 @@ def recipient_zone_key(e164: str, given: str | None) -> str:
     must then be open in all of them). InvalidPhone (the row's reject reason) when neither
     names a zone."""
     if given:
-        if problem := unknown_zone_problem(given):
-            raise InvalidPhone(f"{problem} (tz column)")
+        if reason := unknown_zone_reason(given):
+            raise InvalidPhone(f"{reason} (tz column)")
         return given
     zones = number_zones(e164)
     if not zones:
