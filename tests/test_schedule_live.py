@@ -20,7 +20,7 @@ from tests.test_engine_http import TOKEN, accepted_per_phone, env_for, run_cli, 
 from watui.cli.main import main
 from watui.cli.run import ProgressLine
 from watui.engine.runner import run_campaign
-from watui.engine.sender import CampaignSender, RunStatus
+from watui.engine.sender import CampaignSender, RunOutcome, RunStatus
 from watui.mockapi.server import MockCloudApi
 from watui.rules import WINDOW_WAIT_REASON
 from watui.storage import claims, dialects
@@ -77,6 +77,20 @@ async def until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-un
         await asyncio.sleep(0.02)
 
 
+async def stopped_once_waiting(
+    database: Database, mock_api: MockCloudApi, campaign_id: int
+) -> tuple[CampaignSender, RunOutcome]:
+    """Run the campaign until its sender waits (for its start or a window), then stop it as
+    Ctrl-C would."""
+    settings = settings_for(database.url, mock_api)
+    async with WhatsAppClient(settings.whatsapp, settings.http) as client:
+        sender = CampaignSender(database, client, settings, campaign_id)
+        running = asyncio.create_task(sender.run())
+        await until(lambda: sender.waiting is not None)
+        sender.request_stop()
+        return sender, await asyncio.wait_for(running, 10)
+
+
 async def test_only_recipients_whose_window_is_open_are_sent_across_zones(
     database: Database, mock_api: MockCloudApi, tmp_path: Path
 ) -> None:
@@ -92,13 +106,7 @@ async def test_only_recipients_whose_window_is_open_are_sent_across_zones(
         keys = dict((await conn.execute(select(recipients.c.phone, recipients.c.tz))).all())
     assert keys[SPANISH_MOBILE] == "Atlantic/Canary|Europe/Madrid"
     assert keys[CHICAGO_IN_PARIS] == "Europe/Paris"
-    settings = settings_for(database.url, mock_api)
-    async with WhatsAppClient(settings.whatsapp, settings.http) as client:
-        sender = CampaignSender(database, client, settings, created.campaign_id)
-        running = asyncio.create_task(sender.run())
-        await until(lambda: sender.waiting is not None)
-        sender.request_stop()
-        outcome = await asyncio.wait_for(running, 10)
+    sender, outcome = await stopped_once_waiting(database, mock_api, created.campaign_id)
     assert outcome.status is RunStatus.STOPPED
     assert sender.waiting is not None
     assert sender.waiting.reason.startswith("outside every recipient's window until ")
@@ -223,13 +231,7 @@ async def test_a_stop_before_the_start_leaves_the_campaign_scheduled(
         database, "tomorrow", [NewStep("welcome", "en_US", contacts_file(tmp_path, numbers(3)))],
         start_at=iso(time.time() + 3600),
     )
-    settings = settings_for(database.url, mock_api)
-    async with WhatsAppClient(settings.whatsapp, settings.http) as client:
-        sender = CampaignSender(database, client, settings, created.campaign_id)
-        running = asyncio.create_task(sender.run())
-        await until(lambda: sender.waiting is not None)
-        sender.request_stop()
-        outcome = await asyncio.wait_for(running, 5)
+    _, outcome = await stopped_once_waiting(database, mock_api, created.campaign_id)
     assert outcome.status is RunStatus.STOPPED and not mock_api.ledger
     campaign = await campaign_row(database, created.campaign_id)
     assert (campaign.status, campaign.pause_reason, campaign.sent) == ("draft", None, 0)
