@@ -370,6 +370,9 @@ class FakeBackend:
     async def start(self, name: str) -> None:
         self._set_status(name, "start", CampaignState.RUNNING)
 
+    async def start_due_campaigns(self) -> list[str]:
+        return []  # the fake's campaigns have no start time
+
     async def pause(self, name: str) -> None:
         self._set_status(name, "pause", CampaignState.PAUSED, reason="Paused by you")
 

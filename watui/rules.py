@@ -7,12 +7,18 @@ CLI names its options for the field, the setup screen marks the field.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, time, timedelta, tzinfo
 from enum import StrEnum
+from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+T = TypeVar("T")
 
 # ----- limits -----
 
@@ -40,6 +46,9 @@ class Field(StrEnum):
     MAX_RETRIES = "max_retries"
     RETRY_DELAYS = "retry_delays"
     SENDERS = "senders"
+    START_AT = "start_at"
+    SEND_WINDOW = "send_window"
+    DEADLINE = "deadline"
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,3 +384,175 @@ def language_problem(template: str, language: str, synced_languages: Iterable[st
 
 def _article(word: str | None) -> str:
     return "an" if (word or "x")[0] in "aeiou" else "a"
+
+
+# ----- when to send: start time, daily send window in each recipient's zone, deadline -----
+
+#: A recipient's zone key joins the IANA zones its number may be in: "America/Chicago" or
+#: "America/Chicago|America/New_York" (the window must be open in all of them).
+ZONE_SEPARATOR = "|"
+#: Why a campaign is paused when ``watui run --due`` left it outside every recipient's send
+#: window: the next ``--due`` picks it up again.
+WINDOW_WAIT_REASON = "outside every recipient's send window"
+#: How far ahead the next opening of a window is looked for: a window open in no day of it
+#: (zones too far apart for their windows to overlap) never opens.
+LOOK_AHEAD_DAYS = 3
+_WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class SendWindow:
+    """A daily window in the recipient's local time, [opens, closes); one that closes before it
+    opens crosses midnight (22:00-06:00)."""
+
+    opens: int  # minutes after local midnight
+    closes: int
+
+    def __str__(self) -> str:
+        return f"{_hh_mm(self.opens)}-{_hh_mm(self.closes)}"
+
+    def is_open_at(self, local: datetime) -> bool:
+        minute = local.hour * 60 + local.minute + local.second / 60
+        if self.opens < self.closes:
+            return self.opens <= minute < self.closes
+        return minute >= self.opens or minute < self.closes
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When a campaign may send: not before ``start_at``, only inside ``window`` in each
+    recipient's zone, never after ``deadline`` (epoch seconds; None: no such limit)."""
+
+    start_at: float | None = None
+    window: SendWindow | None = None
+    deadline: float | None = None
+
+
+def _hh_mm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def parse_send_window(text: str) -> SendWindow:
+    """``09:00-20:00`` (or ``22:00-06:00`` across midnight); ValueError saying what to give."""
+    match = _WINDOW.match(text)
+    hint = "give it as HH:MM-HH:MM in the recipient's local time, e.g. 09:00-20:00"
+    if not match:
+        raise ValueError(f"send window {text!r} is not a time range: {hint}")
+    hours_open, minutes_open, hours_close, minutes_close = (int(part) for part in match.groups())
+    if hours_open > 23 or hours_close > 24 or minutes_open > 59 or minutes_close > 59 or (
+        hours_close == 24 and minutes_close
+    ):
+        raise ValueError(f"send window {text!r} has an hour or minute out of range: {hint}")
+    window = SendWindow(hours_open * 60 + minutes_open, (hours_close * 60 + minutes_close) % 1440)
+    if window.opens == window.closes:
+        raise ValueError(f"send window {text!r} opens and closes at the same time: {hint}")
+    return window
+
+
+def parse_moment(text: str, what: str) -> float:
+    """An ISO 8601 time with an offset (``2026-12-07T09:00+01:00``, ``...Z``) or a zone name
+    (``2026-12-07T09:00 Europe/Madrid``) as epoch seconds; ValueError saying what to give. A
+    time with neither is refused: whose 09:00 it is would be a guess."""
+    example = "e.g. 2026-12-07T09:00+01:00 or 2026-12-07T09:00 Europe/Madrid"
+    stamp, _, zone_name = text.strip().replace("[", " ").rstrip("]").rpartition(" ")
+    if not (stamp and zone_name[:1].isalpha()):
+        stamp, zone_name = text.strip(), ""
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        raise ValueError(f"{what} {text!r} is not an ISO 8601 time: {example}") from None
+    zone: tzinfo | None = _zone_or_none(zone_name) if zone_name else None
+    if zone_name and zone is None:
+        raise ValueError(f"{what} {text!r} names an unknown time zone {zone_name!r}: "
+                         f"give an IANA zone name, {example}")
+    if moment.tzinfo is not None and zone is not None:
+        raise ValueError(f"{what} {text!r} has both an offset and a zone: give one, {example}")
+    if moment.tzinfo is None and zone is None:
+        raise ValueError(f"{what} {text!r} has no offset or time zone: add one, {example}")
+    return (moment if zone is None else moment.replace(tzinfo=zone)).timestamp()
+
+
+def schedule_from_text(
+    start_at: str | None, send_window: str | None, deadline: str | None, *, now: float
+) -> tuple[Schedule, list[Problem]]:
+    """The schedule as typed (empty or None: no such limit), and every problem with it."""
+    problems: list[Problem] = []
+
+    def parsed(field: Field, text: str | None, parse: Callable[[str], T]) -> T | None:
+        if text is None or not text.strip():
+            return None
+        try:
+            return parse(text)
+        except ValueError as error:
+            problems.append(Problem(field, str(error)))
+            return None
+
+    start = parsed(Field.START_AT, start_at, lambda text: parse_moment(text, "start time"))
+    window = parsed(Field.SEND_WINDOW, send_window, parse_send_window)
+    end = parsed(Field.DEADLINE, deadline, lambda text: parse_moment(text, "deadline"))
+    if end is not None and end <= now:
+        problems.append(Problem(Field.DEADLINE, f"deadline {deadline!r} has passed: give a later one"))
+    elif end is not None and start is not None and end <= start:
+        problems.append(Problem(
+            Field.DEADLINE, f"deadline {deadline!r} is not after the start time: give a later one"
+        ))
+    return Schedule(start, window, end), problems
+
+
+def zone_key(zones: Iterable[str]) -> str:
+    return ZONE_SEPARATOR.join(sorted(set(zones)))
+
+
+@functools.cache
+def _zone_or_none(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def unknown_zone_reason(name: str) -> str | None:
+    """Why ``name`` is not a time zone (one line), or None when it is one."""
+    if _zone_or_none(name) is None:
+        return f"unknown time zone {name!r}: give an IANA name such as Europe/Madrid"
+    return None
+
+
+def _zones(key: str) -> list[ZoneInfo]:
+    return [zone for name in key.split(ZONE_SEPARATOR) if (zone := _zone_or_none(name))]
+
+
+def key_is_open(window: SendWindow, key: str, now: float) -> bool:
+    """Open only when open in every zone of the key (the most restrictive)."""
+    return all(window.is_open_at(datetime.fromtimestamp(now, zone)) for zone in _zones(key))
+
+
+def _edges(window: SendWindow, zone: ZoneInfo, now: float) -> list[float]:
+    """The window's openings and closings in ``zone`` from now on (DST-correct: each is that
+    local wall time on its own day)."""
+    today = datetime.fromtimestamp(now, zone).date()
+    edges = []
+    for days in range(-1, LOOK_AHEAD_DAYS + 1):
+        day = today + timedelta(days=days)
+        for minutes in (window.opens, window.closes):
+            local = datetime.combine(day, time(minutes // 60, minutes % 60), tzinfo=zone)
+            edges.append(local.timestamp())
+    return sorted(edge for edge in edges if edge > now)
+
+
+def next_window_change(window: SendWindow, keys: Iterable[str], now: float) -> float | None:
+    """When the set of open keys may next change: the first edge of any of their zones."""
+    edges = [edge for key in keys for zone in _zones(key) for edge in _edges(window, zone, now)[:1]]
+    return min(edges, default=None)
+
+
+def next_opening(window: SendWindow, keys: Iterable[str], now: float) -> float | None:
+    """The first moment after ``now`` when some key is open; None within LOOK_AHEAD_DAYS."""
+    keys = list(keys)
+    candidates = sorted({
+        edge for key in keys for zone in _zones(key) for edge in _edges(window, zone, now)
+    })
+    for edge in candidates:
+        if any(key_is_open(window, key, edge) for key in keys):
+            return edge
+    return None

@@ -10,6 +10,7 @@ import sys
 import tomllib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,7 +47,13 @@ _STEP_KEYS = {
     "default_region": 'a two-letter region code such as "ES"',
 }
 _REQUIRED_STEP_KEYS = ("template", "language", "contacts")
-_TOP_KEYS = ("name", "rate", "max_retries", "retry_delays", "senders", "steps")
+_TOP_KEYS = (
+    "name", "rate", "max_retries", "retry_delays", "senders", "steps", "start_at", "send_window",
+    "deadline",
+)
+#: When to send: strings as --start-at, --send-window and --deadline take them (a TOML date-time
+#: is taken too).
+_SCHEDULE_KEYS = ("start_at", "send_window", "deadline")
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,9 @@ class CampaignRequest:
     max_retries: int | None = None
     retry_delays: list[float] | None = None
     senders: list[str] | None = None
+    start_at: str | None = None
+    send_window: str | None = None
+    deadline: str | None = None
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -123,6 +133,14 @@ def _register_create(commands: argparse._SubParsersAction[Any]) -> None:
         help="phone number IDs that send it, each recipient always from the same one "
         "(default: whatsapp.phone_number_id)",
     )
+    create.add_argument("--start-at", metavar="TIME", help="send from then on: ISO 8601 with an "
+                        "offset or zone, e.g. 2026-12-07T09:00+01:00 or '2026-12-07T09:00 "
+                        "Europe/Madrid'")
+    create.add_argument("--send-window", metavar="HH:MM-HH:MM", help="send only within these "
+                        "hours of each recipient's local time (zone from the number, or a tz "
+                        "column), e.g. 09:00-20:00")
+    create.add_argument("--deadline", metavar="TIME", help="pause rather than send after then "
+                        "(ISO 8601 with an offset or zone)")
     create.set_defaults(handler=_create)
 
 
@@ -151,6 +169,7 @@ def _create(args: argparse.Namespace) -> int:
             db, request.name, request.steps, rate=request.rate,
             max_retries=request.max_retries, retry_delays=request.retry_delays,
             senders=request.senders,
+            start_at=request.start_at, send_window=request.send_window, deadline=request.deadline,
         ),
         spec=bool(args.spec),
     )  # fmt: skip
@@ -208,6 +227,9 @@ def _from_options(args: argparse.Namespace) -> CampaignRequest:
         max_retries=args.max_retries,
         retry_delays=_retry_delays_option(args.retry_delays),
         senders=_senders_option(args.senders),
+        start_at=args.start_at,
+        send_window=args.send_window,
+        deadline=args.deadline,
     )
 
 
@@ -272,6 +294,9 @@ def _from_spec(args: argparse.Namespace) -> CampaignRequest:
         max_retries=request.max_retries if args.max_retries is None else args.max_retries,
         retry_delays=request.retry_delays if delays is None else delays,
         senders=request.senders if senders is None else senders,
+        start_at=args.start_at or request.start_at,
+        send_window=args.send_window or request.send_window,
+        deadline=args.deadline or request.deadline,
     )
 
 
@@ -325,7 +350,27 @@ def load_spec(spec: dict[str, Any], path: Path) -> CampaignRequest:
             f"{where}: needs at least one [[steps]] table with template, language and contacts"
         )
     steps = [_spec_step(table, i, path) for i, table in enumerate(tables, 1)]
-    return CampaignRequest(name, steps, rate, max_retries, retry_delays, senders)
+    start_at, send_window, deadline = (_spec_text(spec, key, where) for key in _SCHEDULE_KEYS)
+    return CampaignRequest(
+        name, steps, rate, max_retries, retry_delays, senders, start_at, send_window, deadline
+    )
+
+
+def _spec_text(spec: dict[str, Any], key: str, where: str) -> str | None:
+    """A schedule key as text: a string, or a TOML date-time (as ISO 8601)."""
+    value = spec.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise CliError(f'{where}: {key} must be a string, e.g. {key} = "{_SCHEDULE_EXAMPLES[key]}"')
+
+
+_SCHEDULE_EXAMPLES = {
+    "start_at": "2026-12-07T09:00+01:00",
+    "send_window": "09:00-20:00",
+    "deadline": "2026-12-08T20:00 Europe/Madrid",
+}
 
 
 def _is_number(value: object) -> bool:

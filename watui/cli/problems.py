@@ -22,6 +22,9 @@ OPTIONS: dict[Field, str] = {
     Field.MAX_RETRIES: "--max-retries",
     Field.RETRY_DELAYS: "--retry-delays",
     Field.SENDERS: "--senders",
+    Field.START_AT: "--start-at",
+    Field.SEND_WINDOW: "--send-window",
+    Field.DEADLINE: "--deadline",
 }
 
 

@@ -14,10 +14,10 @@ from watui.engine.runner import CampaignNotRunnable, Prepared, run_campaign
 from watui.engine.sender import CampaignSender, RunOutcome, RunStatus
 from watui.errors import ReceiverError
 from watui.receiver import WebhookReceiver, applying_receiver
-from watui.rules import RecipientStatus, rate_problem
+from watui.rules import WINDOW_WAIT_REASON, RecipientStatus, rate_problem
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
-from watui.storage import review
+from watui.storage import review, timing
 from watui.storage.database import Database
 from watui.storage.rows import CampaignRecord
 
@@ -30,7 +30,9 @@ RECEIVER_LINGER_S = 30.0
 
 def register(subparsers: Any) -> None:
     run = subparsers.add_parser("run", help="send a campaign to the end (headless)")
-    run.add_argument("name", help="campaign name")
+    run.add_argument("name", nargs="?", help="campaign name")
+    run.add_argument("--due", action="store_true", help="run every campaign due now (its start "
+                     "time has come), one after another, then return: for cron")
     run.add_argument("--rate", type=_positive_rate, help="messages/s for this run (default: settings)")
     run.add_argument("--quiet", action="store_true", help="no progress line")
     run.set_defaults(handler=_run_command)
@@ -59,7 +61,11 @@ def _positive_rate(text: str) -> float:
 def _run_command(args: argparse.Namespace) -> int:
     from watui.cli.main import settings_from_args
 
+    if args.due == bool(args.name):
+        raise CliError("give a campaign NAME, or --due to run every campaign due now (not both)")
     settings = settings_from_args(args)
+    if args.due:
+        return _run_due_command(settings, args)
     display = ProgressLine(enabled=not args.quiet)
     try:
         outcome, prepared = asyncio.run(_run_with_receiver(settings, args.name, args.rate, display))
@@ -70,18 +76,56 @@ def _run_command(args: argparse.Namespace) -> int:
     return asyncio.run(_summarise(settings.database_url, prepared, outcome.status, outcome.reason))
 
 
+def _run_due_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Each campaign due now, in turn; one outside every recipient's window is left paused
+    (WINDOW_WAIT_REASON) for the next --due. The worst exit code of them all."""
+    async def due_names() -> list[str]:
+        async with Database(settings.database_url) as db:
+            return [row.name for row in await timing.due_campaigns(db, time.time())]
+
+    names = asyncio.run(due_names())
+    if not names:
+        print("no campaign is due", file=sys.stderr)
+    codes = [EXIT_OK]
+    for name in names:
+        display = ProgressLine(enabled=not args.quiet)
+        try:
+            outcome, prepared = asyncio.run(
+                _run_with_receiver(settings, name, args.rate, display, due=True)
+            )
+        except (CampaignNotRunnable, ReceiverError) as error:
+            raise CliError(str(error)) from None
+        finally:
+            display.stop()
+        if outcome.reason == WINDOW_WAIT_REASON:
+            print(f"{name}: {outcome.reason}; the next 'watui run --due' carries on",
+                  file=sys.stderr)
+            continue
+        codes.append(asyncio.run(
+            _summarise(settings.database_url, prepared, outcome.status, outcome.reason)
+        ))
+        if outcome.status is RunStatus.STOPPED:
+            break
+    return max(codes)
+
+
 async def _run_with_receiver(
-    settings: Settings, name: str, rate: float | None, display: ProgressLine
+    settings: Settings, name: str, rate: float | None, display: ProgressLine, *, due: bool = False
 ) -> tuple[RunOutcome, Prepared]:
-    """The run, with the webhook receiver (and its applier) beside it when webhook.enabled."""
+    """The run, with the webhook receiver (and its applier) beside it when webhook.enabled;
+    ``due``: pause outside every recipient's window instead of waiting (run --due)."""
     if not settings.webhook.enabled:
-        return await run_campaign(settings, name, rate=rate, on_start=display.start)
+        return await run_campaign(
+            settings, name, rate=rate, on_start=display.start, leave_outside_windows=due
+        )
     async with Database(settings.database_url) as db:
         receiver = applying_receiver(db, settings)
         url = await receiver.start()
         print(f"receiving webhooks on {url}", file=sys.stderr, flush=True)
         try:
-            result = await run_campaign(settings, name, rate=rate, on_start=display.start)
+            result = await run_campaign(
+                settings, name, rate=rate, on_start=display.start, leave_outside_windows=due
+            )
             await _until_quiet(receiver)
         finally:
             await receiver.stop()
@@ -126,7 +170,7 @@ async def _summarise(url: str, prepared: Prepared, status: RunStatus, reason: st
 
 
 #: Engine events worth a line of their own while `watui run` sends (the rest show in the UI).
-NOTABLE_EVENTS = {"warning", "throttled", "shared"}
+NOTABLE_EVENTS = {"warning", "throttled", "shared", "waiting"}
 
 
 class ProgressLine:

@@ -37,6 +37,9 @@ _FIELDS = (
     ("created_at", "Created"),
     ("started_at", "Started"),
     ("finished_at", "Finished"),
+    ("start_at", "Starts at"),
+    ("send_window", "Send window (local)"),
+    ("deadline", "Deadline"),
 )
 
 

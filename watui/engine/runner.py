@@ -90,8 +90,10 @@ async def run_campaign(
     rate: float | None = None,
     client_factory: Callable[[Settings], ClosingClient] | None = None,
     on_start: Callable[[CampaignSender, Prepared], Awaitable[None] | None] | None = None,
+    leave_outside_windows: bool = False,
 ) -> tuple[RunOutcome, Prepared]:
-    """Open the database and the client, run the campaign, close both (whatever happens)."""
+    """Open the database and the client, run the campaign, close both (whatever happens).
+    ``leave_outside_windows``: pause when every recipient's window is closed, not wait."""
     check_send_settings(settings)
     db = await Database(settings.database_url).open()
     try:
@@ -100,6 +102,7 @@ async def run_campaign(
         client = (client_factory or _default_client)(settings)
         try:
             sender = CampaignSender(db, client, settings, prepared.campaign_id, rate=chosen_rate)
+            sender.leave_when_outside_windows = leave_outside_windows
             remove_signals = install_stop_signals(sender)
             try:
                 if on_start is not None:

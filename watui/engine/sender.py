@@ -38,12 +38,13 @@ from watui.engine.metrics import EngineMetrics
 from watui.engine.number_health import NumberHealthWatcher
 from watui.engine.pacer import Pacer
 from watui.engine.safety import FailureRateRule
+from watui.engine.schedule import Gate, GateKind, SendSchedule, deadline_reason
 from watui.engine.window import CLAIM_LEAD, Window, window_size
 from watui.errors import CampaignError
-from watui.rules import CampaignStatus, RecipientStatus, recipient_callback
+from watui.rules import WINDOW_WAIT_REASON, CampaignStatus, RecipientStatus, Schedule, recipient_callback
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
-from watui.storage import claims, deliveries, leases, review
+from watui.storage import claims, deliveries, leases, review, timing
 from watui.storage.claims import StepInfo
 from watui.storage.database import DATABASE_UNAVAILABLE, Database
 from watui.storage.rows import RetryPolicy
@@ -141,6 +142,12 @@ class CampaignSender:
         self._low_water_mark = 1  # the dispatcher asks for a claim below this many ready rows
         #: Set by run(): the campaign's own retry policy where its row has one, else the settings'.
         self._retry: RetryPolicy
+        #: Set by run(): its start time, send window and deadline.
+        self.schedule = SendSchedule(Schedule(), ())
+        #: What the run waits for now (start time, a window): None while it may send.
+        self.waiting: Gate | None = None
+        #: Pause (WINDOW_WAIT_REASON) instead of waiting for a window: `watui run --due`.
+        self.leave_when_outside_windows = False
         self._batcher = OutcomeBatcher(
             db, campaign_id, self.owner,
             interval=settings.send.flush_interval_ms / 1000,
@@ -192,6 +199,10 @@ class CampaignSender:
         freeze_long_lived_objects()
         campaign = await campaign_store.campaign_row(self.db, self.campaign_id)
         self._retry = campaign_store.retry_policy(campaign, self.settings.retry)
+        self.schedule = SendSchedule.of(campaign, await timing.zone_keys(self.db, self.campaign_id))
+        if not await self._wait_for_start():
+            self._finished.set()  # stopped before its start: still scheduled, as it was
+            return RunOutcome(RunStatus.STOPPED, "stopped before the campaign's start time")
         self._control.attempts_seen = await deliveries.last_attempt_id(self.db)
         await self._control.recover_in_doubt()
         health = self._health_watcher(campaign.sender_ids(self.settings.whatsapp.phone_number_id))
@@ -207,10 +218,13 @@ class CampaignSender:
         ]
         control_task = asyncio.create_task(self._control.run(self._stopping), name="watui-control")
         health_task = asyncio.create_task(health.run(self._stopping), name="watui-number-health")
+        deadline = self._arm_deadline()
         with self._collector:
             try:
                 await self._stopping.wait()
             finally:
+                if deadline is not None:
+                    deadline.cancel()
                 await self._shutdown(tasks, control_task, batcher_task, health_task)
         return await self._settle()
 
@@ -325,6 +339,9 @@ class CampaignSender:
         step = self._step or await self._advance_step()
         if step is None:
             return
+        may_claim, zones = await self._schedule_allows()
+        if not may_claim:
+            return
         wanted = size
         if self._first_claim:
             # Small, so that sending starts after a short claim (5,000 rows took 26 ms on
@@ -339,7 +356,7 @@ class CampaignSender:
         # to us (they would sit in `sending` and turn in_doubt); _shutdown collects them.
         self._claiming = asyncio.ensure_future(claims.claim(
             self.db, step.id, self.owner, granted,
-            lease_seconds=self.settings.send.lease_seconds, now=now,
+            lease_seconds=self.settings.send.lease_seconds, now=now, zones=zones,
         ))
         try:
             rows = await asyncio.shield(self._claiming)
@@ -353,10 +370,11 @@ class CampaignSender:
         self._claiming = None
         self.window.give(granted - len(rows))
         if rows:
+            self.waiting = None
             self._ready.extend(rows)
             self._ready_event.set()
         else:
-            await self._wait_for_due(step)
+            await self._wait_for_due(step, zones)
 
     async def _release_orphan_claims(self) -> None:
         while self._orphan_claims:
@@ -376,18 +394,79 @@ class CampaignSender:
         self._step = step
         return step
 
-    async def _wait_for_due(self, step: StepInfo) -> None:
+    async def _wait_for_due(self, step: StepInfo, zones: tuple[str, ...] | None) -> None:
         """Nothing claimable now: wait for in-flight work or a due retry, or move on a step."""
         if self.window.used == 0 and not self._ready:
             upcoming = await claims.current_step(self.db, self.campaign_id)
             if upcoming is None or upcoming.id != step.id:
                 self._step = None
                 return
-        due = await claims.next_due_at(self.db, step.id)
+        if zones is not None:
+            due = await timing.next_claimable_at(self.db, step.id, zones)
+            if due is None and self.window.used == 0 and not self._ready:
+                # The open zones are done and nothing is in flight (whose answers may bring
+                # retries): the rest wait for their windows.
+                self.schedule.set_zone_keys(await timing.zone_keys(self.db, self.campaign_id))
+                gate = self.schedule.gate(time.time())
+                if gate.kind is GateKind.OPEN and gate.zones != zones:
+                    return  # requeued rows in a zone that had been done: claim them
+                await self._wait_for_gate(self.schedule.closed(time.time()))
+                return
+        else:
+            due = await claims.next_due_at(self.db, step.id)
         wait = IDLE_POLL if due is None else min(IDLE_POLL, max(0.01, due - time.time()))
         self._progress.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._progress.wait(), wait)
+
+    # ----- the schedule: start time, send windows, deadline -----
+
+    async def _schedule_allows(self) -> tuple[bool, tuple[str, ...] | None]:
+        """Whether to claim now, and from which zone keys (None: any); waits (or pauses) when
+        the schedule says not now."""
+        gate = self.schedule.gate(time.time())
+        if gate.kind is GateKind.OPEN:
+            return True, gate.zones
+        if gate.kind is GateKind.PAST_DEADLINE:
+            self.pause(gate.reason, by_safety_rule=True)
+        else:
+            await self._wait_for_gate(gate)
+        return False, None
+
+    async def _wait_for_start(self) -> bool:
+        """Before its start time, wait (nothing claimed, the campaign's status untouched, so a
+        stop leaves it scheduled); False when stopped meanwhile."""
+        while not self._stopping.is_set():
+            gate = self.schedule.gate(time.time())
+            if gate.kind is not GateKind.NOT_STARTED:
+                return True
+            await self._wait_for_gate(gate)
+        return False
+
+    async def _wait_for_gate(self, gate: Gate) -> None:
+        """Wait (saying why, once) until the schedule may allow sending; nothing in flight
+        is left behind: the batcher and the dispatcher carry on meanwhile."""
+        if gate.kind is GateKind.OUTSIDE_WINDOWS and self.leave_when_outside_windows:
+            if self.window.used == 0 and not self._ready:
+                self.pause(WINDOW_WAIT_REASON)
+                return
+            gate = Gate(gate.kind, gate.zones, time.time() + IDLE_POLL, gate.reason)
+        if self.waiting is None or self.waiting.reason != gate.reason:
+            self.metrics.event("waiting", gate.reason)
+        self.waiting = gate
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), gate.wait_seconds(time.time()))
+
+    def _arm_deadline(self) -> asyncio.TimerHandle | None:
+        """Pause at the deadline, whatever the run is doing then (a timer, not a check per
+        message)."""
+        deadline = self.schedule.deadline
+        if deadline is None:
+            return None
+        return asyncio.get_running_loop().call_later(
+            max(0.0, deadline - time.time()),
+            partial(self.pause, deadline_reason(deadline), by_safety_rule=True),
+        )
 
     def _outcomes_written(self, count: int) -> None:
         self.window.give(count)

@@ -20,10 +20,17 @@ from typing import Any, TypeVar
 from watui.contracts import RecipientParams
 from watui.engine.metrics import EngineMetrics, SenderFigures
 from watui.engine.runner import CampaignNotRunnable, check_send_settings, prepare
+from watui.engine.schedule import GateKind
 from watui.engine.sender import CampaignSender, RunOutcome
 from watui.errors import BackendError, InvalidCampaign, WatuiError
 from watui.receiver import WebhookReceiver, applying_receiver
-from watui.rules import REVIEWABLE_STATUSES, RecipientStatus, placeholder_names, rate_problem
+from watui.rules import (
+    REVIEWABLE_STATUSES,
+    WINDOW_WAIT_REASON,
+    RecipientStatus,
+    placeholder_names,
+    rate_problem,
+)
 from watui.service import exports
 from watui.service import numbers as numbers_view
 from watui.service import reports as delivery_reports
@@ -54,7 +61,7 @@ from watui.service.models import (
 from watui.service.settings_view import settings_rows
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
-from watui.storage import claims, creation, review
+from watui.storage import claims, creation, review, timing
 from watui.storage import templates as template_store
 from watui.storage.contacts import ContactsSource
 from watui.storage.database import Database
@@ -123,9 +130,12 @@ class LiveBackend:
         run = self._runs.get(campaign.name)
         rate = eta = None
         pending = campaign.pending
+        waiting = campaign.pause_reason == WINDOW_WAIT_REASON
         if run is not None and run.live:
             rate = run.sender.metrics.snapshot(seconds=10).current_rate
             eta = pending / rate if rate > 0 and pending else None
+            gate = run.sender.waiting
+            waiting = gate is not None and gate.kind is GateKind.OUTSIDE_WINDOWS
         return CampaignRow(
             name=campaign.name, status=CampaignState(campaign.status), total=campaign.total,
             sent=campaign.sent, failed=campaign.failed, pending=pending,
@@ -133,6 +143,7 @@ class LiveBackend:
             invalid=campaign.invalid, skipped=campaign.skipped, rate=rate, eta_seconds=eta,
             paused_reason=campaign.pause_reason, delivered=campaign.delivered, read=campaign.read,
             unconfirmed=campaign.unconfirmed, failed_after=campaign.failed_after,
+            start_at=campaign.start_at, deadline=campaign.deadline, waiting_for_window=waiting,
         )
 
     async def list_templates(self) -> list[TemplateInfo]:
@@ -236,6 +247,7 @@ class LiveBackend:
             self.db, spec.name, steps, rate=spec.rate,
             max_retries=spec.max_retries, retry_delays=spec.retry_delays,
             senders=list(spec.senders) or None,
+            start_at=spec.start_at, send_window=spec.send_window, deadline=spec.deadline,
         ))
         if spec.start_now:
             await self.start(spec.name)
@@ -261,6 +273,13 @@ class LiveBackend:
         run = _Run(sender, task, prepared.campaign_id)
         self._runs[name] = run
         task.add_done_callback(lambda done: self._finished(run, done))
+
+    async def start_due_campaigns(self) -> list[str]:
+        due = await _guard(timing.due_campaigns(self.db, time.time()))
+        names = [campaign.name for campaign in due if not self.is_sending(campaign.name)]
+        for name in names:
+            await self.start(name)
+        return names
 
     def _finished(self, run: _Run, task: asyncio.Task[RunOutcome]) -> None:
         if task.cancelled():

@@ -66,6 +66,9 @@ class CampaignRow(SharesOfSent):
     read: int = 0
     unconfirmed: int = 0
     failed_after: int = 0  # failures reported after acceptance (also in failed)
+    start_at: float | None = None  # when it may start sending (epoch seconds)
+    deadline: float | None = None  # past it the campaign pauses rather than send late
+    waiting_for_window: bool = False  # every recipient left is outside their send window
 
     @property
     def done(self) -> int:
@@ -173,6 +176,10 @@ class CampaignSpec:
     start_now: bool = False
     #: Phone number IDs that send it; empty: the configured whatsapp.phone_number_id.
     senders: tuple[str, ...] = ()
+    #: When to send, as typed (rules.schedule_from_text); empty: no such limit.
+    start_at: str = ""
+    send_window: str = ""
+    deadline: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,9 +74,12 @@ async def next_due_at(db: Database, step_id: int) -> float | None:
 
 
 async def claim(
-    db: Database, step_id: int, owner: str, limit: int, *, lease_seconds: float, now: float
+    db: Database, step_id: int, owner: str, limit: int, *, lease_seconds: float, now: float,
+    zones: Sequence[str] | None = None,
 ) -> list[ClaimedRecipient]:
-    """Lease up to ``limit`` due rows of one step (due retries first) and mark them sending.
+    """Lease up to ``limit`` due rows of one step (due retries first) and mark them sending;
+    with ``zones``, only rows whose zone key (recipients.tz) is one of them (their send window
+    is open).
 
     On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets several processes claim side by side.
     """
@@ -84,7 +87,7 @@ async def claim(
     async with kind.claim_transaction(db) as conn:
         found = await kind.claim_rows(
             conn, step_id=step_id, statuses=_CLAIMED_FIRST, limit=limit, owner=owner,
-            expires=now + lease_seconds, now=now,
+            expires=now + lease_seconds, now=now, zones=zones,
         )
     return [ClaimedRecipient(*row) for row in found]
 

@@ -17,9 +17,12 @@ from watui.contracts import RecipientParams
 from watui.errors import ContactsError, InvalidPhone
 from watui.rules import Field, MappedButton
 from watui.storage.phones import PhoneNormaliser
+from watui.storage.zones import recipient_zone_key
 
 #: A field longer than this is a broken file (or not a contacts file); the row is rejected.
 MAX_FIELD_CHARS = 64 * 1024
+#: The optional column naming a recipient's time zone (IANA), over the one its number gives.
+TZ_COLUMN = "tz"
 #: Enough bytes to tell binary data from text before parsing.
 SNIFF_BYTES = 8192
 
@@ -47,6 +50,8 @@ class ContactsSource:
     header_param: str | None = None
     buttons: tuple[ButtonParam, ...] = ()
     default_region: str | None = None
+    #: Give each row its zone key (recipients.tz): the campaign has a send window.
+    with_zones: bool = False
 
     def __post_init__(self) -> None:
         # In index order once, here: the stored mapping and every request follow it.
@@ -81,6 +86,7 @@ class _Layout:
     body: list[int]
     header: int | None
     buttons: list[tuple[ButtonParam, int]]
+    tz: int | None = None  # the TZ_COLUMN, when zones are wanted and the file has it
 
 
 class RowSink(Protocol):
@@ -89,7 +95,7 @@ class RowSink(Protocol):
     counts: ImportCounts
     seen: set[int]
 
-    def queue(self, line: int, phone: str, params: RecipientParams) -> None: ...
+    def queue(self, line: int, phone: str, params: RecipientParams, tz: str | None) -> None: ...
 
     def reject(
         self, line: int, phone_raw: str | None, reason: str, *, duplicate: bool = False
@@ -162,7 +168,12 @@ class ContactsReader:
                 (b, self._column_index(b.column, f"button {b.index}", Field.BUTTONS))
                 for b in src.buttons
             ],
+            tz=self._optional_column(TZ_COLUMN) if src.with_zones else None,
         )
+
+    def _optional_column(self, wanted: str) -> int | None:
+        folded = [i for i, name in enumerate(self.header) if name.casefold() == wanted]
+        return folded[0] if len(folded) == 1 else None
 
     def _column_index(self, wanted: str, role: str, field: Field) -> int:
         """Exact header match first, then a unique case-insensitive one."""
@@ -265,11 +276,12 @@ def judge_rows(reader: ContactsReader, sink: RowSink) -> Iterator[None]:
         (index, f"{column!r} ({role})")
         for (column, role), index in zip(mapped, _mapped_indexes(layout), strict=True)
     ]
+    zoned = reader.source.with_zones
     for line, row, broken in reader.rows():
         if row is None:
             sink.reject(line, None, broken or "malformed CSV row")
         else:
-            _take_row(sink, normaliser, layout, mapped_indexes, line, row)
+            _take_row(sink, normaliser, layout, mapped_indexes, line, row, zoned)
         yield
 
 
@@ -288,6 +300,7 @@ def _take_row(
     mapped_indexes: Sequence[tuple[int, str]],
     line: int,
     row: list[str],
+    zoned: bool,
 ) -> None:
     if len(row) != layout.width:
         raw_phone = row[layout.phone].strip() if len(row) > layout.phone else None
@@ -310,8 +323,16 @@ def _take_row(
     if key in job.seen:
         job.reject_duplicate(line, raw_phone, phone)
         return
+    tz = None
+    if zoned:
+        given = row[layout.tz].strip() if layout.tz is not None else None
+        try:
+            tz = recipient_zone_key(phone, given)
+        except InvalidPhone as error:
+            job.reject(line, raw_phone, str(error))
+            return
     job.seen.add(key)
-    job.queue(line, phone, _params(layout, row))
+    job.queue(line, phone, _params(layout, row), tz)
 
 
 def _params(layout: _Layout, row: list[str]) -> RecipientParams:

@@ -30,6 +30,7 @@ from watui.rules import (
     placeholder_names,
     rate_problem,
     retry_delays_problem,
+    schedule_from_text,
     senders_problem,
 )
 from watui.storage.campaigns import campaign_id_named
@@ -119,6 +120,9 @@ async def create_campaign(
     max_retries: int | None = None,
     retry_delays: Sequence[float] | None = None,
     senders: Sequence[str] | None = None,
+    start_at: str | None = None,
+    send_window: str | None = None,
+    deadline: str | None = None,
     clock: Clock = time.time,
 ) -> CreatedCampaign:
     """Create the campaign, its steps and their queued recipients in ONE transaction.
@@ -130,13 +134,18 @@ async def create_campaign(
     Every contacts file's header is checked before anything is written, and any failure rolls
     the whole campaign back. Raises CampaignExists, ContactsError, or InvalidCampaign with every
     problem of the campaign (name, rate, retries, each step's mapping against its template).
+    ``start_at``, ``send_window`` and ``deadline`` are as typed (rules.schedule_from_text); with
+    a window, each recipient's zone key is worked out once here.
     """
     name = name.strip()
     problems = _campaign_problems(name, step_specs, rate, max_retries, retry_delays, senders)
+    schedule, schedule_problems = schedule_from_text(start_at, send_window, deadline, now=clock())
+    problems.extend(schedule_problems)
     readers: list[ContactsReader] = []
     try:
         for spec in step_specs:
-            readers.append(ContactsReader(spec.contacts))
+            zoned = replace(spec.contacts, with_zones=schedule.window is not None)
+            readers.append(ContactsReader(zoned))
         async with db.begin() as conn:
             if await campaign_id_named(conn, name) is not None:
                 raise CampaignExists(f"a campaign named {name!r} already exists: pick another name")
@@ -151,6 +160,8 @@ async def create_campaign(
             columns = {
                 **_retry_columns(max_retries, retry_delays),
                 "senders": None if senders is None else json.dumps(list(senders)),
+                "start_at": schedule.start_at, "deadline": schedule.deadline,
+                "send_window": None if schedule.window is None else str(schedule.window),
             }
             campaign_id = await _insert_campaign(conn, name, rate, columns, now)
             created = CreatedCampaign(campaign_id, name)

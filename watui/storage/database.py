@@ -14,10 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from watui import __version__
 from watui.errors import StorageError
 from watui.storage.dialects import Dialect, dialect_for
-from watui.storage.schema import WEBHOOK_TABLES, metadata, number_health, schema_info
+from watui.storage.schema import (
+    WEBHOOK_TABLES,
+    ZONE_CLAIM_INDEX,
+    metadata,
+    number_health,
+    schema_info,
+)
 
 #: The schema version this watui writes. Bump it and append a step to MIGRATIONS together.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
@@ -87,9 +93,27 @@ async def _add_missing_columns(conn: AsyncConnection, table: str, statements: di
             await conn.execute(text(statement))
 
 
+_V5_CAMPAIGN_COLUMNS = {
+    "start_at": "ALTER TABLE campaigns ADD COLUMN start_at FLOAT",
+    "send_window": "ALTER TABLE campaigns ADD COLUMN send_window VARCHAR(11)",
+    "deadline": "ALTER TABLE campaigns ADD COLUMN deadline FLOAT",
+}
+_V5_RECIPIENT_COLUMNS = {"tz": "ALTER TABLE recipients ADD COLUMN tz VARCHAR(200)"}
+
+
+async def _add_send_times(conn: AsyncConnection) -> None:
+    """v5: when to send: campaigns.start_at, send_window and deadline, and recipients.tz (each
+    recipient's zone key) with its partial claim index. Like v2, what a database created by this
+    watui has is left alone."""
+    await _add_missing_columns(conn, "campaigns", _V5_CAMPAIGN_COLUMNS)
+    await _add_missing_columns(conn, "recipients", _V5_RECIPIENT_COLUMNS)
+    await conn.run_sync(lambda sync_conn: ZONE_CLAIM_INDEX.create(sync_conn, checkfirst=True))
+
+
 #: MIGRATIONS[n] takes a database at version n to n + 1. Never edit a released step.
 MIGRATIONS: list[Migration] = [
     _create_v1, _add_campaign_retry_policy, _add_webhook_tables, _add_number_choice_and_health,
+    _add_send_times,
 ]
 
 

@@ -32,7 +32,7 @@ MAX_RAW_PHONE_CHARS = 64
 #: (lease, wamid, errors, sent_at) stay NULL.
 _RECIPIENT_COLUMNS = (
     "campaign_id", "step_id", "line_no", "phone", "params", "status",
-    "attempts", "next_attempt_at", "possibly_sent", "updated_at", "sender",
+    "attempts", "next_attempt_at", "possibly_sent", "updated_at", "sender", "tz",
 )  # fmt: skip
 _QUEUED = RecipientStatus.QUEUED.value
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -60,7 +60,7 @@ class _StepImport:
         self.first_header: str | None = None
         self._insert_recipients: BatchInsert | None = None
 
-    def queue(self, line: int, phone: str, params: RecipientParams) -> None:
+    def queue(self, line: int, phone: str, params: RecipientParams, tz: str | None) -> None:
         self.queued_batch.append(
             (
                 self.campaign_id,
@@ -74,6 +74,7 @@ class _StepImport:
                 0,
                 self.now,
                 None if self.senders is None else sender_for(phone, self.senders),
+                tz,
             )
         )
         self.counts.queued += 1

@@ -53,6 +53,9 @@ class CampaignRecord:
     finished_at: float | None
     updated_at: float
     senders: str | None = None  # JSON list of phone_number_ids; None: the settings' number
+    start_at: float | None = None  # when to send (rules.Schedule); None: no such limit
+    send_window: str | None = None  # "09:00-20:00" in each recipient's local time
+    deadline: float | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> CampaignRecord:
@@ -79,6 +82,9 @@ class CampaignRecord:
             "finished_at": iso_utc(self.finished_at),
             "rate": self.rate,
             "senders": self.sender_ids() or None,  # None: the settings' number
+            "start_at": iso_utc(self.start_at),
+            "send_window": self.send_window,
+            "deadline": iso_utc(self.deadline),
         }
 
     def sender_ids(self, default: str | None = None) -> list[str]:

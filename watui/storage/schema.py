@@ -78,6 +78,11 @@ campaigns = Table(
     Column("updated_at", Float, nullable=False),
     # JSON list of phone_number_ids that send it; NULL: [settings.whatsapp.phone_number_id].
     Column("senders", Text, nullable=True),
+    # When to send (schema v5): not before start_at, inside send_window ("09:00-20:00") in each
+    # recipient's local time, never after deadline; NULL: no such limit.
+    Column("start_at", Float, nullable=True),
+    Column("send_window", String(11), nullable=True),
+    Column("deadline", Float, nullable=True),
 )
 
 steps = Table(
@@ -120,10 +125,20 @@ recipients = Table(
     Column("updated_at", Float, nullable=True),
     # The phone_number_id it is pinned to (rules.sender_for); NULL: the campaign's first sender.
     Column("sender", String(64), nullable=True),
+    # The recipient's zone key (rules.zone_key), set when the campaign has a send window.
+    Column("tz", String(200), nullable=True),
     UniqueConstraint("step_id", "phone", name="uq_recipients_step_phone"),
 )
 # The claim query: "due rows of this step in this status, oldest first".
 Index("ix_recipients_claim", recipients.c.step_id, recipients.c.status, recipients.c.next_attempt_at)
+# The claim of a campaign with a send window, one open zone at a time: "due rows of this step in
+# this status and zone, oldest first". Partial: rows without a zone key (campaigns without a
+# window, most of them) are not in it and cost no index writes.
+ZONE_CLAIM_INDEX = Index(
+    "ix_recipients_zone_claim", recipients.c.step_id, recipients.c.status, recipients.c.tz,
+    recipients.c.next_attempt_at,
+    sqlite_where=recipients.c.tz.is_not(None), postgresql_where=recipients.c.tz.is_not(None),
+)
 # "Count by status" and the retry queue's listing per campaign.
 Index("ix_recipients_campaign_status", recipients.c.campaign_id, recipients.c.status)
 # No more indexes on recipients: every one is rewritten by each claim and each outcome (twice per

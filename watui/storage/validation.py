@@ -47,7 +47,7 @@ class _Recorder:
         self.seen: set[int] = set()  # the importer's duplicate check: E.164 digits as ints
         self._first_lines: dict[str, int] = {}
 
-    def queue(self, line: int, phone: str, params: RecipientParams) -> None:
+    def queue(self, line: int, phone: str, params: RecipientParams, tz: str | None) -> None:
         self.counts.queued += 1
         self._first_lines[phone] = line
 

@@ -40,6 +40,8 @@ from watui.tui.screens.settings import SettingsScreen
 from watui.tui.screens.setup import SetupScreen
 
 HELP_SCREEN = "help"
+#: How often the UI looks for scheduled campaigns whose start has come (a cheap query).
+DUE_CHECK_SECONDS = 5.0
 
 #: The screens whose keys the help screen lists, in its order (each under its HELP_TITLE).
 SCREENS_WITH_KEYS: tuple[type[WatuiScreen], ...] = (
@@ -74,8 +76,11 @@ class WatuiApp(App[int]):
         startup: Callable[[WatuiApp], Awaitable[None]] | None = None,
         open_campaign: str | None = None,
         cleanup: Callable[[], Awaitable[None]] | None = None,
+        due_check_interval: float | None = DUE_CHECK_SECONDS,
     ) -> None:
         super().__init__()
+        self.due_check_interval = due_check_interval
+        self._due_trouble: str | None = None
         self.backend = backend
         self.clock = clock
         self.refresh_interval = refresh_interval
@@ -95,6 +100,25 @@ class WatuiApp(App[int]):
         self.push_screen(CampaignsScreen())
         if self._startup is not None:
             self.run_worker(self._start_up(), group="startup", exit_on_error=False)
+        if self.due_check_interval:
+            self.set_interval(self.due_check_interval, self._check_due, name="due")
+
+    def _check_due(self) -> None:
+        self.run_worker(self._start_due(), group="due", exclusive=True, exit_on_error=False)
+
+    async def _start_due(self) -> None:
+        """Start the scheduled campaigns whose start has come while the UI is open; a trouble
+        (no access token, say) is told once, not every few seconds."""
+        try:
+            started = await self.backend.start_due_campaigns()
+        except WatuiError as error:
+            if str(error) != self._due_trouble:
+                self._due_trouble = str(error)
+                self.notify(str(error), title="Scheduled campaign not started", severity="error")
+            return
+        self._due_trouble = None
+        for name in started:
+            self.notify(f"{name}: its start time has come, sending", title="Started")
 
     async def _start_up(self) -> None:
         """Work that needs the app's event loop (the demo's mock API and campaign), then the

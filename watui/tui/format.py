@@ -49,6 +49,12 @@ def bar(fraction: float, width: int) -> str:
     return text.ljust(width, "·")
 
 
+def day_time(at: float, now: float) -> str:
+    """Local 'HH:MM' on the day of ``now``, else 'MM-DD HH:MM' (a start time, a deadline)."""
+    same_day = time.localtime(at)[:3] == time.localtime(now)[:3]
+    return time.strftime("%H:%M" if same_day else "%m-%d %H:%M", time.localtime(at))
+
+
 def clock_time(at: float) -> str:
     """Local wall-clock time of day, 'HH:MM:SS'."""
     return time.strftime("%H:%M:%S", time.localtime(at))

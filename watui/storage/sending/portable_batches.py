@@ -9,6 +9,7 @@ storage.dialects, rather than looked up on each call.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import product
 from operator import itemgetter
 from typing import Any
 
@@ -99,6 +100,7 @@ class PortableBatches:
 
     def __init__(self, claim_statement: TextClause, owned_query: Select[Any]) -> None:
         self._claim_statement = claim_statement
+        self._claim_in_zone = _in_zone(claim_statement)
         self._owned_query = owned_query
 
     async def record_outcomes(
@@ -119,17 +121,18 @@ class PortableBatches:
 
     async def claim_rows(
         self, conn: AsyncConnection, *, step_id: int, statuses: Sequence[str], limit: int,
-        owner: str, expires: float, now: float,
+        owner: str, expires: float, now: float, zones: Sequence[str] | None = None,
     ) -> list[tuple[int, str, dict[str, Any], int]]:
         claimed: list[tuple[int, str, dict[str, Any], int]] = []
-        for status in statuses:
+        statement = self._claim_statement if zones is None else self._claim_in_zone
+        for status, zone in product(statuses, [None] if zones is None else zones):
             wanted = limit - len(claimed)
             if wanted <= 0:
                 break
             rows = await conn.execute(
-                self._claim_statement,
+                statement,
                 {"owner": owner, "expires": expires, "now": now, "step": step_id, "status": status,
-                 "limit": wanted},
+                 "limit": wanted, **({} if zone is None else {"zone": zone})},
             )
             # Rows unpacked as tuples: named access costs more, per row.
             claimed.extend((rid, phone, orjson.loads(params), attempts)
@@ -160,6 +163,14 @@ class PortableBatches:
     @staticmethod
     async def log_attempts(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
         await _LOG_ATTEMPTS_MANY.run(conn, rows)
+
+
+def _in_zone(claim_statement: TextClause) -> TextClause:
+    """The claim limited to rows of one zone key (``:zone``, its send window open), which
+    ix_recipients_zone_claim finds in order."""
+    due = "AND next_attempt_at <= :now"
+    assert due in claim_statement.text
+    return text(claim_statement.text.replace(due, f"AND tz = :zone {due}"))
 
 
 def _count_statuses(outcomes: Iterable[Outcome]) -> dict[str, int]:

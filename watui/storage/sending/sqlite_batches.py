@@ -25,6 +25,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
+from itertools import product
 from typing import Any, TypeVar, cast
 
 import aiosqlite
@@ -74,35 +75,46 @@ class ClaimRaced(OperationalError):
 _CLAIM_READ = """
 SELECT json_group_array(json_array(id, phone, json(params), attempts)) FROM (
     SELECT id, phone, params, attempts FROM recipients
-    WHERE step_id = ? AND status = ? AND next_attempt_at <= ?
+    WHERE step_id = ? AND status = ? AND next_attempt_at <= ?{zones}
     ORDER BY next_attempt_at LIMIT ?)
 """
+_CLAIM_READ_ANY_ZONE = _CLAIM_READ.format(zones="")
+#: Rows of one zone key whose send window is open: one zone at a time, so that the read walks
+#: ix_recipients_zone_claim in order instead of passing every row of the closed zones.
+_CLAIM_READ_IN_ZONE = _CLAIM_READ.format(zones=" AND tz = ?")
 _CLAIM_MARK = """
 UPDATE recipients SET status = 'sending', lease_owner = ?, lease_expires_at = ?, updated_at = ?
 WHERE id IN (SELECT value FROM json_each(?)) AND status = ?
 """
 
 
-def read_due(db: sqlite3.Connection, step_id: int, status: str, now: float, limit: int) -> str:
-    """Up to ``limit`` due rows of one status, as one JSON array of [id, phone, params, attempts]."""
-    found = db.execute(_CLAIM_READ, (step_id, status, now, limit)).fetchone()[0]
-    return str(found or "[]")
+def read_due(
+    db: sqlite3.Connection, step_id: int, status: str, now: float, limit: int,
+    zone: str | None = None,
+) -> str:
+    """Up to ``limit`` due rows of one status (of one zone key when given), as one JSON array
+    of [id, phone, params, attempts]."""
+    if zone is None:
+        found = db.execute(_CLAIM_READ_ANY_ZONE, (step_id, status, now, limit))
+    else:
+        found = db.execute(_CLAIM_READ_IN_ZONE, (step_id, status, now, zone, limit))
+    return str(found.fetchone()[0] or "[]")
 
 
 def _claim(
     db: sqlite3.Connection, *, step_id: int, statuses: Sequence[str], limit: int, owner: str,
-    expires: float, now: float,
+    expires: float, now: float, zones: Sequence[str] | None,
 ) -> list[list[Any]]:
     """In the driver's thread: read each status's due rows in turn, then mark only the rows
     read that are still in that status. Within this process writers take turns
     (Database.begin); if another process took some of them in between, the count does not
     match and the claim is undone: a row is never leased twice."""
     claimed: list[list[Any]] = []
-    for status in statuses:
+    for status, zone in product(statuses, [None] if zones is None else zones):
         wanted = limit - len(claimed)
         if wanted <= 0:
             break
-        rows: list[list[Any]] = orjson.loads(read_due(db, step_id, status, now, wanted))
+        rows: list[list[Any]] = orjson.loads(read_due(db, step_id, status, now, wanted, zone))
         if not rows:
             continue
         ids = orjson.dumps([row[0] for row in rows]).decode()
@@ -115,13 +127,13 @@ def _claim(
 
 async def claim_rows(
     conn: AsyncConnection, *, step_id: int, statuses: Sequence[str], limit: int, owner: str,
-    expires: float, now: float,
+    expires: float, now: float, zones: Sequence[str] | None = None,
 ) -> list[list[Any]]:
     """Lease up to ``limit`` due rows, taking ``statuses`` in order; [id, phone, params,
-    attempts] each."""
+    attempts] each. ``zones``: only rows whose tz is one of them."""
     return await in_driver_thread(conn, partial(
         _claim, step_id=step_id, statuses=statuses, limit=limit, owner=owner, expires=expires,
-        now=now,
+        now=now, zones=zones,
     ))
 
 

@@ -56,7 +56,9 @@ NARROW_STATUS_LABELS = {
 }
 
 
-def campaign_cells(row: CampaignRow, narrow: bool = False) -> tuple[Text | str, ...]:
+def campaign_cells(
+    row: CampaignRow, narrow: bool = False, now: float = 0.0
+) -> tuple[Text | str, ...]:
     """One table row; ``narrow`` (under 100 columns) trims (shorter names, the percent
     without its bar) so all columns fit in 80 with millions in the counts."""
     name = (
@@ -65,7 +67,7 @@ def campaign_cells(row: CampaignRow, narrow: bool = False) -> tuple[Text | str, 
         else row.name[: NARROW_NAME - 1] + "…"
     )
     labels = NARROW_STATUS_LABELS if narrow else STATUS_LABELS
-    status = labels.get(row.status, str(row.status))
+    status = schedule_label(row, narrow, now) or labels.get(row.status, str(row.status))
     running = row.status is CampaignState.RUNNING
     done = f"{row.progress * 100:3.0f}%"
     return (
@@ -79,6 +81,17 @@ def campaign_cells(row: CampaignRow, narrow: bool = False) -> tuple[Text | str, 
         _right(fmt.rate(row.rate) if running else "—"),
         _right(fmt.duration(row.eta_seconds) if running else "—"),
     )
+
+
+def schedule_label(row: CampaignRow, narrow: bool, now: float) -> str | None:
+    """"◷ scheduled 09:00" for a draft that starts by itself, "◷ waiting for window" while
+    every recipient left is outside their send window; None otherwise."""
+    if row.status is CampaignState.DRAFT and row.start_at is not None:
+        when = fmt.day_time(row.start_at, now)
+        return f"◷ {when}" if narrow else f"◷ scheduled {when}"
+    if row.waiting_for_window:
+        return "◷ window" if narrow else "◷ waiting for window"
+    return None
 
 
 def _delivery(row: CampaignRow) -> str:
@@ -138,8 +151,9 @@ class CampaignsScreen(WatuiScreen):
         wanted = {row.name: row for row in rows}
         for name in [name for name in self._rows if name not in wanted]:
             table.remove_row(name)
+        now = self.now()
         for row in rows:
-            cells = campaign_cells(row, narrow)
+            cells = campaign_cells(row, narrow, now)
             if row.name in self._rows:
                 if self._rows[row.name] != row:
                     # Widen as figures grow (0 -> 1,823; draft -> running): never cut a number.
@@ -169,6 +183,10 @@ class CampaignsScreen(WatuiScreen):
             parts = []
             if row.paused_reason:
                 parts.append(f"[b]Paused:[/b] {escape(row.paused_reason)}")
+            if row.status is CampaignState.DRAFT and row.start_at is not None:
+                parts.append(f"starts at {fmt.day_time(row.start_at, self.now())}")
+            if row.deadline is not None:
+                parts.append(f"deadline {fmt.day_time(row.deadline, self.now())}")
             if row.delivered_share is not None and row.read_share is not None:
                 parts.append(f"{fmt.percent(row.delivered_share)} delivered, "
                              f"{fmt.percent(row.read_share)} read of sent")

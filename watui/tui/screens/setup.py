@@ -27,6 +27,7 @@ from watui.rules import (
     header_takes_param,
     max_retries_problem,
     retry_delays_problem,
+    schedule_from_text,
     senders_problem,
 )
 from watui.service.models import (
@@ -61,6 +62,9 @@ FIELD_WIDGETS: dict[Field, str] = {
     Field.MAX_RETRIES: "f-retries",
     Field.RETRY_DELAYS: "f-delays",
     Field.SENDERS: "f-senders",
+    Field.START_AT: "f-start",
+    Field.SEND_WINDOW: "f-window",
+    Field.DEADLINE: "f-deadline",
 }
 T = TypeVar("T")
 
@@ -295,6 +299,24 @@ class SetupScreen(WatuiScreen):
             yield FormField("Max retries", TextInput(compact=True, id="max-retries"), id="f-retries")
             yield FormField(
                 "Retry delays (s)", TextInput(compact=True, id="retry-delays"), id="f-delays"
+            )
+            yield FormField(
+                "Start at",
+                TextInput(compact=True, id="start-at", placeholder="e.g. 2026-12-07T09:00 Europe/Madrid"),
+                hint="empty: when started; with an offset or zone name",
+                id="f-start",
+            )
+            yield FormField(
+                "Send window",
+                TextInput(compact=True, id="send-window", placeholder="e.g. 09:00-20:00"),
+                hint="in each recipient's local time (a tz column overrides the number's zone)",
+                id="f-window",
+            )
+            yield FormField(
+                "Deadline",
+                TextInput(compact=True, id="deadline", placeholder="e.g. 2026-12-08T20:00+01:00"),
+                hint="past it the campaign pauses rather than send late",
+                id="f-deadline",
             )
             yield Static("Test send", classes="section-title")
             yield FormField(
@@ -589,6 +611,11 @@ class SetupScreen(WatuiScreen):
         retry_delays = self._parsed("f-delays", "retry-delays", parse_delays)
         senders = self._parsed("f-senders", "senders", parse_senders)
         problems += sum(value is None for value in (rate, max_retries, retry_delays, senders))
+        when = (self.value("start-at"), self.value("send-window"), self.value("deadline"))
+        _, schedule_problems = schedule_from_text(*when, now=self.now())
+        for problem in schedule_problems:
+            self.field(FIELD_WIDGETS[problem.field]).set_error(problem.message)
+        problems += len(schedule_problems)
         steps = list(self.steps)
         if not steps or self._step_started():
             step = self.collect_step()
@@ -606,6 +633,9 @@ class SetupScreen(WatuiScreen):
             retry_delays=retry_delays,
             start_now=start_now,
             senders=senders,
+            start_at=when[0],
+            send_window=when[1],
+            deadline=when[2],
         )
 
     def _parsed(self, field_id: str, input_id: str, parse: Callable[[str], T]) -> T | None:
