@@ -46,7 +46,7 @@ _STEP_KEYS = {
     "default_region": 'a two-letter region code such as "ES"',
 }
 _REQUIRED_STEP_KEYS = ("template", "language", "contacts")
-_TOP_KEYS = ("name", "rate", "max_retries", "retry_delays", "steps")
+_TOP_KEYS = ("name", "rate", "max_retries", "retry_delays", "exclude", "steps")
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class CampaignRequest:
     rate: float | None = None
     max_retries: int | None = None
     retry_delays: list[float] | None = None
+    exclude: Path | None = None  # a CSV of numbers this campaign must not message
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -117,6 +118,9 @@ def _register_create(commands: argparse._SubParsersAction[Any]) -> None:
     create.add_argument(
         "--retry-delays", metavar="S1,S2", help="seconds before each retry, e.g. 5,10"
     )
+    create.add_argument(
+        "--exclude", metavar="FILE.csv", help="numbers (a phone column) this campaign must not message"
+    )
     create.set_defaults(handler=_create)
 
 
@@ -144,6 +148,7 @@ def _create(args: argparse.Namespace) -> int:
         lambda db: create_campaign(
             db, request.name, request.steps, rate=request.rate,
             max_retries=request.max_retries, retry_delays=request.retry_delays,
+            exclude=request.exclude,
         ),
         spec=bool(args.spec),
     )  # fmt: skip
@@ -193,6 +198,7 @@ def _from_options(args: argparse.Namespace) -> CampaignRequest:
         rate=args.rate,
         max_retries=args.max_retries,
         retry_delays=_retry_delays_option(args.retry_delays),
+        exclude=Path(args.exclude) if args.exclude else None,
     )
 
 
@@ -255,6 +261,7 @@ def _from_spec(args: argparse.Namespace) -> CampaignRequest:
         rate=request.rate if args.rate is None else args.rate,
         max_retries=request.max_retries if args.max_retries is None else args.max_retries,
         retry_delays=request.retry_delays if delays is None else delays,
+        exclude=Path(args.exclude) if args.exclude else request.exclude,
     )
 
 
@@ -300,7 +307,18 @@ def load_spec(spec: dict[str, Any], path: Path) -> CampaignRequest:
             f"{where}: needs at least one [[steps]] table with template, language and contacts"
         )
     steps = [_spec_step(table, i, path) for i, table in enumerate(tables, 1)]
-    return CampaignRequest(name, steps, rate, max_retries, retry_delays)
+    return CampaignRequest(name, steps, rate, max_retries, retry_delays, _spec_exclude(spec, path))
+
+
+def _spec_exclude(spec: dict[str, Any], path: Path) -> Path | None:
+    """``exclude = "do-not-contact.csv"``, relative to the spec file like the contacts."""
+    value = spec.get("exclude")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise CliError(f'spec file {path}: exclude must be a CSV path, e.g. exclude = "opted-out.csv"')
+    exclude = Path(value).expanduser()
+    return exclude if exclude.is_absolute() else path.parent / exclude
 
 
 def _is_number(value: object) -> bool:
@@ -368,16 +386,19 @@ def _print_created(created: CreatedCampaign, step_specs: Sequence[NewStep]) -> N
             f"{counts.queued:,}",
             f"{counts.invalid:,}",
             f"{counts.duplicates:,}",
+            f"{counts.suppressed:,}",
+            f"{counts.excluded:,}",
         ]
         for position, (spec, counts) in enumerate(zip(step_specs, created.steps, strict=True), 1)
     ]
-    print_table(["STEP", "TEMPLATE", "CONTACTS", "QUEUED", "INVALID", "DUPLICATES"], rows)
-    rejected = created.invalid + created.duplicates
+    print_table(["STEP", "TEMPLATE", "CONTACTS", "QUEUED", "INVALID", "DUPLICATES", "SUPPRESSED",
+                 "EXCLUDED"], rows)  # fmt: skip
     print(
         f"Total: {created.queued:,} queued, {created.invalid:,} invalid, "
-        f"{created.duplicates:,} duplicates"
+        f"{created.duplicates:,} duplicates, {created.suppressed:,} suppressed, "
+        f"{created.excluded:,} excluded"
     )
-    if rejected:
+    if created.rejected:
         print(f"See why with: watui campaign rejects {_quoted(created.name)}")
 
 

@@ -20,6 +20,7 @@ from watui.rules import RecipientStatus
 from watui.storage.database import Database
 from watui.storage.schema import PENDING, recipients, steps
 from watui.storage.sending.outcomes import ClaimedRecipient, FlushResult, Outcome
+from watui.storage.suppressions import skip_suppressed_claims
 
 _CLAIMED_FIRST = (RecipientStatus.RETRY.value, RecipientStatus.QUEUED.value)
 
@@ -79,6 +80,7 @@ async def claim(
     """Lease up to ``limit`` due rows of one step (due retries first) and mark them sending.
 
     On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets several processes claim side by side.
+    Rows whose number was suppressed while they were being claimed are skipped, not returned.
     """
     kind = db.kind
     async with kind.claim_transaction(db) as conn:
@@ -86,7 +88,8 @@ async def claim(
             conn, step_id=step_id, statuses=_CLAIMED_FIRST, limit=limit, owner=owner,
             expires=now + lease_seconds, now=now,
         )
-    return [ClaimedRecipient(*row) for row in found]
+    claimed = [ClaimedRecipient(*row) for row in found]
+    return await skip_suppressed_claims(db, step_id, owner, claimed, now=now)
 
 
 async def record_outcomes(

@@ -10,16 +10,18 @@ judge a row are contacts.py's, shared with validation.
 from __future__ import annotations
 
 import json
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watui.contracts import RecipientParams
-from watui.rules import RecipientStatus
+from watui.rules import EXCLUDED, RecipientStatus
 from watui.storage.contacts import ContactsReader, ImportCounts, guess_header_format, judge_rows
 from watui.storage.dialects import BatchInsert, Dialect
 from watui.storage.schema import recipients, rejects
+from watui.storage.suppressions import reject_suppressed
 
 #: Rows per executemany: large enough to amortise the round trip, small enough to stay light.
 BATCH_ROWS = 5_000
@@ -40,7 +42,8 @@ class _StepImport:
     """Holds the state of one step's import: the batches, the phones seen, the counts."""
 
     def __init__(
-        self, conn: AsyncConnection, kind: Dialect, campaign_id: int, step_id: int, now: float
+        self, conn: AsyncConnection, kind: Dialect, campaign_id: int, step_id: int, now: float,
+        excluded: AbstractSet[int] = frozenset(),
     ) -> None:
         self.conn = conn
         self.kind = kind
@@ -55,9 +58,14 @@ class _StepImport:
         self.queued_batch: list[tuple[Any, ...]] = []
         self.reject_batch: list[dict[str, Any]] = []
         self.first_header: str | None = None
+        self.excluded = excluded  # the campaign's exclusion file: E.164 digits as ints
         self._insert_recipients: BatchInsert | None = None
 
     def queue(self, line: int, phone: str, params: RecipientParams) -> None:
+        if self.excluded and int(phone[1:]) in self.excluded:
+            self._add_reject(line, phone, EXCLUDED)
+            self.counts.excluded += 1
+            return
         self.queued_batch.append(
             (
                 self.campaign_id,
@@ -79,6 +87,13 @@ class _StepImport:
     def reject(
         self, line: int, phone_raw: str | None, reason: str, *, duplicate: bool = False
     ) -> None:
+        self._add_reject(line, phone_raw, reason)
+        if duplicate:
+            self.counts.duplicates += 1
+        else:
+            self.counts.invalid += 1
+
+    def _add_reject(self, line: int, phone_raw: str | None, reason: str) -> None:
         self.reject_batch.append(
             {
                 "campaign_id": self.campaign_id,
@@ -88,13 +103,14 @@ class _StepImport:
                 "reason": reason,
             }
         )
-        if duplicate:
-            self.counts.duplicates += 1
-        else:
-            self.counts.invalid += 1
 
     def reject_duplicate(self, line: int, phone_raw: str, phone: str) -> None:
-        """A number already queued for this step; the reason gets its line at flush time."""
+        """A number already queued for this step; the reason gets its line at flush time. An
+        excluded number is excluded again (its first line is no recipient to name)."""
+        if self.excluded and int(phone[1:]) in self.excluded:
+            self._add_reject(line, phone_raw, EXCLUDED)
+            self.counts.excluded += 1
+            return
         self.reject(line, phone_raw, "duplicate", duplicate=True)
         self.unresolved_duplicates.append((self.reject_batch[-1], phone))
 
@@ -139,17 +155,23 @@ async def import_contacts(
     campaign_id: int,
     step_id: int,
     now: float,
+    excluded: AbstractSet[int] = frozenset(),
 ) -> ImportCounts:
     """Queue every valid, first-seen row of ``reader`` for the step; reject the others.
 
-    Runs inside the caller's transaction. Raises ContactsError when the file turns out to be
-    unreadable part-way (the caller's rollback then removes what was written).
+    Numbers in ``excluded`` (E.164 digits as ints) and numbers the suppression list stops are
+    rejects too ("excluded", "suppressed"), counted apart. Runs inside the caller's transaction.
+    Raises ContactsError when the file turns out to be unreadable part-way (the caller's
+    rollback then removes what was written).
     """
-    job = _StepImport(conn, kind, campaign_id, step_id, now)
+    job = _StepImport(conn, kind, campaign_id, step_id, now, excluded)
     for _ in judge_rows(reader, job):
         if job.batch_full:
             await job.flush()
     await job.flush()
+    suppressed = await reject_suppressed(conn, campaign_id, step_id)
+    job.counts.queued -= suppressed
+    job.counts.suppressed = suppressed
     if job.first_header is not None:
         job.counts.header_format = guess_header_format(job.first_header)
     return job.counts
