@@ -46,7 +46,7 @@ _STEP_KEYS = {
     "default_region": 'a two-letter region code such as "ES"',
 }
 _REQUIRED_STEP_KEYS = ("template", "language", "contacts")
-_TOP_KEYS = ("name", "rate", "max_retries", "retry_delays", "exclude", "steps")
+_TOP_KEYS = ("name", "rate", "max_retries", "retry_delays", "steps", "exclude")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from watui.service.models import (
     RetryTarget,
     SettingRow,
     StepSpec,
+    SuppressionPage,
     TemplateInfo,
     TestSendResult,
     ValidationReport,
@@ -100,6 +101,19 @@ class Backend(Protocol):
 
     async def send_test(self, spec: CampaignSpec | StepSpec | str, phone: str) -> TestSendResult:
         """Send the step's first template (or a campaign's by name) to one number now."""
+        ...
+
+    async def list_suppressions(self, containing: str, limit: int) -> SuppressionPage:
+        """The suppression list, newest first; ``containing``: only entries with that text."""
+        ...
+
+    async def suppress_numbers(self, phones: list[str], *, marketing_only: bool, note: str) -> int:
+        """Put the numbers on the list (all valid, or InvalidPhone and none); returns how many
+        were added. Their queued recipients in every campaign are skipped."""
+        ...
+
+    async def unsuppress_numbers(self, phones: list[str]) -> int:
+        """Take the numbers off the list; returns how many were on it."""
         ...
 
     def settings_view(self) -> list[SettingRow]:

@@ -26,6 +26,7 @@ from watui.receiver import WebhookReceiver, applying_receiver
 from watui.rules import REVIEWABLE_STATUSES, RecipientStatus, placeholder_names, rate_problem
 from watui.service import exports
 from watui.service import reports as delivery_reports
+from watui.service import suppressions as suppression_service
 from watui.service.models import (
     ButtonColumn,
     CampaignReport,
@@ -44,6 +45,8 @@ from watui.service.models import (
     RetryTarget,
     SettingRow,
     StepSpec,
+    SuppressionPage,
+    SuppressionRow,
     TemplateButton,
     TemplateInfo,
     TestSendResult,
@@ -53,6 +56,7 @@ from watui.service.settings_view import settings_rows
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
 from watui.storage import claims, creation, review
+from watui.storage import suppressions as suppression_store
 from watui.storage import templates as template_store
 from watui.storage.contacts import ContactsSource
 from watui.storage.database import Database
@@ -215,6 +219,20 @@ class LiveBackend:
         ))
         return RetryPage(tuple(_retry_row(row) for row in rows), total, offset)
 
+    async def list_suppressions(self, containing: str, limit: int) -> SuppressionPage:
+        entries = await suppression_store.list_suppressions(self.db, containing=containing, limit=limit)
+        rows = tuple(SuppressionRow(e.phone, e.scope, e.reason, e.detail, e.created_at) for e in entries)
+        return SuppressionPage(rows, await suppression_store.count_suppressions(self.db))
+
+    async def suppress_numbers(self, phones: list[str], *, marketing_only: bool, note: str) -> int:
+        done = await suppression_service.add_numbers(
+            self.db, phones, marketing_only=marketing_only, note=note
+        )
+        return done.added
+
+    async def unsuppress_numbers(self, phones: list[str]) -> int:
+        return await suppression_service.remove_numbers(self.db, phones)
+
     def settings_view(self) -> list[SettingRow]:
         return settings_rows(self.settings)
 
@@ -227,7 +245,7 @@ class LiveBackend:
         # The retry policy goes into the campaign's row: `watui run` and a restarted UI use it too.
         await _guard(creation.create_campaign(
             self.db, spec.name, steps, rate=spec.rate,
-            max_retries=spec.max_retries, retry_delays=spec.retry_delays,
+            max_retries=spec.max_retries, retry_delays=spec.retry_delays, exclude=spec.exclude,
         ))
         if spec.start_now:
             await self.start(spec.name)

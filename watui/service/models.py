@@ -7,6 +7,7 @@ UI can be built, tested and snapshotted against a fake backend with fixed data.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from watui.rules import (
     CampaignStatus,
@@ -171,6 +172,7 @@ class CampaignSpec:
     max_retries: int = 2
     retry_delays: tuple[float, ...] = (5.0, 10.0)
     start_now: bool = False
+    exclude: Path | None = None  # a CSV of numbers this campaign must not message
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,3 +337,20 @@ class SettingRow:
 
 #: The rows a requeue, skip or export acts on: picked ids, or everything matching a filter.
 RetryTarget = tuple[int, ...] | RetryFilter
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionRow:
+    """One number on the suppression list (``rules.SuppressionScope`` / ``SuppressionReason``)."""
+
+    phone: str
+    scope: str
+    reason: str
+    detail: str | None
+    since: float  # when it was added
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionPage:
+    rows: tuple[SuppressionRow, ...]
+    total: int  # every number on the list, whatever the filter

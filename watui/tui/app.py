@@ -27,6 +27,7 @@ from watui.tui.messages import (
     OpenRetryQueue,
     OpenSettings,
     OpenSetup,
+    OpenSuppression,
 )
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.screens.campaigns import CampaignsScreen
@@ -36,6 +37,7 @@ from watui.tui.screens.report import ReportScreen
 from watui.tui.screens.retry_queue import RetryQueueScreen
 from watui.tui.screens.settings import SettingsScreen
 from watui.tui.screens.setup import SetupScreen
+from watui.tui.screens.suppression import SuppressionScreen
 
 HELP_SCREEN = "help"
 
@@ -46,6 +48,7 @@ SCREENS_WITH_KEYS: tuple[type[WatuiScreen], ...] = (
     MonitorScreen,
     RetryQueueScreen,
     ReportScreen,
+    SuppressionScreen,
 )
 
 
@@ -175,6 +178,9 @@ class WatuiApp(App[int]):
 
     def on_open_settings(self, _: OpenSettings) -> None:
         self.push_screen(SettingsScreen())
+
+    def on_open_suppression(self, _: OpenSuppression) -> None:
+        self.push_screen(SuppressionScreen())
 
     def on_open_help(self, _: OpenHelp) -> None:
         self.action_help()

@@ -20,6 +20,7 @@ from watui.tui.messages import (
     OpenRetryQueue,
     OpenSettings,
     OpenSetup,
+    OpenSuppression,
 )
 from watui.tui.protocols import WatuiHost
 
@@ -63,6 +64,7 @@ class WatuiCommands(Provider):
             ("New campaign", "Open campaign setup", OpenSetup),
             ("Campaigns", "Back to the list of campaigns", GoHome),
             ("Settings", "Show the effective settings (secrets masked)", OpenSettings),
+            ("Suppression list", "Numbers no campaign may message: add, remove", OpenSuppression),
             ("Help", "Every key, screen by screen", OpenHelp),
         ]
 

@@ -41,6 +41,10 @@ class OpenSettings(Message):
     """Show the effective settings."""
 
 
+class OpenSuppression(Message):
+    """Show the suppression list (numbers no campaign may message)."""
+
+
 class OpenHelp(Message):
     """Show every key, screen by screen."""
 

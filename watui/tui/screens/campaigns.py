@@ -12,7 +12,14 @@ from textual.widgets import DataTable, Header, Static
 
 from watui.service.models import CampaignRow, CampaignState
 from watui.tui import format as fmt
-from watui.tui.messages import OpenMonitor, OpenReport, OpenRetryQueue, OpenSettings, OpenSetup
+from watui.tui.messages import (
+    OpenMonitor,
+    OpenReport,
+    OpenRetryQueue,
+    OpenSettings,
+    OpenSetup,
+    OpenSuppression,
+)
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.widgets.keybar import KeyBar
 from watui.tui.widgets.modals import ConfirmModal
@@ -101,6 +108,7 @@ class CampaignsScreen(WatuiScreen):
         Binding("t", "retry_queue", "Retry queue"),
         Binding("v", "report", "Report"),
         Binding("comma", "settings", "Settings", key_display=","),
+        Binding("u", "suppression", "Suppression list", show=False),
         Binding("q", "app.quit", "Quit"),
     ]
 
@@ -189,6 +197,9 @@ class CampaignsScreen(WatuiScreen):
 
     def action_settings(self) -> None:
         self.post_message(OpenSettings())
+
+    def action_suppression(self) -> None:
+        self.post_message(OpenSuppression())
 
     def action_retry_queue(self) -> None:
         if row := self.selected():
