@@ -11,9 +11,12 @@ from textual.widgets import Checkbox, DataTable, Input
 
 from tests.test_suppression import contacts_file, new_campaign, statuses, sync_template
 from tests.test_tui_live import wait_for
+from watui.errors import ContactsError
 from watui.service.live import LiveBackend
+from watui.service.models import CampaignSpec, StepSpec
 from watui.service.open import open_live_backend
 from watui.settings import Settings
+from watui.storage.campaigns import list_rejects
 from watui.storage.suppressions import list_suppressions
 from watui.tui.app import WatuiApp
 from watui.tui.screens.suppression import SuppressionScreen
@@ -68,3 +71,15 @@ async def test_add_filter_and_remove_numbers_from_the_campaigns_screen(
         await wait_for(pilot, lambda: not isinstance(app.screen, SuppressionScreen))
     entries = await list_suppressions(backend.db)
     assert [(e.phone, e.scope, e.reason) for e in entries] == [(PHONES[0], "marketing", "manual")]
+
+
+async def test_the_setups_exclusion_file_reaches_the_import(backend: LiveBackend, tmp_path: Path) -> None:
+    """What the setup screen's Exclude field hands the backend: those numbers are rejected."""
+    exclude = contacts_file(tmp_path, PHONES[1:2], "exclude.csv")
+    step = StepSpec("notice", "en_US", str(contacts_file(tmp_path, PHONES)), body_params=("name",))
+    await backend.create_campaign(CampaignSpec("autumn", (step,), exclude=exclude))
+    rejects = await list_rejects(backend.db, "autumn")
+    assert [(r.phone, r.reason) for r in rejects] == [(PHONES[1], "excluded")]
+    missing = CampaignSpec("winter", (step,), exclude=tmp_path / "nope.csv")
+    with pytest.raises(ContactsError, match=r"exclusion file .*nope\.csv does not exist"):
+        await backend.create_campaign(missing)

@@ -59,6 +59,7 @@ FIELD_WIDGETS: dict[Field, str] = {
     Field.RATE: "f-rate",
     Field.MAX_RETRIES: "f-retries",
     Field.RETRY_DELAYS: "f-delays",
+    Field.EXCLUDE: "f-exclude",
 }
 T = TypeVar("T")
 
@@ -281,6 +282,11 @@ class SetupScreen(WatuiScreen):
             yield FormField("Max retries", TextInput(compact=True, id="max-retries"), id="f-retries")
             yield FormField(
                 "Retry delays (s)", TextInput(compact=True, id="retry-delays"), id="f-delays"
+            )
+            yield FormField(
+                "Exclude (CSV)",
+                TextInput(compact=True, id="exclude", placeholder="numbers not to message"),
+                id="f-exclude",
             )
             yield Static("Test send", classes="section-title")
             yield FormField(
@@ -561,6 +567,10 @@ class SetupScreen(WatuiScreen):
         max_retries = self._parsed("f-retries", "max-retries", parse_retries)
         retry_delays = self._parsed("f-delays", "retry-delays", parse_delays)
         problems += sum(value is None for value in (rate, max_retries, retry_delays))
+        exclude = Path(self.value("exclude")).expanduser() if self.value("exclude") else None
+        if exclude is not None and not exclude.is_file():
+            self.field("f-exclude").set_error(f"no file at {exclude}")
+            problems += 1
         steps = list(self.steps)
         if not steps or self._step_started():
             step = self.collect_step()
@@ -577,6 +587,7 @@ class SetupScreen(WatuiScreen):
             max_retries=max_retries,
             retry_delays=retry_delays,
             start_now=start_now,
+            exclude=exclude,
         )
 
     def _parsed(self, field_id: str, input_id: str, parse: Callable[[str], T]) -> T | None:
