@@ -283,6 +283,11 @@ def test_suppress_commands_round_trip(
     assert "1 queued, 0 invalid, 0 duplicates, 1 suppressed, 1 excluded" in out
     code, out, _ = watui("campaign", "rejects", "spring", "--csv")
     assert out.splitlines()[1:] == ["1,2,+34612340003,suppressed", "1,4,+34612340005,excluded"]
+    spec = tmp_path / "summer.toml"
+    spec.write_text('name = "summer"\nexclude = "exclude.csv"\n[[steps]]\ntemplate = "t"\n'
+                    'language = "en_US"\ncontacts = "contacts.csv"\nbody_params = ["name"]\n')
+    code, out, err = watui("campaign", "create", "--spec", str(spec))
+    assert code == 0 and "1 suppressed, 1 excluded" in out, err
     bad_exclude = contacts_file(tmp_path, ["+34612340005", "oops"], "bad.csv")
     code, _, err = watui(*create("autumn", contacts, bad_exclude))
     assert code == 2 and "line 3" in err and "(--exclude)" in err and err.count("\n") == 1
