@@ -10,9 +10,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from watui.cli.campaign import print_table
+from watui.cli.campaign import print_table, with_database
 from watui.cli.errors import EXIT_OK, CliError
-from watui.cli.main import run_async, settings_from_args
 from watui.errors import BackendError, ContactsError, InvalidPhone
 from watui.service import suppressions as service
 from watui.storage import Database
@@ -66,15 +65,10 @@ def _entry_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _with_database(args: argparse.Namespace, work: Callable[[Database], Awaitable[T]]) -> T:
-    settings = settings_from_args(args)
-
-    async def run() -> T:
-        async with Database(settings.database_url) as db:
-            return await work(db)
-
+    """``campaign``'s database runner, with a bad number or file as one line too."""
     try:
-        return run_async(run())
-    except (InvalidPhone, ContactsError, BackendError) as error:
+        return with_database(args, work)
+    except (InvalidPhone, BackendError) as error:
         raise CliError(str(error)) from None
 
 

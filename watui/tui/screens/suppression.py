@@ -10,7 +10,6 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, DataTable, Header, Input, Label, Static
 
 from watui.rules import SuppressionScope
@@ -18,7 +17,7 @@ from watui.service.models import SuppressionPage, SuppressionRow
 from watui.tui import format as fmt
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.widgets.keybar import KeyBar
-from watui.tui.widgets.modals import MODAL_CSS, ConfirmModal
+from watui.tui.widgets.modals import MODAL_CSS, ConfirmModal, FormModal
 from watui.tui.widgets.text_input import TextInput
 
 #: Rows shown at once: the newest; the filter finds the others.
@@ -33,7 +32,7 @@ def typed_numbers(text: str) -> list[str]:
     return [part.strip() for part in re.split(r"[,;\n]+", text) if part.strip()]
 
 
-class SuppressModal(ModalScreen[tuple[list[str], bool, str] | None]):
+class SuppressModal(FormModal[tuple[list[str], bool, str]]):
     """Numbers to suppress, marketing only or not, and a note."""
 
     DEFAULT_CSS = MODAL_CSS + """
@@ -43,7 +42,6 @@ SuppressModal > Vertical {
 }
 SuppressModal .field-error { color: $error; height: auto; }
 """
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -60,18 +58,6 @@ SuppressModal .field-error { color: $error; height: auto; }
 
     def on_mount(self) -> None:
         self.query_one("#suppress-phones", Input).focus()
-
-    def on_input_submitted(self) -> None:
-        self._submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "ok":
-            self._submit()
-        else:
-            self.dismiss(None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
     def _submit(self) -> None:
         phones = typed_numbers(self.query_one("#suppress-phones", Input).value)
