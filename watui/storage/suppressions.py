@@ -290,9 +290,9 @@ async def lift_resumed_in(conn: AsyncConnection, phones: Sequence[str], user_ids
 async def list_suppressions(
     db: Database, *, containing: str = "", limit: int | None = None
 ) -> list[Suppression]:
-    """Entries, newest first; ``containing``: only numbers (or user ids, reasons, details)
-    with that text."""
-    query = select(suppressions).order_by(suppressions.c.created_at.desc(), suppressions.c.id.desc())
+    """Entries, newest first (by id: the primary key, no sort of the whole list); ``containing``:
+    only numbers (or user ids, reasons, details) with that text."""
+    query = select(suppressions).order_by(suppressions.c.id.desc())
     if containing:
         pattern = f"%{containing.strip()}%"
         query = query.where(or_(

@@ -73,8 +73,11 @@ class SuppressionScreen(WatuiScreen):
 
     CSS_PATH = "suppression.tcss"
     HELP_TITLE = "Suppression list"
+    #: Read when shown, changed or asked (r), not on every tick: the list may hold millions.
+    LIVE = False
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "add", "Add"),
+        Binding("r", "reload", "Reload"),
         Binding("space", "toggle_mark", "Mark", key_display="space"),
         Binding("d,delete", "remove", "Remove", key_display="d"),
         Binding("slash", "filter", "Filter", key_display="/"),
@@ -145,6 +148,9 @@ class SuppressionScreen(WatuiScreen):
 
     def on_input_submitted(self) -> None:
         self.query_one(DataTable).focus()
+
+    async def action_reload(self) -> None:
+        await self.refresh_data()
 
     def action_filter(self) -> None:
         self.query_one("#filter", Input).focus()
