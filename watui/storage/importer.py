@@ -62,9 +62,7 @@ class _StepImport:
         self._insert_recipients: BatchInsert | None = None
 
     def queue(self, line: int, phone: str, params: RecipientParams) -> None:
-        if self.excluded and int(phone[1:]) in self.excluded:
-            self._add_reject(line, phone, EXCLUDED)
-            self.counts.excluded += 1
+        if self._excluded(line, phone, phone):
             return
         self.queued_batch.append(
             (
@@ -93,6 +91,14 @@ class _StepImport:
         else:
             self.counts.invalid += 1
 
+    def _excluded(self, line: int, phone_raw: str, phone: str) -> bool:
+        """Reject the row when the campaign's exclusion file names its number."""
+        if not self.excluded or int(phone[1:]) not in self.excluded:
+            return False
+        self._add_reject(line, phone_raw, EXCLUDED)
+        self.counts.excluded += 1
+        return True
+
     def _add_reject(self, line: int, phone_raw: str | None, reason: str) -> None:
         self.reject_batch.append(
             {
@@ -107,9 +113,7 @@ class _StepImport:
     def reject_duplicate(self, line: int, phone_raw: str, phone: str) -> None:
         """A number already queued for this step; the reason gets its line at flush time. An
         excluded number is excluded again (its first line is no recipient to name)."""
-        if self.excluded and int(phone[1:]) in self.excluded:
-            self._add_reject(line, phone_raw, EXCLUDED)
-            self.counts.excluded += 1
+        if self._excluded(line, phone_raw, phone):
             return
         self.reject(line, phone_raw, "duplicate", duplicate=True)
         self.unresolved_duplicates.append((self.reject_batch[-1], phone))
