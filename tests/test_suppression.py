@@ -21,6 +21,7 @@ from watui.cli.main import main
 from watui.mockapi.server import MockCloudApi
 from watui.receiver import DeliveryApplier, WebhookReceiver
 from watui.rules import SuppressionReason, SuppressionScope, matched_stop_word, stop_word_key
+from watui.settings import Settings, SettingsError, load_settings
 from watui.storage import claims
 from watui.storage.campaigns import campaign_row, counters_match_rows, list_rejects
 from watui.storage.contacts import ContactsSource
@@ -81,6 +82,15 @@ def test_only_a_whole_message_that_is_a_stop_word_matches(text: str | None) -> N
 
 def test_stop_word_keys_drop_accents_and_collapse_spaces() -> None:
     assert stop_word_key("  Désabonner   MOI ") == "desabonner moi"
+
+
+def test_stop_words_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WATUI_AUDIENCE__STOP_WORDS", '["HALT", "Ça suffit"]')
+    words = Settings().audience.stop_words
+    assert matched_stop_word("ca suffit!", words) == "Ça suffit"
+    assert matched_stop_word("stop", words) is None, "the setting replaces the defaults"
+    with pytest.raises(SettingsError, match="'!!' has no letters or digits"):
+        load_settings({"audience": {"stop_words": ["STOP", "!!"]}})
 
 
 # ----- storage: import, suppressing, the claim-time check -----
