@@ -510,7 +510,7 @@ async def test_a_version_2_database_gains_the_webhook_tables(database_url: str) 
     async with Database(database_url) as db:
         async with db.engine.connect() as conn:
             version = (await conn.execute(select(schema_info.c.version))).scalar_one()
-        assert version == SCHEMA_VERSION == 3
+        assert version == SCHEMA_VERSION >= 3
         assert [await count(db, table) for table in WEBHOOK_TABLES] == [0] * len(WEBHOOK_TABLES)
 
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from tests.factories import running_mock
 from tests.test_engine_http import PHONE_ID, TOKEN
@@ -26,8 +26,8 @@ from watui.storage import claims
 from watui.storage.campaigns import campaign_row, counters_match_rows, list_rejects
 from watui.storage.contacts import ContactsSource
 from watui.storage.creation import NewStep, create_campaign
-from watui.storage.database import Database
-from watui.storage.schema import recipients, suppressions, templates
+from watui.storage.database import SCHEMA_VERSION, Database
+from watui.storage.schema import recipients, schema_info, suppressions, templates
 from watui.storage.suppressions import NewSuppression, list_suppressions, suppress
 
 NUMBERS = [f"+3461234{index:04d}" for index in range(1, 9)]
@@ -93,7 +93,17 @@ def test_stop_words_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> N
         load_settings({"audience": {"stop_words": ["STOP", "!!"]}})
 
 
-# ----- storage: import, suppressing, the claim-time check -----
+# ----- storage: the schema, import, suppressing, the claim-time check -----
+
+
+async def test_a_version_3_database_gains_the_suppression_list(database_url: str) -> None:
+    async with Database(database_url) as db, db.begin() as conn:
+        await conn.run_sync(suppressions.drop)
+        await conn.execute(update(schema_info).values(version=3))
+    async with Database(database_url) as db:
+        async with db.engine.connect() as conn:
+            assert (await conn.execute(select(schema_info.c.version))).scalar_one() == SCHEMA_VERSION
+        assert (await suppress(db, [manual(NUMBERS[0])])).added == 1
 
 
 async def test_import_rejects_suppressed_numbers_by_scope_and_excluded_ones(
