@@ -317,3 +317,19 @@ def test_suppress_commands_round_trip(
 def create(name: str, contacts: Path, exclude: Path) -> list[str]:
     return ["campaign", "create", name, "--template", "t", "--language", "en_US", "--contacts",
             str(contacts), "--body-params", "name", "--exclude", str(exclude)]  # fmt: skip
+
+
+async def test_the_mock_fails_marketing_to_a_person_who_stopped_it_with_131050(
+    mock_api: MockCloudApi,
+) -> None:
+    """As Meta does when watui does not know yet (no receiver): a marketing template to a number
+    whose user_preferences said stop fails after acceptance; utility ones still go."""
+    hooks = mock_api.webhooks
+    hooks.preference(PHONE_ID, "34612340001", "stop")
+    for wamid, template in (("wamid.M1", "welcome"), ("wamid.U1", "order_update")):
+        hooks.message_accepted(PHONE_ID, "+34612340001", wamid, template, None)
+    hooks.preference(PHONE_ID, "34612340001", "resume")
+    hooks.message_accepted(PHONE_ID, "+34612340001", "wamid.M2", "welcome", None)
+    outcome = hooks.final_status
+    assert outcome["wamid.M1"] == "failed"
+    assert outcome["wamid.U1"] != "failed" and outcome["wamid.M2"] != "failed"
