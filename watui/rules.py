@@ -11,6 +11,7 @@ import functools
 import hashlib
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
@@ -49,6 +50,7 @@ class Field(StrEnum):
     START_AT = "start_at"
     SEND_WINDOW = "send_window"
     DEADLINE = "deadline"
+    EXCLUDE = "exclude"  # a file of numbers this campaign must not message
 
 
 @dataclass(frozen=True, slots=True)
@@ -555,4 +557,71 @@ def next_opening(window: SendWindow, keys: Iterable[str], now: float) -> float |
     for edge in candidates:
         if any(key_is_open(window, key, edge) for key in keys):
             return edge
+    return None
+
+
+# ----- the audience: who must not be messaged (the suppression list) -----
+
+
+class SuppressionScope(StrEnum):
+    """What a suppressed number may no longer receive."""
+
+    ALL = "all"  # no template at all
+    MARKETING = "marketing"  # MARKETING templates only; utility and authentication still go
+
+
+class SuppressionReason(StrEnum):
+    """Why a number is on the list."""
+
+    STOP_WORD = "stop_word"  # the person wrote a stop word to the business
+    OPTED_OUT = "131050"  # a send failed with 131050: the person stopped marketing messages
+    USER_PREFERENCES = "user_preferences"  # a user_preferences webhook said stop
+    IMPORTED = "imported"  # from a file a person imported
+    MANUAL = "manual"  # added by a person
+
+
+#: Entries a ``user_preferences`` resume lifts: those the person's own stop made, never ones a
+#: person added (they may have a reason the person's resume does not undo).
+LIFTED_BY_RESUME = frozenset({SuppressionReason.USER_PREFERENCES, SuppressionReason.OPTED_OUT})
+
+#: The template category (as Meta names it) that marketing-only entries apply to.
+MARKETING_CATEGORY = "MARKETING"
+
+#: A recipient the list stops: the reject reason at import, and the start of a skipped row's
+#: reason at send time ("suppressed: stop_word").
+SUPPRESSED = "suppressed"
+#: A recipient the campaign's own exclusion file names.
+EXCLUDED = "excluded"
+
+#: Stop words in several languages, compared as ``stop_word_key`` leaves them.
+DEFAULT_STOP_WORDS: tuple[str, ...] = (
+    "STOP", "UNSUBSCRIBE", "BAJA", "PARAR", "CANCELAR", "ARRÊT", "DÉSABONNER", "ABMELDEN",
+    "STOPP", "DISISCRIVIMI", "AFMELDEN", "СТОП",
+)  # fmt: skip
+
+
+def suppression_applies(scope: str, template_category: str | None) -> bool:
+    """Whether an entry of ``scope`` stops a template of this category (unknown: not
+    marketing, since watui cannot tell; sync the templates to know)."""
+    return scope == SuppressionScope.ALL or (template_category or "").upper() == MARKETING_CATEGORY
+
+
+def stop_word_key(text: str) -> str:
+    """``text`` as stop words are compared: accents dropped (NFKD), case folded, spaces inside
+    collapsed, and spaces and punctuation around it ignored ("  Arrêt! " -> "arret")."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    bare = "".join(char for char in decomposed if not unicodedata.combining(char)).casefold()
+    words = re.findall(r"\w+", bare)
+    return " ".join(words)
+
+
+def matched_stop_word(text: str | None, stop_words: Iterable[str]) -> str | None:
+    """The stop word the whole message is (ignoring case, accents, spaces and punctuation
+    around it), or None. "stop" is one; "please don't stop" is not: only the whole text."""
+    if not text:
+        return None
+    key = stop_word_key(text)
+    for word in stop_words:
+        if key and stop_word_key(word) == key:
+            return word
     return None

@@ -49,7 +49,7 @@ _STEP_KEYS = {
 _REQUIRED_STEP_KEYS = ("template", "language", "contacts")
 _TOP_KEYS = (
     "name", "rate", "max_retries", "retry_delays", "senders", "steps", "start_at", "send_window",
-    "deadline",
+    "deadline", "exclude",
 )
 #: When to send: strings as --start-at, --send-window and --deadline take them (a TOML date-time
 #: is taken too).
@@ -69,6 +69,7 @@ class CampaignRequest:
     start_at: str | None = None
     send_window: str | None = None
     deadline: str | None = None
+    exclude: Path | None = None  # a CSV of numbers this campaign must not message
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -141,6 +142,9 @@ def _register_create(commands: argparse._SubParsersAction[Any]) -> None:
                         "column), e.g. 09:00-20:00")
     create.add_argument("--deadline", metavar="TIME", help="pause rather than send after then "
                         "(ISO 8601 with an offset or zone)")
+    create.add_argument(
+        "--exclude", metavar="FILE.csv", help="numbers (a phone column) this campaign must not message"
+    )
     create.set_defaults(handler=_create)
 
 
@@ -170,6 +174,7 @@ def _create(args: argparse.Namespace) -> int:
             max_retries=request.max_retries, retry_delays=request.retry_delays,
             senders=request.senders,
             start_at=request.start_at, send_window=request.send_window, deadline=request.deadline,
+            exclude=request.exclude,
         ),
         spec=bool(args.spec),
     )  # fmt: skip
@@ -230,6 +235,7 @@ def _from_options(args: argparse.Namespace) -> CampaignRequest:
         start_at=args.start_at,
         send_window=args.send_window,
         deadline=args.deadline,
+        exclude=Path(args.exclude) if args.exclude else None,
     )
 
 
@@ -297,6 +303,7 @@ def _from_spec(args: argparse.Namespace) -> CampaignRequest:
         start_at=args.start_at or request.start_at,
         send_window=args.send_window or request.send_window,
         deadline=args.deadline or request.deadline,
+        exclude=Path(args.exclude) if args.exclude else request.exclude,
     )
 
 
@@ -352,7 +359,8 @@ def load_spec(spec: dict[str, Any], path: Path) -> CampaignRequest:
     steps = [_spec_step(table, i, path) for i, table in enumerate(tables, 1)]
     start_at, send_window, deadline = (_spec_text(spec, key, where) for key in _SCHEDULE_KEYS)
     return CampaignRequest(
-        name, steps, rate, max_retries, retry_delays, senders, start_at, send_window, deadline
+        name, steps, rate, max_retries, retry_delays, senders, start_at, send_window, deadline,
+        _spec_exclude(spec, path),
     )
 
 
@@ -371,6 +379,17 @@ _SCHEDULE_EXAMPLES = {
     "send_window": "09:00-20:00",
     "deadline": "2026-12-08T20:00 Europe/Madrid",
 }
+
+
+def _spec_exclude(spec: dict[str, Any], path: Path) -> Path | None:
+    """``exclude = "do-not-contact.csv"``, relative to the spec file like the contacts."""
+    value = spec.get("exclude")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise CliError(f'spec file {path}: exclude must be a CSV path, e.g. exclude = "opted-out.csv"')
+    exclude = Path(value).expanduser()
+    return exclude if exclude.is_absolute() else path.parent / exclude
 
 
 def _is_number(value: object) -> bool:
@@ -438,16 +457,19 @@ def _print_created(created: CreatedCampaign, step_specs: Sequence[NewStep]) -> N
             f"{counts.queued:,}",
             f"{counts.invalid:,}",
             f"{counts.duplicates:,}",
+            f"{counts.suppressed:,}",
+            f"{counts.excluded:,}",
         ]
         for position, (spec, counts) in enumerate(zip(step_specs, created.steps, strict=True), 1)
     ]
-    print_table(["STEP", "TEMPLATE", "CONTACTS", "QUEUED", "INVALID", "DUPLICATES"], rows)
-    rejected = created.invalid + created.duplicates
+    print_table(["STEP", "TEMPLATE", "CONTACTS", "QUEUED", "INVALID", "DUPLICATES", "SUPPRESSED",
+                 "EXCLUDED"], rows)  # fmt: skip
     print(
         f"Total: {created.queued:,} queued, {created.invalid:,} invalid, "
-        f"{created.duplicates:,} duplicates"
+        f"{created.duplicates:,} duplicates, {created.suppressed:,} suppressed, "
+        f"{created.excluded:,} excluded"
     )
-    if rejected:
+    if created.rejected:
         print(f"See why with: watui campaign rejects {_quoted(created.name)}")
 
 

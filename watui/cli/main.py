@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "watui.cli.mock",
     "watui.cli.webhook",
     "watui.cli.demo",
+    "watui.cli.suppress",
 )
 
 

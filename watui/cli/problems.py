@@ -25,6 +25,7 @@ OPTIONS: dict[Field, str] = {
     Field.START_AT: "--start-at",
     Field.SEND_WINDOW: "--send-window",
     Field.DEADLINE: "--deadline",
+    Field.EXCLUDE: "--exclude",
 }
 
 

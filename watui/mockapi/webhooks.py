@@ -64,6 +64,8 @@ FAILURE_TEXTS: dict[int, tuple[str, str]] = {
 #: A template's pricing category, as statuses report it ("marketing", "utility", ...).
 CATEGORY_BY_TEMPLATE = {template["name"]: template["category"].lower() for template in SAMPLE_TEMPLATES}
 DEFAULT_CATEGORY = "marketing"
+#: Meta's failure, after acceptance, of a marketing message to a person who stopped them.
+MARKETING_STOPPED = 131050
 
 
 class WebhookKnobs(Protocol):
@@ -146,6 +148,9 @@ class WebhookPoster:
         #: Each accepted message's last planned status (read, delivered or failed): what a
         #: receiver's figures must come to once every webhook is in.
         self.final_status: dict[str, str] = {}
+        #: wa_ids whose last user_preferences said stop: their marketing messages fail with
+        #: 131050 after acceptance, as Meta's do.
+        self.stopped_marketing: set[str] = set()
 
     def stats(self) -> dict[str, int]:
         names = ("posted", "updates", "retried", "failed_posts", "dropped", "duplicates", "held_back")
@@ -162,7 +167,8 @@ class WebhookPoster:
         category = CATEGORY_BY_TEMPLATE.get(template, DEFAULT_CATEGORY)
         low, high = knobs.webhook_delivered_delay
         reached = now + rng.uniform(low, high)
-        failure = self._failure_code()
+        stopped = category == "marketing" and recipient in self.stopped_marketing
+        failure = MARKETING_STOPPED if stopped else self._failure_code()
         planned = [(now, SENT, None), (reached, FAILED if failure else DELIVERED, failure)]
         if failure is None and rng.random() < knobs.webhook_read_share:
             low, high = knobs.webhook_read_delay
@@ -193,6 +199,10 @@ class WebhookPoster:
                   "user_preferences": [{"wa_id": wa_id, "detail": detail,
                                         "category": "marketing_messages", "value": value,
                                         "timestamp": int(time.time())}]}
+        if value == STOP:
+            self.stopped_marketing.add(wa_id)
+        else:
+            self.stopped_marketing.discard(wa_id)
         self._post_now("user_preferences", change)
 
     def quality_update(self, value: dict[str, Any]) -> None:

@@ -14,13 +14,14 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from watui.receiver.late_failures import judge_late_failure
-from watui.rules import RecipientStatus
+from watui.rules import DEFAULT_STOP_WORDS, RecipientStatus
 from watui.settings import RetrySettings, WebhookSettings
 from watui.storage import review
+from watui.storage.audience_events import AUDIENCE_BATCH, apply_audience_events
 from watui.storage.database import Database
 from watui.storage.deliveries import APPLY_BATCH, ApplyResult, apply_delivery_events, mark_unconfirmed
 
@@ -79,7 +80,7 @@ class DeliveryApplier:
     def __init__(
         self, db: Database, webhook: WebhookSettings, retry: RetrySettings, *,
         phone_number_id: str | None = None, clock: Callable[[], float] = time.time,
-        interval: float = APPLY_INTERVAL,
+        interval: float = APPLY_INTERVAL, stop_words: Sequence[str] = DEFAULT_STOP_WORDS,
     ) -> None:  # fmt: skip
         self._db = db
         self._webhook = webhook
@@ -87,6 +88,7 @@ class DeliveryApplier:
         self._number = phone_number_id or None
         self._clock = clock
         self._interval = interval
+        self._stop_words = tuple(stop_words)
         self._hearing = Hearing(gap=webhook.unconfirmed_after_s)
         self._woken = asyncio.Event()
         self._stored_since_pass = 0
@@ -163,8 +165,17 @@ class DeliveryApplier:
             self._count(result, now)
             applied += result.applied
             if result.read < APPLY_BATCH:
+                await self._apply_audience()
                 return applied
             after_id = result.last_id
+
+    async def _apply_audience(self) -> None:
+        """Stop words and ``user_preferences`` onto the suppression list (after the statuses, so
+        that a 131050's opt-out is already there)."""
+        while True:
+            result = await apply_audience_events(self._db, self._stop_words, now=self._clock())
+            if result.read < AUDIENCE_BATCH:
+                return
 
     def _count(self, result: ApplyResult, now: float) -> None:
         self._applied += result.applied

@@ -223,7 +223,8 @@ def applying_receiver(db: Database, settings: Settings) -> WebhookReceiver:
 
     Raises ReceiverError (one line) without the app secret."""
     applier = DeliveryApplier(
-        db, settings.webhook, settings.retry, phone_number_id=settings.whatsapp.phone_number_id
+        db, settings.webhook, settings.retry, phone_number_id=settings.whatsapp.phone_number_id,
+        stop_words=settings.audience.stop_words,
     )
     return WebhookReceiver(db, settings.webhook, settings.whatsapp.app_secret, applier=applier)
 

@@ -24,6 +24,7 @@ from watui.service.models import (
     RetryTarget,
     SettingRow,
     StepSpec,
+    SuppressionPage,
     TemplateInfo,
     TestSendResult,
     ValidationReport,
@@ -111,6 +112,19 @@ class Backend(Protocol):
     async def list_numbers(self, refresh: bool) -> NumbersReport:
         """The account's numbers and their health as last heard; with ``refresh``, ask the API
         first (its refusal or absence is the report's ``problem``, not an error)."""
+        ...
+
+    async def list_suppressions(self, containing: str, limit: int) -> SuppressionPage:
+        """The suppression list, newest first; ``containing``: only entries with that text."""
+        ...
+
+    async def suppress_numbers(self, phones: list[str], *, marketing_only: bool, note: str) -> int:
+        """Put the numbers on the list (all valid, or InvalidPhone and none); returns how many
+        were added. Their queued recipients in every campaign are skipped."""
+        ...
+
+    async def unsuppress_numbers(self, phones: list[str]) -> int:
+        """Take the numbers off the list; returns how many were on it."""
         ...
 
     def settings_view(self) -> list[SettingRow]:

@@ -13,7 +13,7 @@ import csv
 import functools
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -94,6 +94,14 @@ async def export_to_file(
     statuses: Sequence[RecipientStatus] | None = None,
 ) -> int:
     """Write the export to ``path`` whole or not at all (a temporary file renamed into place)."""
+    return await write_whole(
+        path, lambda handle: write_export(db, campaign_id, handle, file_format, statuses)
+    )
+
+
+async def write_whole(path: Path, write: Callable[[TextIO], Awaitable[int]]) -> int:
+    """Run ``write`` into a temporary file beside ``path`` and rename it into place once it is
+    complete: an error leaves no partial file. Returns what ``write`` returns (rows)."""
     target = Path(path).expanduser()
     try:
         descriptor, temporary = tempfile.mkstemp(
@@ -102,7 +110,7 @@ async def export_to_file(
         raise BackendError(f"cannot write {target}: {error.strerror or error}") from None
     try:
         with os.fdopen(descriptor, "w", newline="", encoding="utf-8") as handle:
-            written = await write_export(db, campaign_id, handle, file_format, statuses)
+            written = await write(handle)
         os.replace(temporary, target)
     except OSError as error:
         with contextlib.suppress(OSError):

@@ -34,6 +34,7 @@ from watui.rules import (
 from watui.service import exports
 from watui.service import numbers as numbers_view
 from watui.service import reports as delivery_reports
+from watui.service import suppressions as suppression_service
 from watui.service.models import (
     ButtonColumn,
     CampaignReport,
@@ -53,6 +54,8 @@ from watui.service.models import (
     RetryTarget,
     SettingRow,
     StepSpec,
+    SuppressionPage,
+    SuppressionRow,
     TemplateButton,
     TemplateInfo,
     TestSendResult,
@@ -62,6 +65,7 @@ from watui.service.settings_view import settings_rows
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
 from watui.storage import claims, creation, review, timing
+from watui.storage import suppressions as suppression_store
 from watui.storage import templates as template_store
 from watui.storage.contacts import ContactsSource
 from watui.storage.database import Database
@@ -228,6 +232,20 @@ class LiveBackend:
         ))
         return RetryPage(tuple(_retry_row(row) for row in rows), total, offset)
 
+    async def list_suppressions(self, containing: str, limit: int) -> SuppressionPage:
+        entries = await suppression_store.list_suppressions(self.db, containing=containing, limit=limit)
+        rows = tuple(SuppressionRow(e.phone, e.scope, e.reason, e.detail, e.created_at) for e in entries)
+        return SuppressionPage(rows, await suppression_store.count_suppressions(self.db))
+
+    async def suppress_numbers(self, phones: list[str], *, marketing_only: bool, note: str) -> int:
+        done = await suppression_service.add_numbers(
+            self.db, phones, marketing_only=marketing_only, note=note
+        )
+        return done.added
+
+    async def unsuppress_numbers(self, phones: list[str]) -> int:
+        return await suppression_service.remove_numbers(self.db, phones)
+
     def settings_view(self) -> list[SettingRow]:
         return settings_rows(self.settings)
 
@@ -248,6 +266,7 @@ class LiveBackend:
             max_retries=spec.max_retries, retry_delays=spec.retry_delays,
             senders=list(spec.senders) or None,
             start_at=spec.start_at, send_window=spec.send_window, deadline=spec.deadline,
+            exclude=spec.exclude,
         ))
         if spec.start_now:
             await self.start(spec.name)

@@ -7,6 +7,7 @@ UI can be built, tested and snapshotted against a fake backend with fixed data.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from watui.rules import (
     CampaignStatus,
@@ -180,6 +181,7 @@ class CampaignSpec:
     start_at: str = ""
     send_window: str = ""
     deadline: str = ""
+    exclude: Path | None = None  # a CSV of numbers this campaign must not message
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,3 +371,20 @@ class NumbersReport:
     numbers: tuple[NumberRow, ...]
     default_sender: str  # whatsapp.phone_number_id: what a campaign without senders uses
     problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionRow:
+    """One number on the suppression list (``rules.SuppressionScope`` / ``SuppressionReason``)."""
+
+    phone: str
+    scope: str
+    reason: str
+    detail: str | None
+    since: float  # when it was added
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionPage:
+    rows: tuple[SuppressionRow, ...]
+    total: int  # every number on the list, whatever the filter

@@ -3,6 +3,7 @@
 from watui.errors import SettingsError
 from watui.settings.loader import find_config_file, load_settings
 from watui.settings.model import (
+    AudienceSettings,
     HttpSettings,
     RetrySettings,
     SafetySettings,
@@ -13,6 +14,7 @@ from watui.settings.model import (
 )
 
 __all__ = [
+    "AudienceSettings",
     "HttpSettings",
     "RetrySettings",
     "SafetySettings",

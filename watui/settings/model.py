@@ -19,7 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from watui.rules import MAX_RATE, MAX_RETRIES_LIMIT, retry_delays_problem
+from watui.rules import DEFAULT_STOP_WORDS, MAX_RATE, MAX_RETRIES_LIMIT, retry_delays_problem, stop_word_key
 
 APP_NAME = "watui"
 
@@ -125,6 +125,23 @@ class WebhookSettings(_Group):
     resend_unconfirmed: bool = False
 
 
+class AudienceSettings(_Group):
+    """Who must not be messaged: what an inbound message must say to opt its sender out."""
+
+    stop_words: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_STOP_WORDS),
+        description="an inbound message that is one of these (any case, accents) suppresses its sender",
+    )
+
+    @field_validator("stop_words")
+    @classmethod
+    def _has_letters(cls, value: list[str]) -> list[str]:
+        empty = [word for word in value if not stop_word_key(word)]
+        if empty:
+            raise ValueError(f"{empty[0]!r} has no letters or digits: every stop word needs some")
+        return value
+
+
 #: The TOML file the next ``Settings()`` reads; set by ``loader.load_settings``.
 TOML_FILE: ContextVar[Path | None] = ContextVar("watui_toml_file", default=None)
 
@@ -147,6 +164,7 @@ class Settings(BaseSettings):
     safety: SafetySettings = Field(default_factory=SafetySettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    audience: AudienceSettings = Field(default_factory=AudienceSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -20,6 +20,7 @@ from watui.rules import RecipientStatus
 from watui.storage.database import Database
 from watui.storage.schema import PENDING, recipients, steps
 from watui.storage.sending.outcomes import ClaimedRecipient, FlushResult, Outcome
+from watui.storage.suppressions import skip_suppressed_claims
 
 _CLAIMED_FIRST = (RecipientStatus.RETRY.value, RecipientStatus.QUEUED.value)
 
@@ -82,6 +83,7 @@ async def claim(
     is open).
 
     On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets several processes claim side by side.
+    Rows whose number was suppressed while they were being claimed are skipped, not returned.
     """
     kind = db.kind
     async with kind.claim_transaction(db) as conn:
@@ -89,7 +91,8 @@ async def claim(
             conn, step_id=step_id, statuses=_CLAIMED_FIRST, limit=limit, owner=owner,
             expires=now + lease_seconds, now=now, zones=zones,
         )
-    return [ClaimedRecipient(*row) for row in found]
+    claimed = [ClaimedRecipient(*row) for row in found]
+    return await skip_suppressed_claims(db, step_id, owner, claimed, now=now)
 
 
 async def record_outcomes(

@@ -68,11 +68,14 @@ class ContactsSource:
 
 @dataclass
 class ImportCounts:
-    """What one step's import did: every data row is exactly one of queued/invalid/duplicate."""
+    """What one step's import did: every data row is exactly one of queued/invalid/duplicate/
+    suppressed (on the suppression list)/excluded (in the campaign's exclusion file)."""
 
     queued: int = 0
     invalid: int = 0
     duplicates: int = 0
+    suppressed: int = 0
+    excluded: int = 0
     #: Guessed from the first header value when the template was not synced ("text", "image"...).
     header_format: str | None = None
 

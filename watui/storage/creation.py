@@ -10,14 +10,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from watui.errors import CampaignExists, InvalidCampaign
+from watui.errors import CampaignExists, ContactsError, InvalidCampaign
 from watui.rules import (
     CampaignStatus,
     Field,
@@ -39,6 +41,7 @@ from watui.storage.database import Database
 from watui.storage.dialects import Dialect
 from watui.storage.importer import import_contacts
 from watui.storage.schema import campaigns, steps, templates
+from watui.storage.suppressions import phone_list_error, read_phone_list
 
 Clock = Callable[[], float]
 
@@ -73,6 +76,19 @@ class CreatedCampaign:
     @property
     def duplicates(self) -> int:
         return sum(step.duplicates for step in self.steps)
+
+    @property
+    def suppressed(self) -> int:
+        return sum(step.suppressed for step in self.steps)
+
+    @property
+    def excluded(self) -> int:
+        return sum(step.excluded for step in self.steps)
+
+    @property
+    def rejected(self) -> int:
+        """Every row not queued, whatever the reason (the campaign's ``invalid`` counter)."""
+        return self.invalid + self.duplicates + self.suppressed + self.excluded
 
 
 def _campaign_problems(
@@ -123,6 +139,7 @@ async def create_campaign(
     start_at: str | None = None,
     send_window: str | None = None,
     deadline: str | None = None,
+    exclude: Path | None = None,
     clock: Clock = time.time,
 ) -> CreatedCampaign:
     """Create the campaign, its steps and their queued recipients in ONE transaction.
@@ -131,6 +148,7 @@ async def create_campaign(
     that every process sending it (the UI, ``watui run``) uses them; None: the settings' values.
     ``senders`` are the phone number IDs that send it (None: the settings' number, followed if
     it changes); each recipient is pinned to one of them (``rules.sender_for``) here, once.
+    ``exclude``: a CSV of numbers this campaign must not message (rejected as "excluded").
     Every contacts file's header is checked before anything is written, and any failure rolls
     the whole campaign back. Raises CampaignExists, ContactsError, or InvalidCampaign with every
     problem of the campaign (name, rate, retries, each step's mapping against its template).
@@ -142,6 +160,7 @@ async def create_campaign(
     schedule, schedule_problems = schedule_from_text(start_at, send_window, deadline, now=clock())
     problems.extend(schedule_problems)
     readers: list[ContactsReader] = []
+    excluded = _excluded_numbers(exclude, step_specs)
     try:
         for spec in step_specs:
             zoned = replace(spec.contacts, with_zones=schedule.window is not None)
@@ -169,7 +188,8 @@ async def create_campaign(
                 zip(step_specs, readers, mappings, strict=True)
             ):
                 counts = await _create_step(
-                    conn, db.kind, campaign_id, position, spec, reader, mapping, now, senders
+                    conn, db.kind, campaign_id, position, spec, reader, mapping, now, senders,
+                    excluded
                 )
                 created.steps.append(counts)
             await conn.execute(
@@ -177,7 +197,7 @@ async def create_campaign(
                 .where(campaigns.c.id == campaign_id)
                 .values(
                     total=created.queued,
-                    invalid=created.invalid + created.duplicates,
+                    invalid=created.rejected,
                     updated_at=now,
                 )
             )
@@ -191,6 +211,22 @@ async def create_campaign(
             reader.close()
     await db.refresh_recipient_statistics()
     return created
+
+
+def _excluded_numbers(path: Path | None, step_specs: Sequence[NewStep]) -> frozenset[int]:
+    """The exclusion file's numbers (E.164 digits as ints), read like the contacts (national
+    numbers in the first step's default region). A file with a bad row is refused whole: a
+    number someone meant to exclude must not be messaged because it was mistyped."""
+    if path is None:
+        return frozenset()
+    region = step_specs[0].contacts.default_region if step_specs else None
+    try:
+        found = read_phone_list(path, default_region=region, called="exclusion file")
+    except ContactsError as error:
+        raise ContactsError(str(error), Field.EXCLUDE) from None
+    if found.bad:
+        raise ContactsError(str(phone_list_error(path, found.bad)), Field.EXCLUDE)
+    return frozenset(int(phone[1:]) for phone in found.phones)
 
 
 async def _insert_campaign(
@@ -228,6 +264,7 @@ async def _create_step(
     mapping: dict[str, Any],
     now: float,
     senders: Sequence[str] | None,
+    excluded: AbstractSet[int],
 ) -> ImportCounts:
     source = spec.contacts
     result = await conn.execute(
@@ -249,6 +286,7 @@ async def _create_step(
     counts = await import_contacts(
         conn, reader, kind=kind, campaign_id=campaign_id, step_id=step_id, now=now,
         senders=senders,
+        excluded=excluded,
     )
     values: dict[str, Any] = {"total": counts.queued}
     if mapping["header"] is not None and mapping["header_format"] is None:

@@ -20,10 +20,11 @@ from watui.storage.schema import (
     metadata,
     number_health,
     schema_info,
+    suppressions,
 )
 
 #: The schema version this watui writes. Bump it and append a step to MIGRATIONS together.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
@@ -84,6 +85,13 @@ async def _add_number_choice_and_health(conn: AsyncConnection) -> None:
     )
 
 
+async def _add_suppressions(conn: AsyncConnection) -> None:
+    """v6: the suppression list (numbers that must not be messaged). Idempotent like v3."""
+    await conn.run_sync(
+        lambda sync_conn: metadata.create_all(sync_conn, tables=[suppressions], checkfirst=True)
+    )
+
+
 async def _add_missing_columns(conn: AsyncConnection, table: str, statements: dict[str, str]) -> None:
     existing = await conn.run_sync(
         lambda sync_conn: {column["name"] for column in inspect(sync_conn).get_columns(table)}
@@ -113,7 +121,7 @@ async def _add_send_times(conn: AsyncConnection) -> None:
 #: MIGRATIONS[n] takes a database at version n to n + 1. Never edit a released step.
 MIGRATIONS: list[Migration] = [
     _create_v1, _add_campaign_retry_policy, _add_webhook_tables, _add_number_choice_and_health,
-    _add_send_times,
+    _add_send_times, _add_suppressions,
 ]
 
 

@@ -33,6 +33,8 @@ from watui.rules import (
     CampaignStatus,
     DeliveryState,
     RecipientStatus,
+    SuppressionReason,
+    SuppressionScope,
     recipient_from_callback,
 )
 from watui.settings import RetrySettings
@@ -47,6 +49,7 @@ from watui.storage.schema import (
     delivery_events,
     recipients,
 )
+from watui.storage.suppressions import NewSuppression, suppress_in
 from watui.storage.webhook_events import insert_preference_rows
 
 #: Statuses read and applied per transaction.
@@ -244,6 +247,7 @@ class _Batch:
         self._not_ours: list[int] = []
         self._attempts: list[dict[str, Any]] = []
         self._opt_outs: list[tuple[object, ...]] = []
+        self._late_opt_outs: list[NewSuppression] = []  # onto the suppression list at once
         self._pauses: dict[int, str] = {}
         self._sending: set[int] = set()  # recipients whose outcome is not written yet
 
@@ -358,6 +362,7 @@ class _Batch:
         self._attempts.append(self._attempt_row(recipient, event, verdict.kind))
         if verdict.opted_out:
             self._opt_outs.append(_opt_out_row(recipient.phone, event))
+            self._late_opt_outs.append(_late_opt_out(recipient.phone, event))
         if verdict.action is LateAction.FAILED:
             recipient.status, recipient.wamid = _FAILED, event.wamid
             return
@@ -383,6 +388,7 @@ class _Batch:
         if self._attempts:
             await conn.execute(insert(attempts), self._attempts)
         await insert_preference_rows(conn, self._opt_outs, received_at=self._now)
+        await suppress_in(conn, self._late_opt_outs, now=self._now)
         for applied, ids in ((True, self._applied), (False, self._not_ours)):
             if ids:
                 await conn.execute(
@@ -460,6 +466,13 @@ async def _write_deliveries(conn: AsyncConnection, changed: Sequence[_Delivery],
             {"b_id": d.recipient_id, **{f"b_{k}": v for k, v in d.columns.items()}, "b_updated_at": now}
             for d in kept
         ])  # fmt: skip
+
+
+def _late_opt_out(phone: str, event: Any) -> NewSuppression:
+    """A 131050 after acceptance: the person stopped marketing messages."""
+    detail = f"{event.error_code}: {event.error_title or 'opted out'}"[:500]
+    return NewSuppression(phone, SuppressionReason.OPTED_OUT, SuppressionScope.MARKETING, detail,
+                          event.user_id or None)  # fmt: skip
 
 
 def _opt_out_row(phone: str, event: Any) -> tuple[object, ...]:

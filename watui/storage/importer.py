@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watui.contracts import RecipientParams
-from watui.rules import RecipientStatus, sender_for
+from watui.rules import EXCLUDED, RecipientStatus, sender_for
 from watui.storage.contacts import ContactsReader, ImportCounts, guess_header_format, judge_rows
 from watui.storage.dialects import BatchInsert, Dialect
 from watui.storage.schema import recipients, rejects
+from watui.storage.suppressions import reject_suppressed
 
 #: Rows per executemany: large enough to amortise the round trip, small enough to stay light.
 BATCH_ROWS = 5_000
@@ -43,6 +45,7 @@ class _StepImport:
     def __init__(
         self, conn: AsyncConnection, kind: Dialect, campaign_id: int, step_id: int, now: float,
         senders: Sequence[str] | None = None,
+        excluded: AbstractSet[int] = frozenset(),
     ) -> None:
         self.conn = conn
         self.senders = tuple(senders) if senders else None
@@ -58,9 +61,12 @@ class _StepImport:
         self.queued_batch: list[tuple[Any, ...]] = []
         self.reject_batch: list[dict[str, Any]] = []
         self.first_header: str | None = None
+        self.excluded = excluded  # the campaign's exclusion file: E.164 digits as ints
         self._insert_recipients: BatchInsert | None = None
 
     def queue(self, line: int, phone: str, params: RecipientParams, tz: str | None) -> None:
+        if self._excluded(line, phone, phone):
+            return
         self.queued_batch.append(
             (
                 self.campaign_id,
@@ -84,6 +90,21 @@ class _StepImport:
     def reject(
         self, line: int, phone_raw: str | None, reason: str, *, duplicate: bool = False
     ) -> None:
+        self._add_reject(line, phone_raw, reason)
+        if duplicate:
+            self.counts.duplicates += 1
+        else:
+            self.counts.invalid += 1
+
+    def _excluded(self, line: int, phone_raw: str, phone: str) -> bool:
+        """Reject the row when the campaign's exclusion file names its number."""
+        if not self.excluded or int(phone[1:]) not in self.excluded:
+            return False
+        self._add_reject(line, phone_raw, EXCLUDED)
+        self.counts.excluded += 1
+        return True
+
+    def _add_reject(self, line: int, phone_raw: str | None, reason: str) -> None:
         self.reject_batch.append(
             {
                 "campaign_id": self.campaign_id,
@@ -93,13 +114,12 @@ class _StepImport:
                 "reason": reason,
             }
         )
-        if duplicate:
-            self.counts.duplicates += 1
-        else:
-            self.counts.invalid += 1
 
     def reject_duplicate(self, line: int, phone_raw: str, phone: str) -> None:
-        """A number already queued for this step; the reason gets its line at flush time."""
+        """A number already queued for this step; the reason gets its line at flush time. An
+        excluded number is excluded again (its first line is no recipient to name)."""
+        if self._excluded(line, phone_raw, phone):
+            return
         self.reject(line, phone_raw, "duplicate", duplicate=True)
         self.unresolved_duplicates.append((self.reject_batch[-1], phone))
 
@@ -145,19 +165,25 @@ async def import_contacts(
     step_id: int,
     now: float,
     senders: Sequence[str] | None = None,
+    excluded: AbstractSet[int] = frozenset(),
 ) -> ImportCounts:
     """Queue every valid, first-seen row of ``reader`` for the step; reject the others.
 
     With ``senders``, each recipient is pinned to the one ``rules.sender_for`` picks (None:
-    left NULL, the campaign's first sender). Runs inside the caller's transaction. Raises
+    left NULL, the campaign's first sender). Numbers in ``excluded`` (E.164 digits as ints)
+    and numbers the suppression list stops are rejects too ("excluded", "suppressed"), counted
+    apart. Runs inside the caller's transaction. Raises
     ContactsError when the file turns out to be unreadable part-way (the caller's rollback then
     removes what was written).
     """
-    job = _StepImport(conn, kind, campaign_id, step_id, now, senders)
+    job = _StepImport(conn, kind, campaign_id, step_id, now, senders, excluded)
     for _ in judge_rows(reader, job):
         if job.batch_full:
             await job.flush()
     await job.flush()
+    suppressed = await reject_suppressed(conn, campaign_id, step_id)
+    job.counts.queued -= suppressed
+    job.counts.suppressed = suppressed
     if job.first_header is not None:
         job.counts.header_format = guess_header_format(job.first_header)
     return job.counts

@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from watui.rules import CampaignStatus, RecipientStatus
+from watui.rules import CampaignStatus, RecipientStatus, SuppressionReason, SuppressionScope
 
 #: SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for 10M+ rows.
 BigId = BigInteger().with_variant(sqlite.INTEGER(), "sqlite").with_variant(
@@ -326,4 +326,18 @@ number_health = Table(
     Column("event", String(32), nullable=True),  # the last webhook's event: FLAGGED, UPGRADE, ...
     Column("heard_at", Float, nullable=False),
     Column("source", String(8), nullable=False),  # poll | webhook
+)
+
+
+# ----- the suppression list (schema v6): numbers that must not be messaged, one list per database -----
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("phone", String(20), nullable=False, unique=True),  # E.164; its index serves every check
+    Column("user_id", String(200), nullable=True),  # business-scoped user id, when a webhook gave one
+    Column("scope", String(16), nullable=False, default=SuppressionScope.ALL.value),
+    Column("reason", String(20), nullable=False, default=SuppressionReason.MANUAL.value),
+    Column("detail", Text, nullable=True),  # e.g. the stop word the person wrote
+    Column("created_at", Float, nullable=False),
 )

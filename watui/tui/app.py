@@ -28,6 +28,7 @@ from watui.tui.messages import (
     OpenRetryQueue,
     OpenSettings,
     OpenSetup,
+    OpenSuppression,
 )
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.screens.campaigns import CampaignsScreen
@@ -38,6 +39,7 @@ from watui.tui.screens.report import ReportScreen
 from watui.tui.screens.retry_queue import RetryQueueScreen
 from watui.tui.screens.settings import SettingsScreen
 from watui.tui.screens.setup import SetupScreen
+from watui.tui.screens.suppression import SuppressionScreen
 
 HELP_SCREEN = "help"
 #: How often the UI looks for scheduled campaigns whose start has come (a cheap query).
@@ -51,6 +53,7 @@ SCREENS_WITH_KEYS: tuple[type[WatuiScreen], ...] = (
     RetryQueueScreen,
     ReportScreen,
     NumbersScreen,
+    SuppressionScreen,
 )
 
 
@@ -205,6 +208,9 @@ class WatuiApp(App[int]):
 
     def on_open_numbers(self, _: OpenNumbers) -> None:
         self.push_screen(NumbersScreen())
+
+    def on_open_suppression(self, _: OpenSuppression) -> None:
+        self.push_screen(SuppressionScreen())
 
     def on_open_help(self, _: OpenHelp) -> None:
         self.action_help()

@@ -21,6 +21,7 @@ from watui.tui.messages import (
     OpenRetryQueue,
     OpenSettings,
     OpenSetup,
+    OpenSuppression,
 )
 from watui.tui.protocols import WatuiHost
 
@@ -65,6 +66,7 @@ class WatuiCommands(Provider):
             ("Campaigns", "Back to the list of campaigns", GoHome),
             ("Settings", "Show the effective settings (secrets masked)", OpenSettings),
             ("Numbers", "The account's phone numbers: quality, throughput, limit", OpenNumbers),
+            ("Suppression list", "Numbers no campaign may message: add, remove", OpenSuppression),
             ("Help", "Every key, screen by screen", OpenHelp),
         ]
 

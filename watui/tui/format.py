@@ -58,3 +58,8 @@ def day_time(at: float, now: float) -> str:
 def clock_time(at: float) -> str:
     """Local wall-clock time of day, 'HH:MM:SS'."""
     return time.strftime("%H:%M:%S", time.localtime(at))
+
+
+def utc_minute(at: float) -> str:
+    """A date and time to the minute, in UTC: '2026-12-06 10:43'."""
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(at))

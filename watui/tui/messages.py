@@ -45,6 +45,10 @@ class OpenNumbers(Message):
     """Show the account's phone numbers and their health."""
 
 
+class OpenSuppression(Message):
+    """Show the suppression list (numbers no campaign may message)."""
+
+
 class OpenHelp(Message):
     """Show every key, screen by screen."""
 

@@ -19,6 +19,7 @@ from watui.tui.messages import (
     OpenRetryQueue,
     OpenSettings,
     OpenSetup,
+    OpenSuppression,
 )
 from watui.tui.screens.base import WatuiScreen
 from watui.tui.widgets.keybar import KeyBar
@@ -122,6 +123,7 @@ class CampaignsScreen(WatuiScreen):
         Binding("v", "report", "Report"),
         Binding("m", "numbers", "Numbers"),
         Binding("comma", "settings", "Settings", key_display=","),
+        Binding("u", "suppression", "Suppression list", show=False),
         Binding("q", "app.quit", "Quit"),
     ]
 
@@ -218,6 +220,9 @@ class CampaignsScreen(WatuiScreen):
 
     def action_numbers(self) -> None:
         self.post_message(OpenNumbers())
+
+    def action_suppression(self) -> None:
+        self.post_message(OpenSuppression())
 
     def action_retry_queue(self) -> None:
         if row := self.selected():

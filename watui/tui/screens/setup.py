@@ -65,6 +65,7 @@ FIELD_WIDGETS: dict[Field, str] = {
     Field.START_AT: "f-start",
     Field.SEND_WINDOW: "f-window",
     Field.DEADLINE: "f-deadline",
+    Field.EXCLUDE: "f-exclude",
 }
 T = TypeVar("T")
 
@@ -317,6 +318,11 @@ class SetupScreen(WatuiScreen):
                 TextInput(compact=True, id="deadline", placeholder="e.g. 2026-12-08T20:00+01:00"),
                 hint="past it the campaign pauses rather than send late",
                 id="f-deadline",
+            )
+            yield FormField(
+                "Exclude (CSV)",
+                TextInput(compact=True, id="exclude", placeholder="numbers not to message"),
+                id="f-exclude",
             )
             yield Static("Test send", classes="section-title")
             yield FormField(
@@ -616,6 +622,10 @@ class SetupScreen(WatuiScreen):
         for problem in schedule_problems:
             self.field(FIELD_WIDGETS[problem.field]).set_error(problem.message)
         problems += len(schedule_problems)
+        exclude = Path(self.value("exclude")).expanduser() if self.value("exclude") else None
+        if exclude is not None and not exclude.is_file():
+            self.field("f-exclude").set_error(f"no file at {exclude}")
+            problems += 1
         steps = list(self.steps)
         if not steps or self._step_started():
             step = self.collect_step()
@@ -636,6 +646,7 @@ class SetupScreen(WatuiScreen):
             start_at=when[0],
             send_window=when[1],
             deadline=when[2],
+            exclude=exclude,
         )
 
     def _parsed(self, field_id: str, input_id: str, parse: Callable[[str], T]) -> T | None:

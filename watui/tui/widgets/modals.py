@@ -63,11 +63,32 @@ class ConfirmModal(ModalScreen[bool]):
         self.dismiss(answer)
 
 
-class PromptModal(ModalScreen[T | None], Generic[T]):
+class FormModal(ModalScreen[T | None], Generic[T]):
+    """A modal form: enter or OK submits (``_submit`` dismisses with the value, or shows what
+    to fix), escape or Cancel answers None."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def on_input_submitted(self) -> None:
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "ok":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def _submit(self) -> None:
+        raise NotImplementedError
+
+
+class PromptModal(FormModal[T]):
     """Ask for one value; ``parse`` turns the text into a value or raises ValueError(reason)."""
 
     DEFAULT_CSS = MODAL_CSS
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(
         self, title: str, label: str, value: str, parse: Callable[[str], T], ok_label: str = "OK"
@@ -100,18 +121,6 @@ class PromptModal(ModalScreen[T | None], Generic[T]):
             field.value = value
             field.select_all()
             self.query_one("#prompt-error", Static).update("")
-
-    def on_input_submitted(self) -> None:
-        self._submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "ok":
-            self._submit()
-        else:
-            self.dismiss(None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
     def _submit(self) -> None:
         try:
