@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -325,3 +326,14 @@ def language_problem(template: str, language: str, synced_languages: Iterable[st
 
 def _article(word: str | None) -> str:
     return "an" if (word or "x")[0] in "aeiou" else "a"
+
+
+# ----- API outages -----
+
+
+def outage_line(since: float, retry_at: float | None, now: float) -> str:
+    """How an API outage reads wherever it shows (the monitor, the campaigns list, `watui run`):
+    since when (local time), and when the next probe goes (``retry_at`` None: it is out now)."""
+    clock = time.strftime("%H:%M:%S", time.localtime(since))
+    when = "now" if retry_at is None else f"in {max(0, math.ceil(retry_at - now))} s"
+    return f"API unreachable since {clock}, trying again {when}"

@@ -65,6 +65,10 @@ class SendSettings(_Group):
     flush_interval_ms: int = Field(default=200, ge=10, le=60_000)
     flush_max_rows: int = Field(default=500, ge=1, le=100_000)
     lease_seconds: float = Field(default=120.0, ge=5, le=86_400)
+    max_outage_s: float | None = Field(
+        default=None, gt=0, le=30 * 86_400,
+        description="pause when the API is unreachable this long; None waits forever",
+    )
 
 
 class RetrySettings(_Group):
