@@ -77,9 +77,11 @@ def closed_breaker() -> CircuitBreaker[str]:
 
 def judge(
     breaker: CircuitBreaker[str], item: str, *, unwell: bool = True, evidence: bool = True,
-    probe: bool = False, now: float = NOW,
+    probe: bool = False, now: float = NOW, sent_at: float | None = None,
 ) -> Judgement[str]:
-    return breaker.judge(item, unwell=unwell, evidence=evidence, probe=probe, now=now)
+    """An answer at ``now`` to a request sent 10 ms before (or at ``sent_at``)."""
+    return breaker.judge(item, unwell=unwell, evidence=evidence, probe=probe, now=now,
+                         sent_at=now - 0.01 if sent_at is None else sent_at)
 
 
 def trip(breaker: CircuitBreaker[str], now: float = NOW) -> Judgement[str]:
@@ -108,6 +110,20 @@ def test_a_burst_across_first_attempts_opens_and_is_the_apis() -> None:
     assert judged == Judgement(api=tuple(f"burst{n}" for n in range(TRIP_AFTER)), change=Change.OPENED)
     assert breaker.state is BreakerState.OPEN and breaker.held == 0
     assert (breaker.opened_at, breaker.probe_at) == (NOW, NOW + FIRST_WAIT)
+
+
+def test_a_success_sent_before_the_unwell_ones_does_not_clear_them() -> None:
+    """Answers come out of order: a request sent before the API fell ill may succeed after
+    the first failures came back; only a success sent after a failure shows it was lone."""
+    breaker = closed_breaker()
+    judge(breaker, "early", sent_at=NOW - 0.5)
+    judge(breaker, "late", sent_at=NOW - 0.1)
+    assert judge(breaker, "older ok", unwell=False, sent_at=NOW - 0.3) == Judgement(
+        own=("early", "older ok"))
+    assert breaker.held == 1
+    for number in range(TRIP_AFTER - 1):
+        judge(breaker, f"more{number}")
+    assert breaker.state is BreakerState.OPEN, "the held one still counts toward the burst"
 
 
 def test_a_healthy_answer_between_breaks_the_burst() -> None:

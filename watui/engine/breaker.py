@@ -5,9 +5,10 @@ A pure state machine (no I/O, and no clock: ``now`` is an argument), so every tr
 tested without a network or a sleep. ``watui.engine.outage`` runs it for the sender.
 
 - **closed**: sending. An answer that says the API is unwell (``whatsapp.errors.api_unwell``)
-  is *held*, not recorded: alone it is the recipient's own (released as such at the next
-  healthy answer), but TRIP_AFTER of them from first attempts, with no healthy answer between,
-  are a burst, and the breaker opens.
+  is *held*, not recorded: alone it is the recipient's own (released as such once a request
+  sent after it is answered well), but TRIP_AFTER of them from first attempts, with no request
+  sent after them answered well, are a burst, and the breaker opens. Answers come back out of
+  order: a success sent before the API fell ill says nothing about the requests after it.
 - **open**: nothing is sent. The answers that made the burst, and every unwell answer that
   comes while open, are the API's: their recipients go back as they were. A probe may go at
   ``probe_at``.
@@ -50,6 +51,13 @@ class Change(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class _Held(Generic[T]):
+    item: T
+    evidence: bool
+    sent_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Judgement(Generic[T]):
     """What to do with the answers the breaker lets go of: ``own`` are the recipients' own
     (recorded as today), ``api`` were the API's (given back as they were)."""
@@ -75,18 +83,20 @@ class CircuitBreaker(Generic[T]):
         self.opened_at: float | None = None  # when the current outage began
         self.probe_at = 0.0  # when the next probe may go (while open)
         self.wait = self._first_wait  # the wait before probe_at
-        self._held: list[T] = []
+        self._held: list[_Held[T]] = []
         self._evidence = 0  # held answers from first attempts
 
     @property
     def held(self) -> int:
         return len(self._held)
 
-    def judge(self, item: T, *, unwell: bool, evidence: bool, probe: bool, now: float) -> Judgement[T]:
+    def judge(
+        self, item: T, *, unwell: bool, evidence: bool, probe: bool, sent_at: float, now: float
+    ) -> Judgement[T]:
         """One answer: ``unwell`` by ``api_unwell``, ``evidence`` when it was a first attempt,
-        ``probe`` when it answers the probe."""
+        ``probe`` when it answers the probe; its request left at ``sent_at``."""
         if self.state is BreakerState.CLOSED:
-            return self._judge_closed(item, unwell, evidence, now)
+            return self._judge_closed(_Held(item, evidence, sent_at), unwell, now)
         if probe and self.state is BreakerState.PROBING:
             return self._judge_probe(item, unwell, now)
         # Sent before the breaker opened: a healthy answer is the recipient's, but one answer
@@ -96,7 +106,7 @@ class CircuitBreaker(Generic[T]):
     def release_held(self) -> tuple[T, ...]:
         """No further answer can confirm a burst (nothing in flight, nothing to send, or the run
         ends): the held answers are their recipients' own."""
-        held = tuple(self._held)
+        held = tuple(entry.item for entry in self._held)
         self._held.clear()
         self._evidence = 0
         return held
@@ -108,23 +118,30 @@ class CircuitBreaker(Generic[T]):
         self.state = BreakerState.PROBING
         return True
 
-    def _judge_closed(self, item: T, unwell: bool, evidence: bool, now: float) -> Judgement[T]:
+    def _judge_closed(self, answer: _Held[T], unwell: bool, now: float) -> Judgement[T]:
         if not unwell:
             if not self._held:
-                return Judgement(own=(item,))
-            return Judgement(own=(*self.release_held(), item))
-        self._held.append(item)
-        self._evidence += evidence
+                return Judgement(own=(answer.item,))
+            return Judgement(own=(*self._release_sent_before(answer.sent_at), answer.item))
+        self._held.append(answer)
+        self._evidence += answer.evidence
         if self._evidence < self._trip_after:
             return Judgement()
-        burst = tuple(self._held)
-        self._held.clear()
-        self._evidence = 0
+        burst = self.release_held()
         self.state = BreakerState.OPEN
         self.opened_at = now
         self.wait = self._first_wait
         self.probe_at = now + self.wait
         return Judgement(api=burst, change=Change.OPENED)
+
+    def _release_sent_before(self, sent_at: float) -> tuple[T, ...]:
+        """A request that left at ``sent_at`` was answered well: the held answers to requests
+        sent before it were lone errors, their recipients' own."""
+        lone = tuple(entry.item for entry in self._held if entry.sent_at <= sent_at)
+        if lone:
+            self._held = [entry for entry in self._held if entry.sent_at > sent_at]
+            self._evidence = sum(entry.evidence for entry in self._held)
+        return lone
 
     def _judge_probe(self, item: T, unwell: bool, now: float) -> Judgement[T]:
         if unwell:

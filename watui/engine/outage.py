@@ -75,9 +75,11 @@ class OutageGuard:
     def record(self, row: ClaimedRecipient, result: SendResult) -> Judgement[Answer]:
         """Judge one answer; the answers let go of are the recipients' own or the API's."""
         breaker = self._breaker
+        now = self._clock()
         judged = breaker.judge(
             Answer(row, result, self._wall_clock()), unwell=api_unwell(result),
-            evidence=row.attempts == 0, probe=row.id == self._probe_id, now=self._clock(),
+            evidence=row.attempts == 0, probe=row.id == self._probe_id,
+            sent_at=now - result.latency, now=now,
         )
         if judged.change is not None:
             self._announce(judged.change, row, result)
