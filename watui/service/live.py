@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from watui.contracts import RecipientParams
-from watui.engine.metrics import EngineMetrics, SenderFigures
+from watui.engine.metrics import EngineMetrics, OutageFigures, SenderFigures
 from watui.engine.runner import CampaignNotRunnable, check_send_settings, prepare
 from watui.engine.sender import CampaignSender, RunOutcome
 from watui.errors import BackendError, InvalidCampaign, WatuiError
@@ -27,6 +27,7 @@ from watui.rules import REVIEWABLE_STATUSES, RecipientStatus, placeholder_names,
 from watui.service import exports
 from watui.service import reports as delivery_reports
 from watui.service.models import (
+    ApiOutage,
     ButtonColumn,
     CampaignReport,
     CampaignRow,
@@ -119,10 +120,11 @@ class LiveBackend:
 
     def _row(self, campaign: CampaignRecord, retrying: int = 0) -> CampaignRow:
         run = self._runs.get(campaign.name)
-        rate = eta = None
+        rate = eta = outage = None
         pending = campaign.pending
         if run is not None and run.live:
-            rate = run.sender.metrics.snapshot(seconds=10).current_rate
+            figures = run.sender.metrics.snapshot(seconds=10)
+            rate, outage = figures.current_rate, _outage(figures.outage)
             eta = pending / rate if rate > 0 and pending else None
         return CampaignRow(
             name=campaign.name, status=CampaignState(campaign.status), total=campaign.total,
@@ -130,7 +132,7 @@ class LiveBackend:
             retrying=retrying, in_doubt=campaign.in_doubt,
             invalid=campaign.invalid, skipped=campaign.skipped, rate=rate, eta_seconds=eta,
             paused_reason=campaign.pause_reason, delivered=campaign.delivered, read=campaign.read,
-            unconfirmed=campaign.unconfirmed, failed_after=campaign.failed_after,
+            unconfirmed=campaign.unconfirmed, failed_after=campaign.failed_after, outage=outage,
         )
 
     async def list_templates(self) -> list[TemplateInfo]:
@@ -517,8 +519,12 @@ def _snapshot(
         failed=summary.failed, pending=pending, retrying=retrying,
         in_doubt=summary.in_doubt, skipped=summary.skipped,
         eta_seconds=pending / rate if live and rate > 0 and pending else None, errors=errors,
-        paused_reason=summary.pause_reason,
+        paused_reason=summary.pause_reason, outage=_outage(engine.outage) if live else None,
     )
+
+
+def _outage(figures: OutageFigures | None) -> ApiOutage | None:
+    return None if figures is None else ApiOutage(figures.since, figures.retry_at)
 
 
 def _detail(result: Any) -> str:

@@ -14,6 +14,7 @@ from watui.rules import (
     RecipientStatus,
     button_needs_param,
     button_takes_param,
+    outage_line,
 )
 
 #: The rules' statuses under the names the UI has always used (one definition: watui.rules).
@@ -46,6 +47,19 @@ class SharesOfSent:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiOutage:
+    """The API is unreachable and sending waits for it (nobody is charged for it): since when,
+    and when the next try goes (None: it is out now). Wall-clock seconds."""
+
+    since: float
+    retry_at: float | None
+
+    def line(self, now: float) -> str:
+        """"API unreachable since HH:MM:SS, trying again in N s"."""
+        return outage_line(self.since, self.retry_at, now)
+
+
+@dataclass(frozen=True, slots=True)
 class CampaignRow(SharesOfSent):
     """One campaign as the home table and the status line show it."""
 
@@ -66,6 +80,7 @@ class CampaignRow(SharesOfSent):
     read: int = 0
     unconfirmed: int = 0
     failed_after: int = 0  # failures reported after acceptance (also in failed)
+    outage: ApiOutage | None = None  # while sending waits for the API
 
     @property
     def done(self) -> int:
@@ -218,6 +233,7 @@ class MetricsSnapshot(SharesOfSent):
     deliver_p50: float | None = None  # seconds from accepted to delivered
     deliver_p95: float | None = None
     late_errors: tuple[ErrorCount, ...] = ()  # failures reported after acceptance, by code
+    outage: ApiOutage | None = None  # while sending waits for the API
 
     @property
     def progress(self) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import ClassVar
 
 from rich.text import Text
@@ -32,6 +33,9 @@ BAR_WIDTH = 10
 NARROW_NAME = 10
 NARROW_BELOW = 100
 
+#: A running campaign whose sending waits for the API (both widths: 8 characters at most).
+OUTAGE_LABEL = "⚠ no API"
+
 STATUS_LABELS = {
     CampaignState.DRAFT: "○ draft",
     CampaignState.RUNNING: "▶ running",
@@ -58,7 +62,7 @@ def campaign_cells(row: CampaignRow, narrow: bool = False) -> tuple[Text | str, 
         else row.name[: NARROW_NAME - 1] + "…"
     )
     labels = NARROW_STATUS_LABELS if narrow else STATUS_LABELS
-    status = labels.get(row.status, str(row.status))
+    status = OUTAGE_LABEL if row.outage else labels.get(row.status, str(row.status))
     running = row.status is CampaignState.RUNNING
     done = f"{row.progress * 100:3.0f}%"
     return (
@@ -159,6 +163,8 @@ class CampaignsScreen(WatuiScreen):
         detail = ""
         if row is not None:
             parts = []
+            if row.outage:
+                parts.append(f"[b]{escape(row.outage.line(time.time()))}[/b]")
             if row.paused_reason:
                 parts.append(f"[b]Paused:[/b] {escape(row.paused_reason)}")
             if row.delivered_share is not None and row.read_share is not None:
