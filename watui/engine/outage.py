@@ -145,7 +145,7 @@ class OutageGuard:
                 self._show(retry_at=now + wait)
                 text = f"API still unreachable ({cause}), trying again in {wait:g} s"
         self.metrics.event("outage", text)
-        log.warning("%s", text)
+        log.info("%s", text)  # people read the event; a warning would print it twice
 
     def _show(self, *, retry_at: float | None) -> None:
         self.metrics.outage = OutageFigures(self._since, retry_at)
