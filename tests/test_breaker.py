@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 
+from tests.test_decisions import NOW, api, transport
 from watui.engine import breaker as breaker_module
 from watui.engine.breaker import (
     FIRST_WAIT,
@@ -25,28 +26,10 @@ from watui.engine.window import FLOOR
 from watui.rules import RecipientStatus, outage_line
 from watui.storage.sending.outcomes import ClaimedRecipient
 from watui.whatsapp.errors import api_unwell
-from watui.whatsapp.results import (
-    Accepted,
-    ApiError,
-    ErrorKind,
-    SendResult,
-    TransportFailure,
-    TransportReason,
-)
-
-NOW = 1_000.0
-
-
-def api(code: int | None, status: int = 500) -> ApiError:
-    return ApiError(status, code, None, f"(#{code}) error" if code else "", "", None, 0.01)
-
-
-def transport(reason: TransportReason) -> TransportFailure:
-    return TransportFailure(reason, "connection refused", 0.01)
-
+from watui.whatsapp.results import Accepted, ErrorKind, SendResult, TransportFailure, TransportReason
 
 ACCEPTED = Accepted("wamid.1", "15550000001", "accepted", 0.01)
-REFUSED = transport(TransportReason.CONNECT)
+REFUSED = TransportFailure(TransportReason.CONNECT, "connection refused", 0.01)
 
 
 @pytest.mark.parametrize(("result", "unwell"), [
@@ -55,17 +38,17 @@ REFUSED = transport(TransportReason.CONNECT)
     (transport(TransportReason.READ_TIMEOUT), False),  # may have been accepted: in doubt
     (transport(TransportReason.RESET), False),
     (transport(TransportReason.OTHER), False),
-    (api(None, 500), True),
-    (api(None, 503), True),
-    (api(None, 429), False),
-    (api(1), True),
-    (api(2), True),
-    (api(131000), True),
-    (api(131016, 503), True),
-    (api(131026, 400), False),
-    (api(130429, 400), False),
-    (api(131048, 400), False),
-    (api(190, 401), False),
+    (api(None, status=500), True),
+    (api(None, status=503), True),
+    (api(None, status=429), False),
+    (api(1, status=500), True),
+    (api(2, status=500), True),
+    (api(131000, status=500), True),
+    (api(131016, status=503), True),
+    (api(131026), False),
+    (api(130429), False),
+    (api(131048), False),
+    (api(190, status=401), False),
 ])
 def test_which_answers_say_the_api_is_unwell(result: SendResult, unwell: bool) -> None:
     assert api_unwell(result) is unwell
@@ -187,7 +170,7 @@ def test_the_probes_healthy_answer_closes_it() -> None:
     assert breaker.probe_at == NOW + 5 + FIRST_WAIT
 
 
-def recipient(attempts: int, row_id: int = 7) -> ClaimedRecipient:
+def claimed(attempts: int, row_id: int = 7) -> ClaimedRecipient:
     return ClaimedRecipient(row_id, "+15550000007", {"body": ["Ana"]}, attempts)
 
 
@@ -195,11 +178,11 @@ def recipient(attempts: int, row_id: int = 7) -> ClaimedRecipient:
 def test_an_answer_during_an_outage_sends_the_recipient_back_as_it_was(
     attempts: int, back_to: RecipientStatus
 ) -> None:
-    assert decide_in_outage(recipient(attempts), REFUSED) == ApiUnwell(
+    assert decide_in_outage(claimed(attempts), REFUSED) == ApiUnwell(
         back_to, Problem(ErrorKind.RETRY, None, "connect", "connect: connection refused")
     )
-    assert decide_in_outage(recipient(attempts), api(131000)).problem.label == "131000"
-    assert decide_in_outage(recipient(attempts), api(None, 502)).problem.label == "HTTP 502"
+    assert decide_in_outage(claimed(attempts), api(131000)).problem.label == "131000"
+    assert decide_in_outage(claimed(attempts), api(None, status=502)).problem.label == "HTTP 502"
 
 
 def test_the_outage_line_says_since_when_and_when_next() -> None:
@@ -226,7 +209,7 @@ def guard_with(clock: FakeClock, reasons: list[str], max_outage_s: float | None 
 def trip_guard(guard: OutageGuard) -> Judgement[Answer]:
     judged: Judgement[Answer] = Judgement()
     for row_id in range(TRIP_AFTER):
-        judged = guard.record(recipient(0, row_id), REFUSED)
+        judged = guard.record(claimed(0, row_id), REFUSED)
     return judged
 
 
@@ -250,9 +233,9 @@ async def test_the_guard_holds_sending_probes_once_and_says_so(
     second = asyncio.create_task(guard.wait_closed(101))
     await asyncio.sleep(0.05)
     assert not second.done(), "one probe at a time"
-    assert guard.record(recipient(0, 99), REFUSED).change is None, "not the probe's answer"
+    assert guard.record(claimed(0, 99), REFUSED).change is None, "not the probe's answer"
     clock.now += 63
-    assert guard.record(recipient(0, 100), ACCEPTED).change is Change.CLOSED
+    assert guard.record(claimed(0, 100), ACCEPTED).change is Change.CLOSED
     await asyncio.wait_for(second, 1)
     assert guard.metrics.outage is None
     texts = [event.text for event in guard.metrics.events_since(0) if event.kind == "outage"]
@@ -269,7 +252,7 @@ async def test_the_guard_gives_up_after_max_outage_s_once() -> None:
     clock.now += 29
     waiting = asyncio.create_task(guard.wait_closed(100))  # the probe goes at once (1 s passed)
     await asyncio.wait_for(waiting, 1)
-    guard.record(recipient(0, 100), api(None, 503))
+    guard.record(claimed(0, 100), api(None, status=503))
     assert reasons == [], "not yet"
     clock.now += 1
     waiting = asyncio.create_task(guard.wait_closed(101))
@@ -285,9 +268,9 @@ async def test_held_answers_are_released_when_nothing_more_will_answer() -> None
     coming = {"more": True}
     guard = OutageGuard(EngineMetrics(), max_outage_s=None, give_up=lambda _r: None,
                         more_coming=lambda: coming["more"], clock=clock, wall_clock=clock)
-    assert guard.record(recipient(0, 1), api(131000)) == Judgement()
+    assert guard.record(claimed(0, 1), api(131000)) == Judgement()
     coming["more"] = False
-    judged = guard.record(recipient(0, 2), api(131000))
+    judged = guard.record(claimed(0, 2), api(131000))
     assert [answer.row.id for answer in judged.own] == [1, 2] and judged.api == ()
-    assert guard.record(recipient(0, 3), api(131000)) != Judgement()
+    assert guard.record(claimed(0, 3), api(131000)) != Judgement()
     assert guard.settle() == ()
