@@ -5,6 +5,7 @@ OutageGuard that runs the breaker for the sender (events, figures, giving up).""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -199,10 +200,21 @@ class FakeClock:
         return self.now
 
 
-def guard_with(clock: FakeClock, reasons: list[str], max_outage_s: float | None = None) -> OutageGuard:
+KEEP_EVERY = 40.0
+
+
+async def nothing_to_keep() -> None:
+    return None
+
+
+def guard_with(
+    clock: FakeClock, reasons: list[str], max_outage_s: float | None = None,
+    keep_claims: Callable[[], Awaitable[None]] = nothing_to_keep,
+) -> OutageGuard:
     return OutageGuard(
         EngineMetrics(wall_clock=clock), max_outage_s=max_outage_s, give_up=reasons.append,
-        more_coming=lambda: True, clock=clock, wall_clock=clock,
+        more_coming=lambda: True, keep_claims=keep_claims, keep_every=KEEP_EVERY, clock=clock,
+        wall_clock=clock,
     )
 
 
@@ -267,10 +279,29 @@ async def test_held_answers_are_released_when_nothing_more_will_answer() -> None
     clock = FakeClock()
     coming = {"more": True}
     guard = OutageGuard(EngineMetrics(), max_outage_s=None, give_up=lambda _r: None,
-                        more_coming=lambda: coming["more"], clock=clock, wall_clock=clock)
+                        more_coming=lambda: coming["more"], keep_claims=nothing_to_keep,
+                        keep_every=KEEP_EVERY, clock=clock, wall_clock=clock)
     assert guard.record(claimed(0, 1), api(131000)) == Judgement()
     coming["more"] = False
     judged = guard.record(claimed(0, 2), api(131000))
     assert [answer.row.id for answer in judged.own] == [1, 2] and judged.api == ()
     assert guard.record(claimed(0, 3), api(131000)) != Judgement()
     assert guard.settle() == ()
+
+
+async def test_while_the_api_is_away_the_waiting_rows_keep_their_leases() -> None:
+    clock, kept = FakeClock(), list[float]()
+
+    async def keep_claims() -> None:
+        kept.append(clock.now)
+
+    guard = guard_with(clock, [], keep_claims=keep_claims)
+    trip_guard(guard)
+    clock.now = NOW + FIRST_WAIT
+    await asyncio.wait_for(guard.wait_closed(100), 1)  # the first probe: too soon to renew
+    guard.record(claimed(0, 100), REFUSED)
+    assert kept == []
+    clock.now = NOW + KEEP_EVERY + 5
+    await asyncio.wait_for(guard.wait_closed(101), 1)  # renewed, then the next probe
+    assert kept == [NOW + KEEP_EVERY + 5]
+    assert guard.state is BreakerState.PROBING

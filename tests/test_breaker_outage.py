@@ -21,6 +21,7 @@ from tests.test_engine_logic import ScriptedClient, api_error, fast_settings
 from watui.engine import breaker
 from watui.engine.sender import CampaignSender, RunStatus
 from watui.mockapi.server import MockCloudApi
+from watui.storage import claims, leases
 from watui.storage.database import Database
 from watui.storage.schema import attempts, recipients
 from watui.whatsapp.client import WhatsAppClient
@@ -157,3 +158,19 @@ async def test_watui_run_gives_up_after_max_outage_s_with_nobody_failed(sqlite_u
     assert "Traceback" not in stderr
     assert counts == {"queued": 50} and charged == 0, "nobody failed or was charged"
     assert took < 15
+
+
+async def test_renewed_leases_keep_waiting_rows_from_a_peers_recovery(database: Database) -> None:
+    """Rows that wait in memory through a long outage keep their lease: a peer's recovery,
+    after the first lease would have expired, leaves them alone."""
+    campaign_id = await make_campaign(database, recipients_per_step=10)
+    step = await claims.current_step(database, campaign_id)
+    assert step is not None
+    now = time.time()
+    ours = await claims.claim(database, step.id, "here:1:aa", 4, lease_seconds=60, now=now)
+    theirs = await claims.claim(database, step.id, "far:2:bb", 3, lease_seconds=60, now=now)
+    renewed = await leases.renew(database, "here:1:aa", [row.id for row in ours + theirs], now + 600)
+    assert renewed == 4, "only our own claimed rows"
+    moved = await leases.recover_in_doubt(database, campaign_id, now=now + 61)
+    assert moved == 3, "the other owner's expired rows only"
+    assert await status_counts(database, campaign_id) == {"sending": 4, "in_doubt": 3, "queued": 3}

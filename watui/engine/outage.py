@@ -16,7 +16,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from watui.engine.breaker import BreakerState, Change, CircuitBreaker, Judgement
@@ -44,7 +44,8 @@ class Answer:
 
 class OutageGuard:
     """Holds sending while the API is unwell; ``give_up(reason)`` is called once when the
-    outage has lasted ``max_outage_s`` (None: wait forever)."""
+    outage has lasted ``max_outage_s`` (None: wait forever), and ``keep_claims()`` every
+    ``keep_every`` seconds while it lasts (the rows waiting in memory keep their leases)."""
 
     def __init__(
         self,
@@ -53,6 +54,8 @@ class OutageGuard:
         max_outage_s: float | None,
         give_up: Callable[[str], None],
         more_coming: Callable[[], bool],
+        keep_claims: Callable[[], Awaitable[None]],
+        keep_every: float,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -60,6 +63,9 @@ class OutageGuard:
         self._max_outage_s = max_outage_s
         self._give_up = give_up
         self._more_coming = more_coming
+        self._keep_claims = keep_claims
+        self._keep_every = keep_every
+        self._keep_at = math.inf
         self._clock = clock
         self._wall_clock = wall_clock
         self._breaker: CircuitBreaker[Answer] = CircuitBreaker()
@@ -98,15 +104,17 @@ class OutageGuard:
         breaker = self._breaker
         while breaker.state is not BreakerState.CLOSED:
             now = self._clock()
-            timeout = self._until_give_up(now)
-            if self._gave_up:  # the run is stopping: no more probes
-                timeout = math.inf
-            elif breaker.start_probe(now):
-                self._probe_id = next_row_id
-                self._show(retry_at=None)
-                return
-            elif breaker.state is BreakerState.OPEN:
-                timeout = min(timeout, breaker.probe_at - now)
+            if now >= self._keep_at:
+                self._keep_at = now + self._keep_every
+                await self._keep_claims()
+            timeout = min(self._until_give_up(now), self._keep_at - now)
+            if not self._gave_up:  # once given up the run is stopping: no more probes
+                if breaker.start_probe(now):
+                    self._probe_id = next_row_id
+                    self._show(retry_at=None)
+                    return
+                if breaker.state is BreakerState.OPEN:
+                    timeout = min(timeout, breaker.probe_at - now)
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), None if math.isinf(timeout) else timeout)
@@ -139,6 +147,7 @@ class OutageGuard:
             cause = decide_in_outage(row, result).problem.title[:CAUSE_LIMIT]
             if change is Change.OPENED:
                 self._since = now
+                self._keep_at = self._clock() + self._keep_every
                 self._show(retry_at=now + wait)
                 text = f"{outage_line(self._since, now + wait, now)} ({cause})"
             else:

@@ -153,6 +153,7 @@ class CampaignSender:
         self._breaker = OutageGuard(
             self.metrics, max_outage_s=settings.send.max_outage_s,
             give_up=partial(self.pause, by_safety_rule=True), more_coming=self._more_answers_coming,
+            keep_claims=self._keep_ready_leases, keep_every=settings.send.lease_seconds / 3,
         )
         self._collector = CollectorBetweenSends()
         self._control = ControlLoop(
@@ -466,6 +467,14 @@ class CampaignSender:
             self._batcher.add(self._outcome(answer))
         for answer in judged.api:
             self._batcher.add(self._give_back(answer))
+
+    async def _keep_ready_leases(self) -> None:
+        """While the API is away the claimed rows wait in memory: renew their leases, or once
+        they expired a peer would take them for in doubt."""
+        ids = [row.id for row in self._ready]
+        expires = time.time() + self.settings.send.lease_seconds
+        with contextlib.suppress(*DATABASE_UNAVAILABLE):
+            await leases.renew(self.db, self.owner, ids, expires)
 
     def _more_answers_coming(self) -> bool:
         return self.metrics.in_flight > 0 or (bool(self._ready) and not self._stopping.is_set())
