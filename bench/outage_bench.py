@@ -128,6 +128,7 @@ async def outage_run(workdir: Path, *, rate: float, seconds: float) -> list[Row]
             "", None),
         Row(scenario, "sqlite", "probes that met the outage", probes, "", None),
         *recovery_rows(scenario, sorted(entry["at"] for entry in after), outage.back_at, rate),
+        cold_start_row(scenario, sorted(entry["at"] for entry in outage.before), rate),
         Row(scenario, "sqlite", "130429 answers, after", throttled, "= 0", throttled == 0),
         *cost_rows(scenario, statuses, charged, contacts, outage.before + after),
     ]
@@ -154,6 +155,14 @@ def recovery_rows(scenario: str, arrivals: list[float], back_at: float, rate: fl
             "<= 2", full_at is not None and full_at - back_at <= 2),
         Row(scenario, "sqlite", "most arrivals in 1 s, after", most, f"<= {rate:g}", most <= rate),
     ]
+
+
+def cold_start_row(scenario: str, arrivals: list[float], rate: float) -> Row:
+    """The same ramp at the run's start, from a cold pool: what the ramp after an outage is
+    measured against on a loaded machine."""
+    full_at = reached_full_rate(arrivals, rate)
+    ramp = -1.0 if full_at is None else full_at - arrivals[0]
+    return Row(scenario, "sqlite", "control: start -> full rate s", ramp, "", None)
 
 
 def cost_rows(
