@@ -107,7 +107,7 @@ class OutageGuard:
             if now >= self._keep_at:
                 self._keep_at = now + self._keep_every
                 await self._keep_claims()
-            timeout = min(self._until_give_up(now), self._keep_at - now)
+            timeout = min(self._give_up_if_due(now), self._keep_at - now)
             if not self._gave_up:  # once given up the run is stopping: no more probes
                 if breaker.start_probe(now):
                     self._probe_id = next_row_id
@@ -119,8 +119,8 @@ class OutageGuard:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), None if math.isinf(timeout) else timeout)
 
-    def _until_give_up(self, now: float) -> float:
-        """Seconds left before send.max_outage_s runs out (giving up when it has)."""
+    def _give_up_if_due(self, now: float) -> float:
+        """Seconds left before send.max_outage_s runs out; when none are, give up (once)."""
         opened_at = self._breaker.opened_at
         if self._max_outage_s is None or self._gave_up or opened_at is None:
             return math.inf

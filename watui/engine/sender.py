@@ -470,11 +470,12 @@ class CampaignSender:
 
     async def _keep_ready_leases(self) -> None:
         """While the API is away the claimed rows wait in memory: renew their leases, or once
-        they expired a peer would take them for in doubt."""
+        they expired a peer would take them for in doubt. Shielded: a stop cancels the
+        dispatcher, and a SQLite write cancelled midway would keep the write lock."""
         ids = [row.id for row in self._ready]
         expires = time.time() + self.settings.send.lease_seconds
         with contextlib.suppress(*DATABASE_UNAVAILABLE):
-            await leases.renew(self.db, self.owner, ids, expires)
+            await asyncio.shield(leases.renew(self.db, self.owner, ids, expires))
 
     def _more_answers_coming(self) -> bool:
         return self.metrics.in_flight > 0 or (bool(self._ready) and not self._stopping.is_set())
