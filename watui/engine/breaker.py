@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 #: Unwell answers from first attempts, with no healthy answer between, that open the breaker.
 #: At most the window's floor (``engine.window.FLOOR``): held answers keep their window slots.
@@ -57,10 +57,10 @@ class _Held(Generic[T]):
     sent_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class Judgement(Generic[T]):
+class Judgement(NamedTuple, Generic[T]):
     """What to do with the answers the breaker lets go of: ``own`` are the recipients' own
-    (recorded as today), ``api`` were the API's (given back as they were)."""
+    (recorded as today), ``api`` were the API's (given back as they were). A tuple: one is
+    made per answer, a thousand times a second (a frozen dataclass took 1 µs more)."""
 
     own: tuple[T, ...] = ()
     api: tuple[T, ...] = ()

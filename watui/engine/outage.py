@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from watui.engine.breaker import BreakerState, Change, CircuitBreaker, Judgement
 from watui.engine.decisions import decide_in_outage
@@ -33,9 +33,8 @@ log = logging.getLogger(__name__)
 CAUSE_LIMIT = 100
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """One answer as the breaker holds it until it is judged."""
+class Answer(NamedTuple):
+    """One answer as the breaker holds it until it is judged (a tuple: one per answer)."""
 
     row: ClaimedRecipient
     result: SendResult
@@ -81,6 +80,8 @@ class OutageGuard:
     def record(self, row: ClaimedRecipient, result: SendResult) -> Judgement[Answer]:
         """Judge one answer; the answers let go of are the recipients' own or the API's."""
         breaker = self._breaker
+        if breaker.state is BreakerState.CLOSED and not breaker.held and not api_unwell(result):
+            return Judgement((Answer(row, result, self._wall_clock()),))  # the hot path
         now = self._clock()
         judged = breaker.judge(
             Answer(row, result, self._wall_clock()), unwell=api_unwell(result),
