@@ -625,3 +625,12 @@ def matched_stop_word(text: str | None, stop_words: Iterable[str]) -> str | None
         if key and stop_word_key(word) == key:
             return word
     return None
+# ----- API outages -----
+
+
+def outage_line(since: float, retry_at: float | None, now: float) -> str:
+    """How an API outage reads wherever it shows (the monitor, the campaigns list, `watui run`):
+    since when (local time), and when the next probe goes (``retry_at`` None: it is out now)."""
+    clock = datetime.fromtimestamp(since).strftime("%H:%M:%S")
+    when = "now" if retry_at is None else f"in {max(0, math.ceil(retry_at - now))} s"
+    return f"API unreachable since {clock}, trying again {when}"

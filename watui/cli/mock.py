@@ -29,6 +29,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--fail-suffix", action="append", default=[], metavar="DIGITS=CODE",
                         help="numbers ending in DIGITS get error CODE (repeatable)")
     parser.add_argument("--spam-after", type=int, help="answer 131048 after this many accepted")
+    parser.add_argument("--refuse-status", type=int, metavar="STATUS",
+                        help="answer every send with this bare HTTP status (a gateway refusing, "
+                             "e.g. 503); change it while running with POST /_mock/config")
     parser.add_argument("--webhook-url", help="POST signed webhooks here, as Meta does (signed with "
                         f"${APP_SECRET_VARIABLE}, default {DEFAULT_APP_SECRET!r})")
     parser.add_argument("--webhook-delivered-delay", default="0.5,3", metavar="MIN,MAX",
@@ -113,6 +116,12 @@ def _fail_suffixes(items: list[str]) -> dict[str, int]:
     return suffixes
 
 
+def _refuse_status(status: int | None) -> int | None:
+    if status is not None and not 400 <= status <= 599:
+        raise CliError("--refuse-status must be an HTTP error status, 400-599 (e.g. 503)")
+    return status
+
+
 def _rates(args: argparse.Namespace) -> dict[str, Any]:
     names = ("transient_rate", "permanent_rate", "http500_rate", "reset_rate", "slow_rate")
     rates = {name: getattr(args, name) for name in names}
@@ -142,6 +151,7 @@ def _mock_api(args: argparse.Namespace) -> int:
         access_token=args.token, rate_limit=args.rate_limit,
         latency=_seconds("--latency", args.latency),
         pair_limit_seconds=0 if args.no_pair_limit else 6.0, spam_after=args.spam_after,
+        refuse_status=_refuse_status(args.refuse_status),
         fail_suffixes=_fail_suffixes(args.fail_suffix), seed=args.seed, **_rates(args),
         **_webhooks(args),
     )

@@ -14,7 +14,7 @@ from watui.engine.runner import CampaignNotRunnable, Prepared, run_campaign
 from watui.engine.sender import CampaignSender, RunOutcome, RunStatus
 from watui.errors import ReceiverError
 from watui.receiver import WebhookReceiver, applying_receiver
-from watui.rules import WINDOW_WAIT_REASON, RecipientStatus, rate_problem
+from watui.rules import WINDOW_WAIT_REASON, RecipientStatus, outage_line, rate_problem
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
 from watui.storage import review, timing
@@ -170,7 +170,7 @@ async def _summarise(url: str, prepared: Prepared, status: RunStatus, reason: st
 
 
 #: Engine events worth a line of their own while `watui run` sends (the rest show in the UI).
-NOTABLE_EVENTS = {"warning", "throttled", "shared", "waiting"}
+NOTABLE_EVENTS = {"warning", "throttled", "shared", "waiting", "outage"}
 
 
 class ProgressLine:
@@ -225,8 +225,13 @@ def _format_progress(sender: CampaignSender, row: CampaignRecord) -> str:
     rate = snapshot.current_rate
     eta = f"{pending / rate:,.0f}s" if rate > 0 else "--"
     percent = 100.0 * done / row.total if row.total else 100.0
+    outage = snapshot.outage
+    speed = (
+        f"{rate:,.0f} msg/s (target {snapshot.target_rate:g})" if outage is None
+        else outage_line(outage.since, outage.retry_at, time.time())
+    )
     return (
-        f"{row.name}: {rate:,.0f} msg/s (target {snapshot.target_rate:g}) | "
+        f"{row.name}: {speed} | "
         f"{done:,}/{row.total:,} ({percent:.1f}%) | ETA {eta} | "
         f"failed {row.failed:,} | retrying {snapshot.retried_total:,} | in flight {snapshot.in_flight}"
     )

@@ -77,6 +77,18 @@ class PauseCampaign:
     problem: Problem
 
 
+@dataclass(frozen=True, slots=True)
+class ApiUnwell:
+    """The API, or the way to it, was unwell, not the recipient (the circuit breaker judged the
+    answer part of an outage): the recipient goes back as it was, this attempt not counted."""
+
+    back_to: RecipientStatus
+    problem: Problem
+
+
+#: What the attempt log says of a request answered during an outage.
+OUTAGE_OUTCOME = "outage"
+
 #: Every decision but Sent: each carries the Problem it is about.
 ProblemDecision = Retry | Failed | InDoubt | PauseCampaign
 Decision = Sent | ProblemDecision
@@ -90,18 +102,26 @@ def decide(
         return Sent(result.wamid)
     verdict = classify(result)
     assert verdict is not None
-    label = _code_label(result)
-    problem = Problem(
-        verdict.kind, result.code if isinstance(result, ApiError) else None, label,
-        _error_title(result),
-    )
+    problem = _problem(result, verdict.kind)
     if verdict.kind is ErrorKind.PAUSE:
-        return PauseCampaign(f"{label}: {verdict.meaning}", _back_status(row), problem)
+        return PauseCampaign(f"{problem.label}: {verdict.meaning}", _back_status(row), problem)
     if verdict.possibly_sent:
         return InDoubt(problem)
     if verdict.kind is ErrorKind.PERMANENT or row.attempts >= policy.max_retries:
         return Failed(problem)
     return Retry(now + _retry_delay(row.attempts, verdict, policy), problem)
+
+
+def decide_in_outage(row: ClaimedRecipient, result: SendResult) -> ApiUnwell:
+    """What an answer the circuit breaker called the API's means for ``row``: nothing; it goes
+    back to the queue (or to waiting for its retry) with its attempts as they were."""
+    assert not isinstance(result, Accepted), "an accepted message is never the API's trouble"
+    return ApiUnwell(_back_status(row), _problem(result, ErrorKind.RETRY))
+
+
+def _problem(result: ApiError | TransportFailure, kind: ErrorKind) -> Problem:
+    code = result.code if isinstance(result, ApiError) else None
+    return Problem(kind, code, _code_label(result), _error_title(result))
 
 
 def _code_label(result: ApiError | TransportFailure) -> str:

@@ -30,6 +30,15 @@ class SenderEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class OutageFigures:
+    """The API is unreachable (the circuit breaker is open): since when, and when the next
+    probe goes (None: it is out now). Wall-clock seconds."""
+
+    since: float
+    retry_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class SenderFigures:
     """One run's figures as the sender counts them, as plain data. The service adds the
     campaign's stored counters to make the UI's ``MetricsSnapshot``."""
@@ -53,6 +62,7 @@ class SenderFigures:
     failed_total: int = 0
     retried_total: int = 0
     in_doubt_total: int = 0
+    outage: OutageFigures | None = None
 
     @property
     def connection_reuse(self) -> float | None:
@@ -111,6 +121,7 @@ class EngineMetrics:
         self.target_rate = 0.0
         self.paced_rate = 0.0
         self.connection_stats: Callable[[], tuple[int, int]] = lambda: (0, 0)
+        self.outage: OutageFigures | None = None  # set by the sender's OutageGuard
         self._events: deque[SenderEvent] = deque(maxlen=500)
         self._seq = 0
 
@@ -152,6 +163,7 @@ class EngineMetrics:
             failed_total=self.failed_total,
             retried_total=self.retried_total,
             in_doubt_total=self.in_doubt_total,
+            outage=self.outage,
         )
 
 

@@ -26,6 +26,7 @@ from watui.engine.batcher import OutcomeBatcher
 from watui.engine.collector import CollectorBetweenSends, freeze_long_lived_objects
 from watui.engine.control import ControlLoop
 from watui.engine.decisions import (
+    OUTAGE_OUTCOME,
     InDoubt,
     PauseCampaign,
     Problem,
@@ -33,9 +34,11 @@ from watui.engine.decisions import (
     Retry,
     Sent,
     decide,
+    decide_in_outage,
 )
 from watui.engine.metrics import EngineMetrics
 from watui.engine.number_health import NumberHealthWatcher
+from watui.engine.outage import Answer, OutageGuard
 from watui.engine.pacer import Pacer
 from watui.engine.safety import FailureRateRule
 from watui.engine.schedule import Gate, GateKind, SendSchedule, deadline_reason
@@ -156,6 +159,12 @@ class CampaignSender:
             on_trouble=self._warn,
         )
         self.metrics.connection_stats = self._connection_stats
+        #: The circuit breaker: while the API is unwell, nobody is charged for it.
+        self._breaker = OutageGuard(
+            self.metrics, max_outage_s=settings.send.max_outage_s,
+            give_up=partial(self.pause, by_safety_rule=True), more_coming=self._more_answers_coming,
+            keep_claims=self._keep_ready_leases, keep_every=settings.send.lease_seconds / 3,
+        )
         self._collector = CollectorBetweenSends()
         self._control = ControlLoop(
             db, campaign_id, self.owner, settings, pacer=self.pacer, window=self.window,
@@ -245,6 +254,8 @@ class CampaignSender:
             self._claiming = None
         if self._inflight:
             await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+        for answer in self._breaker.settle():
+            self._batcher.add(self._outcome(answer))
         self._batcher.close()
         await batcher_task
         with contextlib.suppress(*DATABASE_UNAVAILABLE):
@@ -500,6 +511,7 @@ class CampaignSender:
                 # pacer's release and the request, which must leave at its slot.
                 await asyncio.sleep(0)
                 continue
+            await self._breaker.wait_closed(self._ready[0].id)
             # A connection first, then the pacer's slot: the request then leaves on time
             # instead of queueing inside the pool (and timing out there).
             while self._requests_out >= self._max_requests:
@@ -528,7 +540,7 @@ class CampaignSender:
             self._requests_out -= 1
             self._connection_free.set()
             self._inflight.pop(row.id, None)
-        self._batcher.add(self._record(row, result))
+        self._record(row, result)
         if self.metrics.in_flight == 0 and not self._ready:
             # The last answer for now: the run may be ending, and the claimer waits to see
             # these outcomes written before it looks for more (or ends the run).
@@ -549,11 +561,32 @@ class CampaignSender:
 
     # ----- recording what an answer means -----
 
-    def _record(self, row: ClaimedRecipient, result: SendResult) -> Outcome:
-        """The recipient's outcome for this answer (what ``decide`` says it means), counted in
-        the metrics and the failure-rate rule."""
-        now = time.time()
+    def _record(self, row: ClaimedRecipient, result: SendResult) -> None:
+        """Record an answer once the circuit breaker has judged it: the recipients' own answers
+        as ``decide`` says, those that were the API's (an outage) by giving their rows back."""
         self.metrics.latencies.append(result.latency)
+        judged = self._breaker.record(row, result)
+        for answer in judged.own:
+            self._batcher.add(self._outcome(answer))
+        for answer in judged.api:
+            self._batcher.add(self._give_back(answer))
+
+    async def _keep_ready_leases(self) -> None:
+        """While the API is away the claimed rows wait in memory: renew their leases, or once
+        they expired a peer would take them for in doubt. Shielded: a stop cancels the
+        dispatcher, and a SQLite write cancelled midway would keep the write lock."""
+        ids = [row.id for row in self._ready]
+        expires = time.time() + self.settings.send.lease_seconds
+        with contextlib.suppress(*DATABASE_UNAVAILABLE):
+            await asyncio.shield(leases.renew(self.db, self.owner, ids, expires))
+
+    def _more_answers_coming(self) -> bool:
+        return self.metrics.in_flight > 0 or (bool(self._ready) and not self._stopping.is_set())
+
+    def _outcome(self, answer: Answer) -> Outcome:
+        """The recipient's outcome for its answer (what ``decide`` says it means), counted in
+        the metrics and the failure-rate rule."""
+        row, result, now = answer.row, answer.result, answer.at
         decision = decide(row, result, self._retry, now)
         if not isinstance(decision, Sent):
             return self._record_problem(row, result, decision, now)
@@ -592,6 +625,18 @@ class CampaignSender:
         self.metrics.failed_total += 1
         self._count_for_failure_rate(True)
         return _problem_outcome(row, RecipientStatus.FAILED, attempt_no, problem, attempt)
+
+    def _give_back(self, answer: Answer) -> Outcome:
+        """An answer during an API outage: in the attempt log, but the recipient goes back as
+        it was and the failure-rate rule does not count it."""
+        row = answer.row
+        decision = decide_in_outage(row, answer.result)
+        problem = decision.problem
+        self.metrics.errors_by_code[problem.label] += 1
+        attempt = self._attempt_row(
+            row, row.attempts + 1, answer.at, answer.result, OUTAGE_OUTCOME, problem.title
+        )
+        return _problem_outcome(row, decision.back_to, row.attempts, problem, attempt, answer.at)
 
     def _slow_down(self, label: str) -> None:
         """A throttle answer: count it and slow the pacer (which speeds up again by itself)."""

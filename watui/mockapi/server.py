@@ -3,7 +3,8 @@
 It is what `watui demo`, every test and every benchmark talk to. Faithful where it matters to a
 sender: per-number throughput over a sliding one-second window (130429), the pair rate limit
 (131056), latency from a range, injected failures by rate or by recipient, a spam switch
-(131048 from the Nth message on), a token check (190), and status webhooks signed like Meta's.
+(131048 from the Nth message on), a gateway refusing every send (``refuse_status``), a token
+check (190), and status webhooks signed like Meta's.
 A ledger of accepted messages and counters are readable in-process and over HTTP (/_mock/...).
 """
 
@@ -44,6 +45,8 @@ class MockConfig:
     slow_seconds: float = 60.0
     fail_suffixes: dict[str, int] = field(default_factory=dict)  # phone suffix -> error code
     spam_after: int | None = None  # 131048 for every message after the Nth accepted
+    # Every send answered with this bare HTTP status, unread (a gateway refusing: 502, 503).
+    refuse_status: int | None = None
     seed: int | None = None
     webhook_url: str | None = None  # POST status updates here when set
     app_secret: str = "mock-app-secret"
@@ -82,6 +85,7 @@ class MockStats(TypedDict):
     errors: dict[str, int]  # by error code, or "http500"
     resets: int
     slow: int
+    refused: int  # answered refuse_status
     webhooks: dict[str, int]  # what the webhook poster did (mockapi/webhooks.py)
 
 
@@ -249,6 +253,7 @@ class MockCloudApi:
             "errors": errors,
             "resets": self.counters["resets"],
             "slow": self.counters["slow"],
+            "refused": self.counters["refused"],
             "webhooks": self.webhooks.stats(),
         }
 
@@ -265,6 +270,9 @@ class MockCloudApi:
         self.counters["requests"] += 1
         arrived = _arrived_at(request)
         config = self.config
+        if config.refuse_status is not None:
+            self.counters["refused"] += 1
+            return web.Response(status=config.refuse_status, text="Service Unavailable")
         if request.headers.get("Authorization") != f"Bearer {config.access_token}":
             return self._error(190)
         try:

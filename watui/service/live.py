@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from watui.contracts import RecipientParams
-from watui.engine.metrics import EngineMetrics, SenderFigures
+from watui.engine.metrics import EngineMetrics, OutageFigures, SenderFigures
 from watui.engine.runner import CampaignNotRunnable, check_send_settings, prepare
 from watui.engine.schedule import GateKind
 from watui.engine.sender import CampaignSender, RunOutcome
@@ -36,6 +36,7 @@ from watui.service import numbers as numbers_view
 from watui.service import reports as delivery_reports
 from watui.service import suppressions as suppression_service
 from watui.service.models import (
+    ApiOutage,
     ButtonColumn,
     CampaignReport,
     CampaignRow,
@@ -132,11 +133,12 @@ class LiveBackend:
 
     def _row(self, campaign: CampaignRecord, retrying: int = 0) -> CampaignRow:
         run = self._runs.get(campaign.name)
-        rate = eta = None
+        rate = eta = outage = None
         pending = campaign.pending
         waiting = campaign.pause_reason == WINDOW_WAIT_REASON
         if run is not None and run.live:
-            rate = run.sender.metrics.snapshot(seconds=10).current_rate
+            figures = run.sender.metrics.snapshot(seconds=10)
+            rate, outage = figures.current_rate, _outage(figures.outage)
             eta = pending / rate if rate > 0 and pending else None
             gate = run.sender.waiting
             waiting = gate is not None and gate.kind is GateKind.OUTSIDE_WINDOWS
@@ -147,7 +149,7 @@ class LiveBackend:
             invalid=campaign.invalid, skipped=campaign.skipped, rate=rate, eta_seconds=eta,
             paused_reason=campaign.pause_reason, delivered=campaign.delivered, read=campaign.read,
             unconfirmed=campaign.unconfirmed, failed_after=campaign.failed_after,
-            start_at=campaign.start_at, deadline=campaign.deadline, waiting_for_window=waiting,
+            start_at=campaign.start_at, deadline=campaign.deadline, waiting_for_window=waiting, outage=outage,
         )
 
     async def list_templates(self) -> list[TemplateInfo]:
@@ -563,8 +565,12 @@ def _snapshot(
         failed=summary.failed, pending=pending, retrying=retrying,
         in_doubt=summary.in_doubt, skipped=summary.skipped,
         eta_seconds=pending / rate if live and rate > 0 and pending else None, errors=errors,
-        paused_reason=summary.pause_reason,
+        paused_reason=summary.pause_reason, outage=_outage(engine.outage) if live else None,
     )
+
+
+def _outage(figures: OutageFigures | None) -> ApiOutage | None:
+    return None if figures is None else ApiOutage(figures.since, figures.retry_at)
 
 
 def _detail(result: Any) -> str:

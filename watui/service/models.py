@@ -15,6 +15,7 @@ from watui.rules import (
     RecipientStatus,
     button_needs_param,
     button_takes_param,
+    outage_line,
 )
 
 #: The rules' statuses under the names the UI has always used (one definition: watui.rules).
@@ -47,6 +48,19 @@ class SharesOfSent:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiOutage:
+    """The API is unreachable and sending waits for it (nobody is charged for it): since when,
+    and when the next try goes (None: it is out now). Wall-clock seconds."""
+
+    since: float
+    retry_at: float | None
+
+    def line(self, now: float) -> str:
+        """"API unreachable since HH:MM:SS, trying again in N s"."""
+        return outage_line(self.since, self.retry_at, now)
+
+
+@dataclass(frozen=True, slots=True)
 class CampaignRow(SharesOfSent):
     """One campaign as the home table and the status line show it."""
 
@@ -70,6 +84,7 @@ class CampaignRow(SharesOfSent):
     start_at: float | None = None  # when it may start sending (epoch seconds)
     deadline: float | None = None  # past it the campaign pauses rather than send late
     waiting_for_window: bool = False  # every recipient left is outside their send window
+    outage: ApiOutage | None = None  # while sending waits for the API
 
     @property
     def done(self) -> int:
@@ -229,6 +244,7 @@ class MetricsSnapshot(SharesOfSent):
     deliver_p50: float | None = None  # seconds from accepted to delivered
     deliver_p95: float | None = None
     late_errors: tuple[ErrorCount, ...] = ()  # failures reported after acceptance, by code
+    outage: ApiOutage | None = None  # while sending waits for the API
 
     @property
     def progress(self) -> float:

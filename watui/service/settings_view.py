@@ -10,6 +10,8 @@ from pydantic import BaseModel, SecretStr
 from watui.service.models import SettingRow
 
 SECRET_MASK = "********"
+#: What an unset setting means where it is not "watui sizes it itself".
+UNSET_MEANINGS = {"send.max_outage_s": "wait forever"}
 
 
 def settings_rows(settings: BaseModel, prefix: str = "") -> list[SettingRow]:
@@ -26,6 +28,8 @@ def settings_rows(settings: BaseModel, prefix: str = "") -> list[SettingRow]:
             )
         elif name == "database_url":
             rows.append(SettingRow(dotted, mask_url_password(str(value))))
+        elif value is None:
+            rows.append(SettingRow(dotted, UNSET_MEANINGS.get(dotted, "auto")))
         else:
             rows.append(SettingRow(dotted, _format_value(value)))
     return rows

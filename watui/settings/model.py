@@ -69,6 +69,10 @@ class SendSettings(_Group):
         default=300.0, ge=0, le=86_400,
         description="seconds between polls of the sender numbers' tier and quality; 0: never",
     )
+    max_outage_s: float | None = Field(
+        default=None, gt=0, le=30 * 86_400,
+        description="pause when the API is unreachable this long; None waits forever",
+    )
 
 
 class RetrySettings(_Group):

@@ -53,9 +53,19 @@ _BACK_TO_QUEUE: dict[str, Any] = {
 
 async def release(db: Database, owner: str, ids: Sequence[int]) -> int:
     """Give unsent claimed rows back to the queue (no request went out for them)."""
+    return await _update_claimed(db, owner, ids, _BACK_TO_QUEUE)
+
+
+async def renew(db: Database, owner: str, ids: Sequence[int], lease_expires_at: float) -> int:
+    """Keep claimed rows that wait in memory (sending holds for an API outage) leased to us: a
+    peer takes the rows of an expired lease for in doubt."""
+    return await _update_claimed(db, owner, ids, {"lease_expires_at": lease_expires_at})
+
+
+async def _update_claimed(db: Database, owner: str, ids: Sequence[int], values: dict[str, Any]) -> int:
     if not ids:
         return 0
-    released = 0
+    updated = 0
     async with db.begin() as conn:
         for start in range(0, len(ids), 900):
             chunk = list(ids[start : start + 900])
@@ -66,10 +76,10 @@ async def release(db: Database, owner: str, ids: Sequence[int]) -> int:
                     recipients.c.status == SENDING,
                     recipients.c.lease_owner == owner,
                 )
-                .values(**_BACK_TO_QUEUE)
+                .values(**values)
             )
-            released += result.rowcount
-    return released
+            updated += result.rowcount
+    return updated
 
 
 async def release_claim(db: Database, owner: str, lease_expires_at: float) -> int:

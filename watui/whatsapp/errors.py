@@ -77,6 +77,8 @@ ERROR_TABLE: dict[int, tuple[ErrorKind, float, str]] = {
 PERMISSION_RANGE = range(200, 300)
 #: Codes after which the number must never be messaged again.
 SUPPRESS = frozenset({131050})
+#: Codes that say Meta's side is unwell rather than the recipient (see ``api_unwell``).
+API_UNWELL_CODES = frozenset({1, 2, 131000, 131016})
 
 _TRANSPORT: dict[TransportReason, tuple[str, bool]] = {
     TransportReason.CONNECT: ("could not connect: not sent", False),
@@ -111,6 +113,22 @@ def _classify_api_error(error: ApiError) -> Classification:
         return Classification(THROTTLE, 1, "too many requests (HTTP 429)")
     raw = error.title or f"HTTP {error.http_status}"
     return Classification(PERMANENT, 0, f"unknown error: {raw}"[:300])
+
+
+def api_unwell(result: SendResult) -> bool:
+    """Whether an answer says the API, or the way to it, is unwell rather than this recipient:
+    no connection was made, HTTP 5xx without an error code, or one of API_UNWELL_CODES.
+
+    One such answer is still the recipient's (retried as the table says); many in a row, across
+    recipients, open the sender's circuit breaker (``watui.engine.breaker``), and then nobody is
+    charged a retry for them."""
+    if isinstance(result, Accepted):
+        return False
+    if isinstance(result, TransportFailure):
+        return result.reason is TransportReason.CONNECT
+    if result.code is None:
+        return result.http_status >= 500
+    return result.code in API_UNWELL_CODES
 
 
 def classify_code(code: int | None, title: str = "") -> Classification:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import ClassVar
 
 from rich.text import Text
@@ -40,6 +41,9 @@ BAR_WIDTH = 10
 NARROW_NAME = 10
 NARROW_BELOW = 100
 
+#: A running campaign whose sending waits for the API (both widths: 8 characters at most).
+OUTAGE_LABEL = "⚠ no API"
+
 STATUS_LABELS = {
     CampaignState.DRAFT: "○ draft",
     CampaignState.RUNNING: "▶ running",
@@ -68,7 +72,9 @@ def campaign_cells(
         else row.name[: NARROW_NAME - 1] + "…"
     )
     labels = NARROW_STATUS_LABELS if narrow else STATUS_LABELS
-    status = schedule_label(row, narrow, now) or labels.get(row.status, str(row.status))
+    status = OUTAGE_LABEL if row.outage else (
+        schedule_label(row, narrow, now) or labels.get(row.status, str(row.status))
+    )
     running = row.status is CampaignState.RUNNING
     done = f"{row.progress * 100:3.0f}%"
     return (
@@ -183,6 +189,8 @@ class CampaignsScreen(WatuiScreen):
         detail = ""
         if row is not None:
             parts = []
+            if row.outage:
+                parts.append(f"[b]{escape(row.outage.line(time.time()))}[/b]")
             if row.paused_reason:
                 parts.append(f"[b]Paused:[/b] {escape(row.paused_reason)}")
             if row.status is CampaignState.DRAFT and row.start_at is not None:

@@ -103,6 +103,8 @@ class MonitorScreen(WatuiScreen):
         if status.status is CampaignState.PAUSED:
             reason = escape(status.paused_reason or "paused")
             line += f"[$warning][b]‖ PAUSED[/b]: {reason}[/]  (space to resume)"
+        elif status.status is CampaignState.RUNNING and snap is not None and snap.outage:
+            line += f"[$error][b]⚠[/b] {escape(snap.outage.line(snap.at))}[/]"
         elif status.status is CampaignState.RUNNING:
             target = f" at {snap.target_rate:g} msg/s target" if snap else ""
             line += f"[$success][b]▶ RUNNING[/b][/]{target}"
