@@ -7,6 +7,7 @@ CLI names its options for the field, the setup screen marks the field.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -325,3 +326,13 @@ def language_problem(template: str, language: str, synced_languages: Iterable[st
 
 def _article(word: str | None) -> str:
     return "an" if (word or "x")[0] in "aeiou" else "a"
+
+
+# ----- sender numbers -----
+
+
+def sender_for(phone: str, senders: Sequence[str]) -> str:
+    """The number that sends to ``phone``: rendezvous hashing, so a person hears from the same
+    number in every step and campaign with the same numbers, and dropping a number moves only
+    its own recipients."""
+    return max(senders, key=lambda s: hashlib.blake2b(f"{s}:{phone}".encode(), digest_size=8).digest())

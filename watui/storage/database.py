@@ -14,10 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from watui import __version__
 from watui.errors import StorageError
 from watui.storage.dialects import Dialect, dialect_for
-from watui.storage.schema import WEBHOOK_TABLES, metadata, schema_info
+from watui.storage.schema import (
+    CLAIM_BY_SENDER_INDEX,
+    WEBHOOK_TABLES,
+    metadata,
+    schema_info,
+    sender_leases,
+)
 
 #: The schema version this watui writes. Bump it and append a step to MIGRATIONS together.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
@@ -62,6 +68,21 @@ async def _add_webhook_tables(conn: AsyncConnection) -> None:
         await conn.execute(text("ALTER TABLE recipients ALTER COLUMN status TYPE VARCHAR(16)"))
 
 
+async def _add_sender_numbers(conn: AsyncConnection) -> None:
+    """v4: several numbers per campaign: campaigns.senders, recipients.sender (the number each
+    is pinned to), its claim index and the sender_leases table. Idempotent like v3."""
+    await _add_missing_columns(conn, "campaigns", {
+        "senders": "ALTER TABLE campaigns ADD COLUMN senders TEXT",
+    })
+    await _add_missing_columns(conn, "recipients", {
+        "sender": "ALTER TABLE recipients ADD COLUMN sender VARCHAR(64)",
+    })
+    await conn.run_sync(lambda sync_conn: CLAIM_BY_SENDER_INDEX.create(sync_conn, checkfirst=True))
+    await conn.run_sync(
+        lambda sync_conn: metadata.create_all(sync_conn, tables=[sender_leases], checkfirst=True)
+    )
+
+
 async def _add_missing_columns(conn: AsyncConnection, table: str, statements: dict[str, str]) -> None:
     existing = await conn.run_sync(
         lambda sync_conn: {column["name"] for column in inspect(sync_conn).get_columns(table)}
@@ -72,7 +93,9 @@ async def _add_missing_columns(conn: AsyncConnection, table: str, statements: di
 
 
 #: MIGRATIONS[n] takes a database at version n to n + 1. Never edit a released step.
-MIGRATIONS: list[Migration] = [_create_v1, _add_campaign_retry_policy, _add_webhook_tables]
+MIGRATIONS: list[Migration] = [
+    _create_v1, _add_campaign_retry_policy, _add_webhook_tables, _add_sender_numbers,
+]
 
 
 #: What a database that is down, restarting, locked or full raises: worth waiting and retrying.

@@ -73,13 +73,13 @@ class Dialect:
 
     async def claim_rows(
         self, conn: AsyncConnection, *, step_id: int, statuses: Sequence[str], limit: int,
-        owner: str, expires: float, now: float,
+        owner: str, expires: float, now: float, sender: str | None = None,
     ) -> Sequence[ClaimedRow]:
-        """Lease up to ``limit`` due rows, taking ``statuses`` in order; [id, phone, params,
-        attempts] each."""
+        """Lease up to ``limit`` due rows (only those pinned to ``sender`` when given), taking
+        ``statuses`` in order; [id, phone, params, attempts] each."""
         return await self.batches.claim_rows(
             conn, step_id=step_id, statuses=statuses, limit=limit, owner=owner,
-            expires=expires, now=now,
+            expires=expires, now=now, sender=sender,
         )
 
     def flush_transaction(

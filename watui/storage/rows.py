@@ -7,6 +7,7 @@ that the JSON the command line prints is made in one place, with the keys it alw
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -51,6 +52,7 @@ class CampaignRecord:
     started_at: float | None
     finished_at: float | None
     updated_at: float
+    senders: str | None = None  # JSON list of phone_number_ids; None: the configured number
 
     @classmethod
     def from_row(cls, row: Any) -> CampaignRecord:
@@ -77,6 +79,11 @@ class CampaignRecord:
             "finished_at": iso_utc(self.finished_at),
             "rate": self.rate,
         }
+
+    def sender_numbers(self, configured: str) -> list[str]:
+        """The phone_number_ids that send this campaign, first one first (``senders``; NULL
+        means the ``configured`` whatsapp.phone_number_id)."""
+        return list(json.loads(self.senders)) if self.senders else [configured]
 
     @property
     def pending(self) -> int:

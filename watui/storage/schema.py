@@ -76,6 +76,8 @@ campaigns = Table(
     Column("started_at", Float, nullable=True),
     Column("finished_at", Float, nullable=True),
     Column("updated_at", Float, nullable=False),
+    # The phone_number_ids that send it (schema v4), a JSON list; None: whatsapp.phone_number_id.
+    Column("senders", Text, nullable=True),
 )
 
 steps = Table(
@@ -116,10 +118,19 @@ recipients = Table(
     Column("possibly_sent", Integer, nullable=False, default=0),  # a timeout may have delivered
     Column("sent_at", Float, nullable=True),
     Column("updated_at", Float, nullable=True),
+    # The number it is pinned to (schema v4, rules.sender_for); None: the campaign's first.
+    Column("sender", String(64), nullable=True),
     UniqueConstraint("step_id", "phone", name="uq_recipients_step_phone"),
 )
 # The claim query: "due rows of this step in this status, oldest first".
 Index("ix_recipients_claim", recipients.c.step_id, recipients.c.status, recipients.c.next_attempt_at)
+#: A number's claim of a campaign of several ("due rows of this step for this number"). Partial:
+#: a campaign of one number leaves `sender` NULL and pays nothing for it.
+_pinned = recipients.c.sender.isnot(None)
+CLAIM_BY_SENDER_INDEX = Index(
+    "ix_recipients_claim_sender", recipients.c.step_id, recipients.c.sender, recipients.c.status,
+    recipients.c.next_attempt_at, sqlite_where=_pinned, postgresql_where=_pinned,
+)
 # "Count by status" and the retry queue's listing per campaign.
 Index("ix_recipients_campaign_status", recipients.c.campaign_id, recipients.c.status)
 # No more indexes on recipients: every one is rewritten by each claim and each outcome (twice per
@@ -289,3 +300,16 @@ Index("ix_deliveries_campaign_state", deliveries.c.campaign_id, deliveries.c.sta
 
 #: The tables schema v3 added, in the order they are created.
 WEBHOOK_TABLES = (delivery_events, inbound_messages, preference_updates, deliveries)
+
+#: Which process paces each number of a campaign of several (schema v4): a lease renewed every
+#: second, so a dead holder's number is taken over within SENDER_LEASE_SECONDS; and a number
+#: paused by an account-level error, which no process takes until the campaign is resumed.
+sender_leases = Table(
+    "sender_leases",
+    metadata,
+    Column("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True),
+    Column("phone_number_id", String(64), primary_key=True),
+    Column("holder", String(120), nullable=True),  # the lease owner (leases.make_owner)
+    Column("expires_at", Float, nullable=True),
+    Column("paused_reason", Text, nullable=True),
+)

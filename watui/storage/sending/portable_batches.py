@@ -38,6 +38,15 @@ WHERE id = ANY(ARRAY(SELECT id FROM recipients
 RETURNING id, phone, params, attempts
 """)
 
+
+
+def by_sender(claim: TextClause) -> TextClause:
+    """``claim`` for one number of a campaign of several: its pinned rows only
+    (ix_recipients_claim_sender)."""
+    return text(claim.text.replace(
+        "WHERE step_id = :step AND", "WHERE step_id = :step AND sender = :sender AND"))
+
+
 _RECORD = (
     update(recipients)
     .where(recipients.c.id == bindparam("rid"))
@@ -99,6 +108,7 @@ class PortableBatches:
 
     def __init__(self, claim_statement: TextClause, owned_query: Select[Any]) -> None:
         self._claim_statement = claim_statement
+        self._claim_by_sender = by_sender(claim_statement)
         self._owned_query = owned_query
 
     async def record_outcomes(
@@ -119,17 +129,18 @@ class PortableBatches:
 
     async def claim_rows(
         self, conn: AsyncConnection, *, step_id: int, statuses: Sequence[str], limit: int,
-        owner: str, expires: float, now: float,
+        owner: str, expires: float, now: float, sender: str | None = None,
     ) -> list[tuple[int, str, dict[str, Any], int]]:
         claimed: list[tuple[int, str, dict[str, Any], int]] = []
+        statement = self._claim_statement if sender is None else self._claim_by_sender
         for status in statuses:
             wanted = limit - len(claimed)
             if wanted <= 0:
                 break
             rows = await conn.execute(
-                self._claim_statement,
+                statement,
                 {"owner": owner, "expires": expires, "now": now, "step": step_id, "status": status,
-                 "limit": wanted},
+                 "limit": wanted, "sender": sender},
             )
             # Rows unpacked as tuples: named access costs more, per row.
             claimed.extend((rid, phone, orjson.loads(params), attempts)

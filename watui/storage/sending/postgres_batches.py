@@ -33,13 +33,15 @@ OUTCOME_COLUMNS = ("id", "status", "attempts", "next_attempt_at", "wamid", "last
                    "last_error_title", "possibly_sent", "sent_at")
 
 @functools.cache
-def _claim_statement(statuses: int) -> str:
+def _claim_statement(statuses: int, by_sender: bool = False) -> str:
     """One statement that leases due rows of each status in turn (``$6``, ``$7``, ...), up to
     ``$5`` in all: UNION ALL under a LIMIT locks only the rows it takes. The rows come back as
-    one JSON value, earlier statuses first."""
+    one JSON value, earlier statuses first. ``by_sender``: only the rows pinned to the number in
+    the parameter after the statuses (ix_recipients_claim_sender)."""
+    sender = f"sender = ${6 + statuses} AND " if by_sender else ""
     picks = "\n    UNION ALL\n    ".join(
-        f"SELECT * FROM (SELECT id, status FROM recipients WHERE step_id = $4 "
-        f"AND status = ${6 + index} AND next_attempt_at <= $3 ORDER BY next_attempt_at "
+        f"SELECT * FROM (SELECT id, status FROM recipients WHERE step_id = $4 AND {sender}"
+        f"status = ${6 + index} AND next_attempt_at <= $3 ORDER BY next_attempt_at "
         f"LIMIT $5 FOR UPDATE SKIP LOCKED) AS due_{index}"
         for index in range(statuses)
     )
@@ -64,7 +66,7 @@ FROM claimed
 
 async def claim_rows(
     conn: AsyncConnection, *, step_id: int, statuses: Sequence[str], limit: int, owner: str,
-    expires: float, now: float,
+    expires: float, now: float, sender: str | None = None,
 ) -> list[list[Any]]:
     """Lease up to ``limit`` due rows, taking ``statuses`` in order; [id, phone, params,
     attempts] each. ``FOR UPDATE SKIP LOCKED`` lets several processes claim side by side.
@@ -73,8 +75,11 @@ async def claim_rows(
     woke the server on the cores that send), and its rows come back as one JSON value:
     asyncpg's records, SQLAlchemy's rows and a JSON parse per row's parameters had cost 6 us
     a row in the event loop's thread."""
+    parameters = (owner, expires, now, step_id, limit, *statuses)
+    if sender is not None:
+        parameters = (*parameters, sender)
     found = (await conn.exec_driver_sql(
-        _claim_statement(len(statuses)), (owner, expires, now, step_id, limit, *statuses)
+        _claim_statement(len(statuses), sender is not None), parameters
     )).scalar()
     return orjson.loads(found) if found else []
 

@@ -77,21 +77,30 @@ SELECT json_group_array(json_array(id, phone, json(params), attempts)) FROM (
     WHERE step_id = ? AND status = ? AND next_attempt_at <= ?
     ORDER BY next_attempt_at LIMIT ?)
 """
+#: The same for one number of a campaign of several: its pinned rows (ix_recipients_claim_sender).
+_CLAIM_READ_BY_SENDER = _CLAIM_READ.replace("WHERE step_id = ? AND", "WHERE step_id = ? AND sender = ? AND")
 _CLAIM_MARK = """
 UPDATE recipients SET status = 'sending', lease_owner = ?, lease_expires_at = ?, updated_at = ?
 WHERE id IN (SELECT value FROM json_each(?)) AND status = ?
 """
 
 
-def read_due(db: sqlite3.Connection, step_id: int, status: str, now: float, limit: int) -> str:
-    """Up to ``limit`` due rows of one status, as one JSON array of [id, phone, params, attempts]."""
-    found = db.execute(_CLAIM_READ, (step_id, status, now, limit)).fetchone()[0]
+def read_due(
+    db: sqlite3.Connection, step_id: int, status: str, now: float, limit: int,
+    sender: str | None = None,
+) -> str:
+    """Up to ``limit`` due rows of one status (of one number's when ``sender``), as one JSON
+    array of [id, phone, params, attempts]."""
+    if sender is None:
+        found = db.execute(_CLAIM_READ, (step_id, status, now, limit)).fetchone()[0]
+    else:
+        found = db.execute(_CLAIM_READ_BY_SENDER, (step_id, sender, status, now, limit)).fetchone()[0]
     return str(found or "[]")
 
 
 def _claim(
     db: sqlite3.Connection, *, step_id: int, statuses: Sequence[str], limit: int, owner: str,
-    expires: float, now: float,
+    expires: float, now: float, sender: str | None = None,
 ) -> list[list[Any]]:
     """In the driver's thread: read each status's due rows in turn, then mark only the rows
     read that are still in that status. Within this process writers take turns
@@ -102,7 +111,7 @@ def _claim(
         wanted = limit - len(claimed)
         if wanted <= 0:
             break
-        rows: list[list[Any]] = orjson.loads(read_due(db, step_id, status, now, wanted))
+        rows: list[list[Any]] = orjson.loads(read_due(db, step_id, status, now, wanted, sender))
         if not rows:
             continue
         ids = orjson.dumps([row[0] for row in rows]).decode()
@@ -115,13 +124,13 @@ def _claim(
 
 async def claim_rows(
     conn: AsyncConnection, *, step_id: int, statuses: Sequence[str], limit: int, owner: str,
-    expires: float, now: float,
+    expires: float, now: float, sender: str | None = None,
 ) -> list[list[Any]]:
-    """Lease up to ``limit`` due rows, taking ``statuses`` in order; [id, phone, params,
-    attempts] each."""
+    """Lease up to ``limit`` due rows (of one number's when ``sender``), taking ``statuses`` in
+    order; [id, phone, params, attempts] each."""
     return await in_driver_thread(conn, partial(
         _claim, step_id=step_id, statuses=statuses, limit=limit, owner=owner, expires=expires,
-        now=now,
+        now=now, sender=sender,
     ))
 
 
