@@ -33,7 +33,9 @@ from watui.engine.decisions import (
     Retry,
     Sent,
     decide,
+    pauses_whole_campaign,
 )
+from watui.engine.lanes import NumberLane
 from watui.engine.metrics import EngineMetrics
 from watui.engine.pacer import Pacer
 from watui.engine.safety import FailureRateRule
@@ -69,7 +71,8 @@ LATE_FAILURE_LABEL = "failures reported after acceptance"
 
 class Client(Protocol):
     async def send(
-        self, payload: dict[str, Any], on_written: Callable[[float], None] | None = None
+        self, payload: dict[str, Any], on_written: Callable[[float], None] | None = None, *,
+        phone_number_id: str | None = None,
     ) -> SendResult: ...
 
     def connection_stats(self) -> ConnectionStats | tuple[int, int]: ...
@@ -87,6 +90,7 @@ class RunOutcome:
     status: RunStatus
     reason: str | None = None
     by_safety_rule: bool = False  # paused by an error or the failure-rate rule, not a person
+    number_only: bool = False  # an account-level error of its number: the other numbers go on
 
 
 class CampaignSender:
@@ -103,9 +107,15 @@ class CampaignSender:
         owner: str | None = None,
         rate: float | None = None,
         metrics: EngineMetrics | None = None,
+        lane: NumberLane | None = None,
     ) -> None:
         self.db = db
         self.client = client
+        self.lane = lane
+        #: One number of several: claim only its pinned rows (None: every row of the campaign).
+        self._pinned = lane.phone_number_id if lane is not None and lane.pinned else None
+        self._send = client.send if lane is None else partial(
+            client.send, phone_number_id=lane.phone_number_id)
         self.settings = settings
         self.campaign_id = campaign_id
         self.owner = owner or leases.make_owner()
@@ -150,7 +160,7 @@ class CampaignSender:
         self._control = ControlLoop(
             db, campaign_id, self.owner, settings, pacer=self.pacer, window=self.window,
             metrics=self.metrics, collector=self._collector, pause=self.pause, cancel=self.cancel,
-            late_failures=self._count_late_failures,
+            late_failures=self._count_late_failures, shares_rate=self._pinned is None,
         )
 
     def _warn(self, text: str) -> None:
@@ -158,9 +168,12 @@ class CampaignSender:
 
     # ----- commands (plain methods, called by the TUI and the CLI) -----
 
-    def pause(self, reason: str = "paused by a person", *, by_safety_rule: bool = False) -> None:
+    def pause(
+        self, reason: str = "paused by a person", *, by_safety_rule: bool = False,
+        number_only: bool = False,
+    ) -> None:
         """Stop sending new requests; in-flight ones finish and are recorded."""
-        self._halt(RunOutcome(RunStatus.PAUSED, reason, by_safety_rule))
+        self._halt(RunOutcome(RunStatus.PAUSED, reason, by_safety_rule, number_only))
 
     def cancel(self) -> None:
         self._halt(RunOutcome(RunStatus.CANCELLED, "cancelled by a person"))
@@ -206,6 +219,8 @@ class CampaignSender:
                 await self._stopping.wait()
             finally:
                 await self._shutdown(tasks, control_task, batcher_task)
+        if self._pinned is not None:  # one number of several: the campaign's runner settles
+            return self._stop_reason or RunOutcome(RunStatus.STOPPED)
         return await self._settle()
 
     async def _shutdown(
@@ -236,6 +251,11 @@ class CampaignSender:
         with contextlib.suppress(Exception):
             await leases.leave(self.db, self.owner)
         self._finished.set()
+
+    async def settle(self, outcome: RunOutcome) -> RunOutcome:
+        """Record how a run of several numbers ended (engine.numbers), as a run of one does."""
+        self._stop_reason = outcome
+        return await self._settle()
 
     async def _settle(self) -> RunOutcome:
         """Record how the run ended in the campaign's status."""
@@ -315,7 +335,7 @@ class CampaignSender:
         # to us (they would sit in `sending` and turn in_doubt); _shutdown collects them.
         self._claiming = asyncio.ensure_future(claims.claim(
             self.db, step.id, self.owner, granted,
-            lease_seconds=self.settings.send.lease_seconds, now=now,
+            lease_seconds=self.settings.send.lease_seconds, now=now, sender=self._pinned,
         ))
         try:
             rows = await asyncio.shield(self._claiming)
@@ -343,7 +363,7 @@ class CampaignSender:
 
     async def _advance_step(self) -> StepInfo | None:
         """Move to the first step with pending rows; finish when there is none."""
-        step = await claims.current_step(self.db, self.campaign_id)
+        step = await claims.current_step(self.db, self.campaign_id, self._pinned)
         if step is None:
             self._halt(RunOutcome(RunStatus.COMPLETED))
             return None
@@ -355,11 +375,11 @@ class CampaignSender:
     async def _wait_for_due(self, step: StepInfo) -> None:
         """Nothing claimable now: wait for in-flight work or a due retry, or move on a step."""
         if self.window.used == 0 and not self._ready:
-            upcoming = await claims.current_step(self.db, self.campaign_id)
+            upcoming = await claims.current_step(self.db, self.campaign_id, self._pinned)
             if upcoming is None or upcoming.id != step.id:
                 self._step = None
                 return
-        due = await claims.next_due_at(self.db, step.id)
+        due = await claims.next_due_at(self.db, step.id, self._pinned)
         wait = IDLE_POLL if due is None else min(IDLE_POLL, max(0.01, due - time.time()))
         self._progress.clear()
         with contextlib.suppress(TimeoutError):
@@ -439,7 +459,7 @@ class CampaignSender:
                 recipient_callback(row.id),
             )
             # The pacer counts the send from when it leaves, which a busy loop can delay.
-            return await self.client.send(payload, partial(self.pacer.written, number))
+            return await self._send(payload, partial(self.pacer.written, number))
         except Exception as error:  # a bug in building or sending must not lose the row
             log.exception("send failed unexpectedly")
             return TransportFailure(TransportReason.OTHER, f"{type(error).__name__}: {error}", 0.0)
@@ -471,7 +491,8 @@ class CampaignSender:
         attempt_no = row.attempts + 1
         attempt = self._attempt_row(row, attempt_no, now, result, problem.kind.value, problem.title)
         if isinstance(decision, PauseCampaign):
-            self.pause(decision.reason, by_safety_rule=True)
+            self.pause(decision.reason, by_safety_rule=True,
+                       number_only=not pauses_whole_campaign(problem))
             return _problem_outcome(row, decision.back_to, row.attempts, problem, attempt, now)
         if isinstance(decision, InDoubt):
             self.metrics.in_doubt_total += 1

@@ -65,6 +65,10 @@ class SendSettings(_Group):
     flush_interval_ms: int = Field(default=200, ge=10, le=60_000)
     flush_max_rows: int = Field(default=500, ge=1, le=100_000)
     lease_seconds: float = Field(default=120.0, ge=5, le=86_400)
+    reassign_on_pause: bool = Field(
+        default=False,
+        description="a campaign of several numbers: move a paused number's recipients to the others",
+    )
 
 
 class RetrySettings(_Group):
