@@ -15,14 +15,18 @@ import signal
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import inspect, select, text, update
+from textual.widgets import Static
 
 from tests.factories import make_campaign
 from tests.faults import assert_clean, audit, running_mock, spawn_run
 from tests.test_engine_http import PHONE_ID, TOKEN, env_for, most_in_one_second, settings_for
+from watui.cli.main import main
+from watui.cli.run import _numbers_part as numbers_part
 from watui.engine.decisions import (
     KeepSending,
     PauseAll,
@@ -31,17 +35,21 @@ from watui.engine.decisions import (
     after_number_pauses,
     pauses_whole_campaign,
 )
+from watui.engine.metrics import NumberFigures, NumberState
 from watui.engine.numbers import NumbersSender, campaign_sender
 from watui.engine.sender import RunStatus
 from watui.mockapi.process import MockProcess
 from watui.mockapi.server import MockCloudApi
 from watui.rules import sender_for
+from watui.service.open import open_live_backend
 from watui.storage import campaigns as campaign_store
-from watui.storage import claims
+from watui.storage import claims, number_leases
 from watui.storage.campaigns import counters_match_rows
 from watui.storage.database import SCHEMA_VERSION, Database
 from watui.storage.schema import campaigns, recipients, schema_info, sender_leases
 from watui.storage.sending import sqlite_batches
+from watui.tui.app import WatuiApp
+from watui.tui.screens.monitor import MonitorScreen
 from watui.whatsapp.client import WhatsAppClient
 from watui.whatsapp.results import ErrorKind
 
@@ -154,7 +162,7 @@ async def test_two_numbers_each_at_the_rate_and_one_number_per_person_in_every_s
     await mock.start()
     try:
         async with Database(sqlite_url) as db:
-            campaign_id = await make_campaign(db, recipients_per_step=90, steps_count=2)
+            campaign_id = await make_campaign(db, recipients_per_step=60, steps_count=2)
             await pin_to_numbers(db, campaign_id, NUMBERS)
             outcome, figures = await run_in_process(db, mock, campaign_id, rate=40)
             assert outcome.status is RunStatus.COMPLETED
@@ -164,7 +172,7 @@ async def test_two_numbers_each_at_the_rate_and_one_number_per_person_in_every_s
             ledger = (await http.get("/_mock/ledger")).json()
     finally:
         await mock.stop()
-    assert stats["errors"].get("130429", 0) == 0 and stats["accepted"] == 180
+    assert stats["errors"].get("130429", 0) == 0 and stats["accepted"] == 120
     arrivals: dict[str, list[float]] = defaultdict(list)
     numbers_per_person: dict[str, set[str]] = defaultdict(set)
     for entry in ledger:
@@ -175,7 +183,7 @@ async def test_two_numbers_each_at_the_rate_and_one_number_per_person_in_every_s
     assert most_in_one_second([entry["at"] for entry in ledger]) >= 70  # two pacers
     assert all(numbers == {sender_for(to, NUMBERS)} for to, numbers in numbers_per_person.items())
     assert {f.phone_number_id for f in figures.numbers} == set(NUMBERS)
-    assert figures.target_rate == 80 and figures.accepted_total == 180
+    assert figures.target_rate == 80 and figures.accepted_total == 120
 
 
 async def test_a_number_paused_by_spam_stops_alone_and_its_recipients_wait(
@@ -237,7 +245,7 @@ async def test_two_processes_share_two_numbers_one_process_per_number(
     process at a time (two pacers on a number would send it 80 a second, far over the mock's
     limit), the numbers spread over both, and a killed process's number taken over by the other."""
     mock_api.config.rate_limit = 44  # 40 per number, and room for the shared loop's jitter
-    total = 400
+    total = 320
     async with Database(postgres_server.new_database()) as db:
         campaign_id = await make_campaign(db, "shared", recipients_per_step=total)
         await pin_to_numbers(db, campaign_id, NUMBERS)
@@ -294,3 +302,64 @@ def test_sender_for_moves_only_a_dropped_numbers_recipients() -> None:
     after = {phone: sender_for(phone, ("A", "C")) for phone in phones}
     assert all(after[phone] == number for phone, number in before.items() if number != "B")
     assert 800 < Counter(before.values())["B"] < 1200  # about a third each
+
+
+def test_status_json_lists_each_number_with_its_recipients_and_pause(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def arrange() -> dict[str, int]:
+        async with Database(sqlite_url) as db:
+            campaign_id = await make_campaign(db, "two", recipients_per_step=30)
+            pinned = await pin_to_numbers(db, campaign_id, NUMBERS)
+            await number_leases.hold_numbers(db, campaign_id, "elsewhere:1:x", NUMBERS, want=1)
+            await number_leases.pause_number(db, campaign_id, OTHER, "131048: spam")
+            return pinned
+
+    pinned = asyncio.run(arrange())
+    assert main(["--database-url", sqlite_url, "status", "two", "--json"]) == 0
+    senders = json.loads(capsys.readouterr().out)["senders"]
+    assert senders == [
+        {"phone_number_id": PHONE_ID, "by_status": {"queued": pinned[PHONE_ID]},
+         "paused_reason": None, "held_by": "elsewhere:1:x"},
+        {"phone_number_id": OTHER, "by_status": {"queued": pinned[OTHER]},
+         "paused_reason": "131048: spam", "held_by": None},
+    ]
+
+
+async def test_the_monitor_shows_each_numbers_rate_and_state(
+    sqlite_url: str, mock_api: MockCloudApi, tmp_path: Path, tui_deterministic: None
+) -> None:
+    """The real backend, engine and mock under Pilot: one number sending, one paused by 131048."""
+    mock_api.config.number_faults = {OTHER: 131048}
+    settings = settings_for(sqlite_url, mock_api, rate=40)
+    backend = await open_live_backend(settings, lambda: WhatsAppClient(settings.whatsapp, settings.http))
+    try:
+        campaign_id = await make_campaign(backend.db, "duo", recipients_per_step=300)
+        await pin_to_numbers(backend.db, campaign_id, NUMBERS)
+        await backend.start("duo")
+        app = WatuiApp(backend, refresh_interval=0.1, start_dir=tmp_path)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("enter")
+            line = app.screen.query_one("#numbers", Static)
+            for _ in range(200):
+                shown = str(line.render())
+                if f"{PHONE_ID} ▶" in shown and f"{OTHER} ‖ 131048" in shown:
+                    break
+                await pilot.pause(0.05)
+            else:
+                raise AssertionError(f"numbers line never showed both: {shown!r}")
+            assert line.display and isinstance(app.screen, MonitorScreen)
+            snapshot = await backend.metrics("duo")
+            assert snapshot is not None and [n.state for n in snapshot.numbers] == ["sending", "paused"]
+    finally:
+        await backend.shutdown()
+
+
+def test_the_run_line_shows_each_numbers_rate_compactly() -> None:
+    numbers = (
+        NumberFigures(PHONE_ID, NumberState.SENDING, None, 40.0, 39.6),
+        NumberFigures(OTHER, NumberState.PAUSED, "131048: spam", 40.0, 0.0),
+        NumberFigures("1000003", NumberState.ELSEWHERE, None, 40.0, 0.0),
+    )
+    assert numbers_part(numbers) == " | 1000001 40/s, 1000002 paused, 1000003 elsewhere"
+    assert numbers_part(numbers[:1]) == ""  # one number: the line as it always was

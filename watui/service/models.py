@@ -181,6 +181,17 @@ class ErrorCount:
 
 
 @dataclass(frozen=True, slots=True)
+class NumberRow:
+    """One number of a campaign sent from several, as the monitor shows it."""
+
+    phone_number_id: str
+    state: str  # sending / paused / held by another process / done / waiting
+    rate: float  # msg/s sent from it now
+    target_rate: float
+    reason: str | None = None  # why it paused
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsSnapshot(SharesOfSent):
     """A campaign's live figures, cheap to read 2-4 times a second.
 
@@ -218,6 +229,7 @@ class MetricsSnapshot(SharesOfSent):
     deliver_p50: float | None = None  # seconds from accepted to delivered
     deliver_p95: float | None = None
     late_errors: tuple[ErrorCount, ...] = ()  # failures reported after acceptance, by code
+    numbers: tuple[NumberRow, ...] = ()  # a campaign of several numbers: each one's rate and state
 
     @property
     def progress(self) -> float:
