@@ -147,7 +147,7 @@ class NumbersSender:
         paused = _paused(self.numbers, table)
         for number in keep:
             if number not in paused and number not in self._lanes and await self._has_work(number):
-                self._start_lane(number)
+                self._start_lane(number, share)
         self._show_states(table, paused)
         if not self._lanes:
             await self._when_idle(keep, paused)
@@ -155,10 +155,14 @@ class NumbersSender:
     async def _has_work(self, number: str) -> bool:
         return await claims.current_step(self.db, self.campaign_id, number) is not None
 
-    def _start_lane(self, number: str) -> None:
+    def _start_lane(self, number: str, share: int) -> None:
+        """A sender for ``number``, one of the ``share`` numbers this process paces: each gets
+        that part of the connection pool, so that a request the pacer released never waits
+        in the pool for another number's to finish (it would reach the API late, bunched)."""
         sender = CampaignSender(
             self.db, self.client, self.settings, self.campaign_id, rate=self._rate,
             metrics=self.metrics.for_number(number), lane=NumberLane(number, pinned=True),
+            max_requests=max(1, self.settings.http.max_connections // share),
         )
         task = asyncio.create_task(sender.run(), name=f"watui-number-{number}")
         task.add_done_callback(lambda _task: self._changed.set())

@@ -108,6 +108,7 @@ class CampaignSender:
         rate: float | None = None,
         metrics: EngineMetrics | None = None,
         lane: NumberLane | None = None,
+        max_requests: int | None = None,
     ) -> None:
         self.db = db
         self.client = client
@@ -143,7 +144,8 @@ class CampaignSender:
         #: event, not a Semaphore: its acquire is a coroutine and a scan of its waiters, for
         #: every message, and the dispatcher is the only one waiting.
         self._requests_out = 0
-        self._max_requests = settings.http.max_connections
+        #: A number of several gets its share of the pool (engine.numbers).
+        self._max_requests = max_requests or settings.http.max_connections
         self._connection_free = asyncio.Event()
         self._low_water_mark = 1  # the dispatcher asks for a claim below this many ready rows
         #: Set by run(): the campaign's own retry policy where its row has one, else the settings'.
