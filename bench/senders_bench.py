@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 from collections import defaultdict
@@ -94,6 +95,7 @@ async def two_numbers(database_url: str, db_label: str, workdir: Path, *, contac
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    load_before = os.getloadavg()[0]
     workdir = Path(tempfile.mkdtemp(prefix="watui-senders-bench-"))
     contacts = 6_000 if args.quick else 20_000
     rows = await two_numbers(f"sqlite+aiosqlite:///{workdir / 'bench.db'}", "sqlite", workdir,
@@ -108,15 +110,17 @@ async def main_async(args: argparse.Namespace) -> None:
         finally:
             server.cleanup()
     print_table(rows)
+    print(f"machine: {os.cpu_count()} cores, load average (1 min) {load_before:.2f} before, "
+          f"{os.getloadavg()[0]:.2f} after")
 
 
-def main() -> None:
-    use_fast_event_loop()  # as `watui` itself does
+def options() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--postgres", action="store_true")
-    asyncio.run(main_async(parser.parse_args()))
+    return parser.parse_args()
 
 
 if __name__ == "__main__":
-    main()
+    use_fast_event_loop()  # as `watui` itself does
+    asyncio.run(main_async(options()))

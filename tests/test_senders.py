@@ -37,7 +37,7 @@ from watui.engine.decisions import (
 )
 from watui.engine.metrics import NumberFigures, NumberState
 from watui.engine.numbers import NumbersSender, campaign_sender
-from watui.engine.sender import RunStatus
+from watui.engine.sender import RunOutcome, RunStatus
 from watui.mockapi.process import MockProcess
 from watui.mockapi.server import MockCloudApi
 from watui.rules import sender_for
@@ -207,17 +207,26 @@ async def test_a_number_paused_by_spam_stops_alone_and_its_recipients_wait(
     assert states[OTHER][0] == "paused" and "131048" in (states[OTHER][1] or "")
 
 
+async def run_with_the_other_number_refused(
+    url: str, mock: MockCloudApi, code: int, recipients: int, **send: object
+) -> tuple[RunOutcome, dict[tuple[str, str], int]]:
+    """A campaign of two numbers whose second gets ``code`` for every message, run with
+    reassign_on_pause; how it ended and its recipients by (number, status) after."""
+    mock.config.number_faults = {OTHER: code}
+    async with Database(url) as db:
+        campaign_id = await make_campaign(db, recipients_per_step=recipients)
+        await pin_to_numbers(db, campaign_id, NUMBERS)
+        outcome, _ = await run_in_process(db, mock, campaign_id, reassign_on_pause=True, **send)
+        assert await counters_match_rows(db, campaign_id) == {}
+        return outcome, await statuses_by_sender(db, campaign_id)
+
+
 async def test_reassign_on_pause_moves_a_paused_numbers_recipients_to_the_others(
     sqlite_url: str, mock_api: MockCloudApi
 ) -> None:
-    mock_api.config.number_faults = {OTHER: 131031}
-    async with Database(sqlite_url) as db:
-        campaign_id = await make_campaign(db, recipients_per_step=60)
-        await pin_to_numbers(db, campaign_id, NUMBERS)
-        outcome, _ = await run_in_process(db, mock_api, campaign_id, reassign_on_pause=True)
-        assert outcome.status is RunStatus.COMPLETED
-        assert await statuses_by_sender(db, campaign_id) == {(PHONE_ID, "sent"): 60}
-        assert await counters_match_rows(db, campaign_id) == {}
+    outcome, left = await run_with_the_other_number_refused(sqlite_url, mock_api, 131031, 60)
+    assert outcome.status is RunStatus.COMPLETED
+    assert left == {(PHONE_ID, "sent"): 60}
     per_phone = Counter(entry.to for entry in mock_api.ledger)
     assert len(per_phone) == 60 and set(per_phone.values()) == {1}
     assert mock_api.counters["error_131031"] >= 1
@@ -226,12 +235,8 @@ async def test_reassign_on_pause_moves_a_paused_numbers_recipients_to_the_others
 async def test_a_template_pause_still_pauses_the_whole_campaign(
     sqlite_url: str, mock_api: MockCloudApi
 ) -> None:
-    mock_api.config.number_faults = {OTHER: 132015}
-    async with Database(sqlite_url) as db:
-        campaign_id = await make_campaign(db, recipients_per_step=400)
-        await pin_to_numbers(db, campaign_id, NUMBERS)
-        outcome, _ = await run_in_process(db, mock_api, campaign_id, reassign_on_pause=True, rate=200)
-        left = await statuses_by_sender(db, campaign_id)
+    outcome, left = await run_with_the_other_number_refused(
+        sqlite_url, mock_api, 132015, 400, rate=200)
     assert outcome.status is RunStatus.PAUSED and outcome.reason is not None
     assert outcome.reason.startswith("132015")
     assert left.get((PHONE_ID, "queued"), 0) > 0  # the other number stopped too

@@ -45,23 +45,13 @@ class NumbersSender:
     EngineMetrics per number (``metrics.numbers``) and sums them."""
 
     def __init__(
-        self,
-        db: Database,
-        client: Client,
-        settings: Settings,
-        campaign_id: int,
-        numbers: Sequence[str],
-        *,
-        owner: str | None = None,
-        rate: float | None = None,
-        metrics: EngineMetrics | None = None,
+        self, db: Database, client: Client, settings: Settings, campaign_id: int,
+        numbers: Sequence[str], *, rate: float | None = None, metrics: EngineMetrics | None = None,
     ) -> None:
-        self.db = db
-        self.client = client
-        self.settings = settings
+        self.db, self.client, self.settings = db, client, settings
         self.campaign_id = campaign_id
         self.numbers = tuple(numbers)
-        self.owner = owner or leases.make_owner()
+        self.owner = leases.make_owner()  # this process, in the leases and the heartbeats
         self.metrics = metrics or EngineMetrics()
         for number in self.numbers:
             self.metrics.for_number(number)
