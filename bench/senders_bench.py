@@ -46,12 +46,12 @@ RATE = 1000.0
 
 async def pin_to_numbers(db: Database, campaign_id: int) -> None:
     """What `--senders` at creation does: the campaign's numbers, each recipient pinned by
-    rules.sender_for (here: all to the first, then the first's moved over both)."""
+    rules.sender_for (here: all to the first, then the first's spread over both)."""
     async with db.begin() as conn:
         await conn.execute(update(campaigns).where(campaigns.c.id == campaign_id)
                            .values(senders=json.dumps(NUMBERS)))
-    await pinning.pin_unpinned(db, campaign_id, NUMBERS[0])
-    await pinning.reassign(db, campaign_id, [NUMBERS[0]], NUMBERS)
+    await pinning.pin_waiting(db, campaign_id, NUMBERS[:1])
+    await pinning.reassign(db, campaign_id, NUMBERS[:1], NUMBERS)
 
 
 async def two_numbers(database_url: str, db_label: str, workdir: Path, *, contacts: int) -> list[Row]:

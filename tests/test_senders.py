@@ -242,6 +242,30 @@ async def test_a_template_pause_still_pauses_the_whole_campaign(
     assert left.get((PHONE_ID, "queued"), 0) > 0  # the other number stopped too
 
 
+async def test_unpinned_and_stray_recipients_are_pinned_before_sending(
+    sqlite_url: str, mock_api: MockCloudApi
+) -> None:
+    """NULL (an older watui's rows) means the first number; a number the campaign no longer
+    has hands its recipients to the campaign's numbers by sender_for."""
+    async with Database(sqlite_url) as db:
+        campaign_id = await make_campaign(db, recipients_per_step=40)
+        await pin_to_numbers(db, campaign_id, ("999", *NUMBERS))  # 999: since dropped
+        async with db.engine.begin() as conn:
+            await conn.execute(update(campaigns).values(senders=json.dumps(NUMBERS)))
+            await conn.execute(update(recipients).where(recipients.c.sender == OTHER)
+                               .values(sender=None))
+        before = await senders_of(db, campaign_id)
+        outcome, _ = await run_in_process(db, mock_api, campaign_id)
+        after = await senders_of(db, campaign_id)
+    assert outcome.status is RunStatus.COMPLETED
+    assert {entry.to: entry.phone_number_id for entry in mock_api.ledger} == after
+    unpinned = [phone for phone, number in before.items() if number is None]
+    strays = [phone for phone, number in before.items() if number == "999"]
+    assert unpinned and strays  # the arrangement has both
+    assert {after[phone] for phone in unpinned} == {PHONE_ID}
+    assert all(after[phone] == sender_for(phone, NUMBERS) for phone in strays)
+
+
 @pytest.mark.postgres
 async def test_two_processes_share_two_numbers_one_process_per_number(
     postgres_server, mock_api: MockCloudApi

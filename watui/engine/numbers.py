@@ -99,7 +99,7 @@ class NumbersSender:
         campaign = await campaign_store.campaign_row(self.db, self.campaign_id)
         if campaign.status != CampaignStatus.RUNNING.value:  # started or resumed: all may send
             await number_leases.resume_numbers(self.db, self.campaign_id)
-        await pinning.pin_unpinned(self.db, self.campaign_id, self.numbers[0])
+        await pinning.pin_waiting(self.db, self.campaign_id, self.numbers)
         await campaign_store.set_campaign_status(self.db, self.campaign_id, CampaignStatus.RUNNING)
         self.metrics.target_rate = self._rate or self.settings.send.rate
         self.metrics.event("started", f"sending from {len(self.numbers)} numbers at "

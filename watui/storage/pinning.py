@@ -1,8 +1,9 @@
 """Which number each recipient of a campaign of several is pinned to (``recipients.sender``).
 
 Apart from the claim because these run once per run or per paused number, never per message:
-pinning the recipients an older watui left unpinned, and moving a paused number's pending
-recipients to the numbers still sending (``send.reassign_on_pause``).
+pinning the recipients an older watui left unpinned (or pinned to a number the campaign no
+longer has), and moving a paused number's pending recipients to the numbers still sending
+(``send.reassign_on_pause``).
 """
 
 from __future__ import annotations
@@ -24,17 +25,30 @@ _WAITING = [status.value for status in CLAIMABLE]  # queued, retry: not leased b
 _CHUNK = 900  # ids per statement: under SQLite's bound-parameter limit
 
 
-async def pin_unpinned(db: Database, campaign_id: int, first: str) -> int:
-    """Recipients waiting with no number (NULL: the campaign's first) are pinned to ``first``,
-    so that every number's claim is one index range (ix_recipients_claim_sender)."""
-    async with db.begin() as conn:
-        result = await conn.execute(
-            update(recipients)
-            .where(recipients.c.campaign_id == campaign_id, recipients.c.status.in_(_WAITING),
-                   recipients.c.sender.is_(None))
-            .values(sender=first)
-        )
-    return int(result.rowcount or 0)
+async def pin_waiting(db: Database, campaign_id: int, numbers: Sequence[str]) -> int:
+    """Waiting recipients with no number (NULL: the first of ``numbers``) are pinned to it, and
+    those pinned to a number the campaign no longer has move to its numbers (``sender_for``),
+    so that every waiting row has a number that claims it, each claim one index range
+    (ix_recipients_claim_sender). Returns how many rows moved; reads only, when none must."""
+    async with db.engine.connect() as conn:
+        found = set((await conn.execute(
+            select(recipients.c.sender).distinct().where(
+                recipients.c.campaign_id == campaign_id, recipients.c.status.in_(_WAITING))
+        )).scalars())
+    moved = 0
+    if None in found:
+        async with db.begin() as conn:
+            result = await conn.execute(
+                update(recipients)
+                .where(recipients.c.campaign_id == campaign_id, recipients.c.status.in_(_WAITING),
+                       recipients.c.sender.is_(None))
+                .values(sender=numbers[0])
+            )
+        moved += int(result.rowcount or 0)
+    strays = [number for number in found if number is not None and number not in numbers]
+    if strays:
+        moved += sum((await reassign(db, campaign_id, strays, numbers)).values())
+    return moved
 
 
 async def reassign(
