@@ -11,7 +11,7 @@ from typing import Any
 
 from watui.cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PAUSED, CliError
 from watui.engine.metrics import NumberFigures, NumberState
-from watui.engine.numbers import NumbersSender
+from watui.engine.numbers import NUMBER_EVENT, NumbersSender
 from watui.engine.runner import CampaignNotRunnable, Prepared, run_campaign
 from watui.engine.sender import CampaignSender, RunOutcome, RunStatus
 from watui.errors import ReceiverError
@@ -128,7 +128,7 @@ async def _summarise(url: str, prepared: Prepared, status: RunStatus, reason: st
 
 
 #: Engine events worth a line of their own while `watui run` sends (the rest show in the UI).
-NOTABLE_EVENTS = {"warning", "throttled", "shared"}
+NOTABLE_EVENTS = {"warning", "throttled", "shared", NUMBER_EVENT}
 
 
 class ProgressLine:

@@ -31,6 +31,9 @@ from watui.storage.database import Database
 from watui.storage.rows import CampaignRecord
 
 TICK = 1.0  # seconds between looks at the leases, the lanes and the campaign
+#: The kind of event for one number's trouble (a pause, its recipients moved): not "paused",
+#: which says the whole campaign stopped.
+NUMBER_EVENT = "number"
 
 
 @dataclass
@@ -195,7 +198,7 @@ class NumbersSender:
         move to the other numbers (send.reassign_on_pause), or, when no number is left, the
         campaign pauses."""
         await number_leases.pause_number(self.db, self.campaign_id, number, reason)
-        self.metrics.event("paused", f"number {number} paused: {reason}")
+        self.metrics.event(NUMBER_EVENT, f"number {number} paused: {reason}")
         paused = _paused(self.numbers, await number_leases.number_leases(self.db, self.campaign_id))
         decision = after_number_pauses(
             self.numbers, paused, reassign=self.settings.send.reassign_on_pause
@@ -206,7 +209,7 @@ class NumbersSender:
             moved = await pinning.reassign(self.db, self.campaign_id, decision.paused, decision.to)
             if moved:
                 spread = ", ".join(f"{count} to {to}" for to, count in moved.items())
-                self.metrics.event("reassigned", f"recipients of paused numbers moved: {spread}")
+                self.metrics.event(NUMBER_EVENT, f"recipients of paused numbers moved: {spread}")
 
     async def _when_idle(self, keep: list[str], paused: dict[str, str]) -> None:
         """No number of ours has work: the campaign is done, or waits only for paused numbers
