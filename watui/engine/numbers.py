@@ -27,7 +27,7 @@ from watui.rules import CampaignStatus
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
 from watui.storage import claims, leases, number_leases, pinning
-from watui.storage.database import Database
+from watui.storage.database import DATABASE_UNAVAILABLE, Database
 from watui.storage.rows import CampaignRecord
 
 TICK = 1.0  # seconds between looks at the leases, the lanes and the campaign
@@ -64,6 +64,7 @@ class NumbersSender:
         self._error: BaseException | None = None
         self._stopping = asyncio.Event()
         self._changed = asyncio.Event()  # a lane ended, or a command came
+        self._renewed_at = time.monotonic()  # when our numbers' leases were last renewed
 
     # ----- commands: as CampaignSender's -----
 
@@ -109,7 +110,7 @@ class NumbersSender:
                                       f"{self.metrics.target_rate:g} msg/s each")
         try:
             while not self._stopping.is_set():
-                await self._tick()
+                await self._tick_or_warn()
                 if self._stopping.is_set():
                     break
                 self._changed.clear()
@@ -125,12 +126,24 @@ class NumbersSender:
                                  metrics=self.metrics)
         return await settler.settle(outcome)
 
+    async def _tick_or_warn(self) -> None:
+        """A tick; while the database is away the lanes go on (as a CampaignSender's control
+        loop lets it), but not past their numbers' leases, which another process may then take."""
+        try:
+            await self._tick()
+        except DATABASE_UNAVAILABLE as error:
+            self.metrics.event("warning", f"numbers: {error!s:.120}")
+            if time.monotonic() - self._renewed_at > number_leases.LEASE_SECONDS - TICK:
+                for lane in self._lanes.values():
+                    lane.sender.request_stop()
+
     async def _tick(self) -> None:
         live = await leases.heartbeat(self.db, self.owner, self.campaign_id, stale_after=TICK * 5)
         share = -(-len(self.numbers) // live)  # numbers per live process, rounded up
         held = await number_leases.hold_numbers(
             self.db, self.campaign_id, self.owner, self.numbers, want=share
         )
+        self._renewed_at = time.monotonic()
         await self._collect_ended_lanes()
         if self._stopping.is_set():
             return

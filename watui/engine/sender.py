@@ -112,7 +112,6 @@ class CampaignSender:
     ) -> None:
         self.db = db
         self.client = client
-        self.lane = lane
         #: One number of several: claim only its pinned rows (None: every row of the campaign).
         self._pinned = lane.phone_number_id if lane is not None and lane.pinned else None
         self._send = client.send if lane is None else partial(

@@ -21,7 +21,7 @@ from watui.storage.schema import sender_leases
 
 #: How long a number stays held without a renewal: its holder renews it every second, so a
 #: dead holder's numbers are taken over within this many seconds.
-LEASE_SECONDS = 3.0
+LEASE_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
