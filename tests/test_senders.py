@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import inspect, select, text, update
+from sqlalchemy.exc import OperationalError
 from textual.widgets import Static
 
 from tests.factories import make_campaign
@@ -205,6 +206,31 @@ async def test_a_number_paused_by_spam_stops_alone_and_its_recipients_wait(
     assert row.status == "paused" and row.pause_reason == outcome.reason
     states = {f.phone_number_id: (f.state, f.reason) for f in figures.numbers}
     assert states[OTHER][0] == "paused" and "131048" in (states[OTHER][1] or "")
+
+
+async def test_a_database_hiccup_between_ticks_is_a_warning_and_sending_goes_on(
+    sqlite_url: str, mock_api: MockCloudApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second and third looks at the leases fail (the database restarting): the numbers
+    already sending carry on, within their leases, and the campaign completes."""
+    calls = 0
+    hold = number_leases.hold_numbers
+
+    async def flaky_hold(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls in (2, 3):
+            raise OperationalError("UPDATE sender_leases", None, ConnectionError("restarting"))
+        return await hold(*args, **kwargs)
+
+    monkeypatch.setattr(number_leases, "hold_numbers", flaky_hold)
+    async with Database(sqlite_url) as db:
+        campaign_id = await make_campaign(db, recipients_per_step=200)
+        await pin_to_numbers(db, campaign_id, NUMBERS)
+        outcome, _ = await run_in_process(db, mock_api, campaign_id, rate=50)
+        assert await counters_match_rows(db, campaign_id) == {}
+    assert outcome.status is RunStatus.COMPLETED and calls > 3
+    assert len({entry.to for entry in mock_api.ledger}) == 200 == len(mock_api.ledger)
 
 
 async def run_with_the_other_number_refused(
