@@ -233,6 +233,44 @@ async def test_a_database_hiccup_between_ticks_is_a_warning_and_sending_goes_on(
     assert len({entry.to for entry in mock_api.ledger}) == 200 == len(mock_api.ledger)
 
 
+async def test_a_number_whose_lease_another_process_took_stops_sending_here(
+    sqlite_url: str, mock_api: MockCloudApi
+) -> None:
+    """A number is paced by one process at a time: when its lease is found taken (it lapsed,
+    another process took it), its sender here stops until the number can be held again."""
+    async with Database(sqlite_url) as db:
+        campaign_id = await make_campaign(db, recipients_per_step=120)
+        await pin_to_numbers(db, campaign_id, NUMBERS)
+        settings = settings_for(db.url, mock_api, rate=20)
+        campaign = await campaign_store.campaign_row(db, campaign_id)
+        async with WhatsAppClient(settings.whatsapp, settings.http) as client:
+            sender = campaign_sender(db, client, settings, campaign)
+            run = asyncio.create_task(sender.run())
+            while not any(entry.phone_number_id == OTHER for entry in mock_api.ledger):
+                await asyncio.sleep(0.05)
+            await set_holder(db, campaign_id, OTHER, "thief:1:x", time.time() + 60)
+            await asyncio.sleep(1.2)  # a tick sees it and the sender stops
+            stolen_at = time.monotonic()
+            await asyncio.sleep(1.2)
+            during = [e for e in mock_api.ledger if e.phone_number_id == OTHER and e.at > stolen_at]
+            await set_holder(db, campaign_id, OTHER, None, None)  # the thief lets it go
+            outcome = await asyncio.wait_for(run, 60)
+    assert during == []
+    assert outcome.status is RunStatus.COMPLETED and len(mock_api.ledger) == 120
+
+
+async def set_holder(
+    db: Database, campaign_id: int, number: str, holder: str | None, expires_at: float | None
+) -> None:
+    async with db.engine.begin() as conn:
+        await conn.execute(
+            update(sender_leases)
+            .where(sender_leases.c.campaign_id == campaign_id,
+                   sender_leases.c.phone_number_id == number)
+            .values(holder=holder, expires_at=expires_at)
+        )
+
+
 async def run_with_the_other_number_refused(
     url: str, mock: MockCloudApi, code: int, recipients: int, **send: object
 ) -> tuple[RunOutcome, dict[tuple[str, str], int]]:

@@ -149,6 +149,9 @@ class NumbersSender:
             return
         keep = held[:share]
         await self._give_back([number for number in held if number not in keep])
+        for number, lane in self._lanes.items():
+            if number not in held:  # its lease lapsed and another process took it
+                lane.sender.request_stop()
         table = await number_leases.number_leases(self.db, self.campaign_id)
         paused = _paused(self.numbers, table)
         for number in keep:
