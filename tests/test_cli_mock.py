@@ -39,7 +39,8 @@ def test_mock_api_process_serves_with_its_options() -> None:
 @pytest.mark.parametrize(
     ("option", "words"),
     [(["--fail-suffix", "13:131026"], "DIGITS=CODE"), (["--reset-rate", "2"], "between 0 and 1"),
-     (["--latency", "fast"], "MIN,MAX"), (["--refuse-status", "200"], "400-599")],
+     (["--latency", "fast"], "MIN,MAX"), (["--refuse-status", "200"], "400-599"),
+     (["--number-fault", "1000002:131048"], "ID=CODE")],
 )
 def test_bad_options_are_one_line_with_exit_2(option: list[str], words: str) -> None:
     done = subprocess.run([sys.executable, "-m", "watui", "mock-api", "--port", "0", *option],

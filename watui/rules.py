@@ -625,6 +625,8 @@ def matched_stop_word(text: str | None, stop_words: Iterable[str]) -> str | None
         if key and stop_word_key(word) == key:
             return word
     return None
+
+
 # ----- API outages -----
 
 

@@ -32,6 +32,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--refuse-status", type=int, metavar="STATUS",
                         help="answer every send with this bare HTTP status (a gateway refusing, "
                              "e.g. 503); change it while running with POST /_mock/config")
+    parser.add_argument("--number-fault", action="append", default=[], metavar="ID=CODE",
+                        help="every message from phone_number_id ID gets error CODE, e.g. "
+                             "1000002=131048 (repeatable)")
     parser.add_argument("--webhook-url", help="POST signed webhooks here, as Meta does (signed with "
                         f"${APP_SECRET_VARIABLE}, default {DEFAULT_APP_SECRET!r})")
     parser.add_argument("--webhook-delivered-delay", default="0.5,3", metavar="MIN,MAX",
@@ -107,13 +110,18 @@ def _share(option: str, share: float) -> float:
 
 
 def _fail_suffixes(items: list[str]) -> dict[str, int]:
-    suffixes: dict[str, int] = {}
+    return _codes_by_key("--fail-suffix", items, "DIGITS=CODE, e.g. 13=131026")
+
+
+def _codes_by_key(option: str, items: list[str], form: str) -> dict[str, int]:
+    """``KEY=CODE`` items, both digits, as {KEY: CODE}."""
+    codes: dict[str, int] = {}
     for item in items:
-        digits, _, code = item.partition("=")
-        if not digits.isdigit() or not code.isdigit():
-            raise CliError(f"--fail-suffix {item!r}: give DIGITS=CODE, e.g. 13=131026")
-        suffixes[digits] = int(code)
-    return suffixes
+        key, _, code = item.partition("=")
+        if not key.isdigit() or not code.isdigit():
+            raise CliError(f"{option} {item!r}: give {form}")
+        codes[key] = int(code)
+    return codes
 
 
 def _refuse_status(status: int | None) -> int | None:
@@ -153,6 +161,8 @@ def _mock_api(args: argparse.Namespace) -> int:
         pair_limit_seconds=0 if args.no_pair_limit else 6.0, spam_after=args.spam_after,
         refuse_status=_refuse_status(args.refuse_status),
         fail_suffixes=_fail_suffixes(args.fail_suffix), seed=args.seed, **_rates(args),
+        number_faults=_codes_by_key(
+            "--number-fault", args.number_fault, "ID=CODE, e.g. 1000002=131048"),
         **_webhooks(args),
     )
     # The limiter counts a request when its bytes arrive, and a collector pause (up to 16 ms)

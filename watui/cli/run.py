@@ -10,6 +10,8 @@ import time
 from typing import Any
 
 from watui.cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PAUSED, CliError
+from watui.engine.metrics import NumberFigures, NumberState
+from watui.engine.numbers import NUMBER_EVENT, NumbersSender
 from watui.engine.runner import CampaignNotRunnable, Prepared, run_campaign
 from watui.engine.sender import CampaignSender, RunOutcome, RunStatus
 from watui.errors import ReceiverError
@@ -170,7 +172,7 @@ async def _summarise(url: str, prepared: Prepared, status: RunStatus, reason: st
 
 
 #: Engine events worth a line of their own while `watui run` sends (the rest show in the UI).
-NOTABLE_EVENTS = {"warning", "throttled", "shared", "waiting", "outage"}
+NOTABLE_EVENTS = {"warning", "throttled", "shared", "waiting", "outage", NUMBER_EVENT}
 
 
 class ProgressLine:
@@ -183,7 +185,7 @@ class ProgressLine:
         self._task: asyncio.Task[None] | None = None
         self._tty = sys.stderr.isatty()
 
-    async def start(self, sender: CampaignSender, prepared: Prepared) -> None:
+    async def start(self, sender: CampaignSender | NumbersSender, prepared: Prepared) -> None:
         if prepared.resumed_from:
             print(f"resuming {prepared.name} (it had paused: {prepared.resumed_from})", file=sys.stderr)
         self._task = asyncio.create_task(self._loop(sender, prepared))
@@ -194,7 +196,7 @@ class ProgressLine:
         if self.enabled and self._tty:
             print(file=sys.stderr)
 
-    async def _loop(self, sender: CampaignSender, prepared: Prepared) -> None:
+    async def _loop(self, sender: CampaignSender | NumbersSender, prepared: Prepared) -> None:
         last_line = 0.0
         seen = 0
         while True:
@@ -218,7 +220,7 @@ class ProgressLine:
                 last_line = time.monotonic()
 
 
-def _format_progress(sender: CampaignSender, row: CampaignRecord) -> str:
+def _format_progress(sender: CampaignSender | NumbersSender, row: CampaignRecord) -> str:
     snapshot = sender.metrics.snapshot(seconds=10)
     pending = row.pending
     done = row.total - pending
@@ -234,7 +236,23 @@ def _format_progress(sender: CampaignSender, row: CampaignRecord) -> str:
         f"{row.name}: {speed} | "
         f"{done:,}/{row.total:,} ({percent:.1f}%) | ETA {eta} | "
         f"failed {row.failed:,} | retrying {snapshot.retried_total:,} | in flight {snapshot.in_flight}"
+        + _numbers_part(snapshot.numbers)
     )
+
+
+def _numbers_part(numbers: tuple[NumberFigures, ...]) -> str:
+    """A campaign of several numbers: each one's rate, or why it is not sending from here
+    (``1000001 80/s, 1000002 paused, 1000003 elsewhere``)."""
+    if len(numbers) < 2:
+        return ""
+    return " | " + ", ".join(
+        f"{n.phone_number_id} {n.current_rate:,.0f}/s" if n.state == NumberState.SENDING
+        else f"{n.phone_number_id} {_SHORT_STATES.get(n.state, n.state)}"
+        for n in numbers
+    )
+
+
+_SHORT_STATES: dict[str, str] = {NumberState.ELSEWHERE: "elsewhere"}
 
 
 def _retry_command(args: argparse.Namespace) -> int:

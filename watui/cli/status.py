@@ -12,6 +12,7 @@ from watui.cli.main import settings_from_args
 from watui.service.reports import code_failures, failures_json
 from watui.storage.campaigns import campaign_status
 from watui.storage.database import Database
+from watui.storage.pinning import senders_status
 from watui.storage.rows import CampaignStatusReport
 
 #: The summary fields shown as "label: value" lines, in order.
@@ -53,14 +54,18 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def _status(args: argparse.Namespace) -> int:
     retry_defaults = settings_from_args(args).retry
 
-    async def read(db: Database) -> tuple[CampaignStatusReport, dict[str, Any]]:
-        report = await campaign_status(db, args.name, retry_defaults=retry_defaults)
-        return report, failures_json(await code_failures(db, report.campaign.id))
+    configured = settings_from_args(args).whatsapp.phone_number_id
 
-    report, failures = with_database(args, read)
+    async def read(db: Database) -> tuple[CampaignStatusReport, dict[str, Any], list[dict[str, Any]]]:
+        report = await campaign_status(db, args.name, retry_defaults=retry_defaults)
+        senders = await senders_status(db, report.campaign, configured)
+        return report, failures_json(await code_failures(db, report.campaign.id)), senders
+
+    report, failures, senders = with_database(args, read)
     summary = report.as_json()
     summary.update(_delivery_figures(report))
     summary["failures_by_code"] = failures
+    summary["senders"] = senders
     if args.json:
         print(json.dumps(summary, indent=2))
         return EXIT_OK
@@ -109,7 +114,8 @@ def _delivery_figures(report: CampaignStatusReport) -> dict[str, int]:
 
 def _shown(key: str, value: Any) -> str:
     if key == "senders":
-        return ", ".join(value) if value else "whatsapp.phone_number_id (from settings)"
+        numbers = ", ".join(sender["phone_number_id"] for sender in value if sender["phone_number_id"])
+        return numbers or "whatsapp.phone_number_id (from settings)"
     if value is None:
         return "-" if key != "rate" else "from settings"
     return f"{value:,}" if isinstance(value, int) else str(value)

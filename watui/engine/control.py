@@ -49,6 +49,7 @@ class ControlLoop:
         pause: Callable[[str], None],
         cancel: Callable[[], None],
         late_failures: Callable[[int], None] = lambda _count: None,
+        shares_rate: bool = True,
     ) -> None:
         self.db = db
         self.campaign_id = campaign_id
@@ -61,6 +62,9 @@ class ControlLoop:
         self._pause = pause
         self._cancel = cancel
         self._late_failures = late_failures
+        #: False for one number of several: that number is paced by one process at a time
+        #: (engine.numbers leases it), so there is no rate to share and no heartbeat here.
+        self.shares_rate = shares_rate
         #: The attempt log's end when last looked: late failures are logged there.
         self.attempts_seen = 0
         self._live = 1  # processes sending this campaign, this one included
@@ -69,6 +73,8 @@ class ControlLoop:
     async def join_peers(self) -> None:
         """Other processes already sending this campaign: take our share of the rate, then wait
         one control interval so that they have slowed to theirs before we add ours."""
+        if not self.shares_rate:
+            return
         self._live = await leases.heartbeat(
             self.db, self.owner, self.campaign_id, stale_after=CONTROL_INTERVAL * 5
         )
@@ -117,7 +123,11 @@ class ControlLoop:
 
     async def _beat_and_follow(self, stale_after: float) -> None:
         """Heartbeat (and the rate share it tells), then follow a pause or cancel from outside."""
-        live = await leases.heartbeat(self.db, self.owner, self.campaign_id, stale_after=stale_after)
+        live = self._live
+        if self.shares_rate:
+            live = await leases.heartbeat(
+                self.db, self.owner, self.campaign_id, stale_after=stale_after
+            )
         if live != self._live:
             self._live = live
             self.pacer.set_share(1 / live)

@@ -9,6 +9,7 @@ no copies, no logging.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from watui.rules import RecipientStatus
@@ -26,6 +27,9 @@ from watui.whatsapp.results import (
 
 #: The longest error title kept (the recipient's last error and the attempt log).
 TITLE_LIMIT = 500
+#: Pauses about the template, not the number: every number would meet them, so they pause the
+#: whole campaign; any other pause stops only the number that met it.
+TEMPLATE_PAUSE_CODES = frozenset({132001, 132007, 132015, 132016})
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +74,8 @@ class InDoubt:
 @dataclass(frozen=True, slots=True)
 class PauseCampaign:
     """The account was refused, not the recipient: the campaign pauses and the recipient goes
-    back to the queue as it was, this attempt not counted."""
+    back to the queue as it was, this attempt not counted. In a campaign of several numbers
+    it stops only the number that met it, unless ``pauses_whole_campaign``."""
 
     reason: str
     back_to: RecipientStatus
@@ -146,3 +151,56 @@ def _retry_delay(retries_used: int, verdict: Classification, policy: RetryPolicy
 
 def _back_status(row: ClaimedRecipient) -> RecipientStatus:
     return RecipientStatus.QUEUED if row.attempts == 0 else RecipientStatus.RETRY
+
+
+# ----- a campaign of several numbers -----
+
+
+def pauses_whole_campaign(problem: Problem) -> bool:
+    """Whether a pause is the template's (every number would meet it: the campaign pauses)
+    rather than the sending number's (that number stops alone)."""
+    return problem.code in TEMPLATE_PAUSE_CODES
+
+
+@dataclass(frozen=True, slots=True)
+class KeepSending:
+    """Numbers that can still send: the paused numbers' recipients wait for them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reassign:
+    """Move the paused numbers' pending recipients to ``to`` (``rules.sender_for`` over them)."""
+
+    paused: tuple[str, ...]
+    to: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PauseAll:
+    """No number can send: the campaign pauses, naming each number's reason."""
+
+    reason: str
+
+
+NumbersDecision = KeepSending | Reassign | PauseAll
+
+
+def after_number_pauses(
+    numbers: Sequence[str], paused: Mapping[str, str], *, reassign: bool
+) -> NumbersDecision:
+    """What a campaign of several ``numbers`` does when some are ``paused`` (number -> reason)
+    by account-level errors: go on with the others (their recipients moved to them when
+    ``reassign``), or pause once none is left."""
+    able = tuple(number for number in numbers if number not in paused)
+    if not able:
+        return PauseAll(numbers_pause_reason(paused))
+    if reassign and paused:
+        return Reassign(tuple(paused), able)
+    return KeepSending()
+
+
+def numbers_pause_reason(paused: Mapping[str, str]) -> str:
+    """Why a campaign of several numbers paused: each number's own reason."""
+    return "no number can send: " + "; ".join(
+        f"number {number}: {reason}" for number, reason in paused.items()
+    )

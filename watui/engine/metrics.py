@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
+from itertools import chain
 
 from watui.whatsapp.results import ConnectionStats
 
@@ -39,6 +41,17 @@ class OutageFigures:
 
 
 @dataclass(frozen=True, slots=True)
+class NumberFigures:
+    """One number of a campaign of several: its rate and whether it sends from here."""
+
+    phone_number_id: str
+    state: str  # NumberState
+    reason: str | None  # why it paused
+    target_rate: float
+    current_rate: float  # sent/s over the last few seconds
+
+
+@dataclass(frozen=True, slots=True)
 class SenderFigures:
     """One run's figures as the sender counts them, as plain data. The service adds the
     campaign's stored counters to make the UI's ``MetricsSnapshot``."""
@@ -63,11 +76,20 @@ class SenderFigures:
     retried_total: int = 0
     in_doubt_total: int = 0
     outage: OutageFigures | None = None
+    numbers: tuple[NumberFigures, ...] = ()  # a campaign of several numbers: each one's figures
 
     @property
     def connection_reuse(self) -> float | None:
         """Share of requests that reused a kept-alive connection."""
         return ConnectionStats(self.requests, self.new_connections).reuse
+
+
+class NumberState(StrEnum):
+    SENDING = "sending"
+    PAUSED = "paused"
+    ELSEWHERE = "held by another process"
+    DONE = "done"
+    WAITING = "waiting"  # not started yet, or between runs
 
 
 class _Series:
@@ -104,8 +126,17 @@ class EngineMetrics:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        events_to: EngineMetrics | None = None,
+        label: str = "",
     ) -> None:
+        self._clock = clock
         self._wall_clock = wall_clock
+        #: One number's metrics within a campaign's: its events go to the campaign's log.
+        self._events_to = events_to
+        self.label = label
+        #: A campaign of several numbers: each number's metrics and (state, pause reason).
+        self.numbers: dict[str, EngineMetrics] = {}
+        self.number_states: dict[str, tuple[str, str | None]] = {}
         self.sent = _Series(clock)
         self.failed = _Series(clock)
         self.retried = _Series(clock)
@@ -126,6 +157,8 @@ class EngineMetrics:
         self._seq = 0
 
     def event(self, kind: str, text: str) -> SenderEvent:
+        if self._events_to is not None:
+            return self._events_to.event(kind, f"number {self.label}: {text}")
         self._seq += 1
         item = SenderEvent(self._seq, self._wall_clock(), kind, text)
         self._events.append(item)
@@ -135,10 +168,21 @@ class EngineMetrics:
         """Events newer than ``seq`` (0 for all that are kept)."""
         return [item for item in self._events if item.seq > seq]
 
+    def for_number(self, phone_number_id: str) -> EngineMetrics:
+        """The metrics of one of this campaign's numbers, kept across runs like the campaign's."""
+        if phone_number_id not in self.numbers:
+            self.numbers[phone_number_id] = EngineMetrics(
+                clock=self._clock, wall_clock=self._wall_clock, events_to=self,
+                label=phone_number_id,
+            )
+        return self.numbers[phone_number_id]
+
     def p95_latency(self) -> float | None:
         return _percentile(sorted(self.latencies), 0.95)
 
     def snapshot(self, seconds: int = 120) -> SenderFigures:
+        if self.numbers:
+            return self._numbers_snapshot(seconds)
         ordered = sorted(self.latencies)
         sent = self.sent.values(seconds)
         requests, new_connections = self.connection_stats()
@@ -166,9 +210,50 @@ class EngineMetrics:
             outage=self.outage,
         )
 
+    def _numbers_snapshot(self, seconds: int) -> SenderFigures:
+        """A campaign of several numbers: the sum of its numbers' figures, and each one's."""
+        parts = {number: metrics.snapshot(seconds) for number, metrics in self.numbers.items()}
+        latencies = sorted(chain.from_iterable(m.latencies for m in self.numbers.values()))
+        figures = list(parts.values())
+        errors: Counter[str] = Counter()
+        for part in figures:
+            errors.update(part.errors_by_code)
+        requests, new_connections = figures[0].requests, figures[0].new_connections  # one client
+        return SenderFigures(
+            at=self._wall_clock(),
+            target_rate=sum(f.target_rate for f in figures),
+            paced_rate=sum(f.paced_rate for f in figures),
+            current_rate=sum(f.current_rate for f in figures),
+            sent_per_s=_summed(f.sent_per_s for f in figures),
+            failed_per_s=_summed(f.failed_per_s for f in figures),
+            retried_per_s=_summed(f.retried_per_s for f in figures),
+            throttled_per_s=_summed(f.throttled_per_s for f in figures),
+            latency_p50=_percentile(latencies, 0.50),
+            latency_p95=_percentile(latencies, 0.95),
+            in_flight=sum(f.in_flight for f in figures),
+            window=sum(f.window for f in figures),
+            requests=requests,
+            new_connections=new_connections,
+            errors_by_code=dict(errors),
+            accepted_total=sum(f.accepted_total for f in figures),
+            failed_total=sum(f.failed_total for f in figures),
+            retried_total=sum(f.retried_total for f in figures),
+            in_doubt_total=sum(f.in_doubt_total for f in figures),
+            numbers=tuple(
+                NumberFigures(number, *self.number_states.get(number, (NumberState.WAITING, None)),
+                              target_rate=part.target_rate, current_rate=part.current_rate)
+                for number, part in parts.items()
+            ),
+        )
+
 
 def _percentile(ordered: list[float], fraction: float) -> float | None:
     if not ordered:
         return None
     index = min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))
     return ordered[index]
+
+
+def _summed(series: Iterable[tuple[int, ...]]) -> tuple[int, ...]:
+    """Per-second series of equal length added second by second."""
+    return tuple(sum(values) for values in zip(*series, strict=True))

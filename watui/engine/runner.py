@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from watui.engine.numbers import NumbersSender, campaign_sender
 from watui.engine.sender import CampaignSender, Client, RunOutcome, RunStatus
 from watui.errors import CampaignNotRunnable
 from watui.rules import CampaignStatus
@@ -67,7 +68,7 @@ async def prepare(db: Database, name: str) -> Prepared:
     return Prepared(row.id, row.name, resumed)
 
 
-def install_stop_signals(sender: CampaignSender) -> Callable[[], None]:
+def install_stop_signals(sender: CampaignSender | NumbersSender) -> Callable[[], None]:
     """SIGINT, SIGTERM and SIGHUP (a closed terminal or SSH session) all stop cleanly."""
     loop = asyncio.get_running_loop()
     installed = []
@@ -89,7 +90,8 @@ async def run_campaign(
     *,
     rate: float | None = None,
     client_factory: Callable[[Settings], ClosingClient] | None = None,
-    on_start: Callable[[CampaignSender, Prepared], Awaitable[None] | None] | None = None,
+    on_start: Callable[[CampaignSender | NumbersSender, Prepared], Awaitable[None] | None]
+    | None = None,
     leave_outside_windows: bool = False,
 ) -> tuple[RunOutcome, Prepared]:
     """Open the database and the client, run the campaign, close both (whatever happens).
@@ -98,11 +100,12 @@ async def run_campaign(
     db = await Database(settings.database_url).open()
     try:
         prepared = await prepare(db, name)
-        chosen_rate = rate or (await campaign_store.campaign_row(db, prepared.campaign_id)).rate
+        campaign = await campaign_store.campaign_row(db, prepared.campaign_id)
         client = (client_factory or _default_client)(settings)
         try:
-            sender = CampaignSender(db, client, settings, prepared.campaign_id, rate=chosen_rate)
-            sender.leave_when_outside_windows = leave_outside_windows
+            sender = campaign_sender(db, client, settings, campaign, rate=rate or campaign.rate)
+            if isinstance(sender, CampaignSender):
+                sender.leave_when_outside_windows = leave_outside_windows
             remove_signals = install_stop_signals(sender)
             try:
                 if on_start is not None:

@@ -35,7 +35,9 @@ from watui.engine.decisions import (
     Sent,
     decide,
     decide_in_outage,
+    pauses_whole_campaign,
 )
+from watui.engine.lanes import NumberLane
 from watui.engine.metrics import EngineMetrics
 from watui.engine.number_health import NumberHealthWatcher
 from watui.engine.outage import Answer, OutageGuard
@@ -76,7 +78,8 @@ LATE_FAILURE_LABEL = "failures reported after acceptance"
 
 class Client(Protocol):
     async def send(
-        self, payload: dict[str, Any], on_written: Callable[[float], None] | None = None
+        self, payload: dict[str, Any], on_written: Callable[[float], None] | None = None, *,
+        phone_number_id: str | None = None,
     ) -> SendResult: ...
 
     def connection_stats(self) -> ConnectionStats | tuple[int, int]: ...
@@ -94,6 +97,7 @@ class RunOutcome:
     status: RunStatus
     reason: str | None = None
     by_safety_rule: bool = False  # paused by an error or the failure-rate rule, not a person
+    number_only: bool = False  # an account-level error of its number: the other numbers go on
 
 
 class CampaignSender:
@@ -110,9 +114,15 @@ class CampaignSender:
         owner: str | None = None,
         rate: float | None = None,
         metrics: EngineMetrics | None = None,
+        lane: NumberLane | None = None,
+        max_requests: int | None = None,
     ) -> None:
         self.db = db
         self.client = client
+        #: One number of several: claim only its pinned rows (None: every row of the campaign).
+        self._pinned = lane.phone_number_id if lane is not None and lane.pinned else None
+        self._send = client.send if lane is None else partial(
+            client.send, phone_number_id=lane.phone_number_id)
         self.settings = settings
         self.campaign_id = campaign_id
         self.owner = owner or leases.make_owner()
@@ -140,7 +150,8 @@ class CampaignSender:
         #: event, not a Semaphore: its acquire is a coroutine and a scan of its waiters, for
         #: every message, and the dispatcher is the only one waiting.
         self._requests_out = 0
-        self._max_requests = settings.http.max_connections
+        #: A number of several gets its share of the pool (engine.numbers).
+        self._max_requests = max_requests or settings.http.max_connections
         self._connection_free = asyncio.Event()
         self._low_water_mark = 1  # the dispatcher asks for a claim below this many ready rows
         #: Set by run(): the campaign's own retry policy where its row has one, else the settings'.
@@ -169,7 +180,7 @@ class CampaignSender:
         self._control = ControlLoop(
             db, campaign_id, self.owner, settings, pacer=self.pacer, window=self.window,
             metrics=self.metrics, collector=self._collector, pause=self.pause, cancel=self.cancel,
-            late_failures=self._count_late_failures,
+            late_failures=self._count_late_failures, shares_rate=self._pinned is None,
         )
 
     def _warn(self, text: str) -> None:
@@ -177,9 +188,12 @@ class CampaignSender:
 
     # ----- commands (plain methods, called by the TUI and the CLI) -----
 
-    def pause(self, reason: str = "paused by a person", *, by_safety_rule: bool = False) -> None:
+    def pause(
+        self, reason: str = "paused by a person", *, by_safety_rule: bool = False,
+        number_only: bool = False,
+    ) -> None:
         """Stop sending new requests; in-flight ones finish and are recorded."""
-        self._halt(RunOutcome(RunStatus.PAUSED, reason, by_safety_rule))
+        self._halt(RunOutcome(RunStatus.PAUSED, reason, by_safety_rule, number_only))
 
     def cancel(self) -> None:
         self._halt(RunOutcome(RunStatus.CANCELLED, "cancelled by a person"))
@@ -214,7 +228,9 @@ class CampaignSender:
             return RunOutcome(RunStatus.STOPPED, "stopped before the campaign's start time")
         self._control.attempts_seen = await deliveries.last_attempt_id(self.db)
         await self._control.recover_in_doubt()
-        health = self._health_watcher(campaign.sender_ids(self.settings.whatsapp.phone_number_id))
+        watched = [self._pinned] if self._pinned is not None else campaign.sender_ids(
+            self.settings.whatsapp.phone_number_id)
+        health = self._health_watcher(watched)
         await health.prepare()
         await campaign_store.set_campaign_status(self.db, self.campaign_id, CampaignStatus.RUNNING)
         await self._control.join_peers()
@@ -235,6 +251,8 @@ class CampaignSender:
                 if deadline is not None:
                     deadline.cancel()
                 await self._shutdown(tasks, control_task, batcher_task, health_task)
+        if self._pinned is not None:  # one number of several: the campaign's runner settles
+            return self._stop_reason or RunOutcome(RunStatus.STOPPED)
         return await self._settle()
 
     async def _shutdown(
@@ -267,6 +285,11 @@ class CampaignSender:
         with contextlib.suppress(Exception):
             await leases.leave(self.db, self.owner)
         self._finished.set()
+
+    async def settle(self, outcome: RunOutcome) -> RunOutcome:
+        """Record how a run of several numbers ended (engine.numbers), as a run of one does."""
+        self._stop_reason = outcome
+        return await self._settle()
 
     async def _settle(self) -> RunOutcome:
         """Record how the run ended in the campaign's status."""
@@ -304,8 +327,9 @@ class CampaignSender:
         self._progress.set()
 
     def _health_watcher(self, senders: list[str]) -> NumberHealthWatcher:
-        """The watcher of the campaign's numbers. One pacer serves them all for now: lowering
-        a number's rate lowers the campaign's, and pausing a number pauses the campaign."""
+        """The watcher of this sender's numbers: its own when it is one number of several
+        (pausing it pauses that number alone), else the campaign's, whose one pacer serves them
+        all (lowering a number's rate lowers the campaign's, pausing one pauses it)."""
         poll = None
         if isinstance(self.client, WhatsAppClient) and self.settings.whatsapp.waba_id:
             poll = partial(list_phone_numbers, self.client)
@@ -317,7 +341,8 @@ class CampaignSender:
         return NumberHealthWatcher(
             self.db, senders, poll=poll, poll_every=self.settings.send.health_poll_s,
             rate_of=lambda _number: self.pacer.base_rate, lower_rate=lower_rate,
-            pause_number=lambda _number, reason: self.pause(reason, by_safety_rule=True),
+            pause_number=lambda _number, reason: self.pause(
+                reason, by_safety_rule=True, number_only=self._pinned is not None),
             warn=self._warn,
         )
 
@@ -368,6 +393,7 @@ class CampaignSender:
         self._claiming = asyncio.ensure_future(claims.claim(
             self.db, step.id, self.owner, granted,
             lease_seconds=self.settings.send.lease_seconds, now=now, zones=zones,
+            sender=self._pinned,
         ))
         try:
             rows = await asyncio.shield(self._claiming)
@@ -396,7 +422,7 @@ class CampaignSender:
 
     async def _advance_step(self) -> StepInfo | None:
         """Move to the first step with pending rows; finish when there is none."""
-        step = await claims.current_step(self.db, self.campaign_id)
+        step = await claims.current_step(self.db, self.campaign_id, self._pinned)
         if step is None:
             self._halt(RunOutcome(RunStatus.COMPLETED))
             return None
@@ -408,7 +434,7 @@ class CampaignSender:
     async def _wait_for_due(self, step: StepInfo, zones: tuple[str, ...] | None) -> None:
         """Nothing claimable now: wait for in-flight work or a due retry, or move on a step."""
         if self.window.used == 0 and not self._ready:
-            upcoming = await claims.current_step(self.db, self.campaign_id)
+            upcoming = await claims.current_step(self.db, self.campaign_id, self._pinned)
             if upcoming is None or upcoming.id != step.id:
                 self._step = None
                 return
@@ -424,7 +450,7 @@ class CampaignSender:
                 await self._wait_for_gate(self.schedule.closed(time.time()))
                 return
         else:
-            due = await claims.next_due_at(self.db, step.id)
+            due = await claims.next_due_at(self.db, step.id, self._pinned)
         wait = IDLE_POLL if due is None else min(IDLE_POLL, max(0.01, due - time.time()))
         self._progress.clear()
         with contextlib.suppress(TimeoutError):
@@ -554,7 +580,7 @@ class CampaignSender:
                 recipient_callback(row.id),
             )
             # The pacer counts the send from when it leaves, which a busy loop can delay.
-            return await self.client.send(payload, partial(self.pacer.written, number))
+            return await self._send(payload, partial(self.pacer.written, number))
         except Exception as error:  # a bug in building or sending must not lose the row
             log.exception("send failed unexpectedly")
             return TransportFailure(TransportReason.OTHER, f"{type(error).__name__}: {error}", 0.0)
@@ -607,7 +633,8 @@ class CampaignSender:
         attempt_no = row.attempts + 1
         attempt = self._attempt_row(row, attempt_no, now, result, problem.kind.value, problem.title)
         if isinstance(decision, PauseCampaign):
-            self.pause(decision.reason, by_safety_rule=True)
+            self.pause(decision.reason, by_safety_rule=True,
+                       number_only=not pauses_whole_campaign(problem))
             return _problem_outcome(row, decision.back_to, row.attempts, problem, attempt, now)
         if isinstance(decision, InDoubt):
             self.metrics.in_doubt_total += 1

@@ -3,9 +3,10 @@
 It is what `watui demo`, every test and every benchmark talk to. Faithful where it matters to a
 sender: per-number throughput over a sliding one-second window (130429), the pair rate limit
 (131056), latency from a range, injected failures by rate or by recipient, a spam switch
-(131048 from the Nth message on), a gateway refusing every send (``refuse_status``), a token
-check (190), and status webhooks signed like Meta's.
-A ledger of accepted messages and counters are readable in-process and over HTTP (/_mock/...).
+(131048 from the Nth message on), an error for every message of one number, a gateway refusing
+every send (``refuse_status``), a token check (190), and status webhooks signed like Meta's. A
+ledger of accepted messages (each with the phone_number_id that sent it) and counters are
+readable in-process and over HTTP (/_mock/...).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class MockConfig:
     spam_after: int | None = None  # 131048 for every message after the Nth accepted
     # Every send answered with this bare HTTP status, unread (a gateway refusing: 502, 503).
     refuse_status: int | None = None
+    number_faults: dict[str, int] = field(default_factory=dict)  # phone_number_id -> error code
     seed: int | None = None
     webhook_url: str | None = None  # POST status updates here when set
     app_secret: str = "mock-app-secret"
@@ -293,7 +295,7 @@ class MockCloudApi:
         self, request: web.Request, phone_id: str, to: str, body: dict[str, Any], arrived: float
     ) -> web.StreamResponse:
         config = self.config
-        code = self._injected_code(to)
+        code = config.number_faults.get(phone_id) or self._injected_code(to)
         if code is not None:
             return self._error(code)
         if not self._within_pair_limit(phone_id, to, arrived):

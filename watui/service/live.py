@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from watui.contracts import RecipientParams
 from watui.engine.metrics import EngineMetrics, OutageFigures, SenderFigures
+from watui.engine.numbers import NumbersSender, campaign_sender
 from watui.engine.runner import CampaignNotRunnable, check_send_settings, prepare
 from watui.engine.schedule import GateKind
 from watui.engine.sender import CampaignSender, RunOutcome
@@ -53,6 +54,7 @@ from watui.service.models import (
     RetryPage,
     RetryRow,
     RetryTarget,
+    SendingNumber,
     SettingRow,
     StepSpec,
     SuppressionPage,
@@ -83,7 +85,7 @@ T = TypeVar("T")
 
 @dataclass
 class _Run:
-    sender: CampaignSender
+    sender: CampaignSender | NumbersSender
     task: asyncio.Task[RunOutcome]
     campaign_id: int
     outcome: RunOutcome | None = None
@@ -285,9 +287,7 @@ class LiveBackend:
         row = await campaign_store.campaign_row(self.db, prepared.campaign_id)
         metrics = self._metrics.setdefault(name, EngineMetrics())
         self._first_started.setdefault(name, time.monotonic())
-        sender = CampaignSender(
-            self.db, self.client, self.settings, prepared.campaign_id, rate=row.rate, metrics=metrics
-        )
+        sender = campaign_sender(self.db, self.client, self.settings, row, rate=row.rate, metrics=metrics)
         if prepared.resumed_from:
             metrics.event("resumed", f"resumed (had paused: {prepared.resumed_from})")
         task = asyncio.create_task(sender.run(), name=f"watui-campaign-{name}")
@@ -566,6 +566,10 @@ def _snapshot(
         in_doubt=summary.in_doubt, skipped=summary.skipped,
         eta_seconds=pending / rate if live and rate > 0 and pending else None, errors=errors,
         paused_reason=summary.pause_reason, outage=_outage(engine.outage) if live else None,
+        numbers=tuple(
+            SendingNumber(n.phone_number_id, n.state, n.current_rate, n.target_rate, n.reason)
+            for n in engine.numbers
+        ),
     )
 
 

@@ -207,6 +207,17 @@ class ErrorCount:
 
 
 @dataclass(frozen=True, slots=True)
+class SendingNumber:
+    """One number of a campaign sent from several, as the monitor shows it."""
+
+    phone_number_id: str
+    state: str  # sending / paused / held by another process / done / waiting
+    rate: float  # msg/s sent from it now
+    target_rate: float
+    reason: str | None = None  # why it paused
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsSnapshot(SharesOfSent):
     """A campaign's live figures, cheap to read 2-4 times a second.
 
@@ -245,6 +256,7 @@ class MetricsSnapshot(SharesOfSent):
     deliver_p95: float | None = None
     late_errors: tuple[ErrorCount, ...] = ()  # failures reported after acceptance, by code
     outage: ApiOutage | None = None  # while sending waits for the API
+    numbers: tuple[SendingNumber, ...] = ()  # a campaign of several numbers: each one's rate and state
 
     @property
     def progress(self) -> float:

@@ -73,6 +73,10 @@ class SendSettings(_Group):
         default=None, gt=0, le=30 * 86_400,
         description="pause when the API is unreachable this long; None waits forever",
     )
+    reassign_on_pause: bool = Field(
+        default=False,
+        description="a campaign of several numbers: move a paused number's recipients to the others",
+    )
 
 
 class RetrySettings(_Group):

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 
 from watui.rules import RecipientStatus
 from watui.storage.database import Database
@@ -34,11 +34,14 @@ class StepInfo:
     mapping: dict[str, Any]
 
 
-async def current_step(db: Database, campaign_id: int) -> StepInfo | None:
-    """The first step, in order, that still has queued, retrying or sending rows."""
+async def current_step(db: Database, campaign_id: int, sender: str | None = None) -> StepInfo | None:
+    """The first step, in order, that still has queued, retrying or sending rows (pinned to
+    ``sender`` when given: each number of a campaign of several goes through the steps at its
+    own pace, and each of its recipients still gets them in order)."""
     pending = (
         select(recipients.c.id)
-        .where(recipients.c.step_id == steps.c.id, recipients.c.status.in_([s.value for s in PENDING]))
+        .where(recipients.c.step_id == steps.c.id, recipients.c.status.in_([s.value for s in PENDING]),
+               *_pinned_to(sender))
         .limit(1)
         .exists()
     )
@@ -55,6 +58,10 @@ async def current_step(db: Database, campaign_id: int) -> StepInfo | None:
     return StepInfo(row.id, row.position, row.template_name, row.language, json.loads(row.mapping))
 
 
+def _pinned_to(sender: str | None) -> list[ColumnElement[bool]]:
+    return [] if sender is None else [recipients.c.sender == sender]
+
+
 async def has_pending(db: Database, campaign_id: int) -> bool:
     query = select(recipients.c.id).where(
         recipients.c.campaign_id == campaign_id,
@@ -64,10 +71,11 @@ async def has_pending(db: Database, campaign_id: int) -> bool:
         return (await conn.execute(query)).first() is not None
 
 
-async def next_due_at(db: Database, step_id: int) -> float | None:
-    """When the earliest waiting retry of this step becomes due."""
+async def next_due_at(db: Database, step_id: int, sender: str | None = None) -> float | None:
+    """When the earliest waiting retry of this step (pinned to ``sender`` when given) becomes due."""
     query = select(func.min(recipients.c.next_attempt_at)).where(
-        recipients.c.step_id == step_id, recipients.c.status == RecipientStatus.RETRY.value
+        recipients.c.step_id == step_id, recipients.c.status == RecipientStatus.RETRY.value,
+        *_pinned_to(sender),
     )
     async with db.engine.connect() as conn:
         due = (await conn.execute(query)).scalar()
@@ -76,11 +84,11 @@ async def next_due_at(db: Database, step_id: int) -> float | None:
 
 async def claim(
     db: Database, step_id: int, owner: str, limit: int, *, lease_seconds: float, now: float,
-    zones: Sequence[str] | None = None,
+    zones: Sequence[str] | None = None, sender: str | None = None,
 ) -> list[ClaimedRecipient]:
     """Lease up to ``limit`` due rows of one step (due retries first) and mark them sending;
     with ``zones``, only rows whose zone key (recipients.tz) is one of them (their send window
-    is open).
+    is open); with ``sender``, only rows pinned to that number (a campaign of several numbers).
 
     On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets several processes claim side by side.
     Rows whose number was suppressed while they were being claimed are skipped, not returned.
@@ -89,7 +97,7 @@ async def claim(
     async with kind.claim_transaction(db) as conn:
         found = await kind.claim_rows(
             conn, step_id=step_id, statuses=_CLAIMED_FIRST, limit=limit, owner=owner,
-            expires=now + lease_seconds, now=now, zones=zones,
+            expires=now + lease_seconds, now=now, zones=zones, sender=sender,
         )
     claimed = [ClaimedRecipient(*row) for row in found]
     return await skip_suppressed_claims(db, step_id, owner, claimed, now=now)

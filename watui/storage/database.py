@@ -15,16 +15,18 @@ from watui import __version__
 from watui.errors import StorageError
 from watui.storage.dialects import Dialect, dialect_for
 from watui.storage.schema import (
+    CLAIM_BY_SENDER_INDEX,
     WEBHOOK_TABLES,
     ZONE_CLAIM_INDEX,
     metadata,
     number_health,
     schema_info,
+    sender_leases,
     suppressions,
 )
 
 #: The schema version this watui writes. Bump it and append a step to MIGRATIONS together.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
@@ -92,6 +94,15 @@ async def _add_suppressions(conn: AsyncConnection) -> None:
     )
 
 
+async def _add_sender_numbers(conn: AsyncConnection) -> None:
+    """v7: several numbers per campaign: the claim index of recipients.sender (the columns came
+    in v4) and the sender_leases table. Idempotent like v3."""
+    await conn.run_sync(lambda sync_conn: CLAIM_BY_SENDER_INDEX.create(sync_conn, checkfirst=True))
+    await conn.run_sync(
+        lambda sync_conn: metadata.create_all(sync_conn, tables=[sender_leases], checkfirst=True)
+    )
+
+
 async def _add_missing_columns(conn: AsyncConnection, table: str, statements: dict[str, str]) -> None:
     existing = await conn.run_sync(
         lambda sync_conn: {column["name"] for column in inspect(sync_conn).get_columns(table)}
@@ -121,7 +132,7 @@ async def _add_send_times(conn: AsyncConnection) -> None:
 #: MIGRATIONS[n] takes a database at version n to n + 1. Never edit a released step.
 MIGRATIONS: list[Migration] = [
     _create_v1, _add_campaign_retry_policy, _add_webhook_tables, _add_number_choice_and_health,
-    _add_send_times, _add_suppressions,
+    _add_send_times, _add_suppressions, _add_sender_numbers,
 ]
 
 

@@ -74,12 +74,14 @@ class Dialect:
     async def claim_rows(
         self, conn: AsyncConnection, *, step_id: int, statuses: Sequence[str], limit: int,
         owner: str, expires: float, now: float, zones: Sequence[str] | None = None,
+        sender: str | None = None,
     ) -> Sequence[ClaimedRow]:
         """Lease up to ``limit`` due rows, taking ``statuses`` in order; [id, phone, params,
-        attempts] each. ``zones``: only rows whose tz is one of them."""
+        attempts] each. ``zones``: only rows whose tz is one of them; ``sender``: only those
+        pinned to that number."""
         return await self.batches.claim_rows(
             conn, step_id=step_id, statuses=statuses, limit=limit, owner=owner,
-            expires=expires, now=now, zones=zones,
+            expires=expires, now=now, zones=zones, sender=sender,
         )
 
     def flush_transaction(

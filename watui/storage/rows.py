@@ -94,6 +94,11 @@ class CampaignRecord:
             return [str(sender) for sender in json.loads(self.senders)]
         return [default] if default else []
 
+    def sender_numbers(self, configured: str) -> list[str]:
+        """The phone_number_ids that send this campaign, first one first (``senders``; NULL
+        means the ``configured`` whatsapp.phone_number_id)."""
+        return self.sender_ids(configured) or [configured]
+
     @property
     def pending(self) -> int:
         """Recipients still to be sent (``rules.pending``)."""

@@ -139,6 +139,13 @@ ZONE_CLAIM_INDEX = Index(
     recipients.c.next_attempt_at,
     sqlite_where=recipients.c.tz.is_not(None), postgresql_where=recipients.c.tz.is_not(None),
 )
+#: A number's claim of a campaign of several ("due rows of this step for this number"). Partial:
+#: a campaign of one number leaves `sender` NULL and pays nothing for it.
+_pinned = recipients.c.sender.isnot(None)
+CLAIM_BY_SENDER_INDEX = Index(
+    "ix_recipients_claim_sender", recipients.c.step_id, recipients.c.sender, recipients.c.status,
+    recipients.c.next_attempt_at, sqlite_where=_pinned, postgresql_where=_pinned,
+)
 # "Count by status" and the retry queue's listing per campaign.
 Index("ix_recipients_campaign_status", recipients.c.campaign_id, recipients.c.status)
 # No more indexes on recipients: every one is rewritten by each claim and each outcome (twice per
@@ -340,4 +347,18 @@ suppressions = Table(
     Column("reason", String(20), nullable=False, default=SuppressionReason.MANUAL.value),
     Column("detail", Text, nullable=True),  # e.g. the stop word the person wrote
     Column("created_at", Float, nullable=False),
+)
+
+
+#: Which process paces each number of a campaign of several (schema v7): a lease renewed every
+#: second, so a dead holder's number is taken over within SENDER_LEASE_SECONDS; and a number
+#: paused by an account-level error, which no process takes until the campaign is resumed.
+sender_leases = Table(
+    "sender_leases",
+    metadata,
+    Column("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True),
+    Column("phone_number_id", String(64), primary_key=True),
+    Column("holder", String(120), nullable=True),  # the lease owner (leases.make_owner)
+    Column("expires_at", Float, nullable=True),
+    Column("paused_reason", Text, nullable=True),
 )

@@ -49,6 +49,9 @@ class WhatsAppClient:
         base = f"{whatsapp.api_base_url}/{whatsapp.api_version}"
         # Parsed once: httpx would parse a string URL again on every request of the hot path.
         self._messages_url = httpx.URL(f"{base}/{whatsapp.phone_number_id}/messages")
+        self._base = base
+        #: Other numbers' /messages URLs (campaigns of several numbers), parsed once each.
+        self._number_urls: dict[str, httpx.URL] = {}
         self._templates_url = f"{base}/{whatsapp.waba_id}/message_templates"
         token = whatsapp.access_token.get_secret_value()
         timeout = httpx.Timeout(http.timeout)
@@ -112,7 +115,8 @@ class WhatsAppClient:
         return ConnectionStats(self._requests, self._new_connections)
 
     async def send(
-        self, payload: dict[str, Any], on_written: Callable[[float], None] | None = None
+        self, payload: dict[str, Any], on_written: Callable[[float], None] | None = None, *,
+        phone_number_id: str | None = None,
     ) -> SendResult:
         """POST one message; never raises for a network or API problem. ``on_written`` is
         called with the monotonic time at which the request's body is written to the socket
@@ -121,11 +125,13 @@ class WhatsAppClient:
         The request goes straight to the transport, an httpx.Request in and an httpx.Response
         out: AsyncClient's per-request layers (header merging, cookie jar, auth and redirect
         flows, event hooks) do nothing for this one fixed POST and cost ~0.15 ms of CPU per
-        message, a third of the budget at 1,000 msg/s (bench/http_bench.py)."""
+        message, a third of the budget at 1,000 msg/s (bench/http_bench.py).
+
+        ``phone_number_id``: send from this number rather than whatsapp.phone_number_id."""
         self._requests += 1
         body = _dumps(payload)
         request = httpx.Request(
-            "POST", self._messages_url,
+            "POST", self._messages_url if phone_number_id is None else self._url_for(phone_number_id),
             headers=httpx.Headers([*self._send_headers, (b"Content-Length", b"%d" % len(body))], "ascii"),
             stream=httpx.ByteStream(body),
             extensions=self._send_extensions,
@@ -146,6 +152,13 @@ class WhatsAppClient:
         finally:
             _ON_WRITTEN.reset(token)
         return _parse_send(response.status_code, content, time.perf_counter() - started)
+
+    def _url_for(self, phone_number_id: str) -> httpx.URL:
+        url = self._number_urls.get(phone_number_id)
+        if url is None:
+            url = self._number_urls[phone_number_id] = httpx.URL(
+                f"{self._base}/{phone_number_id}/messages")
+        return url
 
     async def list_templates(self) -> list[dict[str, Any]]:
         """Every template of the business account, following the pages."""

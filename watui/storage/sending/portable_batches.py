@@ -39,6 +39,15 @@ WHERE id = ANY(ARRAY(SELECT id FROM recipients
 RETURNING id, phone, params, attempts
 """)
 
+
+
+def by_sender(claim: TextClause) -> TextClause:
+    """``claim`` for one number of a campaign of several: its pinned rows only
+    (ix_recipients_claim_sender)."""
+    return text(claim.text.replace(
+        "WHERE step_id = :step AND", "WHERE step_id = :step AND sender = :sender AND"))
+
+
 _RECORD = (
     update(recipients)
     .where(recipients.c.id == bindparam("rid"))
@@ -100,7 +109,13 @@ class PortableBatches:
 
     def __init__(self, claim_statement: TextClause, owned_query: Select[Any]) -> None:
         self._claim_statement = claim_statement
-        self._claim_in_zone = _in_zone(claim_statement)
+        #: By (one number's rows only, one zone's rows only): each built once.
+        self._claim_statements = {
+            (False, False): claim_statement,
+            (True, False): by_sender(claim_statement),
+            (False, True): _in_zone(claim_statement),
+            (True, True): _in_zone(by_sender(claim_statement)),
+        }
         self._owned_query = owned_query
 
     async def record_outcomes(
@@ -121,10 +136,11 @@ class PortableBatches:
 
     async def claim_rows(
         self, conn: AsyncConnection, *, step_id: int, statuses: Sequence[str], limit: int,
-        owner: str, expires: float, now: float, zones: Sequence[str] | None = None,
+        owner: str, expires: float, now: float, sender: str | None = None,
+        zones: Sequence[str] | None = None,
     ) -> list[tuple[int, str, dict[str, Any], int]]:
         claimed: list[tuple[int, str, dict[str, Any], int]] = []
-        statement = self._claim_statement if zones is None else self._claim_in_zone
+        statement = self._claim_statements[sender is not None, zones is not None]
         for status, zone in product(statuses, [None] if zones is None else zones):
             wanted = limit - len(claimed)
             if wanted <= 0:
@@ -132,7 +148,8 @@ class PortableBatches:
             rows = await conn.execute(
                 statement,
                 {"owner": owner, "expires": expires, "now": now, "step": step_id, "status": status,
-                 "limit": wanted, **({} if zone is None else {"zone": zone})},
+                 "limit": wanted, **({} if zone is None else {"zone": zone}),
+                 **({} if sender is None else {"sender": sender})},
             )
             # Rows unpacked as tuples: named access costs more, per row.
             claimed.extend((rid, phone, orjson.loads(params), attempts)

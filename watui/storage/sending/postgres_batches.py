@@ -33,18 +33,21 @@ OUTCOME_COLUMNS = ("id", "status", "attempts", "next_attempt_at", "wamid", "last
                    "last_error_title", "possibly_sent", "sent_at")
 
 @functools.cache
-def _claim_statement(statuses: int, zoned: bool = False) -> str:
+def _claim_statement(statuses: int, zoned: bool = False, by_sender: bool = False) -> str:
     """One statement that leases due rows of each status in turn (``$6``, ``$7``, ...), up to
     ``$5`` in all: UNION ALL under a LIMIT locks only the rows it takes. The rows come back as
     one JSON value, earlier statuses first. ``zoned``: only rows whose tz is in the array
-    parameter after the statuses (their send window is open)."""
+    parameter after the statuses (their send window is open); ``by_sender``: only the rows
+    pinned to the number in the parameter after those (ix_recipients_claim_sender)."""
     # One zone at a time (a LATERAL per zone key), so that each walks ix_recipients_zone_claim
     # in order instead of passing every row of the closed zones.
     zones = f"unnest(${6 + statuses}::text[]) AS zone(key), LATERAL " if zoned else ""
     in_zone = "AND tz = zone.key " if zoned else ""
+    sender = f"sender = ${6 + statuses + zoned} AND " if by_sender else ""
     picks = "\n    UNION ALL\n    ".join(
         f"SELECT due_{index}.* FROM {zones}(SELECT id, status FROM recipients WHERE step_id = $4 "
-        f"AND status = ${6 + index} AND next_attempt_at <= $3 {in_zone}ORDER BY next_attempt_at "
+        f"AND {sender}status = ${6 + index} AND next_attempt_at <= $3 {in_zone}"
+        "ORDER BY next_attempt_at "
         f"LIMIT $5 FOR UPDATE SKIP LOCKED) AS due_{index}"
         for index in range(statuses)
     )
@@ -69,7 +72,7 @@ FROM claimed
 
 async def claim_rows(
     conn: AsyncConnection, *, step_id: int, statuses: Sequence[str], limit: int, owner: str,
-    expires: float, now: float, zones: Sequence[str] | None = None,
+    expires: float, now: float, zones: Sequence[str] | None = None, sender: str | None = None,
 ) -> list[list[Any]]:
     """Lease up to ``limit`` due rows, taking ``statuses`` in order; [id, phone, params,
     attempts] each. ``FOR UPDATE SKIP LOCKED`` lets several processes claim side by side.
@@ -79,9 +82,10 @@ async def claim_rows(
     asyncpg's records, SQLAlchemy's rows and a JSON parse per row's parameters had cost 6 us
     a row in the event loop's thread."""
     zoned = () if zones is None else (list(zones),)
+    pinned = () if sender is None else (sender,)
     found = (await conn.exec_driver_sql(
-        _claim_statement(len(statuses), bool(zoned)),
-        (owner, expires, now, step_id, limit, *statuses, *zoned),
+        _claim_statement(len(statuses), bool(zoned), bool(pinned)),
+        (owner, expires, now, step_id, limit, *statuses, *zoned, *pinned),
     )).scalar()
     return orjson.loads(found) if found else []
 

@@ -82,6 +82,15 @@ _CLAIM_READ_ANY_ZONE = _CLAIM_READ.format(zones="")
 #: Rows of one zone key whose send window is open: one zone at a time, so that the read walks
 #: ix_recipients_zone_claim in order instead of passing every row of the closed zones.
 _CLAIM_READ_IN_ZONE = _CLAIM_READ.format(zones=" AND tz = ?")
+#: The same for one number of a campaign of several: its pinned rows (ix_recipients_claim_sender).
+_BY_SENDER = ("WHERE step_id = ? AND", "WHERE step_id = ? AND sender = ? AND")
+#: By (one number's rows only, one zone's rows only).
+_CLAIM_READS = {
+    (False, False): _CLAIM_READ_ANY_ZONE,
+    (False, True): _CLAIM_READ_IN_ZONE,
+    (True, False): _CLAIM_READ_ANY_ZONE.replace(*_BY_SENDER),
+    (True, True): _CLAIM_READ_IN_ZONE.replace(*_BY_SENDER),
+}
 _CLAIM_MARK = """
 UPDATE recipients SET status = 'sending', lease_owner = ?, lease_expires_at = ?, updated_at = ?
 WHERE id IN (SELECT value FROM json_each(?)) AND status = ?
@@ -90,20 +99,21 @@ WHERE id IN (SELECT value FROM json_each(?)) AND status = ?
 
 def read_due(
     db: sqlite3.Connection, step_id: int, status: str, now: float, limit: int,
-    zone: str | None = None,
+    zone: str | None = None, sender: str | None = None,
 ) -> str:
-    """Up to ``limit`` due rows of one status (of one zone key when given), as one JSON array
-    of [id, phone, params, attempts]."""
-    if zone is None:
-        found = db.execute(_CLAIM_READ_ANY_ZONE, (step_id, status, now, limit))
-    else:
-        found = db.execute(_CLAIM_READ_IN_ZONE, (step_id, status, now, zone, limit))
+    """Up to ``limit`` due rows of one status (of one zone key, of one number's, when given),
+    as one JSON array of [id, phone, params, attempts]."""
+    parameters = (
+        step_id, *(() if sender is None else (sender,)), status, now,
+        *(() if zone is None else (zone,)), limit,
+    )
+    found = db.execute(_CLAIM_READS[sender is not None, zone is not None], parameters)
     return str(found.fetchone()[0] or "[]")
 
 
 def _claim(
     db: sqlite3.Connection, *, step_id: int, statuses: Sequence[str], limit: int, owner: str,
-    expires: float, now: float, zones: Sequence[str] | None,
+    expires: float, now: float, zones: Sequence[str] | None, sender: str | None = None,
 ) -> list[list[Any]]:
     """In the driver's thread: read each status's due rows in turn, then mark only the rows
     read that are still in that status. Within this process writers take turns
@@ -114,7 +124,9 @@ def _claim(
         wanted = limit - len(claimed)
         if wanted <= 0:
             break
-        rows: list[list[Any]] = orjson.loads(read_due(db, step_id, status, now, wanted, zone))
+        rows: list[list[Any]] = orjson.loads(
+            read_due(db, step_id, status, now, wanted, zone, sender)
+        )
         if not rows:
             continue
         ids = orjson.dumps([row[0] for row in rows]).decode()
@@ -127,13 +139,14 @@ def _claim(
 
 async def claim_rows(
     conn: AsyncConnection, *, step_id: int, statuses: Sequence[str], limit: int, owner: str,
-    expires: float, now: float, zones: Sequence[str] | None = None,
+    expires: float, now: float, zones: Sequence[str] | None = None, sender: str | None = None,
 ) -> list[list[Any]]:
     """Lease up to ``limit`` due rows, taking ``statuses`` in order; [id, phone, params,
-    attempts] each. ``zones``: only rows whose tz is one of them."""
+    attempts] each. ``zones``: only rows whose tz is one of them; ``sender``: only rows pinned
+    to that number."""
     return await in_driver_thread(conn, partial(
         _claim, step_id=step_id, statuses=statuses, limit=limit, owner=owner, expires=expires,
-        now=now, zones=zones,
+        now=now, zones=zones, sender=sender,
     ))
 
 

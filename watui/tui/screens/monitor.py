@@ -17,7 +17,13 @@ from textual.markup import escape
 from textual.widgets import DataTable, Header, RichLog, Static
 from textual.widgets.data_table import ColumnKey
 
-from watui.service.models import CampaignRow, CampaignState, ErrorCount, MetricsSnapshot
+from watui.service.models import (
+    CampaignRow,
+    CampaignState,
+    ErrorCount,
+    MetricsSnapshot,
+    SendingNumber,
+)
 from watui.tui import format as fmt
 from watui.tui.messages import OpenReport, OpenRetryQueue
 from watui.tui.screens.base import WatuiScreen
@@ -65,6 +71,7 @@ class MonitorScreen(WatuiScreen):
             stats.border_title = "Now"
             yield stats
         yield Static(id="progress")
+        yield Static(id="numbers")  # a campaign of several numbers: each one's rate and state
         with Horizontal(id="bottom"):
             errors: DataTable[str] = DataTable(id="errors", cursor_type="none", show_cursor=False)
             errors.border_title = "Errors by code"
@@ -142,7 +149,16 @@ class MonitorScreen(WatuiScreen):
             f"{fmt.count(done)}/{fmt.count(total)} · [$success]{fmt.count(sent)} sent[/] · "
             f"[$error]{fmt.count(failed)} failed[/] · ETA {fmt.duration(eta)}",
         )
+        self._show_numbers(snap)
         self._show_errors(snap)
+
+    def _show_numbers(self, snap: MetricsSnapshot | None) -> None:
+        """One entry per number, only for a campaign of several (one number's is the chart)."""
+        numbers = snap.numbers if snap else ()
+        shown = self.query_one("#numbers", Static)
+        shown.display = len(numbers) > 1
+        if len(numbers) > 1:
+            self._set_text("#numbers", " · ".join(_number_text(number) for number in numbers))
 
     def _set_text(self, selector: str, text: str) -> None:
         """Update a fixed-size text only when it changed, without a layout pass: an unchanged
@@ -277,6 +293,15 @@ def _pair(first: float | None, second: float | None, scale: float, unit: str) ->
         return "—"
     digits = 0 if scale > 1 or second >= 10 else 1
     return f"{first * scale:.{digits}f}/{second * scale:.{digits}f}{unit}"
+
+
+def _number_text(number: SendingNumber) -> str:
+    name = escape(number.phone_number_id)
+    if number.state == "sending":
+        return f"{name} [$success]▶[/] {fmt.rate(number.rate)}"
+    if number.state == "paused":
+        return f"{name} [$warning]‖ {escape(number.reason or 'paused')}[/]"
+    return f"{name} [dim]{escape(number.state)}[/dim]"
 
 
 def _whole_percent(fraction: float | None) -> str:
