@@ -25,6 +25,7 @@ class WatuiScreen(Screen[None]):
     #: The heading of this screen's keys in the help screen (the app lists which screens).
     HELP_TITLE: ClassVar[str] = ""
     _last_refresh_error: str | None = None
+    _shown_before = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -70,10 +71,19 @@ class WatuiScreen(Screen[None]):
 
     async def _tick(self) -> None:
         # Only the screen a person is looking at polls the backend (also under a small modal,
-        # so the graph keeps moving while the rate dialog is open).
+        # so the graph keeps moving while the rate dialog is open). Not ``is_current``: Textual
+        # counts the screen under the top one as current too, and the campaigns table then
+        # queried and re-laid out the whole screen 4 times a second under the live monitor.
         stack = self.app.screen_stack
-        if self.is_current or (isinstance(self.app.screen, ModalScreen) and stack[-2] is self):
+        if self.app.screen is self or (isinstance(self.app.screen, ModalScreen) and stack[-2] is self):
             await self._refresh_safely()
+
+    async def on_screen_resume(self) -> None:
+        """Shown again (the screen above was closed): up to date at once, not at the next tick.
+        The first time it is shown, on_mount has just read the backend."""
+        if self._shown_before:
+            await self._refresh_safely()
+        self._shown_before = True
 
     async def _refresh_safely(self) -> None:
         """A refresh the backend refuses (say, the campaign was deleted elsewhere) is shown
