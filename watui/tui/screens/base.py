@@ -25,7 +25,6 @@ class WatuiScreen(Screen[None]):
     #: The heading of this screen's keys in the help screen (the app lists which screens).
     HELP_TITLE: ClassVar[str] = ""
     _last_refresh_error: str | None = None
-    _shown_before = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -77,13 +76,6 @@ class WatuiScreen(Screen[None]):
         stack = self.app.screen_stack
         if self.app.screen is self or (isinstance(self.app.screen, ModalScreen) and stack[-2] is self):
             await self._refresh_safely()
-
-    async def on_screen_resume(self) -> None:
-        """Shown again (the screen above was closed): up to date at once, not at the next tick.
-        The first time it is shown, on_mount has just read the backend."""
-        if self._shown_before:
-            await self._refresh_safely()
-        self._shown_before = True
 
     async def _refresh_safely(self) -> None:
         """A refresh the backend refuses (say, the campaign was deleted elsewhere) is shown
