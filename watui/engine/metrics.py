@@ -180,18 +180,22 @@ class EngineMetrics:
     def p95_latency(self) -> float | None:
         return _percentile(sorted(self.latencies), 0.95)
 
+    def current_rate(self) -> float:
+        """Sent per second over the last five complete seconds (the campaigns table's rate,
+        without a whole snapshot: that sorts every latency sample)."""
+        return _recent_rate(self.sent.values(6))
+
     def snapshot(self, seconds: int = 120) -> SenderFigures:
         if self.numbers:
             return self._numbers_snapshot(seconds)
         ordered = sorted(self.latencies)
         sent = self.sent.values(seconds)
         requests, new_connections = self.connection_stats()
-        recent = sent[-6:-1] or (0,)  # the last five complete seconds
         return SenderFigures(
             at=self._wall_clock(),
             target_rate=self.target_rate,
             paced_rate=self.paced_rate,
-            current_rate=sum(recent) / len(recent),
+            current_rate=_recent_rate(sent),
             sent_per_s=sent,
             failed_per_s=self.failed.values(seconds),
             retried_per_s=self.retried.values(seconds),
@@ -245,6 +249,11 @@ class EngineMetrics:
                 for number, part in parts.items()
             ),
         )
+
+
+def _recent_rate(sent_per_s: tuple[int, ...]) -> float:
+    recent = sent_per_s[-6:-1] or (0,)  # the last five complete seconds
+    return sum(recent) / len(recent)
 
 
 def _percentile(ordered: list[float], fraction: float) -> float | None:

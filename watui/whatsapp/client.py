@@ -11,8 +11,6 @@ from __future__ import annotations
 import ssl
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -28,6 +26,12 @@ from watui.whatsapp.results import (
     SendResult,
     TransportFailure,
     TransportReason,
+)
+from watui.whatsapp.transport import (
+    ON_WRITTEN,
+    CountingConnector,
+    LeanAiohttpTransport,
+    WrittenClockRequest,
 )
 
 TEMPLATE_FIELDS = "id,name,language,status,category,components"
@@ -85,28 +89,17 @@ class WhatsAppClient:
             return _CountingTransport(
                 httpx.AsyncHTTPTransport(limits=limits, http2=http.http2), self._count_connection
             )
-        from httpx_aiohttp import AiohttpTransport
-
         ssl_context = ssl.create_default_context()
-        return AiohttpTransport(limits=limits, client=lambda: self._aiohttp_session(http, ssl_context))
+        return LeanAiohttpTransport(limits=limits, client=lambda: self._aiohttp_session(http, ssl_context))
 
     def _aiohttp_session(self, http: HttpSettings, ssl_context: ssl.SSLContext) -> aiohttp.ClientSession:
-        trace = aiohttp.TraceConfig()
-
-        async def on_connection_created(
-            _session: aiohttp.ClientSession, _context: SimpleNamespace,
-            _params: aiohttp.TraceConnectionCreateEndParams,
-        ) -> None:
-            self._count_connection()
-
-        trace.on_connection_create_end.append(on_connection_created)
-        trace.on_request_chunk_sent.append(_note_written)
-        connector = aiohttp.TCPConnector(
+        connector = CountingConnector(
+            on_connect=self._count_connection,
             limit=http.max_connections,
             keepalive_timeout=http.keepalive_expiry or None,
             ssl=ssl_context,
         )
-        return aiohttp.ClientSession(connector=connector, trace_configs=[trace])
+        return aiohttp.ClientSession(connector=connector, request_class=WrittenClockRequest)
 
     def _count_connection(self) -> None:
         self._new_connections += 1
@@ -138,7 +131,7 @@ class WhatsAppClient:
         )
         request.read()  # the body is in memory: the transport sends it as bytes, not chunked
         started = time.perf_counter()
-        token = _ON_WRITTEN.set(on_written)
+        token = ON_WRITTEN.set(on_written)
         try:
             response = await self._transport.handle_async_request(request)
             try:
@@ -150,7 +143,7 @@ class WhatsAppClient:
         except NETWORK_ERRORS as error:
             return TransportFailure(_reason(error), _describe(error), time.perf_counter() - started)
         finally:
-            _ON_WRITTEN.reset(token)
+            ON_WRITTEN.reset(token)
         return _parse_send(response.status_code, content, time.perf_counter() - started)
 
     def _url_for(self, phone_number_id: str) -> httpx.URL:
@@ -224,20 +217,6 @@ class _CountingTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-
-#: The ``on_written`` of the request being sent. A context variable, because aiohttp writes the
-#: body from a task of its own, which starts with a copy of the sending task's context.
-_ON_WRITTEN: ContextVar[Callable[[float], None] | None] = ContextVar("watui_on_written", default=None)
-
-
-async def _note_written(
-    _session: aiohttp.ClientSession, _context: SimpleNamespace, _params: aiohttp.TraceRequestChunkSentParams
-) -> None:
-    """aiohttp's chunk-sent signal, called just before the body is written to the socket."""
-    callback = _ON_WRITTEN.get()
-    if callback is not None:
-        callback(time.monotonic())
 
 
 def _dumps(payload: dict[str, Any]) -> bytes:

@@ -70,9 +70,11 @@ class WatuiScreen(Screen[None]):
 
     async def _tick(self) -> None:
         # Only the screen a person is looking at polls the backend (also under a small modal,
-        # so the graph keeps moving while the rate dialog is open).
+        # so the graph keeps moving while the rate dialog is open). Not ``is_current``: Textual
+        # counts the screen under the top one as current too, and the campaigns table then
+        # queried and re-laid out the whole screen 4 times a second under the live monitor.
         stack = self.app.screen_stack
-        if self.is_current or (isinstance(self.app.screen, ModalScreen) and stack[-2] is self):
+        if self.app.screen is self or (isinstance(self.app.screen, ModalScreen) and stack[-2] is self):
             await self._refresh_safely()
 
     async def _refresh_safely(self) -> None:

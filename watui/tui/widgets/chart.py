@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.style import Style
-from rich.text import Text
+from rich.text import Span, Text
 from textual.widget import Widget
 
 _BRAILLE_BASE = 0x2800
@@ -110,16 +110,17 @@ class ThroughputChart(Widget):
         lines: list[Text] = []
         for row in range(rows):
             label = _axis_label(row, rows, top, dots_high)
-            line = Text(label.rjust(_LABEL_WIDTH - 1) + ("┤" if label else "│"), style=axis)
+            prefix = label.rjust(_LABEL_WIDTH - 1) + ("┤" if label else "│")
+            cells: list[tuple[str, Style | None]] = []
             for column in range(plot_width):
                 bits = sent_cells.get((row, column), 0)
                 if bits:
-                    line.append(chr(_BRAILLE_BASE | bits), sent_style)
+                    cells.append((chr(_BRAILLE_BASE | bits), sent_style))
                 elif target_bits := target_cells.get((row, column), 0):
-                    line.append(chr(_BRAILLE_BASE | target_bits), target_style)
+                    cells.append((chr(_BRAILLE_BASE | target_bits), target_style))
                 else:
-                    line.append(" ")
-            lines.append(line)
+                    cells.append((" ", None))
+            lines.append(_cells_text(prefix, cells, axis))
         return lines
 
     def _render_small(self, series: SmallSeries, plot_width: int, axis: Style) -> Text:
@@ -131,6 +132,15 @@ class ThroughputChart(Widget):
         bars = "".join(_spark(value, peak) for value in columns).rjust(plot_width)
         line.append(bars, style)
         return line
+
+
+def _cells_text(prefix: str, cells: list[tuple[str, Style | None]], style: Style) -> Text:
+    """``prefix`` then one character per cell, each styled cell its own span (as
+    ``Text.append`` per cell made it, so the drawn segments stay the same), built at once: an
+    append per cell was 1,800 calls and most of a redraw's 10-20 ms."""
+    spans = [Span(offset, offset + 1, cell_style)
+             for offset, (_char, cell_style) in enumerate(cells, len(prefix)) if cell_style]
+    return Text(prefix + "".join(char for char, _style in cells), style=style, spans=spans)
 
 
 def _last(values: Sequence[float], count: int) -> list[float]:

@@ -1,0 +1,73 @@
+"""The send path's transport against httpx-aiohttp's own, through httpx, on the real mock: the
+same answers and the same errors, so that nothing downstream can tell them apart."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+
+import aiohttp
+import httpx
+import orjson
+import pytest
+from httpx_aiohttp import AiohttpTransport
+
+from tests.factories import running_mock
+from watui.mockapi.server import MockCloudApi
+from watui.whatsapp.payload import build_template_message
+from watui.whatsapp.transport import LeanAiohttpTransport
+
+TOKEN = "transport-test-token"
+
+
+@pytest.fixture
+async def mock() -> AsyncIterator[MockCloudApi]:
+    async with running_mock(access_token=TOKEN, latency=(0.0, 0.0), seed=11) as api:
+        yield api
+
+
+async def post(transport: httpx.AsyncBaseTransport, url: str, token: str, body: bytes
+               ) -> tuple[int, dict[str, object], str]:
+    async with httpx.AsyncClient(transport=transport) as client:
+        answer = await client.post(url, content=body, headers={"Authorization": f"Bearer {token}",
+                                                               "Content-Type": "application/json"})
+        return answer.status_code, orjson.loads(answer.content), answer.headers["content-type"]
+
+
+@pytest.mark.parametrize("token", [TOKEN, "a-wrong-token"])
+async def test_answers_are_those_of_httpx_aiohttps_transport(mock: MockCloudApi, token: str) -> None:
+    url = f"{mock.base_url}/v23.0/1000001/messages"
+    body = orjson.dumps(build_template_message(
+        "+15551230000", "order_update", "en_US", {"body": ["Ana"]}, None))
+    theirs = await post(AiohttpTransport(), url, token, body)
+    ours = await post(LeanAiohttpTransport(), url, token, body)
+    status, answer, content_type = ours
+    assert (status, content_type) == theirs[::2] == ((200, "application/json") if token == TOKEN
+                                                     else (401, "application/json"))
+    assert answer.keys() == theirs[1].keys()
+    assert len(mock.ledger) == (2 if token == TOKEN else 0)
+
+
+async def test_errors_are_those_of_httpx_aiohttps_transport() -> None:
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{free.getsockname()[1]}/v23.0/1000001/messages"
+    raised = []
+    for transport in (AiohttpTransport(), LeanAiohttpTransport()):
+        with pytest.raises(httpx.HTTPError) as error:
+            await post(transport, url, TOKEN, b"{}")
+        raised.append(error.value)
+    # (httpx-aiohttp's table makes a refused connection a ConnectTimeout: the same for both.)
+    assert type(raised[1]) is type(raised[0])
+    assert isinstance(raised[1].__cause__, aiohttp.ClientConnectorError)
+
+
+async def test_a_streamed_body_goes_the_general_way(mock: MockCloudApi) -> None:
+    async def chunks():  # type: ignore[no-untyped-def]
+        yield orjson.dumps(build_template_message(
+            "+15551230001", "order_update", "en_US", {"body": ["Ana"]}, None))
+
+    async with httpx.AsyncClient(transport=LeanAiohttpTransport()) as client:
+        answer = await client.post(f"{mock.base_url}/v23.0/1000001/messages", content=chunks(),
+                                   headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 200 and [e.to for e in mock.ledger] == ["+15551230001"]
