@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 # ----- limits -----
 
@@ -325,3 +327,34 @@ def language_problem(template: str, language: str, synced_languages: Iterable[st
 
 def _article(word: str | None) -> str:
     return "an" if (word or "x")[0] in "aeiou" else "a"
+
+
+# ----- the 24-hour messaging limit (unique recipients of templates per moving 24 h) -----
+
+#: The tiers Meta grants a business portfolio; the setting also takes "unlimited".
+MESSAGING_LIMIT_TIERS = (250, 2_000, 10_000, 100_000)
+UNLIMITED: Final = "unlimited"
+MESSAGING_LIMIT_WINDOW_S = 86_400.0
+
+
+def messaging_limit_problem(value: object) -> str | None:
+    """Why ``value`` is not a messaging limit tier, or None when it is one."""
+    if value == UNLIMITED or (isinstance(value, int) and value in MESSAGING_LIMIT_TIERS):
+        return None
+    tiers = ", ".join(str(tier) for tier in MESSAGING_LIMIT_TIERS)
+    return f"must be one of {tiers} or {UNLIMITED}"
+
+
+def messaging_limit_wait(limit: int, next_free_at: float | None) -> str:
+    """The one sentence every front end shows while a campaign waits for the limit."""
+    reason = f"messaging limit {limit:,}/24 h reached"
+    if next_free_at is None:
+        return reason
+    return f"{reason}; next free slot at {time.strftime('%H:%M', time.localtime(next_free_at))}"
+
+
+# ----- what a dry run reports -----
+
+#: Templates of this category are not delivered to +1 (US) numbers (since April 2025).
+UNDELIVERED_TO_US_CATEGORY = "MARKETING"
+US_CALLING_CODE = 1

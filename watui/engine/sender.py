@@ -34,6 +34,7 @@ from watui.engine.decisions import (
     Sent,
     decide,
 )
+from watui.engine.limit_gate import MessagingLimitGate
 from watui.engine.metrics import EngineMetrics
 from watui.engine.pacer import Pacer
 from watui.engine.safety import FailureRateRule
@@ -110,6 +111,7 @@ class CampaignSender:
         self.campaign_id = campaign_id
         self.owner = owner or leases.make_owner()
         self.metrics = metrics or EngineMetrics()
+        self.messaging_limit = MessagingLimitGate(db, settings, self.metrics)
         self._rate_override = rate
         self.pacer = Pacer(rate or settings.send.rate)
         self.window = Window(
@@ -313,9 +315,8 @@ class CampaignSender:
         now = time.time()
         # Shielded: a stop arriving mid-claim must not lose rows the database already leased
         # to us (they would sit in `sending` and turn in_doubt); _shutdown collects them.
-        self._claiming = asyncio.ensure_future(claims.claim(
-            self.db, step.id, self.owner, granted,
-            lease_seconds=self.settings.send.lease_seconds, now=now,
+        self._claiming = asyncio.ensure_future(self.messaging_limit.claim(
+            step.id, self.owner, granted, lease_seconds=self.settings.send.lease_seconds, now=now,
         ))
         try:
             rows = await asyncio.shield(self._claiming)

@@ -19,7 +19,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from watui.rules import MAX_RATE, MAX_RETRIES_LIMIT, retry_delays_problem
+from watui.rules import (
+    MAX_RATE,
+    MAX_RETRIES_LIMIT,
+    UNLIMITED,
+    messaging_limit_problem,
+    retry_delays_problem,
+)
 
 APP_NAME = "watui"
 
@@ -43,6 +49,9 @@ class WhatsAppSettings(_Group):
     api_base_url: str = Field(default="https://graph.facebook.com")
     api_version: str = Field(default="v23.0", pattern=r"^v\d+\.\d+$")
     app_secret: SecretStr = Field(default=SecretStr(""), description="Verifies webhook signatures")
+    messaging_limit: int | Literal["unlimited"] = Field(
+        default=UNLIMITED, description="unique template recipients per moving 24 h (your tier)"
+    )
 
     @field_validator("api_base_url")
     @classmethod
@@ -50,6 +59,14 @@ class WhatsAppSettings(_Group):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("messaging_limit")
+    @classmethod
+    def _a_tier(cls, value: int | str) -> int | str:
+        problem = messaging_limit_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class SendSettings(_Group):

@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from watui import __version__
 from watui.errors import StorageError
 from watui.storage.dialects import Dialect, dialect_for
-from watui.storage.schema import WEBHOOK_TABLES, metadata, schema_info
+from watui.storage.schema import WEBHOOK_TABLES, messaged_phones, metadata, schema_info
 
 #: The schema version this watui writes. Bump it and append a step to MIGRATIONS together.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
@@ -62,6 +62,13 @@ async def _add_webhook_tables(conn: AsyncConnection) -> None:
         await conn.execute(text("ALTER TABLE recipients ALTER COLUMN status TYPE VARCHAR(16)"))
 
 
+async def _add_messaging_limit_table(conn: AsyncConnection) -> None:
+    """v4: messaged_phones, who got a template when, for the 24-hour messaging limit."""
+    await conn.run_sync(
+        lambda sync_conn: metadata.create_all(sync_conn, tables=[messaged_phones], checkfirst=True)
+    )
+
+
 async def _add_missing_columns(conn: AsyncConnection, table: str, statements: dict[str, str]) -> None:
     existing = await conn.run_sync(
         lambda sync_conn: {column["name"] for column in inspect(sync_conn).get_columns(table)}
@@ -72,7 +79,9 @@ async def _add_missing_columns(conn: AsyncConnection, table: str, statements: di
 
 
 #: MIGRATIONS[n] takes a database at version n to n + 1. Never edit a released step.
-MIGRATIONS: list[Migration] = [_create_v1, _add_campaign_retry_policy, _add_webhook_tables]
+MIGRATIONS: list[Migration] = [
+    _create_v1, _add_campaign_retry_policy, _add_webhook_tables, _add_messaging_limit_table,
+]
 
 
 #: What a database that is down, restarting, locked or full raises: worth waiting and retrying.

@@ -1,0 +1,101 @@
+"""The 24-hour messaging limit against real parts: both databases, the mock on loopback, two
+senders with a Database each (as two processes would have) sharing one limit."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import insert, select
+
+from tests.factories import make_campaign, running_mock
+from watui.engine.sender import CampaignSender, RunStatus
+from watui.mockapi.server import MockCloudApi
+from watui.rules import MESSAGING_LIMIT_WINDOW_S
+from watui.settings import Settings
+from watui.storage import messaging_limit
+from watui.storage.database import Database
+from watui.storage.schema import messaged_phones, recipients
+from watui.storage.sending.outcomes import ClaimedRecipient
+from watui.whatsapp.client import WhatsAppClient
+
+TOKEN = "test-token-not-a-secret"
+WAIT_REASON = re.compile(r"^messaging limit 250/24 h reached; next free slot at \d\d:\d\d$")
+
+
+@pytest.fixture
+async def mock_api() -> AsyncIterator[MockCloudApi]:
+    async with running_mock(access_token=TOKEN, latency=(0.0, 0.002), seed=1) as mock:
+        yield mock
+
+
+def limited_settings(database_url: str, mock: MockCloudApi) -> Settings:
+    return Settings(
+        database_url=database_url,
+        whatsapp={"access_token": TOKEN, "phone_number_id": "1000001", "waba_id": "2000002",
+                  "api_base_url": mock.base_url, "messaging_limit": 250},
+        send={"rate": 400, "flush_interval_ms": 50},
+    )
+
+
+async def fill_window(db: Database, count: int, *, leaves_in: float) -> None:
+    """``count`` numbers of other campaigns, messaged long enough ago to leave the window in
+    ``leaves_in`` seconds."""
+    at = time.time() - MESSAGING_LIMIT_WINDOW_S + leaves_in
+    async with db.begin() as conn:
+        await conn.execute(
+            insert(messaged_phones), [{"phone": f"+4470000{i:05d}", "last_at": at} for i in range(count)]
+        )
+
+
+def unique_reached(mock: MockCloudApi) -> int:
+    return len({entry.to for entry in mock.ledger})
+
+
+async def test_two_campaigns_share_the_limit_wait_for_a_free_slot_and_carry_on(
+    database: Database, mock_api: MockCloudApi
+) -> None:
+    # 40 numbers leave the window 1 s in: 210 free now, 250 then; the two campaigns want 350.
+    await fill_window(database, 40, leaves_in=1.0)
+    first = await make_campaign(database, "first", recipients_per_step=200)
+    second = await make_campaign(database, "second", recipients_per_step=200, first_number=15550000150)
+    settings = limited_settings(database.url, mock_api)
+    frees_at = time.time() + 1.0
+    async with Database(database.url) as other_db, WhatsAppClient(settings.whatsapp, settings.http) as client:
+        senders = [CampaignSender(database, client, settings, first),
+                   CampaignSender(other_db, client, settings, second)]
+        runs = [asyncio.create_task(sender.run()) for sender in senders]
+        reached_before_free = 0
+        while time.time() < frees_at + 1.5:
+            if time.time() < frees_at - 0.2:
+                reached_before_free = max(reached_before_free, unique_reached(mock_api))
+            await asyncio.sleep(0.05)
+        reasons = [sender.messaging_limit.waiting_reason for sender in senders]
+        for sender in senders:
+            sender.request_stop()
+        outcomes = await asyncio.wait_for(asyncio.gather(*runs), 30)
+    assert {outcome.status for outcome in outcomes} == {RunStatus.STOPPED}
+    assert reached_before_free == 210
+    assert unique_reached(mock_api) == 250  # the 40 that left made room for 40 more, no more
+    assert any(reason and WAIT_REASON.match(reason) for reason in reasons)
+    async with database.engine.connect() as conn:
+        statuses = (await conn.execute(select(recipients.c.status))).scalars().all()
+    # Every message reached the mock once; a number both campaigns have went twice, counted once.
+    assert statuses.count("sent") == len(mock_api.ledger) >= 250
+    assert set(statuses) == {"sent", "queued"}
+
+def claimed(*phones: str) -> list[ClaimedRecipient]:
+    return [ClaimedRecipient(i, phone, {"body": []}, 0) for i, phone in enumerate(phones)]  # type: ignore[arg-type]
+
+
+async def test_numbers_already_in_the_window_pass_a_full_limit_and_count_once(database: Database) -> None:
+    now = time.time()
+    await fill_window(database, 249, leaves_in=3600)
+    first = await messaging_limit.admit(database, claimed("+15550000001", "+15550000002"), 250, "me", now)
+    assert [row.phone for row in first.admitted] == ["+15550000001"] and first.refused == 1
+    again = await messaging_limit.admit(database, claimed("+15550000001", "+15550000001"), 250, "me", now + 1)
+    assert len(again.admitted) == 2 and again.refused == 0 and again.usage.used == 250
+    assert again.usage.next_free_at == pytest.approx(now + 3600, abs=1)
