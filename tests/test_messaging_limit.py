@@ -12,11 +12,14 @@ import pytest
 from sqlalchemy import insert, select
 
 from tests.factories import make_campaign, running_mock
+from watui.cli.run import _format_progress
 from watui.engine.sender import CampaignSender, RunStatus
 from watui.mockapi.server import MockCloudApi
 from watui.rules import MESSAGING_LIMIT_WINDOW_S
+from watui.service.live import LiveBackend
 from watui.settings import Settings
 from watui.storage import messaging_limit
+from watui.storage.campaigns import campaign_row
 from watui.storage.database import Database
 from watui.storage.schema import messaged_phones, recipients
 from watui.storage.sending.outcomes import ClaimedRecipient
@@ -58,29 +61,37 @@ def unique_reached(mock: MockCloudApi) -> int:
 async def test_two_campaigns_share_the_limit_wait_for_a_free_slot_and_carry_on(
     database: Database, mock_api: MockCloudApi
 ) -> None:
-    # 40 numbers leave the window 1 s in: 210 free now, 250 then; the two campaigns want 350.
-    await fill_window(database, 40, leaves_in=1.0)
+    # 40 numbers leave the window 2.5 s in: 210 free now, 250 then; the two campaigns want 350.
+    await fill_window(database, 40, leaves_in=2.5)
+    frees_at = time.time() + 2.5
     first = await make_campaign(database, "first", recipients_per_step=200)
     second = await make_campaign(database, "second", recipients_per_step=200, first_number=15550000150)
     settings = limited_settings(database.url, mock_api)
-    frees_at = time.time() + 1.0
     async with Database(database.url) as other_db, WhatsAppClient(settings.whatsapp, settings.http) as client:
         senders = [CampaignSender(database, client, settings, first),
                    CampaignSender(other_db, client, settings, second)]
         runs = [asyncio.create_task(sender.run()) for sender in senders]
-        reached_before_free = 0
-        while time.time() < frees_at + 1.5:
-            if time.time() < frees_at - 0.2:
-                reached_before_free = max(reached_before_free, unique_reached(mock_api))
-            await asyncio.sleep(0.05)
+        while unique_reached(mock_api) < 210 and time.time() < frees_at:
+            await asyncio.sleep(0.02)
+        waited = time.time() < frees_at - 0.2
+        most_while_full = 0
+        while time.time() < frees_at - 0.05:
+            most_while_full = max(most_while_full, unique_reached(mock_api))
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(max(0.0, frees_at + 1.2 - time.time()))
         reasons = [sender.messaging_limit.waiting_reason for sender in senders]
+        seen_elsewhere = await LiveBackend(settings, database, lambda: None).list_campaigns()
+        progress = _format_progress(senders[0], await campaign_row(database, first))
         for sender in senders:
             sender.request_stop()
         outcomes = await asyncio.wait_for(asyncio.gather(*runs), 30)
     assert {outcome.status for outcome in outcomes} == {RunStatus.STOPPED}
-    assert reached_before_free == 210
+    assert waited and most_while_full == 210
     assert unique_reached(mock_api) == 250  # the 40 that left made room for 40 more, no more
     assert any(reason and WAIT_REASON.match(reason) for reason in reasons)
+    # What the campaigns list shows of runs in another process, and `watui run`'s line.
+    assert [row.waiting_reason for row in seen_elsewhere] == [reasons[0]] * 2
+    assert progress.endswith(f" | waiting: {reasons[0]}")
     async with database.engine.connect() as conn:
         statuses = (await conn.execute(select(recipients.c.status))).scalars().all()
     # Every message reached the mock once; a number both campaigns have went twice, counted once.

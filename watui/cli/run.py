@@ -126,7 +126,7 @@ async def _summarise(url: str, prepared: Prepared, status: RunStatus, reason: st
 
 
 #: Engine events worth a line of their own while `watui run` sends (the rest show in the UI).
-NOTABLE_EVENTS = {"warning", "throttled", "shared"}
+NOTABLE_EVENTS = {"warning", "throttled", "shared", "waiting"}
 
 
 class ProgressLine:
@@ -185,6 +185,7 @@ def _format_progress(sender: CampaignSender, row: CampaignRecord) -> str:
         f"{row.name}: {rate:,.0f} msg/s (target {snapshot.target_rate:g}) | "
         f"{done:,}/{row.total:,} ({percent:.1f}%) | ETA {eta} | "
         f"failed {row.failed:,} | retrying {snapshot.retried_total:,} | in flight {snapshot.in_flight}"
+        + (f" | waiting: {waiting}" if (waiting := sender.messaging_limit.waiting_reason) else "")
     )
 
 

@@ -23,7 +23,13 @@ from watui.engine.runner import CampaignNotRunnable, check_send_settings, prepar
 from watui.engine.sender import CampaignSender, RunOutcome
 from watui.errors import BackendError, InvalidCampaign, WatuiError
 from watui.receiver import WebhookReceiver, applying_receiver
-from watui.rules import REVIEWABLE_STATUSES, RecipientStatus, placeholder_names, rate_problem
+from watui.rules import (
+    REVIEWABLE_STATUSES,
+    CampaignStatus,
+    RecipientStatus,
+    placeholder_names,
+    rate_problem,
+)
 from watui.service import exports
 from watui.service import reports as delivery_reports
 from watui.service.models import (
@@ -56,6 +62,7 @@ from watui.storage import claims, creation, review
 from watui.storage import templates as template_store
 from watui.storage.contacts import ContactsSource
 from watui.storage.database import Database
+from watui.storage.messaging_limit import shared_wait_reason
 from watui.storage.rows import CampaignRecord, TemplateRecord, iso_utc
 from watui.storage.validation import preview_rows, validate_contacts
 from watui.whatsapp.errors import describe_code
@@ -107,7 +114,8 @@ class LiveBackend:
 
     async def list_campaigns(self) -> list[CampaignRow]:
         found = await _guard(campaign_store.list_campaigns(self.db))
-        return [self._row(campaign) for campaign in found]
+        shared_wait = await self._shared_wait(found)
+        return [self._row(campaign, shared_wait=shared_wait) for campaign in found]
 
     async def campaign_status(self, name: str) -> CampaignRow:
         """From the campaign's counters and one index range count, never a count over every
@@ -115,15 +123,28 @@ class LiveBackend:
         CPU per call at 100,000 recipients)."""
         campaign = await _guard(campaign_store.get_campaign(self.db, name))
         retrying = await _guard(review.count_status(self.db, campaign.id, RecipientStatus.RETRY))
-        return self._row(campaign, retrying)
+        return self._row(campaign, retrying, shared_wait=await self._shared_wait([campaign]))
 
-    def _row(self, campaign: CampaignRecord, retrying: int = 0) -> CampaignRow:
+    async def _shared_wait(self, found: list[CampaignRecord]) -> str | None:
+        """The 24-hour limit's wait, read once, if a campaign sent by another process may wait."""
+        elsewhere = any(
+            c.status == CampaignStatus.RUNNING.value and not self.is_sending(c.name) for c in found
+        )
+        if not elsewhere:
+            return None
+        return await _guard(shared_wait_reason(self.db, self.settings.whatsapp, time.time()))
+
+    def _row(
+        self, campaign: CampaignRecord, retrying: int = 0, *, shared_wait: str | None = None
+    ) -> CampaignRow:
         run = self._runs.get(campaign.name)
         rate = eta = None
         pending = campaign.pending
+        waiting = shared_wait if campaign.status == CampaignStatus.RUNNING.value and pending else None
         if run is not None and run.live:
             rate = run.sender.metrics.snapshot(seconds=10).current_rate
             eta = pending / rate if rate > 0 and pending else None
+            waiting = run.sender.messaging_limit.waiting_reason
         return CampaignRow(
             name=campaign.name, status=CampaignState(campaign.status), total=campaign.total,
             sent=campaign.sent, failed=campaign.failed, pending=pending,
@@ -131,6 +152,7 @@ class LiveBackend:
             invalid=campaign.invalid, skipped=campaign.skipped, rate=rate, eta_seconds=eta,
             paused_reason=campaign.pause_reason, delivered=campaign.delivered, read=campaign.read,
             unconfirmed=campaign.unconfirmed, failed_after=campaign.failed_after,
+            waiting_reason=waiting,
         )
 
     async def list_templates(self) -> list[TemplateInfo]:
@@ -186,6 +208,7 @@ class LiveBackend:
             delivered_per_s=delivered.per_second(now, max(0, len(engine.sent_per_s) - 1)),
             deliver_p50=slow.deliver_p50, deliver_p95=slow.deliver_p95,
             late_errors=slow.late_errors,
+            waiting_reason=run.sender.messaging_limit.waiting_reason if run.live else None,
         )
 
     def _series_seconds(self, name: str) -> int:

@@ -66,6 +66,7 @@ class CampaignRow(SharesOfSent):
     read: int = 0
     unconfirmed: int = 0
     failed_after: int = 0  # failures reported after acceptance (also in failed)
+    waiting_reason: str | None = None  # why a running campaign sends nothing now (24-hour limit)
 
     @property
     def done(self) -> int:
@@ -218,6 +219,7 @@ class MetricsSnapshot(SharesOfSent):
     deliver_p50: float | None = None  # seconds from accepted to delivered
     deliver_p95: float | None = None
     late_errors: tuple[ErrorCount, ...] = ()  # failures reported after acceptance, by code
+    waiting_reason: str | None = None  # why the run sends nothing now (24-hour limit)
 
     @property
     def progress(self) -> float:

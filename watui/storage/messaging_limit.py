@@ -73,6 +73,16 @@ async def usage(db: Database, limit: int, now: float) -> LimitUsage:
         return await _usage(conn, limit, now - MESSAGING_LIMIT_WINDOW_S)
 
 
+async def shared_wait_reason(db: Database, settings: WhatsAppSettings, now: float) -> str | None:
+    """Why a campaign with work left would wait for the limit now, or None (also when
+    unlimited, without a query): for campaigns that another process sends."""
+    limit = await current_limit(db, settings)
+    if limit is None:
+        return None
+    now_usage = await usage(db, limit, now)
+    return now_usage.wait_reason if now_usage.available == 0 else None
+
+
 async def admit(
     db: Database, claimed: Sequence[ClaimedRecipient], limit: int, owner: str, now: float,
     *, seed: bool = False,

@@ -161,6 +161,8 @@ class CampaignsScreen(WatuiScreen):
             parts = []
             if row.paused_reason:
                 parts.append(f"[b]Paused:[/b] {escape(row.paused_reason)}")
+            if row.waiting_reason:
+                parts.append(f"[b]Waiting:[/b] {escape(row.waiting_reason)}")
             if row.delivered_share is not None and row.read_share is not None:
                 parts.append(f"{fmt.percent(row.delivered_share)} delivered, "
                              f"{fmt.percent(row.read_share)} read of sent")
