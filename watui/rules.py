@@ -355,6 +355,15 @@ def messaging_limit_wait(limit: int, next_free_at: float | None) -> str:
 
 # ----- what a dry run reports -----
 
+#: How an import words a row whose number an earlier row of the step has: the dry run tells
+#: duplicates from invalid rows by it.
+DUPLICATE_REJECT_PREFIX = "duplicate of line "
+
+
+def duplicate_reject_reason(first_line: int) -> str:
+    return f"{DUPLICATE_REJECT_PREFIX}{first_line}"
+
+
 #: Templates of this category are not delivered to +1 (US) numbers (since April 2025).
 UNDELIVERED_TO_US_CATEGORY = "MARKETING"
 US_CALLING_CODE = 1

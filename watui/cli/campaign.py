@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from watui.cli.check import register_check
 from watui.cli.errors import EXIT_OK, CliError
 from watui.cli.main import run_async, settings_from_args
 from watui.cli.problems import worded
@@ -77,6 +78,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     rejected.add_argument("name")
     rejected.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     rejected.set_defaults(handler=_rejects)
+
+    register_check(commands)
 
     for action, helptext, handler in (
         ("pause", "pause a campaign (a running sender stops claiming)", _pause),

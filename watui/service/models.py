@@ -7,6 +7,7 @@ UI can be built, tested and snapshotted against a fake backend with fixed data.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from watui.rules import (
     CampaignStatus,
@@ -337,3 +338,56 @@ class SettingRow:
 
 #: The rows a requeue, skip or export acts on: picked ids, or everything matching a filter.
 RetryTarget = tuple[int, ...] | RetryFilter
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonCount:
+    reason: str  # invalid, duplicate, over the 24-hour messaging limit, ...
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepCheck:
+    """One step of a dry run: what will be sent, and what will not and why."""
+
+    position: int  # from 1
+    template: str
+    language: str
+    category: str | None  # the synced template's; None when not synced
+    will_send: int
+    rejected: tuple[ReasonCount, ...] = ()  # never queued (the import's rejects)
+    skipped: tuple[ReasonCount, ...] = ()  # queued, but the run will skip them
+    delayed: tuple[ReasonCount, ...] = ()  # sent, but later
+    us_marketing: int = 0  # MARKETING to +1 numbers: sent, but Meta does not deliver them
+
+
+@dataclass(frozen=True, slots=True)
+class CostLine:
+    calling_code: int | None  # None: numbers whose calling code is unknown
+    category: str  # pricing category (marketing, utility, authentication, ...)
+    messages: int
+    unit_price: Decimal | None  # None: the rate card has no price for it
+    cost: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignCheck:
+    """A dry run of a campaign: nothing is sent or written."""
+
+    name: str
+    at: float  # when it was made (unix time)
+    steps: tuple[StepCheck, ...]
+    rate: float
+    send_seconds: float  # at the rate, ignoring the limit
+    finishes_at: float | None  # None: nothing to send
+    messaging_limit: int | None = None  # None: unlimited
+    limit_used: int = 0  # numbers in the window now
+    limit_clears_at: float | None = None  # when the last number waiting for the limit may go
+    currency: str | None = None  # None: no rate card given
+    cost_lines: tuple[CostLine, ...] = ()
+    total_cost: Decimal | None = None
+    unpriced: int = 0  # messages the rate card has no price for
+
+    @property
+    def will_send(self) -> int:
+        return sum(step.will_send for step in self.steps)

@@ -16,7 +16,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watui.contracts import RecipientParams
-from watui.rules import RecipientStatus
+from watui.rules import RecipientStatus, duplicate_reject_reason
 from watui.storage.contacts import ContactsReader, ImportCounts, guess_header_format, judge_rows
 from watui.storage.dialects import BatchInsert, Dialect
 from watui.storage.schema import recipients, rejects
@@ -127,7 +127,7 @@ class _StepImport:
             )
             first_lines.update((phone, line) for phone, line in result)
         for reject_row, phone in self.unresolved_duplicates:
-            reject_row["reason"] = f"duplicate of line {first_lines[phone]}"
+            reject_row["reason"] = duplicate_reject_reason(first_lines[phone])
         self.unresolved_duplicates = []
 
 

@@ -188,3 +188,18 @@ async def _seed_from_recipients(conn: AsyncConnection, cutoff: float) -> None:
     await conn.execute(
         insert(messaged_phones).from_select([messaged_phones.c.phone, messaged_phones.c.last_at], history)
     )
+
+
+async def nth_free_slot(db: Database, nth: int, now: float) -> float | None:
+    """When the ``nth`` (from 1) number now in the window leaves it, None past the last."""
+    cutoff = now - MESSAGING_LIMIT_WINDOW_S
+    query = (
+        select(messaged_phones.c.last_at)
+        .where(messaged_phones.c.last_at > cutoff)
+        .order_by(messaged_phones.c.last_at)
+        .offset(nth - 1)
+        .limit(1)
+    )
+    async with db.engine.connect() as conn:
+        found = (await conn.execute(query)).scalar()
+    return None if found is None else float(found) + MESSAGING_LIMIT_WINDOW_S
