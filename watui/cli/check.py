@@ -17,7 +17,7 @@ from watui.cli.errors import EXIT_OK, CliError
 from watui.cli.main import run_async, settings_from_args
 from watui.errors import CampaignError, RateCardError
 from watui.service.checks import check_as_json, check_campaign
-from watui.service.models import CampaignCheck, StepCheck
+from watui.service.models import CampaignCheck
 from watui.storage import Database
 
 
@@ -47,47 +47,5 @@ def _check(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(check_as_json(check), indent=2))
     else:
-        print("\n".join(check_lines(check)))
+        print("\n".join(check.lines()))
     return EXIT_OK
-
-
-def check_lines(check: CampaignCheck) -> list[str]:
-    """The dry run as text, a line each: the CLI prints them, the setup screen shows them."""
-    lines = [f"Campaign {check.name}: {check.will_send:,} to send at {check.rate:g} msg/s"]
-    lines += [_step_line(step) for step in check.steps]
-    lines += [f"  step {s.position}: {s.us_marketing:,} MARKETING to +1 numbers: Meta does not "
-              "deliver those" for s in check.steps if s.us_marketing]
-    if check.messaging_limit is not None:
-        lines.append(f"24-hour messaging limit {check.messaging_limit:,}: {check.limit_used:,} "
-                     f"numbers in the window now")
-    lines.append(f"Sending takes {_duration(check.send_seconds)} at the rate; finishes "
-                 f"{_when(check.finishes_at)}")
-    if check.currency is not None:
-        lines.append(f"Cost: {check.total_cost} {check.currency}"
-                     + (f" ({check.unpriced:,} messages without a price on the card)"
-                        if check.unpriced else ""))
-    return lines
-
-
-def _step_line(step: StepCheck) -> str:
-    counts = [f"{r.count:,} {r.reason}" for r in (*step.rejected, *step.skipped) if r.count]
-    waits = [f"{r.count:,} wait: {r.reason}" for r in step.delayed if r.count]
-    not_sent = f"; not sent: {', '.join(counts)}" if counts else ""
-    later = f"; {', '.join(waits)}" if waits else ""
-    category = f" ({step.category})" if step.category else ""
-    return (f"  step {step.position}: {step.template}{category} {step.language}: "
-            f"{step.will_send:,} will be sent{not_sent}{later}")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _when(at: float | None) -> str:
-    if at is None:
-        return "at once (nothing to send)"
-    return time.strftime("at %Y-%m-%d %H:%M %Z", time.localtime(at))

@@ -32,8 +32,10 @@ from watui.rules import (
 )
 from watui.service import exports
 from watui.service import reports as delivery_reports
+from watui.service.checks import check_campaign
 from watui.service.models import (
     ButtonColumn,
+    CampaignCheck,
     CampaignReport,
     CampaignRow,
     CampaignSpec,
@@ -367,6 +369,9 @@ class LiveBackend:
     async def report(self, name: str) -> CampaignReport:
         report: CampaignReport = await _guard(delivery_reports.campaign_report(self.db, name))
         return report
+
+    async def check_campaign(self, name: str, rate_card: Path | None = None) -> CampaignCheck:
+        return await _guard(check_campaign(self.db, self.settings, name, rate_card, time.time()))
 
     async def export_recipients(self, name: str, path: Path, file_format: str = "csv") -> int:
         campaign_id = await self._campaign_id(name)

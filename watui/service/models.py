@@ -6,6 +6,7 @@ UI can be built, tested and snapshotted against a fake backend with fixed data.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -360,6 +361,15 @@ class StepCheck:
     delayed: tuple[ReasonCount, ...] = ()  # sent, but later
     us_marketing: int = 0  # MARKETING to +1 numbers: sent, but Meta does not deliver them
 
+    def line(self) -> str:
+        counts = [f"{r.count:,} {r.reason}" for r in (*self.rejected, *self.skipped) if r.count]
+        waits = [f"{r.count:,} wait: {r.reason}" for r in self.delayed if r.count]
+        not_sent = f"; not sent: {', '.join(counts)}" if counts else ""
+        later = f"; {', '.join(waits)}" if waits else ""
+        category = f" ({self.category})" if self.category else ""
+        return (f"  step {self.position}: {self.template}{category} {self.language}: "
+                f"{self.will_send:,} will be sent{not_sent}{later}")
+
 
 @dataclass(frozen=True, slots=True)
 class CostLine:
@@ -391,3 +401,33 @@ class CampaignCheck:
     @property
     def will_send(self) -> int:
         return sum(step.will_send for step in self.steps)
+
+    def lines(self) -> list[str]:
+        """The dry run as text, a line each: ``watui campaign check`` and the setup screen."""
+        lines = [f"Campaign {self.name}: {self.will_send:,} to send at {self.rate:g} msg/s"]
+        lines += [step.line() for step in self.steps]
+        lines += [f"  step {s.position}: {s.us_marketing:,} MARKETING to +1 numbers: Meta does "
+                  "not deliver those" for s in self.steps if s.us_marketing]
+        if self.messaging_limit is not None:
+            lines.append(f"24-hour messaging limit {self.messaging_limit:,}: "
+                         f"{self.limit_used:,} numbers in the window now")
+        lines.append(f"Sending takes {_rough_duration(self.send_seconds)} at the rate; finishes "
+                     f"{_local_time(self.finishes_at)}")
+        if self.currency is not None:
+            unpriced = f" ({self.unpriced:,} messages without a price on the card)" if self.unpriced else ""
+            lines.append(f"Cost: {self.total_cost} {self.currency}{unpriced}")
+        return lines
+
+
+def _rough_duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _local_time(at: float | None) -> str:
+    if at is None:
+        return "at once (nothing to send)"
+    return time.strftime("at %Y-%m-%d %H:%M %Z", time.localtime(at))
