@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import insert  # noqa: E402
 
+from bench.databases import bench_database  # noqa: E402
 from tests.factories import make_campaign  # noqa: E402
 from watui.rules import MESSAGING_LIMIT_WINDOW_S  # noqa: E402
 from watui.service.checks import check_campaign  # noqa: E402
@@ -120,19 +121,8 @@ def main() -> int:
         card.write_text(CARD)
         for kind in ["sqlite"] if args.sqlite_only else ["sqlite", "postgres"]:
             print(f"{kind} (target: check <= {TARGET_SECONDS:.0f} s)")
-            server = None
-            if kind == "postgres":
-                from tests.pgserver import PostgresServer
-
-                server = PostgresServer().start()
-                url = server.new_database()
-            else:
-                url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
-            try:
+            with bench_database(kind, Path(tmp)) as url:
                 ok &= asyncio.run(run(url, args.rows, card))
-            finally:
-                if server is not None:
-                    server.cleanup()
     return 0 if ok else 1
 
 
