@@ -82,6 +82,7 @@ class MockStats(TypedDict):
     resets: int
     slow: int
     webhooks: dict[str, int]  # what the webhook poster did (mockapi/webhooks.py)
+    unique_recipients_24h: int  # numbers accepted in the last 24 h: Meta's messaging limit count
 
 
 class ErrorData(TypedDict):
@@ -180,6 +181,9 @@ class _ArrivalStampingServer(web.Server):
         return handler
 
 
+_DAY = 86_400.0
+
+
 def _arrived_at(request: web.Request) -> float:
     return _LAST_DATA_AT.get(id(request.protocol)) or time.monotonic()
 
@@ -246,7 +250,14 @@ class MockCloudApi:
             "resets": self.counters["resets"],
             "slow": self.counters["slow"],
             "webhooks": self.webhooks.stats(),
+            "unique_recipients_24h": self.unique_recipients(within=_DAY),
         }
+
+    def unique_recipients(self, *, within: float) -> int:
+        """Numbers accepted in the last ``within`` seconds, as Meta counts the messaging limit
+        (the judge of watui's own count)."""
+        since = time.monotonic() - within
+        return len({entry.to for entry in self.ledger if entry.at > since})
 
     def update_config(self, changes: Mapping[str, Any]) -> None:
         known = {f.name for f in fields(MockConfig)}
