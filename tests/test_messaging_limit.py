@@ -9,10 +9,11 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from tests.factories import make_campaign, running_mock
 from watui.cli.run import _format_progress
+from watui.engine import limit_gate
 from watui.engine.sender import CampaignSender, RunStatus
 from watui.mockapi.server import MockCloudApi
 from watui.rules import MESSAGING_LIMIT_WINDOW_S
@@ -97,6 +98,33 @@ async def test_two_campaigns_share_the_limit_wait_for_a_free_slot_and_carry_on(
     # Every message reached the mock once; a number both campaigns have went twice, counted once.
     assert statuses.count("sent") == len(mock_api.ledger) >= 250
     assert set(statuses) == {"sent", "queued"}
+
+async def test_a_full_limit_still_sends_the_numbers_already_in_the_window(
+    database: Database, mock_api: MockCloudApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limit_gate, "PROBE_EVERY", 0.2)
+    campaign = await make_campaign(database, "again", recipients_per_step=12)
+    repeats = [f"+{15550000000 + n}" for n in range(6, 12)]
+    await fill_window(database, 244, leaves_in=3600)
+    async with database.begin() as conn:  # the window is full: 244 others and 6 of ours
+        await conn.execute(insert(messaged_phones), [{"phone": p, "last_at": time.time()} for p in repeats])
+        # Claimed after the 6 new numbers, so that only a later look finds them.
+        await conn.execute(update(recipients).where(recipients.c.phone.in_(repeats)).values(
+            next_attempt_at=1.0))
+    settings = limited_settings(database.url, mock_api)
+    settings.send.claim_batch = 6
+    async with WhatsAppClient(settings.whatsapp, settings.http) as client:
+        sender = CampaignSender(database, client, settings, campaign)
+        run = asyncio.create_task(sender.run())
+        deadline = time.monotonic() + 10
+        while len(mock_api.ledger) < 6 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # nothing more may come
+        sender.request_stop()
+        await asyncio.wait_for(run, 10)
+    assert sorted(entry.to for entry in mock_api.ledger) == repeats
+    assert sender.messaging_limit.waiting_reason and WAIT_REASON.match(sender.messaging_limit.waiting_reason)
+
 
 def claimed(*phones: str) -> list[ClaimedRecipient]:
     return [ClaimedRecipient(i, phone, {"body": []}, 0) for i, phone in enumerate(phones)]  # type: ignore[arg-type]
