@@ -138,3 +138,14 @@ async def test_numbers_already_in_the_window_pass_a_full_limit_and_count_once(da
     again = await messaging_limit.admit(database, claimed("+15550000001", "+15550000001"), 250, "me", now + 1)
     assert len(again.admitted) == 2 and again.refused == 0 and again.usage.used == 250
     assert again.usage.next_free_at == pytest.approx(now + 3600, abs=1)
+
+
+@pytest.mark.parametrize(("given", "read"), [("2,000", 2000), (" Unlimited ", "unlimited"), (250, 250)])
+def test_the_limit_setting_takes_a_tier(given: object, read: object) -> None:
+    assert Settings(whatsapp={"messaging_limit": given}).whatsapp.messaging_limit == read
+
+
+@pytest.mark.parametrize("given", ["300", "abc", "", "1e3", True, 0])
+def test_any_other_limit_names_the_tiers(given: object) -> None:
+    with pytest.raises(ValueError, match="must be one of 250, 2000, 10000, 100000 or unlimited"):
+        Settings(whatsapp={"messaging_limit": given})

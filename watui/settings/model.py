@@ -60,9 +60,14 @@ class WhatsAppSettings(_Group):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
-    @field_validator("messaging_limit")
+    @field_validator("messaging_limit", mode="before")
     @classmethod
-    def _a_tier(cls, value: int | str) -> int | str:
+    def _a_tier(cls, value: object) -> object:
+        """Before pydantic's own check, so that any bad value gets the one message naming the
+        tiers (an environment variable's "2000" is read as the number)."""
+        if isinstance(value, str):
+            text = value.strip().lower().replace(",", "").replace("_", "")
+            value = int(text) if text.isdigit() else text
         problem = messaging_limit_problem(value)
         if problem:
             raise ValueError(problem)
