@@ -96,8 +96,10 @@ async def test_the_dry_run_says_what_the_run_then_does(
         sender = CampaignSender(database, client, settings, (await get_campaign(database, "promo")).id)
         run = asyncio.create_task(sender.run())
         deadline = time.monotonic() + 10
-        while sender.messaging_limit.waiting_reason is None and time.monotonic() < deadline:
+        while (len(mock_api.ledger) < 5 or sender.messaging_limit.waiting_reason is None) \
+                and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # and no more come
         sender.request_stop()
         await asyncio.wait_for(run, 10)
     sent = {entry.to for entry in mock_api.ledger}
