@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.databases import bench_database  # noqa: E402
 from tests.delivery_seed import seed_big_campaign  # noqa: E402
 from watui.storage import Database  # noqa: E402
 
@@ -75,15 +76,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="watui-export-bench-") as tmp:
         kinds = ["sqlite"] if args.sqlite_only else ["sqlite", "postgres"]
         for kind in kinds:
-            server = None
-            if kind == "postgres":
-                from tests.pgserver import PostgresServer
-
-                server = PostgresServer().start()
-                url = server.new_database()
-            else:
-                url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
-            try:
+            with bench_database(kind, Path(tmp)) as url:
                 seeded = seed(url, args.rows)
                 print(f"{kind:<11}{'seed':<7}{args.rows:>11,}{seeded:>9.1f}")
                 for file_format in ("csv", "jsonl"):
@@ -96,9 +89,6 @@ def main() -> int:
                     print(f"{kind:<11}{file_format:<7}{lines - header:>11,}{seconds:>9.1f}"
                           f"{rss:>13.0f}  {'PASS' if good else 'FAIL'}")
                     output.unlink()
-            finally:
-                if server is not None:
-                    server.cleanup()
     return 0 if ok else 1
 
 

@@ -89,6 +89,22 @@ async def wait_for(pilot: Pilot[int], ready: Callable[[], bool], seconds: float 
     raise AssertionError(f"not ready after {seconds} s")
 
 
+async def fill_setup(pilot: Pilot[int], app: WatuiApp, name: str, path: Path) -> SetupScreen:
+    """Open setup and fill one step: order_update with its image header, from ``path``."""
+    await pilot.press("n")
+    await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen))
+    screen = app.screen
+    assert isinstance(screen, SetupScreen)
+    await wait_for(pilot, lambda: len(screen.query_one("#template", Select)._options) > 1)
+    screen.query_one("#name", Input).value = name
+    screen.query_one("#template", Select).value = "order_update|en_US"
+    screen.query_one("#contacts", Input).value = str(path)
+    await wait_for(pilot, lambda: screen.query_one("#contacts-preview", DataTable).row_count > 0)
+    screen.query_one("#body-params", Input).value = "first_name, order"
+    screen.query_one("#header-param", Input).value = "photo"
+    return screen
+
+
 async def db_status(db: Database, name: str) -> dict:  # type: ignore[type-arg]
     return (await campaign_store.campaign_status(db, name)).as_json()
 
@@ -116,16 +132,7 @@ async def test_create_through_setup_then_watch_it_complete(
     path = contacts(tmp_path, 150)
     app = live_app(backend, tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen))
-        screen = app.screen
-        await wait_for(pilot, lambda: len(screen.query_one("#template", Select)._options) > 1)
-        screen.query_one("#name", Input).value = "live-promo"
-        screen.query_one("#template", Select).value = "order_update|en_US"
-        screen.query_one("#contacts", Input).value = str(path)
-        await wait_for(pilot, lambda: screen.query_one("#contacts-preview", DataTable).row_count > 0)
-        screen.query_one("#body-params", Input).value = "first_name, order"
-        screen.query_one("#header-param", Input).value = "photo"
+        screen = await fill_setup(pilot, app, "live-promo", path)
         screen.query_one("#rate", Input).value = "45"
         await pilot.pause()
         await pilot.press("ctrl+r")
@@ -377,3 +384,24 @@ async def test_button_parameters_from_setup_reach_the_api(
         assert url["parameters"][0]["text"].startswith("A-100")
         assert reply["parameters"][0]["payload"] == payload["template"]["components"][0][
             "parameters"][0]["text"]  # the first name, as mapped
+
+
+async def test_setup_dry_run_shows_what_starting_then_sends(
+    backend: LiveBackend, mock_api: MockCloudApi, tmp_path: Path
+) -> None:
+    path = contacts(tmp_path, 30)  # every 10th row invalid: 27 to send
+    app = live_app(backend, tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await fill_setup(pilot, app, "checked", path)
+        await pilot.pause()
+        await pilot.press("ctrl+t")
+        panel = screen.query_one("#check", Static)
+        await wait_for(pilot, lambda: "will be sent" in str(panel.content))
+        assert "step 1: order_update (UTILITY) en_US: 27 will be sent; not sent: 3 invalid" in str(
+            panel.content)
+        assert isinstance(app.screen, SetupScreen)  # the draft is saved; the screen stays
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen))
+        await wait_for(pilot, lambda: "completed" in str(app.screen.query_one("#status-line",
+                                                                             Static).content))
+    assert len(mock_api.ledger) == 27

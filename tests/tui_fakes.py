@@ -14,6 +14,7 @@ from pathlib import Path
 
 from watui.errors import BackendError, CampaignExists, WatuiError
 from watui.service.models import (
+    CampaignCheck,
     CampaignReport,
     CampaignRow,
     CampaignSpec,
@@ -26,6 +27,7 @@ from watui.service.models import (
     MetricsSnapshot,
     NumberRow,
     NumbersReport,
+    ReasonCount,
     RecipientState,
     RejectedContact,
     RetryFilter,
@@ -33,6 +35,7 @@ from watui.service.models import (
     RetryRow,
     RetryTarget,
     SettingRow,
+    StepCheck,
     StepSpec,
     TemplateButton,
     TemplateInfo,
@@ -349,6 +352,14 @@ class FakeBackend:
         return settings_rows(settings)
 
     # -- commands --------------------------------------------------------------------------
+    async def check_campaign(self, name: str, rate_card: Path | None = None) -> CampaignCheck:
+        """Every pending row will be sent, the invalid ones were not queued: no limit, no card."""
+        row = self._get(name).row
+        step = StepCheck(1, "order_shipped", "en_US", "UTILITY", row.pending,
+                         rejected=(ReasonCount("invalid", row.invalid),))
+        return CampaignCheck(row.name, self.now, (step,), 80.0, row.pending / 80.0,
+                             self.now + row.pending / 80.0 if row.pending else None)
+
     async def create_campaign(self, spec: CampaignSpec) -> CampaignRow:
         self.calls.append(("create", spec.name))
         if spec.name in self.campaigns:

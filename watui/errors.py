@@ -86,3 +86,7 @@ class MalformedWebhook(WatuiError, ValueError):
 
 class ReceiverError(WatuiError):
     """The webhook receiver cannot start as configured; the message names the setting to fix."""
+
+
+class RateCardError(WatuiError, ValueError):
+    """A rate card file cannot be read; the message names the file, line and column to fix."""

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 from enum import StrEnum
-from typing import TypeVar
+from typing import Final, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 T = TypeVar("T")
@@ -636,3 +636,43 @@ def outage_line(since: float, retry_at: float | None, now: float) -> str:
     clock = datetime.fromtimestamp(since).strftime("%H:%M:%S")
     when = "now" if retry_at is None else f"in {max(0, math.ceil(retry_at - now))} s"
     return f"API unreachable since {clock}, trying again {when}"
+
+
+# ----- the 24-hour messaging limit (unique recipients of templates per moving 24 h) -----
+
+#: The tiers Meta grants a business portfolio; the setting also takes "unlimited".
+MESSAGING_LIMIT_TIERS = (250, 2_000, 10_000, 100_000)
+UNLIMITED: Final = "unlimited"
+MESSAGING_LIMIT_WINDOW_S = 86_400.0
+
+
+def messaging_limit_problem(value: object) -> str | None:
+    """Why ``value`` is not a messaging limit tier, or None when it is one."""
+    if value == UNLIMITED or (isinstance(value, int) and value in MESSAGING_LIMIT_TIERS):
+        return None
+    tiers = ", ".join(str(tier) for tier in MESSAGING_LIMIT_TIERS)
+    return f"must be one of {tiers} or {UNLIMITED}"
+
+
+def messaging_limit_wait(limit: int, next_free_at: float | None) -> str:
+    """The one sentence every front end shows while a campaign waits for the limit."""
+    reason = f"messaging limit {limit:,}/24 h reached"
+    if next_free_at is None:
+        return reason
+    return f"{reason}; next free slot at {datetime.fromtimestamp(next_free_at).strftime('%H:%M')}"
+
+
+# ----- what a dry run reports -----
+
+#: How an import words a row whose number an earlier row of the step has: the dry run tells
+#: duplicates from invalid rows by it.
+DUPLICATE_REJECT_PREFIX = "duplicate of line "
+
+
+def duplicate_reject_reason(first_line: int) -> str:
+    return f"{DUPLICATE_REJECT_PREFIX}{first_line}"
+
+
+#: Templates of this category are not delivered to +1 (US) numbers (since April 2025).
+UNDELIVERED_TO_US_CATEGORY = "MARKETING"
+US_CALLING_CODE = 1

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from watui.cli.check import register_check
 from watui.cli.errors import EXIT_OK, CliError
 from watui.cli.main import run_async, settings_from_args
 from watui.cli.problems import worded
@@ -89,6 +90,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     rejected.add_argument("name")
     rejected.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     rejected.set_defaults(handler=_rejects)
+
+    register_check(commands)
 
     for action, helptext, handler in (
         ("pause", "pause a campaign (a running sender stops claiming)", _pause),

@@ -237,6 +237,7 @@ def _format_progress(sender: CampaignSender | NumbersSender, row: CampaignRecord
         f"{done:,}/{row.total:,} ({percent:.1f}%) | ETA {eta} | "
         f"failed {row.failed:,} | retrying {snapshot.retried_total:,} | in flight {snapshot.in_flight}"
         + _numbers_part(snapshot.numbers)
+        + (f" | waiting: {waiting}" if (waiting := sender.waiting_reason) else "")
     )
 
 

@@ -89,6 +89,11 @@ class NumbersSender:
         return not self._stopping.is_set()
 
     @property
+    def waiting_reason(self) -> str | None:
+        """Why a number sends nothing now although it may (the 24-hour messaging limit)."""
+        return next((r for lane in self._lanes.values() if (r := lane.sender.waiting_reason)), None)
+
+    @property
     def waiting(self) -> Gate | None:
         """Why sending waits (the start time, the send windows): when every number waits."""
         gates = [lane.sender.waiting for lane in self._lanes.values()]

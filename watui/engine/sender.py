@@ -38,6 +38,7 @@ from watui.engine.decisions import (
     pauses_whole_campaign,
 )
 from watui.engine.lanes import NumberLane
+from watui.engine.limit_gate import MessagingLimitGate
 from watui.engine.metrics import EngineMetrics
 from watui.engine.number_health import NumberHealthWatcher
 from watui.engine.outage import Answer, OutageGuard
@@ -127,6 +128,7 @@ class CampaignSender:
         self.campaign_id = campaign_id
         self.owner = owner or leases.make_owner()
         self.metrics = metrics or EngineMetrics()
+        self.messaging_limit = MessagingLimitGate(db, settings, self.metrics)
         self._rate_override = rate
         self.pacer = Pacer(rate or settings.send.rate)
         self.window = Window(
@@ -214,6 +216,11 @@ class CampaignSender:
     @property
     def running(self) -> bool:
         return not self._finished.is_set() and not self._stopping.is_set()
+
+    @property
+    def waiting_reason(self) -> str | None:
+        """Why the run sends nothing now although it may (the 24-hour messaging limit)."""
+        return self.messaging_limit.waiting_reason
 
     # ----- the run -----
 
@@ -390,10 +397,9 @@ class CampaignSender:
         now = time.time()
         # Shielded: a stop arriving mid-claim must not lose rows the database already leased
         # to us (they would sit in `sending` and turn in_doubt); _shutdown collects them.
-        self._claiming = asyncio.ensure_future(claims.claim(
-            self.db, step.id, self.owner, granted,
-            lease_seconds=self.settings.send.lease_seconds, now=now, zones=zones,
-            sender=self._pinned,
+        self._claiming = asyncio.ensure_future(self.messaging_limit.claim(
+            step.id, self.owner, granted, lease_seconds=self.settings.send.lease_seconds, now=now,
+            zones=zones, sender=self._pinned,
         ))
         try:
             rows = await asyncio.shield(self._claiming)

@@ -89,6 +89,7 @@ class MockStats(TypedDict):
     slow: int
     refused: int  # answered refuse_status
     webhooks: dict[str, int]  # what the webhook poster did (mockapi/webhooks.py)
+    unique_recipients_24h: int  # numbers accepted in the last 24 h: Meta's messaging limit count
 
 
 class ErrorData(TypedDict):
@@ -187,6 +188,9 @@ class _ArrivalStampingServer(web.Server):
         return handler
 
 
+_DAY = 86_400.0
+
+
 def _arrived_at(request: web.Request) -> float:
     return _LAST_DATA_AT.get(id(request.protocol)) or time.monotonic()
 
@@ -257,7 +261,14 @@ class MockCloudApi:
             "slow": self.counters["slow"],
             "refused": self.counters["refused"],
             "webhooks": self.webhooks.stats(),
+            "unique_recipients_24h": self.unique_recipients(within=_DAY),
         }
+
+    def unique_recipients(self, *, within: float) -> int:
+        """Numbers accepted in the last ``within`` seconds, as Meta counts the messaging limit
+        (the judge of watui's own count)."""
+        since = time.monotonic() - within
+        return len({entry.to for entry in self.ledger if entry.at > since})
 
     def update_config(self, changes: Mapping[str, Any]) -> None:
         known = {f.name for f in fields(MockConfig)}

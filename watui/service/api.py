@@ -12,6 +12,7 @@ from typing import Protocol
 
 from watui.errors import BackendError
 from watui.service.models import (
+    CampaignCheck,
     CampaignReport,
     CampaignRow,
     CampaignSpec,
@@ -98,6 +99,11 @@ class Backend(Protocol):
 
     async def report(self, name: str) -> CampaignReport:
         """How the campaign's messages fared: funnel, failures, countries, delivery times."""
+        ...
+
+    async def check_campaign(self, name: str, rate_card: Path | None = None) -> CampaignCheck:
+        """A dry run: per step what will be sent or not and why, the finish time within the
+        24-hour limit, and with a rate card the cost. Nothing is sent or written."""
         ...
 
     async def export_recipients(self, name: str, path: Path, file_format: str = "csv") -> int:

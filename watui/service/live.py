@@ -28,6 +28,7 @@ from watui.receiver import WebhookReceiver, applying_receiver
 from watui.rules import (
     REVIEWABLE_STATUSES,
     WINDOW_WAIT_REASON,
+    CampaignStatus,
     RecipientStatus,
     placeholder_names,
     rate_problem,
@@ -36,9 +37,11 @@ from watui.service import exports
 from watui.service import numbers as numbers_view
 from watui.service import reports as delivery_reports
 from watui.service import suppressions as suppression_service
+from watui.service.checks import check_campaign
 from watui.service.models import (
     ApiOutage,
     ButtonColumn,
+    CampaignCheck,
     CampaignReport,
     CampaignRow,
     CampaignSpec,
@@ -72,6 +75,7 @@ from watui.storage import suppressions as suppression_store
 from watui.storage import templates as template_store
 from watui.storage.contacts import ContactsSource
 from watui.storage.database import Database
+from watui.storage.messaging_limit import shared_wait_reason
 from watui.storage.rows import CampaignRecord, TemplateRecord, iso_utc
 from watui.storage.validation import preview_rows, validate_contacts
 from watui.whatsapp.errors import describe_code
@@ -128,14 +132,15 @@ class LiveBackend:
 
     async def list_campaigns(self) -> list[CampaignRow]:
         found = await _guard(campaign_store.list_campaigns(self.db))
-        return [self._row(campaign) for campaign in found]
+        shared_wait = await self._shared_wait(found)
+        return [self._row(campaign, shared_wait=shared_wait) for campaign in found]
 
     async def campaign_status(self, name: str) -> CampaignRow:
         """From the campaign's counters and one index range count, never a count over every
         recipient: the monitor asks 4 times a second (campaign_status counted all rows: 50 ms of
         CPU per call at 100,000 recipients)."""
         campaign, retrying = await self._read_campaign(name)
-        return self._row(campaign, retrying)
+        return self._row(campaign, retrying, shared_wait=await self._shared_wait([campaign]))
 
     async def _read_campaign(self, name: str, *, reuse: bool = False) -> tuple[CampaignRecord, int]:
         """The campaign's row and how many of its recipients wait for a retry; with ``reuse``,
@@ -148,11 +153,24 @@ class LiveBackend:
         self._last_read[name] = (now, campaign, retrying)
         return campaign, retrying
 
-    def _row(self, campaign: CampaignRecord, retrying: int = 0) -> CampaignRow:
+
+    async def _shared_wait(self, found: list[CampaignRecord]) -> str | None:
+        """The 24-hour limit's wait, read once, if a campaign sent by another process may wait."""
+        elsewhere = any(
+            c.status == CampaignStatus.RUNNING.value and not self.is_sending(c.name) for c in found
+        )
+        if not elsewhere:
+            return None
+        return await _guard(shared_wait_reason(self.db, self.settings.whatsapp, time.time()))
+
+    def _row(
+        self, campaign: CampaignRecord, retrying: int = 0, *, shared_wait: str | None = None
+    ) -> CampaignRow:
         run = self._runs.get(campaign.name)
         rate = eta = outage = None
         pending = campaign.pending
         waiting = campaign.pause_reason == WINDOW_WAIT_REASON
+        waiting_reason = shared_wait if campaign.status == CampaignStatus.RUNNING.value and pending else None
         if run is not None and run.live:
             metrics = run.sender.metrics
             if metrics.numbers:  # several numbers: the snapshot sums theirs
@@ -163,6 +181,7 @@ class LiveBackend:
             eta = pending / rate if rate > 0 and pending else None
             gate = run.sender.waiting
             waiting = gate is not None and gate.kind is GateKind.OUTSIDE_WINDOWS
+            waiting_reason = run.sender.waiting_reason
         return CampaignRow(
             name=campaign.name, status=CampaignState(campaign.status), total=campaign.total,
             sent=campaign.sent, failed=campaign.failed, pending=pending,
@@ -170,7 +189,8 @@ class LiveBackend:
             invalid=campaign.invalid, skipped=campaign.skipped, rate=rate, eta_seconds=eta,
             paused_reason=campaign.pause_reason, delivered=campaign.delivered, read=campaign.read,
             unconfirmed=campaign.unconfirmed, failed_after=campaign.failed_after,
-            start_at=campaign.start_at, deadline=campaign.deadline, waiting_for_window=waiting, outage=outage,
+            start_at=campaign.start_at, deadline=campaign.deadline, waiting_for_window=waiting,
+            outage=outage, waiting_reason=waiting_reason,
         )
 
     async def list_templates(self) -> list[TemplateInfo]:
@@ -225,6 +245,7 @@ class LiveBackend:
             delivered_per_s=delivered.per_second(now, max(0, len(engine.sent_per_s) - 1)),
             deliver_p50=slow.deliver_p50, deliver_p95=slow.deliver_p95,
             late_errors=slow.late_errors,
+            waiting_reason=run.sender.waiting_reason if run.live else None,
         )
 
     def _series_seconds(self, name: str) -> int:
@@ -410,6 +431,9 @@ class LiveBackend:
     async def report(self, name: str) -> CampaignReport:
         report: CampaignReport = await _guard(delivery_reports.campaign_report(self.db, name))
         return report
+
+    async def check_campaign(self, name: str, rate_card: Path | None = None) -> CampaignCheck:
+        return await _guard(check_campaign(self.db, self.settings, name, rate_card, time.time()))
 
     async def export_recipients(self, name: str, path: Path, file_format: str = "csv") -> int:
         campaign_id = await self._campaign_id(name)

@@ -6,7 +6,9 @@ UI can be built, tested and snapshotted against a fake backend with fixed data.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 from watui.rules import (
@@ -85,6 +87,7 @@ class CampaignRow(SharesOfSent):
     deadline: float | None = None  # past it the campaign pauses rather than send late
     waiting_for_window: bool = False  # every recipient left is outside their send window
     outage: ApiOutage | None = None  # while sending waits for the API
+    waiting_reason: str | None = None  # why a running campaign sends nothing now (24-hour limit)
 
     @property
     def done(self) -> int:
@@ -257,6 +260,7 @@ class MetricsSnapshot(SharesOfSent):
     late_errors: tuple[ErrorCount, ...] = ()  # failures reported after acceptance, by code
     outage: ApiOutage | None = None  # while sending waits for the API
     numbers: tuple[SendingNumber, ...] = ()  # a campaign of several numbers: each one's rate and state
+    waiting_reason: str | None = None  # why the run sends nothing now (24-hour limit)
 
     @property
     def progress(self) -> float:
@@ -416,3 +420,95 @@ class SuppressionRow:
 class SuppressionPage:
     rows: tuple[SuppressionRow, ...]
     total: int  # every number on the list, whatever the filter
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonCount:
+    reason: str  # invalid, duplicate, over the 24-hour messaging limit, ...
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepCheck:
+    """One step of a dry run: what will be sent, and what will not and why."""
+
+    position: int  # from 1
+    template: str
+    language: str
+    category: str | None  # the synced template's; None when not synced
+    will_send: int
+    rejected: tuple[ReasonCount, ...] = ()  # never queued (the import's rejects)
+    skipped: tuple[ReasonCount, ...] = ()  # queued, but the run will skip them
+    delayed: tuple[ReasonCount, ...] = ()  # sent, but later
+    us_marketing: int = 0  # MARKETING to +1 numbers: sent, but Meta does not deliver them
+
+    def line(self) -> str:
+        counts = [f"{r.count:,} {r.reason}" for r in (*self.rejected, *self.skipped) if r.count]
+        waits = [f"{r.count:,} wait: {r.reason}" for r in self.delayed if r.count]
+        not_sent = f"; not sent: {', '.join(counts)}" if counts else ""
+        later = f"; {', '.join(waits)}" if waits else ""
+        category = f" ({self.category})" if self.category else ""
+        return (f"  step {self.position}: {self.template}{category} {self.language}: "
+                f"{self.will_send:,} will be sent{not_sent}{later}")
+
+
+@dataclass(frozen=True, slots=True)
+class CostLine:
+    calling_code: int | None  # None: numbers whose calling code is unknown
+    category: str  # pricing category (marketing, utility, authentication, ...)
+    messages: int
+    unit_price: Decimal | None  # None: the rate card has no price for it
+    cost: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignCheck:
+    """A dry run of a campaign: nothing is sent or written."""
+
+    name: str
+    at: float  # when it was made (unix time)
+    steps: tuple[StepCheck, ...]
+    rate: float
+    send_seconds: float  # at the rate, ignoring the limit
+    finishes_at: float | None  # None: nothing to send
+    messaging_limit: int | None = None  # None: unlimited
+    limit_used: int = 0  # numbers in the window now
+    limit_clears_at: float | None = None  # when the last number waiting for the limit may go
+    currency: str | None = None  # None: no rate card given
+    cost_lines: tuple[CostLine, ...] = ()
+    total_cost: Decimal | None = None
+    unpriced: int = 0  # messages the rate card has no price for
+
+    @property
+    def will_send(self) -> int:
+        return sum(step.will_send for step in self.steps)
+
+    def lines(self) -> list[str]:
+        """The dry run as text, a line each: ``watui campaign check`` and the setup screen."""
+        lines = [f"Campaign {self.name}: {self.will_send:,} to send at {self.rate:g} msg/s"]
+        lines += [step.line() for step in self.steps]
+        lines += [f"  step {s.position}: {s.us_marketing:,} MARKETING to +1 numbers: Meta does "
+                  "not deliver those" for s in self.steps if s.us_marketing]
+        if self.messaging_limit is not None:
+            lines.append(f"24-hour messaging limit {self.messaging_limit:,}: "
+                         f"{self.limit_used:,} numbers in the window now")
+        lines.append(f"Sending takes {_rough_duration(self.send_seconds)} at the rate; finishes "
+                     f"{_local_time(self.finishes_at)}")
+        if self.currency is not None:
+            unpriced = f" ({self.unpriced:,} messages without a price on the card)" if self.unpriced else ""
+            lines.append(f"Cost: {self.total_cost} {self.currency}{unpriced}")
+        return lines
+
+
+def _rough_duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _local_time(at: float | None) -> str:
+    if at is None:
+        return "at once (nothing to send)"
+    return time.strftime("at %Y-%m-%d %H:%M %Z", time.localtime(at))

@@ -19,7 +19,15 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from watui.rules import DEFAULT_STOP_WORDS, MAX_RATE, MAX_RETRIES_LIMIT, retry_delays_problem, stop_word_key
+from watui.rules import (
+    DEFAULT_STOP_WORDS,
+    MAX_RATE,
+    MAX_RETRIES_LIMIT,
+    UNLIMITED,
+    messaging_limit_problem,
+    retry_delays_problem,
+    stop_word_key,
+)
 
 APP_NAME = "watui"
 
@@ -43,6 +51,9 @@ class WhatsAppSettings(_Group):
     api_base_url: str = Field(default="https://graph.facebook.com")
     api_version: str = Field(default="v23.0", pattern=r"^v\d+\.\d+$")
     app_secret: SecretStr = Field(default=SecretStr(""), description="Verifies webhook signatures")
+    messaging_limit: int | Literal["unlimited"] = Field(
+        default=UNLIMITED, description="unique template recipients per moving 24 h (your tier)"
+    )
 
     @field_validator("api_base_url")
     @classmethod
@@ -50,6 +61,19 @@ class WhatsAppSettings(_Group):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("messaging_limit", mode="before")
+    @classmethod
+    def _a_tier(cls, value: object) -> object:
+        """Before pydantic's own check, so that any bad value gets the one message naming the
+        tiers (an environment variable's "2000" is read as the number)."""
+        if isinstance(value, str):
+            text = value.strip().lower().replace(",", "").replace("_", "")
+            value = int(text) if text.isdigit() else text
+        problem = messaging_limit_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class SendSettings(_Group):

@@ -18,6 +18,7 @@ from watui.storage.schema import (
     CLAIM_BY_SENDER_INDEX,
     WEBHOOK_TABLES,
     ZONE_CLAIM_INDEX,
+    messaged_phones,
     metadata,
     number_health,
     schema_info,
@@ -26,7 +27,7 @@ from watui.storage.schema import (
 )
 
 #: The schema version this watui writes. Bump it and append a step to MIGRATIONS together.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
@@ -103,6 +104,13 @@ async def _add_sender_numbers(conn: AsyncConnection) -> None:
     )
 
 
+async def _add_messaging_limit_table(conn: AsyncConnection) -> None:
+    """v8: messaged_phones, who got a template when, for the 24-hour messaging limit."""
+    await conn.run_sync(
+        lambda sync_conn: metadata.create_all(sync_conn, tables=[messaged_phones], checkfirst=True)
+    )
+
+
 async def _add_missing_columns(conn: AsyncConnection, table: str, statements: dict[str, str]) -> None:
     existing = await conn.run_sync(
         lambda sync_conn: {column["name"] for column in inspect(sync_conn).get_columns(table)}
@@ -132,7 +140,7 @@ async def _add_send_times(conn: AsyncConnection) -> None:
 #: MIGRATIONS[n] takes a database at version n to n + 1. Never edit a released step.
 MIGRATIONS: list[Migration] = [
     _create_v1, _add_campaign_retry_policy, _add_webhook_tables, _add_number_choice_and_health,
-    _add_send_times, _add_suppressions, _add_sender_numbers,
+    _add_send_times, _add_suppressions, _add_sender_numbers, _add_messaging_limit_table,
 ]
 
 

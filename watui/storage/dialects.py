@@ -128,6 +128,11 @@ class Dialect:
     async def refresh_statistics(self, autocommit: AsyncEngine) -> None:
         """After a bulk import: SQLite plans by its indexes without statistics; nothing to do."""
 
+    async def lock_messaging_limit(self, conn: AsyncConnection) -> None:
+        """Make the 24-hour limit's reservations take turns across processes, until the
+        transaction ends. SQLite: nothing here, the reservation's first statement is a write,
+        which takes the database's one write lock."""
+
 
 _attempt_values = itemgetter(*ATTEMPT_COLUMNS)
 
@@ -212,6 +217,10 @@ class PostgresDialect(Dialect):
         up by key: 15 ms at 70,000 rows, growing with the table."""
         async with autocommit.connect() as conn:
             await conn.exec_driver_sql("ANALYZE recipients")
+
+    async def lock_messaging_limit(self, conn: AsyncConnection) -> None:
+        """A transaction-scoped advisory lock: reservations of every process take turns."""
+        await conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('watui.messaging_limit'))")
 
 
 def dialect_for(url: str) -> Dialect:

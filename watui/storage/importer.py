@@ -18,7 +18,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watui.contracts import RecipientParams
-from watui.rules import EXCLUDED, RecipientStatus, sender_for
+from watui.rules import EXCLUDED, RecipientStatus, duplicate_reject_reason, sender_for
 from watui.storage.contacts import ContactsReader, ImportCounts, guess_header_format, judge_rows
 from watui.storage.dialects import BatchInsert, Dialect
 from watui.storage.schema import recipients, rejects
@@ -152,7 +152,7 @@ class _StepImport:
             )
             first_lines.update((phone, line) for phone, line in result)
         for reject_row, phone in self.unresolved_duplicates:
-            reject_row["reason"] = f"duplicate of line {first_lines[phone]}"
+            reject_row["reason"] = duplicate_reject_reason(first_lines[phone])
         self.unresolved_duplicates = []
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watui.rules import RecipientStatus
 from watui.storage.counters import SENDING, bump_counters
@@ -80,6 +81,26 @@ async def _update_claimed(db: Database, owner: str, ids: Sequence[int], values: 
             )
             updated += result.rowcount
     return updated
+
+
+async def defer_claimed(
+    conn: AsyncConnection, owner: str, ids: Sequence[int], due_at: float
+) -> int:
+    """Give unsent claimed rows back, not to be claimed before ``due_at``, inside the caller's
+    transaction (the 24-hour limit refuses them in the one that admits the others)."""
+    deferred = 0
+    for start in range(0, len(ids), 900):
+        result = await conn.execute(
+            update(recipients)
+            .where(
+                recipients.c.id.in_(list(ids[start : start + 900])),
+                recipients.c.status == SENDING,
+                recipients.c.lease_owner == owner,
+            )
+            .values(**_BACK_TO_QUEUE, next_attempt_at=due_at)
+        )
+        deferred += result.rowcount
+    return deferred
 
 
 async def release_claim(db: Database, owner: str, lease_expires_at: float) -> int:

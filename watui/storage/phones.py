@@ -187,3 +187,17 @@ def check_region(region: str | None) -> str | None:
             "ES, US, GB or BR"
         )
     return upper
+
+
+#: "+" and three digits: enough of an E.164 number for every country calling code, so that SQL
+#: may group numbers by it (a few hundred groups) and Python name the code once per group.
+CALLING_CODE_PREFIX_CHARS = 4
+
+
+def calling_code(e164_prefix: str) -> int | None:
+    """The country calling code an E.164 number (or its first digits) starts with."""
+    digits = e164_prefix.lstrip("+")
+    for length in (1, 2, 3):
+        if len(digits) >= length and int(digits[:length]) in COUNTRY_CODE_TO_REGION_CODE:
+            return int(digits[:length])
+    return None

@@ -19,10 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watui.rules import DeliveryState, RecipientStatus
 from watui.storage.database import Database
+from watui.storage.phones import CALLING_CODE_PREFIX_CHARS, calling_code
 from watui.storage.schema import deliveries, recipients, steps
 
-#: Phone prefix length grouped on ("+" and three digits): enough for every country calling code.
-_PREFIX_CHARS = 4
 EXPORT_CHUNK = 5_000
 
 
@@ -133,7 +132,7 @@ async def by_country(db: Database, campaign_id: int) -> list[CountryCount]:
     SQL groups by the number's first digits (a few hundred groups at most); the calling code
     is read from those digits here. +1 (and other shared codes) count under the main region.
     """
-    prefix = func.substr(recipients.c.phone, 1, _PREFIX_CHARS)
+    prefix = func.substr(recipients.c.phone, 1, CALLING_CODE_PREFIX_CHARS)
     delivered = func.count(deliveries.c.delivered_at)
     query = (
         select(prefix, func.count(), delivered)
@@ -152,13 +151,10 @@ async def by_country(db: Database, campaign_id: int) -> list[CountryCount]:
 
 
 def _region_of(prefix: str) -> str:
-    digits = prefix.lstrip("+")
-    for length in (1, 2, 3):
-        if len(digits) >= length:
-            region = phonenumbers.region_code_for_country_code(int(digits[:length]))
-            if region != phonenumbers.UNKNOWN_REGION:
-                return str(region)
-    return phonenumbers.UNKNOWN_REGION
+    code = calling_code(prefix)
+    if code is None:
+        return phonenumbers.UNKNOWN_REGION
+    return str(phonenumbers.region_code_for_country_code(code))
 
 
 def _region_name(region: str) -> str:

@@ -362,3 +362,15 @@ sender_leases = Table(
     Column("expires_at", Float, nullable=True),
     Column("paused_reason", Text, nullable=True),
 )
+
+# ----- the 24-hour messaging limit (schema v8) -----
+# One row per number a template went to (or was reserved for at claim time) within the last
+# 24 h, across every campaign: the rows with last_at in the window ARE the unique recipients
+# Meta counts. Rows that aged out are deleted by the next reservation.
+messaged_phones = Table(
+    "messaged_phones",
+    metadata,
+    Column("phone", String(20), primary_key=True),  # E.164
+    Column("last_at", Float, nullable=False),  # the latest template to it (or reservation)
+)
+Index("ix_messaged_phones_last_at", messaged_phones.c.last_at)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from watui.contracts import RecipientParams
 from watui.errors import ContactsError
+from watui.rules import duplicate_reject_reason
 from watui.storage.contacts import (
     ContactsReader,
     ContactsSource,
@@ -53,7 +54,7 @@ class _Recorder:
 
     def reject_duplicate(self, line: int, phone_raw: str, phone: str) -> None:
         """Worded as the import words it once flushed: "duplicate of line N"."""
-        self.reject(line, phone_raw, f"duplicate of line {self._first_lines[phone]}", duplicate=True)
+        self.reject(line, phone_raw, duplicate_reject_reason(self._first_lines[phone]), duplicate=True)
 
     def reject(self, line: int, phone_raw: str | None, reason: str, *, duplicate: bool = False) -> None:
         kept = self.result.duplicates if duplicate else self.result.invalid

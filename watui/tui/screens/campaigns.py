@@ -197,6 +197,8 @@ class CampaignsScreen(WatuiScreen):
                 parts.append(f"starts at {fmt.day_time(row.start_at, self.now())}")
             if row.deadline is not None:
                 parts.append(f"deadline {fmt.day_time(row.deadline, self.now())}")
+            if row.waiting_reason:
+                parts.append(f"[b]Waiting:[/b] {escape(row.waiting_reason)}")
             if row.delivered_share is not None and row.read_share is not None:
                 parts.append(f"{fmt.percent(row.delivered_share)} delivered, "
                              f"{fmt.percent(row.read_share)} read of sent")

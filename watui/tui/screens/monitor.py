@@ -115,6 +115,8 @@ class MonitorScreen(WatuiScreen):
         elif status.status is CampaignState.RUNNING:
             target = f" at {snap.target_rate:g} msg/s target" if snap else ""
             line += f"[$success][b]▶ RUNNING[/b][/]{target}"
+            if snap is not None and snap.waiting_reason:
+                line += f"  [$warning]waiting: {escape(snap.waiting_reason)}[/]"
         else:
             line += f"[b]{status.status}[/b]"
         self._set_text("#status-line", line)

@@ -32,6 +32,7 @@ from watui.rules import (
 )
 from watui.service.models import (
     ButtonColumn,
+    CampaignRow,
     CampaignSpec,
     ContactsPreview,
     StepSpec,
@@ -209,6 +210,7 @@ class SetupScreen(WatuiScreen):
         Binding("ctrl+o", "browse", "Browse files"),
         Binding("ctrl+s", "save(False)", "Save draft"),
         Binding("ctrl+r", "save(True)", "Start now"),
+        Binding("ctrl+t", "dry_run", "Dry run"),
         Binding("escape", "back", "Back"),
     ]
 
@@ -218,6 +220,8 @@ class SetupScreen(WatuiScreen):
         self.steps: list[StepSpec] = []
         self.columns: tuple[str, ...] = ()
         self.report: ValidationReport | None = None
+        #: The draft a dry run saved: saving or starting then goes on with it.
+        self.checked_draft: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -332,6 +336,7 @@ class SetupScreen(WatuiScreen):
                 id="f-test",
             )
             yield Static("", id="test-result")
+            yield Static("", id="check")
             yield Static("", id="form-error", classes="field-error")
             with Horizontal(classes="buttons"):
                 yield Button("Start now", id="start", variant="success")
@@ -663,13 +668,53 @@ class SetupScreen(WatuiScreen):
     @work(group="setup", exclusive=True, exit_on_error=False)
     async def action_save(self, start_now: bool) -> None:
         """Validate everything, show the report, then create (and maybe start) the campaign."""
+        if self.checked_draft is not None:
+            await self._go_on_with_checked_draft(self.checked_draft, start_now)
+            return
+        created = await self._create(start_now)
+        if created is None:
+            return
+        verb = "started" if start_now else "saved as a draft"
+        self.notify(f"{created.name}: {fmt.count(created.total)} recipients, {verb}")
+        # Leave from the app's queue: popping this screen cancels this very worker.
+        self.app.call_later(self._leave, created.name if start_now else None)
+
+    @work(group="setup", exclusive=True, exit_on_error=False)
+    async def action_dry_run(self) -> None:
+        """Save the campaign as a draft (once) and show what a run would do, before any send."""
+        name = self.checked_draft
+        if name is None:
+            created = await self._create(False)
+            if created is None:
+                return
+            name = self.checked_draft = created.name
+        try:
+            check = await self.backend.check_campaign(name)
+        except WatuiError as error:
+            self.query_one("#form-error", Static).update(f"✖ {escape(str(error))}")
+            return
+        panel = self.query_one("#check", Static)
+        panel.update(escape("\n".join(["Dry run (saved as a draft):", *check.lines()])))
+        self.query_one("#form", VerticalScroll).scroll_to_widget(panel, animate=False)
+
+    async def _go_on_with_checked_draft(self, name: str, start_now: bool) -> None:
+        if start_now:
+            try:
+                await self.backend.start(name)
+            except WatuiError as error:
+                self.query_one("#form-error", Static).update(f"✖ {escape(str(error))}")
+                return
+        self.app.call_later(self._leave, name if start_now else None)
+
+    async def _create(self, start_now: bool) -> CampaignRow | None:
+        """The campaign created from the form, or None with the problems marked."""
         form_error = self.query_one("#form-error", Static)
         form_error.update("")
         spec = self.collect_spec(start_now)
         if spec is None:
             form_error.update("Fix the fields marked ✖ above.")
             self._scroll_to_first_error()
-            return
+            return None
         try:
             if self.report is None and self._step_started():
                 last = spec.steps[-1]
@@ -679,17 +724,13 @@ class SetupScreen(WatuiScreen):
                 self.query_one("#report", Static).update(report_text(self.report))
             if self.report is not None and self.report.valid == 0:
                 form_error.update("✖ The contacts file has no valid contact.")
-                return
-            created = await self.backend.create_campaign(spec)
+                return None
+            return await self.backend.create_campaign(spec)
         except WatuiError as error:
             unmarked = self._mark_problems(error, spec)
             form_error.update(f"✖ {'; '.join(unmarked)}" if unmarked else "Fix the fields marked ✖ above.")
             self._scroll_to_first_error()
-            return
-        verb = "started" if start_now else "saved as a draft"
-        self.notify(f"{created.name}: {fmt.count(created.total)} recipients, {verb}")
-        # Leave from the app's queue: popping this screen cancels this very worker.
-        self.app.call_later(self._leave, created.name if start_now else None)
+            return None
 
     def _leave(self, monitor: str | None) -> None:
         self.app.pop_screen()
