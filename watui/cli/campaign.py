@@ -17,7 +17,7 @@ from watui.cli.errors import EXIT_OK, CliError
 from watui.cli.main import run_async, settings_from_args
 from watui.cli.problems import worded
 from watui.errors import CampaignError, ContactsError
-from watui.rules import BUTTON_SUB_TYPES
+from watui.rules import BUTTON_SUB_TYPES, ENDPOINT_CHOICES
 from watui.storage import Database
 from watui.storage.campaigns import (
     cancel_campaign,
@@ -46,7 +46,7 @@ _STEP_KEYS = {
     "default_region": 'a two-letter region code such as "ES"',
 }
 _REQUIRED_STEP_KEYS = ("template", "language", "contacts")
-_TOP_KEYS = ("name", "rate", "max_retries", "retry_delays", "steps")
+_TOP_KEYS = ("name", "rate", "max_retries", "retry_delays", "steps", "endpoint")
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class CampaignRequest:
     rate: float | None = None
     max_retries: int | None = None
     retry_delays: list[float] | None = None
+    endpoint: str | None = None  # "auto", "messages" or "marketing_messages"
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -117,6 +118,10 @@ def _register_create(commands: argparse._SubParsersAction[Any]) -> None:
     create.add_argument(
         "--retry-delays", metavar="S1,S2", help="seconds before each retry, e.g. 5,10"
     )
+    create.add_argument(
+        "--endpoint", metavar="E", help=f"where its messages go: {', '.join(ENDPOINT_CHOICES)} "
+        "(default auto: MARKETING templates to marketing_messages when whatsapp.marketing_messages)",
+    )
     create.set_defaults(handler=_create)
 
 
@@ -144,6 +149,7 @@ def _create(args: argparse.Namespace) -> int:
         lambda db: create_campaign(
             db, request.name, request.steps, rate=request.rate,
             max_retries=request.max_retries, retry_delays=request.retry_delays,
+            endpoint=request.endpoint,
         ),
         spec=bool(args.spec),
     )  # fmt: skip
@@ -193,6 +199,7 @@ def _from_options(args: argparse.Namespace) -> CampaignRequest:
         rate=args.rate,
         max_retries=args.max_retries,
         retry_delays=_retry_delays_option(args.retry_delays),
+        endpoint=args.endpoint,
     )
 
 
@@ -255,6 +262,7 @@ def _from_spec(args: argparse.Namespace) -> CampaignRequest:
         rate=request.rate if args.rate is None else args.rate,
         max_retries=request.max_retries if args.max_retries is None else args.max_retries,
         retry_delays=request.retry_delays if delays is None else delays,
+        endpoint=request.endpoint if args.endpoint is None else args.endpoint,
     )
 
 
@@ -294,13 +302,16 @@ def load_spec(spec: dict[str, Any], path: Path) -> CampaignRequest:
         raise CliError(
             f"{where}: retry_delays must be an array of seconds, e.g. retry_delays = [5, 10]"
         )
+    endpoint = spec.get("endpoint")
+    if endpoint is not None and not isinstance(endpoint, str):
+        raise CliError(f'{where}: endpoint must be a string, e.g. endpoint = "marketing_messages"')
     tables = spec.get("steps")
     if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
         raise CliError(
             f"{where}: needs at least one [[steps]] table with template, language and contacts"
         )
     steps = [_spec_step(table, i, path) for i, table in enumerate(tables, 1)]
-    return CampaignRequest(name, steps, rate, max_retries, retry_delays)
+    return CampaignRequest(name, steps, rate, max_retries, retry_delays, endpoint)
 
 
 def _is_number(value: object) -> bool:

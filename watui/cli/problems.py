@@ -21,6 +21,7 @@ OPTIONS: dict[Field, str] = {
     Field.RATE: "--rate",
     Field.MAX_RETRIES: "--max-retries",
     Field.RETRY_DELAYS: "--retry-delays",
+    Field.ENDPOINT: "--endpoint",
 }
 
 

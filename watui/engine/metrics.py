@@ -53,6 +53,7 @@ class SenderFigures:
     failed_total: int = 0
     retried_total: int = 0
     in_doubt_total: int = 0
+    connections: int = 0  # requests allowed in flight now (the connection limit)
 
     @property
     def connection_reuse(self) -> float | None:
@@ -108,6 +109,7 @@ class EngineMetrics:
         self.in_doubt_total = 0
         self.in_flight = 0
         self.window = 0
+        self.connections = 0
         self.target_rate = 0.0
         self.paced_rate = 0.0
         self.connection_stats: Callable[[], tuple[int, int]] = lambda: (0, 0)
@@ -152,6 +154,7 @@ class EngineMetrics:
             failed_total=self.failed_total,
             retried_total=self.retried_total,
             in_doubt_total=self.in_doubt_total,
+            connections=self.connections,
         )
 
 

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from watui.engine.batcher import OutcomeBatcher
 from watui.engine.collector import CollectorBetweenSends, freeze_long_lived_objects
+from watui.engine.connections import ConnectionLimit
 from watui.engine.control import ControlLoop
 from watui.engine.decisions import (
     InDoubt,
@@ -39,7 +40,13 @@ from watui.engine.pacer import Pacer
 from watui.engine.safety import FailureRateRule
 from watui.engine.window import CLAIM_LEAD, Window, window_size
 from watui.errors import CampaignError
-from watui.rules import CampaignStatus, RecipientStatus, recipient_callback
+from watui.rules import (
+    CampaignStatus,
+    Endpoint,
+    RecipientStatus,
+    endpoint_for,
+    recipient_callback,
+)
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
 from watui.storage import claims, deliveries, leases, review
@@ -48,6 +55,8 @@ from watui.storage.database import DATABASE_UNAVAILABLE, Database
 from watui.storage.rows import RetryPolicy
 from watui.storage.schema import CLAIMABLE
 from watui.storage.sending.outcomes import ClaimedRecipient, Outcome
+from watui.storage.templates import template_category
+from watui.whatsapp.client import endpoint_url
 from watui.whatsapp.payload import build_template_message
 from watui.whatsapp.results import (
     Accepted,
@@ -69,7 +78,8 @@ LATE_FAILURE_LABEL = "failures reported after acceptance"
 
 class Client(Protocol):
     async def send(
-        self, payload: dict[str, Any], on_written: Callable[[float], None] | None = None
+        self, payload: dict[str, Any], on_written: Callable[[float], None] | None = None,
+        url: Any = None,
     ) -> SendResult: ...
 
     def connection_stats(self) -> ConnectionStats | tuple[int, int]: ...
@@ -120,6 +130,8 @@ class CampaignSender:
         self._low_water = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}  # by recipient id
         self._step: StepInfo | None = None
+        self._forced_endpoint: str | None = None  # the campaign's own; None: by template category
+        self._step_urls: dict[int, Any] = {}  # where each step's messages are POSTed
         self._stop_reason: RunOutcome | None = None
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
@@ -133,7 +145,8 @@ class CampaignSender:
         #: event, not a Semaphore: its acquire is a coroutine and a scan of its waiters, for
         #: every message, and the dispatcher is the only one waiting.
         self._requests_out = 0
-        self._max_requests = settings.http.max_connections
+        self._connections = ConnectionLimit(settings.http, self.pacer.effective_rate)
+        self._max_requests = self._connections.limit
         self._connection_free = asyncio.Event()
         self._low_water_mark = 1  # the dispatcher asks for a claim below this many ready rows
         #: Set by run(): the campaign's own retry policy where its row has one, else the settings'.
@@ -150,8 +163,13 @@ class CampaignSender:
         self._control = ControlLoop(
             db, campaign_id, self.owner, settings, pacer=self.pacer, window=self.window,
             metrics=self.metrics, collector=self._collector, pause=self.pause, cancel=self.cancel,
-            late_failures=self._count_late_failures,
+            late_failures=self._count_late_failures, connections=self._connections,
+            connections_changed=self._connections_changed,
         )
+
+    def _connections_changed(self, limit: int) -> None:
+        self._max_requests = limit
+        self._connection_free.set()  # a dispatcher waiting for a connection may go now
 
     def _warn(self, text: str) -> None:
         self.metrics.event("warning", text)
@@ -176,6 +194,7 @@ class CampaignSender:
         self._rate_override = rate
         self.metrics.target_rate = rate
         self._control.resize_window()
+        self._control.resize_connections()
         self.metrics.event("rate", f"rate changed from {old:g} to {rate:g} msg/s")
 
     @property
@@ -189,6 +208,7 @@ class CampaignSender:
         freeze_long_lived_objects()
         campaign = await campaign_store.campaign_row(self.db, self.campaign_id)
         self._retry = campaign_store.retry_policy(campaign, self.settings.retry)
+        self._forced_endpoint = campaign.endpoint
         self._control.attempts_seen = await deliveries.last_attempt_id(self.db)
         await self._control.recover_in_doubt()
         await campaign_store.set_campaign_status(self.db, self.campaign_id, CampaignStatus.RUNNING)
@@ -349,8 +369,23 @@ class CampaignSender:
             return None
         if self._step is None or step.id != self._step.id:
             self.metrics.event("step", f"step {step.position + 1}: template {step.template_name}")
+        if step.id not in self._step_urls:
+            await self._route(step)
         self._step = step
         return step
+
+    async def _route(self, step: StepInfo) -> None:
+        """Where this step's messages go: by the template's category in force, unless the
+        campaign forces an endpoint (``rules.endpoint_for``)."""
+        category = await template_category(self.db, step.template_name, step.language)
+        endpoint = endpoint_for(
+            self._forced_endpoint, category, self.settings.whatsapp.marketing_messages
+        )
+        self._step_urls[step.id] = endpoint_url(self.settings.whatsapp, endpoint)
+        if endpoint is Endpoint.MARKETING_MESSAGES:
+            self.metrics.event(
+                "step", f"step {step.position + 1}: sending through the Marketing Messages API"
+            )
 
     async def _wait_for_due(self, step: StepInfo) -> None:
         """Nothing claimable now: wait for in-flight work or a due retry, or move on a step."""
@@ -439,7 +474,9 @@ class CampaignSender:
                 recipient_callback(row.id),
             )
             # The pacer counts the send from when it leaves, which a busy loop can delay.
-            return await self.client.send(payload, partial(self.pacer.written, number))
+            return await self.client.send(
+                payload, partial(self.pacer.written, number), self._step_urls[step.id]
+            )
         except Exception as error:  # a bug in building or sending must not lose the row
             log.exception("send failed unexpectedly")
             return TransportFailure(TransportReason.OTHER, f"{type(error).__name__}: {error}", 0.0)

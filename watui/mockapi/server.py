@@ -71,6 +71,7 @@ class LedgerEntry:
     template: str
     at: float  # monotonic arrival time
     phone_number_id: str
+    endpoint: str = "messages"  # or "marketing_messages": the path it was POSTed to
 
 
 class MockStats(TypedDict):
@@ -81,6 +82,7 @@ class MockStats(TypedDict):
     errors: dict[str, int]  # by error code, or "http500"
     resets: int
     slow: int
+    peak_in_flight: int  # most send requests being handled at once (connections in use)
     webhooks: dict[str, int]  # what the webhook poster did (mockapi/webhooks.py)
 
 
@@ -198,12 +200,17 @@ class MockCloudApi:
         self._runner: web.AppRunner | None = None
         self.webhooks = WebhookPoster(self.config, self.config.seed)
         self._seq = 0
+        self._in_flight = 0
+        self.peak_in_flight = 0
 
     # ----- lifecycle -----
 
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_post("/{version}/{phone_number_id}/messages", self._messages)
+        app.router.add_post(
+            "/{version}/{phone_number_id}/marketing_messages", self._marketing_messages
+        )
         app.router.add_get("/{version}/{waba_id}/message_templates", self._templates)
         app.router.add_get("/_mock/stats", self._stats)
         app.router.add_get("/_mock/ledger", self._ledger)
@@ -245,6 +252,7 @@ class MockCloudApi:
             "errors": errors,
             "resets": self.counters["resets"],
             "slow": self.counters["slow"],
+            "peak_in_flight": self.peak_in_flight,
             "webhooks": self.webhooks.stats(),
         }
 
@@ -258,6 +266,21 @@ class MockCloudApi:
     # ----- handlers -----
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
+        return await self._counted_send(request, "messages")
+
+    async def _marketing_messages(self, request: web.Request) -> web.StreamResponse:
+        """The Marketing Messages API: the same template payload, limits and answers."""
+        return await self._counted_send(request, "marketing_messages")
+
+    async def _counted_send(self, request: web.Request, endpoint: str) -> web.StreamResponse:
+        self._in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+        try:
+            return await self._send(request, endpoint)
+        finally:
+            self._in_flight -= 1
+
+    async def _send(self, request: web.Request, endpoint: str) -> web.StreamResponse:
         self.counters["requests"] += 1
         arrived = _arrived_at(request)
         config = self.config
@@ -275,10 +298,11 @@ class MockCloudApi:
         if not self._within_rate(phone_id, arrived):
             return self._error(130429)
         await self._delay()
-        return await self._answer(request, phone_id, to, body, arrived)
+        return await self._answer(request, phone_id, to, body, arrived, endpoint)
 
     async def _answer(
-        self, request: web.Request, phone_id: str, to: str, body: dict[str, Any], arrived: float
+        self, request: web.Request, phone_id: str, to: str, body: dict[str, Any], arrived: float,
+        endpoint: str,
     ) -> web.StreamResponse:
         config = self.config
         code = self._injected_code(to)
@@ -290,7 +314,7 @@ class MockCloudApi:
         if roll < config.http500_rate:
             self.counters["error_http500"] += 1
             return web.Response(status=500, text="Internal Server Error")
-        wamid = self._accept(phone_id, to, body, arrived)
+        wamid = self._accept(phone_id, to, body, arrived, endpoint)
         roll = self._rng.random()
         if roll < config.reset_rate:
             self.counters["resets"] += 1
@@ -320,10 +344,14 @@ class MockCloudApi:
             return 131026
         return None
 
-    def _accept(self, phone_id: str, to: str, body: dict[str, Any], arrived: float) -> str:
+    def _accept(
+        self, phone_id: str, to: str, body: dict[str, Any], arrived: float, endpoint: str
+    ) -> str:
         self._seq += 1
         wamid = f"wamid.HBgM{self._seq:012d}{self._rng.getrandbits(40):010x}"
-        self.ledger.append(LedgerEntry(wamid, to, body["template"]["name"], arrived, phone_id))
+        self.ledger.append(
+            LedgerEntry(wamid, to, body["template"]["name"], arrived, phone_id, endpoint)
+        )
         self.counters["accepted"] += 1
         if self.config.webhook_url:
             self.webhooks.message_accepted(

@@ -19,11 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watui.errors import CampaignExists, InvalidCampaign
 from watui.rules import (
+    AUTO_ENDPOINT,
     CampaignStatus,
     Field,
     Problem,
     TemplateFacts,
     duplicate_button_problem,
+    endpoint_problem,
     language_problem,
     mapping_problems,
     max_retries_problem,
@@ -115,18 +117,21 @@ async def create_campaign(
     rate: float | None = None,
     max_retries: int | None = None,
     retry_delays: Sequence[float] | None = None,
+    endpoint: str | None = None,
     clock: Clock = time.time,
 ) -> CreatedCampaign:
     """Create the campaign, its steps and their queued recipients in ONE transaction.
 
     ``max_retries`` and ``retry_delays`` are the campaign's own retry policy, kept in its row so
     that every process sending it (the UI, ``watui run``) uses them; None: the settings' values.
+    ``endpoint`` forces "messages" or "marketing_messages" (None or "auto": chosen per step).
     Every contacts file's header is checked before anything is written, and any failure rolls
     the whole campaign back. Raises CampaignExists, ContactsError, or InvalidCampaign with every
     problem of the campaign (name, rate, retries, each step's mapping against its template).
     """
     name = name.strip()
     problems = _campaign_problems(name, step_specs, rate, max_retries, retry_delays)
+    problems.extend(problem for problem in [endpoint_problem(endpoint)] if problem is not None)
     readers: list[ContactsReader] = []
     try:
         for spec in step_specs:
@@ -159,6 +164,7 @@ async def create_campaign(
                     total=created.queued,
                     invalid=created.invalid + created.duplicates,
                     updated_at=now,
+                    endpoint=None if endpoint == AUTO_ENDPOINT else endpoint,
                 )
             )
     except IntegrityError:

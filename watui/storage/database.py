@@ -17,7 +17,7 @@ from watui.storage.dialects import Dialect, dialect_for
 from watui.storage.schema import WEBHOOK_TABLES, metadata, schema_info
 
 #: The schema version this watui writes. Bump it and append a step to MIGRATIONS together.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
@@ -62,6 +62,16 @@ async def _add_webhook_tables(conn: AsyncConnection) -> None:
         await conn.execute(text("ALTER TABLE recipients ALTER COLUMN status TYPE VARCHAR(16)"))
 
 
+_V4_CAMPAIGN_COLUMNS = {"endpoint": "ALTER TABLE campaigns ADD COLUMN endpoint VARCHAR(32)"}
+
+
+async def _add_campaign_endpoint(conn: AsyncConnection) -> None:
+    """v4: campaigns.endpoint, the API endpoint a campaign forces (NULL: chosen per step).
+
+    Like v2, a database created by this watui (_create_v1) has it already."""
+    await _add_missing_columns(conn, "campaigns", _V4_CAMPAIGN_COLUMNS)
+
+
 async def _add_missing_columns(conn: AsyncConnection, table: str, statements: dict[str, str]) -> None:
     existing = await conn.run_sync(
         lambda sync_conn: {column["name"] for column in inspect(sync_conn).get_columns(table)}
@@ -72,7 +82,9 @@ async def _add_missing_columns(conn: AsyncConnection, table: str, statements: di
 
 
 #: MIGRATIONS[n] takes a database at version n to n + 1. Never edit a released step.
-MIGRATIONS: list[Migration] = [_create_v1, _add_campaign_retry_policy, _add_webhook_tables]
+MIGRATIONS: list[Migration] = [
+    _create_v1, _add_campaign_retry_policy, _add_webhook_tables, _add_campaign_endpoint
+]
 
 
 #: What a database that is down, restarting, locked or full raises: worth waiting and retrying.

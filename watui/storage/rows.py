@@ -51,6 +51,7 @@ class CampaignRecord:
     started_at: float | None
     finished_at: float | None
     updated_at: float
+    endpoint: str | None = None  # forced "messages" / "marketing_messages"; None: per step
 
     @classmethod
     def from_row(cls, row: Any) -> CampaignRecord:

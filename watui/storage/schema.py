@@ -76,6 +76,9 @@ campaigns = Table(
     Column("started_at", Float, nullable=True),
     Column("finished_at", Float, nullable=True),
     Column("updated_at", Float, nullable=False),
+    # Where its template messages go (schema v4): "messages" or "marketing_messages" forced;
+    # None: by each step's template category and whatsapp.marketing_messages (rules.endpoint_for).
+    Column("endpoint", String(32), nullable=True),
 )
 
 steps = Table(
