@@ -184,7 +184,8 @@ def _format_progress(sender: CampaignSender, row: CampaignRecord) -> str:
     return (
         f"{row.name}: {rate:,.0f} msg/s (target {snapshot.target_rate:g}) | "
         f"{done:,}/{row.total:,} ({percent:.1f}%) | ETA {eta} | "
-        f"failed {row.failed:,} | retrying {snapshot.retried_total:,} | in flight {snapshot.in_flight}"
+        f"failed {row.failed:,} | retrying {snapshot.retried_total:,} | in flight "
+        f"{snapshot.in_flight}/{snapshot.connections}"
     )
 
 
