@@ -15,8 +15,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, update
+from textual.widgets import Select
 
 from tests.factories import make_campaign, running_mock
+from tests.test_tui_flows import fill_setup, settle
+from tests.tui_fakes import FakeBackend, make_app
 from watui.cli.main import main
 from watui.engine.sender import CampaignSender, RunStatus
 from watui.mockapi.server import MockCloudApi
@@ -193,3 +196,18 @@ def test_endpoint_from_the_option_and_the_spec(
         "forced": "marketing_messages", "auto": None, "spec": "messages", "bad": "missing",
         "spec2": "missing",
     }  # fmt: skip
+
+
+async def test_the_setup_screens_endpoint_reaches_the_campaign() -> None:
+    """The real app under Pilot: the form's endpoint select goes into the spec it creates."""
+    backend = FakeBackend.sample()
+    app = make_app(backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await fill_setup(pilot, "promo")
+        endpoint = screen.query_one("#endpoint", Select)
+        assert endpoint.value == "auto"
+        endpoint.value = "marketing_messages"
+        await settle(pilot)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+    assert backend.created[-1].endpoint == "marketing_messages"

@@ -227,7 +227,7 @@ class LiveBackend:
         # The retry policy goes into the campaign's row: `watui run` and a restarted UI use it too.
         await _guard(creation.create_campaign(
             self.db, spec.name, steps, rate=spec.rate,
-            max_retries=spec.max_retries, retry_delays=spec.retry_delays,
+            max_retries=spec.max_retries, retry_delays=spec.retry_delays, endpoint=spec.endpoint,
         ))
         if spec.start_now:
             await self.start(spec.name)

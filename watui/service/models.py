@@ -171,6 +171,7 @@ class CampaignSpec:
     max_retries: int = 2
     retry_delays: tuple[float, ...] = (5.0, 10.0)
     start_now: bool = False
+    endpoint: str = "auto"  # or "messages" / "marketing_messages" (rules.ENDPOINT_CHOICES)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,9 @@ from textual.widgets import Button, DataTable, Header, Input, Select, Static
 
 from watui.errors import CampaignExists, ContactsError, InvalidCampaign, WatuiError
 from watui.rules import (
+    AUTO_ENDPOINT,
     PLACEHOLDER,
+    Endpoint,
     Field,
     Problem,
     duplicate_button_problem,
@@ -59,7 +61,14 @@ FIELD_WIDGETS: dict[Field, str] = {
     Field.RATE: "f-rate",
     Field.MAX_RETRIES: "f-retries",
     Field.RETRY_DELAYS: "f-delays",
+    Field.ENDPOINT: "f-endpoint",
 }
+#: Where a campaign's messages go (rules.endpoint_for decides for "auto").
+ENDPOINT_OPTIONS = [
+    ("auto (by template category)", AUTO_ENDPOINT),
+    ("messages", Endpoint.MESSAGES.value),
+    ("marketing_messages", Endpoint.MARKETING_MESSAGES.value),
+]
 T = TypeVar("T")
 
 PREVIEW_ROWS = 5
@@ -282,6 +291,13 @@ class SetupScreen(WatuiScreen):
             yield FormField(
                 "Retry delays (s)", TextInput(compact=True, id="retry-delays"), id="f-delays"
             )
+            yield FormField(
+                "Endpoint",
+                Select(ENDPOINT_OPTIONS, id="endpoint", value=AUTO_ENDPOINT, allow_blank=False,
+                       compact=True),
+                id="f-endpoint",
+                hint="auto: MARKETING templates to marketing_messages when that setting is on",
+            )  # fmt: skip
             yield Static("Test send", classes="section-title")
             yield FormField(
                 "Test number",
@@ -577,6 +593,7 @@ class SetupScreen(WatuiScreen):
             max_retries=max_retries,
             retry_delays=retry_delays,
             start_now=start_now,
+            endpoint=str(self.query_one("#endpoint", Select).value),
         )
 
     def _parsed(self, field_id: str, input_id: str, parse: Callable[[str], T]) -> T | None:
