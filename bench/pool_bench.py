@@ -17,16 +17,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from bench.engine_bench import (
-    PHONE_ID,
-    TOKEN,
-    MockProcess,
-    Row,
-    _free_port,
-    make_campaign,
-    print_table,
-    timed,
-)
+from bench import engine_bench as engine
+from bench.engine_bench import Row
 from watui.engine.sender import CampaignSender
 from watui.eventloop import use_fast_event_loop
 from watui.settings import Settings
@@ -41,7 +33,7 @@ def only_the_rate(database_url: str, base_url: str, **http: object) -> Settings:
     """What a user sets for the upper tier: where to send, as whom, and the rate."""
     return Settings(
         database_url=database_url,
-        whatsapp={"access_token": TOKEN, "phone_number_id": PHONE_ID, "waba_id": "2000002",
+        whatsapp={"access_token": engine.TOKEN, "phone_number_id": engine.PHONE_ID, "waba_id": "2000002",
                   "api_base_url": base_url},
         send={"rate": RATE},
         http=http,
@@ -50,13 +42,13 @@ def only_the_rate(database_url: str, base_url: str, **http: object) -> Settings:
 
 async def one_run(workdir: Path, label: str, contacts: int, run: int, **http: object) -> list[Row]:
     database_url = f"sqlite+aiosqlite:///{workdir / f'pool-{run}.db'}"
-    with MockProcess(rate_limit=RATE, latency=(0.1, 0.3), port=_free_port()) as mock:
+    with engine.MockProcess(rate_limit=RATE, latency=(0.1, 0.3), port=engine._free_port()) as mock:
         settings = only_the_rate(database_url, mock.base_url, **http)
-        campaign_id = await make_campaign(settings, workdir, contacts, f"pool-{run}")
+        campaign_id = await engine.make_campaign(settings, workdir, contacts, f"pool-{run}")
         async with Database(database_url) as db:
             async with WhatsAppClient(settings.whatsapp, settings.http) as client:
                 sender = CampaignSender(db, client, settings, campaign_id)
-                wall, cpu, _ = await timed(sender.run)
+                wall, cpu, _ = await engine.timed(sender.run)
                 opened = client.connection_stats().new_connections
         stats = mock.stats()
         ratio = mock.arrival_span_rate() / RATE
@@ -85,7 +77,7 @@ async def main_async(args: argparse.Namespace) -> None:
             run += 1
             rows += await one_run(workdir, label, contacts, run, **http)
     print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
-    print_table(sorted(rows, key=lambda row: row.scenario))
+    engine.print_table(sorted(rows, key=lambda row: row.scenario))
 
 
 def main() -> None:

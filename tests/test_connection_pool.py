@@ -78,21 +78,16 @@ def ledger_rate(mock: MockCloudApi) -> float:
     return (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
 
 
-@pytest.fixture
-async def sqlite_database(sqlite_url: str) -> AsyncIterator[Database]:
-    """The pool is the HTTP side's: one database is enough to show it."""
-    db = await Database(sqlite_url).open()
-    try:
-        yield db
-    finally:
-        await db.close()
+#: The pool is the HTTP side's: one database (SQLite) is enough to show it.
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
+@sqlite_only
 async def test_only_the_rate_set_reaches_1000_per_second_with_slow_answers(
-    sqlite_database: Database, slow_mock: MockCloudApi
+    database: Database, slow_mock: MockCloudApi
 ) -> None:
-    await make_campaign(sqlite_database, "tier", recipients_per_step=2500)
-    code, stderr = await watui_run("tier", only_the_rate(sqlite_database, slow_mock))
+    await make_campaign(database, "tier", recipients_per_step=2500)
+    code, stderr = await watui_run("tier", only_the_rate(database, slow_mock))
     assert code == 0, stderr
     assert set(Counter(entry.to for entry in slow_mock.ledger).values()) == {1}
     assert len(slow_mock.ledger) == 2500
@@ -102,11 +97,12 @@ async def test_only_the_rate_set_reaches_1000_per_second_with_slow_answers(
     assert "caps sending" not in stderr
 
 
+@sqlite_only
 async def test_an_explicit_number_still_caps_requests_in_flight(
-    sqlite_database: Database, slow_mock: MockCloudApi
+    database: Database, slow_mock: MockCloudApi
 ) -> None:
-    await make_campaign(sqlite_database, "narrow", recipients_per_step=300)
-    env = only_the_rate(sqlite_database, slow_mock, WATUI_HTTP__MAX_CONNECTIONS="50")
+    await make_campaign(database, "narrow", recipients_per_step=300)
+    env = only_the_rate(database, slow_mock, WATUI_HTTP__MAX_CONNECTIONS="50")
     code, stderr = await watui_run("narrow", env)
     assert code == 0, stderr
     assert len(slow_mock.ledger) == 300

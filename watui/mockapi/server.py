@@ -1,8 +1,9 @@
 """A fake of the WhatsApp Cloud API on loopback: same request and answer shapes, same limits.
 
 It is what `watui demo`, every test and every benchmark talk to. Faithful where it matters to a
-sender: per-number throughput over a sliding one-second window (130429), the pair rate limit
-(131056), latency from a range, injected failures by rate or by recipient, a spam switch
+sender: ``/messages`` and the Marketing Messages API's ``/marketing_messages`` alike (one
+per-number limit for both), per-number throughput over a sliding one-second window (130429), the
+pair rate limit (131056), latency from a range, injected failures by rate or by recipient, a spam switch
 (131048 from the Nth message on), a token check (190), and status webhooks signed like Meta's.
 A ledger of accepted messages and counters are readable in-process and over HTTP (/_mock/...).
 """
