@@ -8,6 +8,8 @@ databases, the real command line.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -196,6 +198,11 @@ def test_endpoint_from_the_option_and_the_spec(
         "forced": "marketing_messages", "auto": None, "spec": "messages", "bad": "missing",
         "spec2": "missing",
     }  # fmt: skip
+    capsys.readouterr()
+    assert main(["--database-url", sqlite_url, "status", "forced"]) == 0
+    assert re.search(r"^  Endpoint: +marketing_messages$", capsys.readouterr().out, re.M)
+    assert main(["--database-url", sqlite_url, "status", "auto", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["endpoint"] == "auto"
 
 
 async def test_the_setup_screens_endpoint_reaches_the_campaign() -> None:

@@ -33,6 +33,7 @@ _FIELDS = (
     ("rate", "Rate (msg/s)"),
     ("max_retries", "Max retries"),
     ("delays", "Retry delays (s)"),
+    ("endpoint", "Endpoint"),
     ("created_at", "Created"),
     ("started_at", "Started"),
     ("finished_at", "Finished"),

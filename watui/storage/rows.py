@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from watui.rules import pending
+from watui.rules import AUTO_ENDPOINT, pending
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +125,7 @@ class CampaignStatusReport:
         shown["retrying"] = self.retrying
         shown["sending"] = self.sending
         shown["steps"] = [step.as_json() for step in self.steps]
+        shown["endpoint"] = self.campaign.endpoint or AUTO_ENDPOINT
         if self.retry is not None:
             shown["retry"] = asdict(self.retry)
         return shown
