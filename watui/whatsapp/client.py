@@ -127,7 +127,7 @@ class WhatsAppClient:
         self._requests += 1
         body = _dumps(payload)
         request = httpx.Request(
-            "POST", url or self._messages_url,
+            "POST", self._messages_url if url is None else url,
             headers=httpx.Headers([*self._send_headers, (b"Content-Length", b"%d" % len(body))], "ascii"),
             stream=httpx.ByteStream(body),
             extensions=self._send_extensions,
