@@ -114,7 +114,7 @@ class HttpSettings(_Group):
         """One message for both forms (the union's own names each branch apart)."""
         if value == "auto":
             return value
-        count = int(value) if isinstance(value, str) and value.strip().isdigit() else value
+        count = int(value) if isinstance(value, str) and value.strip().isdecimal() else value
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 10_000:
             raise ValueError('give "auto" or a whole number of connections from 1 to 10000')
         return count
