@@ -110,9 +110,9 @@ class TimedClient(WhatsAppClient):
         super().__init__(*args)  # type: ignore[arg-type]
         self.started: list[float] = []
 
-    async def send(self, payload, on_written=None):  # type: ignore[no-untyped-def]
+    async def send(self, payload, on_written=None, url=None):  # type: ignore[no-untyped-def]
         self.started.append(time.monotonic())
-        return await super().send(payload, on_written)
+        return await super().send(payload, on_written, url)
 
 
 class BallastClient(TimedClient):
@@ -123,9 +123,9 @@ class BallastClient(TimedClient):
         super().__init__(*args)
         self.ballast: list[list[list[int]]] = []
 
-    async def send(self, payload, on_written=None):  # type: ignore[no-untyped-def]
+    async def send(self, payload, on_written=None, url=None):  # type: ignore[no-untyped-def]
         self.ballast.append([[index] for index in range(30)])
-        return await super().send(payload, on_written)
+        return await super().send(payload, on_written, url)
 
 
 async def test_collections_run_between_sends_and_never_by_themselves(

@@ -46,7 +46,8 @@ class ScriptedClient:
         self.accepted: Counter[tuple[str, str]] = Counter()  # (phone, template) the API accepted
 
     async def send(
-        self, payload: dict[str, Any], on_written: Callable[[float], None] | None = None
+        self, payload: dict[str, Any], on_written: Callable[[float], None] | None = None,
+        url: object = None,
     ) -> SendResult:
         phone = payload["to"]
         self.seen[phone] += 1
@@ -121,7 +122,8 @@ async def test_steps_run_strictly_in_order(database: Database) -> None:
 
     class Recording(ScriptedClient):
         async def send(
-            self, payload: dict[str, Any], on_written: Callable[[float], None] | None = None
+            self, payload: dict[str, Any], on_written: Callable[[float], None] | None = None,
+            url: object = None,
         ) -> SendResult:
             order.append(payload["template"]["name"])
             return await super().send(payload)

@@ -360,9 +360,9 @@ async def test_button_parameters_from_setup_reach_the_api(
     payloads: list[dict] = []  # type: ignore[type-arg]
     send = backend.client.send
 
-    async def recording(payload, on_written=None):  # type: ignore[no-untyped-def]
+    async def recording(payload, on_written=None, url=None):  # type: ignore[no-untyped-def]
         payloads.append(payload)
-        return await send(payload, on_written)
+        return await send(payload, on_written, url)
 
     backend.client.send = recording
     buttons = (ButtonColumn(0, "url", "order"), ButtonColumn(1, "quick_reply", "first_name"))

@@ -271,6 +271,7 @@ class FakeBackend:
             in_flight=19 if running else 0,
             window=32,
             connection_reuse=0.994,
+            connections=28 if running else 0,
             total=row.total,
             sent=row.sent,
             failed=row.failed,

@@ -19,7 +19,7 @@ from watui.cli.errors import EXIT_OK, CliError
 from watui.cli.main import run_async, settings_from_args
 from watui.cli.problems import worded
 from watui.errors import CampaignError, ContactsError
-from watui.rules import BUTTON_SUB_TYPES
+from watui.rules import BUTTON_SUB_TYPES, ENDPOINT_CHOICES
 from watui.storage import Database
 from watui.storage.campaigns import (
     cancel_campaign,
@@ -50,7 +50,7 @@ _STEP_KEYS = {
 _REQUIRED_STEP_KEYS = ("template", "language", "contacts")
 _TOP_KEYS = (
     "name", "rate", "max_retries", "retry_delays", "senders", "steps", "start_at", "send_window",
-    "deadline", "exclude",
+    "deadline", "exclude", "endpoint",
 )
 #: When to send: strings as --start-at, --send-window and --deadline take them (a TOML date-time
 #: is taken too).
@@ -71,6 +71,7 @@ class CampaignRequest:
     send_window: str | None = None
     deadline: str | None = None
     exclude: Path | None = None  # a CSV of numbers this campaign must not message
+    endpoint: str | None = None  # "auto", "messages" or "marketing_messages"
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -148,6 +149,10 @@ def _register_create(commands: argparse._SubParsersAction[Any]) -> None:
     create.add_argument(
         "--exclude", metavar="FILE.csv", help="numbers (a phone column) this campaign must not message"
     )
+    create.add_argument(
+        "--endpoint", metavar="E", help=f"where its messages go: {', '.join(ENDPOINT_CHOICES)} "
+        "(default auto: MARKETING templates to marketing_messages when whatsapp.marketing_messages)",
+    )
     create.set_defaults(handler=_create)
 
 
@@ -178,6 +183,7 @@ def _create(args: argparse.Namespace) -> int:
             senders=request.senders,
             start_at=request.start_at, send_window=request.send_window, deadline=request.deadline,
             exclude=request.exclude,
+            endpoint=request.endpoint,
         ),
         spec=bool(args.spec),
     )  # fmt: skip
@@ -239,6 +245,7 @@ def _from_options(args: argparse.Namespace) -> CampaignRequest:
         send_window=args.send_window,
         deadline=args.deadline,
         exclude=Path(args.exclude) if args.exclude else None,
+        endpoint=args.endpoint,
     )
 
 
@@ -307,6 +314,7 @@ def _from_spec(args: argparse.Namespace) -> CampaignRequest:
         send_window=args.send_window or request.send_window,
         deadline=args.deadline or request.deadline,
         exclude=Path(args.exclude) if args.exclude else request.exclude,
+        endpoint=request.endpoint if args.endpoint is None else args.endpoint,
     )
 
 
@@ -354,6 +362,9 @@ def load_spec(spec: dict[str, Any], path: Path) -> CampaignRequest:
             f'{where}: senders must be an array of phone number IDs as strings, e.g. '
             'senders = ["106540352242922", "106540352242923"]'
         )
+    endpoint = spec.get("endpoint")
+    if endpoint is not None and not isinstance(endpoint, str):
+        raise CliError(f'{where}: endpoint must be a string, e.g. endpoint = "marketing_messages"')
     tables = spec.get("steps")
     if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
         raise CliError(
@@ -363,7 +374,7 @@ def load_spec(spec: dict[str, Any], path: Path) -> CampaignRequest:
     start_at, send_window, deadline = (_spec_text(spec, key, where) for key in _SCHEDULE_KEYS)
     return CampaignRequest(
         name, steps, rate, max_retries, retry_delays, senders, start_at, send_window, deadline,
-        _spec_exclude(spec, path),
+        _spec_exclude(spec, path), endpoint,
     )
 
 

@@ -26,6 +26,7 @@ OPTIONS: dict[Field, str] = {
     Field.SEND_WINDOW: "--send-window",
     Field.DEADLINE: "--deadline",
     Field.EXCLUDE: "--exclude",
+    Field.ENDPOINT: "--endpoint",
 }
 
 

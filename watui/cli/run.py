@@ -235,7 +235,8 @@ def _format_progress(sender: CampaignSender | NumbersSender, row: CampaignRecord
     return (
         f"{row.name}: {speed} | "
         f"{done:,}/{row.total:,} ({percent:.1f}%) | ETA {eta} | "
-        f"failed {row.failed:,} | retrying {snapshot.retried_total:,} | in flight {snapshot.in_flight}"
+        f"failed {row.failed:,} | retrying {snapshot.retried_total:,} | in flight "
+        f"{snapshot.in_flight}/{snapshot.connections}"
         + _numbers_part(snapshot.numbers)
         + (f" | waiting: {waiting}" if (waiting := sender.waiting_reason) else "")
     )

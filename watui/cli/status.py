@@ -35,6 +35,7 @@ _FIELDS = (
     ("senders", "Sender numbers"),
     ("max_retries", "Max retries"),
     ("delays", "Retry delays (s)"),
+    ("endpoint", "Endpoint"),
     ("created_at", "Created"),
     ("started_at", "Started"),
     ("finished_at", "Finished"),

@@ -4,8 +4,8 @@
 - following a pause or cancel made from outside (another process, the command line, the
   webhook applier), and feeding failures reported after acceptance to the failure-rate rule;
 - every RECOVERY_EVERY ticks, turning rows a dead peer left in `sending` into in_doubt;
-- sizing the window for the latest answer times, and warning once when the connection pool
-  caps the rate;
+- sizing the window and the connection limit for the latest answer times, and warning once
+  when a fixed connection pool caps the rate;
 - a garbage collection while the dispatcher has nothing to send.
 
 It keeps sending going while the database is away: a failed tick becomes a warning event.
@@ -18,10 +18,11 @@ import contextlib
 from collections.abc import Callable
 
 from watui.engine.collector import CollectorBetweenSends
+from watui.engine.connections import ConnectionLimit
 from watui.engine.metrics import EngineMetrics
 from watui.engine.pacer import Pacer
 from watui.engine.window import Window, window_size
-from watui.rules import CampaignStatus
+from watui.rules import MAX_AUTO_CONNECTIONS, CampaignStatus
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
 from watui.storage import deliveries, leases
@@ -50,6 +51,8 @@ class ControlLoop:
         cancel: Callable[[], None],
         late_failures: Callable[[int], None] = lambda _count: None,
         shares_rate: bool = True,
+        connections: ConnectionLimit | None = None,
+        connections_changed: Callable[[int], None] = lambda _limit: None,
     ) -> None:
         self.db = db
         self.campaign_id = campaign_id
@@ -65,6 +68,8 @@ class ControlLoop:
         #: False for one number of several: that number is paced by one process at a time
         #: (engine.numbers leases it), so there is no rate to share and no heartbeat here.
         self.shares_rate = shares_rate
+        self.connections = connections or ConnectionLimit(settings.http, pacer.effective_rate)
+        self._connections_changed = connections_changed
         #: The attempt log's end when last looked: late failures are logged there.
         self.attempts_seen = 0
         self._live = 1  # processes sending this campaign, this one included
@@ -97,6 +102,14 @@ class ControlLoop:
             window_size(self.settings.send, self.pacer.effective_rate, self.metrics.p95_latency())
         )
 
+    def resize_connections(self) -> None:
+        """Size the connection limit for the current rate and the latest answer times."""
+        before = self.connections.limit
+        limit = self.connections.resize(self.pacer.effective_rate, self.metrics.p95_latency())
+        self.metrics.connections = limit
+        if limit != before:
+            self._connections_changed(limit)
+
     async def run(self, stopping: asyncio.Event) -> None:
         """Tick until ``stopping`` is set. Never cancelled: it writes (heartbeat, recovery), and
         a task cancelled inside a SQLite write transaction leaves the write lock held."""
@@ -118,6 +131,7 @@ class ControlLoop:
             self._warn_if_pool_too_small()
             self.metrics.window = self.window.capacity
             self.resize_window()
+            self.resize_connections()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), CONTROL_INTERVAL)
 
@@ -147,17 +161,23 @@ class ControlLoop:
             self._cancel()
 
     def _warn_if_pool_too_small(self) -> None:
-        """Requests in flight cannot exceed the connection pool (HTTP/1.1: one per connection)."""
+        """Requests in flight cannot exceed the connection pool (HTTP/1.1: one per connection):
+        a fixed pool, or the automatic one at its ceiling."""
         p95 = self.metrics.p95_latency()
-        pool = self.settings.http.max_connections
-        if self._pool_warned or p95 is None or p95 <= 0:
+        pool = self.connections.limit
+        below_ceiling = self.connections.fixed is None and pool < MAX_AUTO_CONNECTIONS
+        if self._pool_warned or below_ceiling or p95 is None or p95 <= 0:
             return
         ceiling = pool / p95
         if ceiling < self.pacer.effective_rate * 0.98:
             self._pool_warned = True
-            self.metrics.event(
-                "warning",
-                f"http.max_connections={pool} caps sending at about {ceiling:.0f} msg/s with "
-                f"{p95 * 1000:.0f} ms answers; raise it to at least "
-                f"{int(self.pacer.effective_rate * p95 * 1.3) + 1}",
-            )
+            self.metrics.event("warning", self._pool_warning(pool, ceiling, p95))
+
+    def _pool_warning(self, pool: int, ceiling: float, p95: float) -> str:
+        caps = f"caps sending at about {ceiling:.0f} msg/s with {p95 * 1000:.0f} ms answers"
+        if self.connections.fixed is None:
+            return f"the automatic connection limit's ceiling ({MAX_AUTO_CONNECTIONS}) {caps}"
+        return (
+            f"http.max_connections={pool} {caps}; raise it to at least "
+            f"{int(self.pacer.effective_rate * p95 * 1.3) + 1}, or set it to auto"
+        )

@@ -77,6 +77,7 @@ class SenderFigures:
     in_doubt_total: int = 0
     outage: OutageFigures | None = None
     numbers: tuple[NumberFigures, ...] = ()  # a campaign of several numbers: each one's figures
+    connections: int = 0  # requests allowed in flight now (the connection limit)
 
     @property
     def connection_reuse(self) -> float | None:
@@ -149,6 +150,7 @@ class EngineMetrics:
         self.in_doubt_total = 0
         self.in_flight = 0
         self.window = 0
+        self.connections = 0
         self.target_rate = 0.0
         self.paced_rate = 0.0
         self.connection_stats: Callable[[], tuple[int, int]] = lambda: (0, 0)
@@ -212,6 +214,7 @@ class EngineMetrics:
             retried_total=self.retried_total,
             in_doubt_total=self.in_doubt_total,
             outage=self.outage,
+            connections=self.connections,
         )
 
     def _numbers_snapshot(self, seconds: int) -> SenderFigures:

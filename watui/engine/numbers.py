@@ -183,7 +183,7 @@ class NumbersSender:
         sender = CampaignSender(
             self.db, self.client, self.settings, self.campaign_id, rate=self._rate,
             metrics=self.metrics.for_number(number), lane=NumberLane(number, pinned=True),
-            max_requests=max(1, self.settings.http.max_connections // share),
+            connection_share=share,
         )
         task = asyncio.create_task(sender.run(), name=f"watui-number-{number}")
         task.add_done_callback(lambda _task: self._changed.set())

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from watui.engine.batcher import OutcomeBatcher
 from watui.engine.collector import CollectorBetweenSends, freeze_long_lived_objects
+from watui.engine.connections import ConnectionLimit
 from watui.engine.control import ControlLoop
 from watui.engine.decisions import (
     OUTAGE_OUTCOME,
@@ -47,7 +48,15 @@ from watui.engine.safety import FailureRateRule
 from watui.engine.schedule import Gate, GateKind, SendSchedule, deadline_reason
 from watui.engine.window import CLAIM_LEAD, Window, window_size
 from watui.errors import CampaignError
-from watui.rules import WINDOW_WAIT_REASON, CampaignStatus, RecipientStatus, Schedule, recipient_callback
+from watui.rules import (
+    WINDOW_WAIT_REASON,
+    CampaignStatus,
+    Endpoint,
+    RecipientStatus,
+    Schedule,
+    endpoint_for,
+    recipient_callback,
+)
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
 from watui.storage import claims, deliveries, leases, review, timing
@@ -56,7 +65,8 @@ from watui.storage.database import DATABASE_UNAVAILABLE, Database
 from watui.storage.rows import RetryPolicy
 from watui.storage.schema import CLAIMABLE
 from watui.storage.sending.outcomes import ClaimedRecipient, Outcome
-from watui.whatsapp.client import WhatsAppClient
+from watui.storage.templates import template_category
+from watui.whatsapp.client import WhatsAppClient, endpoint_url
 from watui.whatsapp.numbers import list_phone_numbers
 from watui.whatsapp.payload import build_template_message
 from watui.whatsapp.results import (
@@ -79,8 +89,8 @@ LATE_FAILURE_LABEL = "failures reported after acceptance"
 
 class Client(Protocol):
     async def send(
-        self, payload: dict[str, Any], on_written: Callable[[float], None] | None = None, *,
-        phone_number_id: str | None = None,
+        self, payload: dict[str, Any], on_written: Callable[[float], None] | None = None,
+        url: Any = None, *, phone_number_id: str | None = None,
     ) -> SendResult: ...
 
     def connection_stats(self) -> ConnectionStats | tuple[int, int]: ...
@@ -116,7 +126,7 @@ class CampaignSender:
         rate: float | None = None,
         metrics: EngineMetrics | None = None,
         lane: NumberLane | None = None,
-        max_requests: int | None = None,
+        connection_share: int = 1,
     ) -> None:
         self.db = db
         self.client = client
@@ -124,6 +134,7 @@ class CampaignSender:
         self._pinned = lane.phone_number_id if lane is not None and lane.pinned else None
         self._send = client.send if lane is None else partial(
             client.send, phone_number_id=lane.phone_number_id)
+        self._number = None if lane is None else lane.phone_number_id  # None: the configured
         self.settings = settings
         self.campaign_id = campaign_id
         self.owner = owner or leases.make_owner()
@@ -139,6 +150,8 @@ class CampaignSender:
         self._low_water = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}  # by recipient id
         self._step: StepInfo | None = None
+        self._forced_endpoint: str | None = None  # the campaign's own; None: by template category
+        self._step_urls: dict[int, Any] = {}  # where each step's messages are POSTed
         self._stop_reason: RunOutcome | None = None
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
@@ -152,8 +165,9 @@ class CampaignSender:
         #: event, not a Semaphore: its acquire is a coroutine and a scan of its waiters, for
         #: every message, and the dispatcher is the only one waiting.
         self._requests_out = 0
-        #: A number of several gets its share of the pool (engine.numbers).
-        self._max_requests = max_requests or settings.http.max_connections
+        #: A number of several gets its share of a fixed pool (engine.numbers).
+        self._connections = ConnectionLimit(settings.http, self.pacer.effective_rate, connection_share)
+        self._max_requests = self._connections.limit
         self._connection_free = asyncio.Event()
         self._low_water_mark = 1  # the dispatcher asks for a claim below this many ready rows
         #: Set by run(): the campaign's own retry policy where its row has one, else the settings'.
@@ -183,7 +197,12 @@ class CampaignSender:
             db, campaign_id, self.owner, settings, pacer=self.pacer, window=self.window,
             metrics=self.metrics, collector=self._collector, pause=self.pause, cancel=self.cancel,
             late_failures=self._count_late_failures, shares_rate=self._pinned is None,
+            connections=self._connections, connections_changed=self._connections_changed,
         )
+
+    def _connections_changed(self, limit: int) -> None:
+        self._max_requests = limit
+        self._connection_free.set()  # a dispatcher waiting for a connection may go now
 
     def _warn(self, text: str) -> None:
         self.metrics.event("warning", text)
@@ -211,6 +230,7 @@ class CampaignSender:
         self._rate_override = rate
         self.metrics.target_rate = rate
         self._control.resize_window()
+        self._control.resize_connections()
         self.metrics.event("rate", f"rate changed from {old:g} to {rate:g} msg/s")
 
     @property
@@ -233,6 +253,7 @@ class CampaignSender:
         if not await self._wait_for_start():
             self._finished.set()  # stopped before its start: still scheduled, as it was
             return RunOutcome(RunStatus.STOPPED, "stopped before the campaign's start time")
+        self._forced_endpoint = campaign.endpoint
         self._control.attempts_seen = await deliveries.last_attempt_id(self.db)
         await self._control.recover_in_doubt()
         watched = [self._pinned] if self._pinned is not None else campaign.sender_ids(
@@ -434,8 +455,23 @@ class CampaignSender:
             return None
         if self._step is None or step.id != self._step.id:
             self.metrics.event("step", f"step {step.position + 1}: template {step.template_name}")
+        if step.id not in self._step_urls:
+            await self._route(step)
         self._step = step
         return step
+
+    async def _route(self, step: StepInfo) -> None:
+        """Where this step's messages go: by the template's category in force, unless the
+        campaign forces an endpoint (``rules.endpoint_for``)."""
+        category = await template_category(self.db, step.template_name, step.language)
+        endpoint = endpoint_for(
+            self._forced_endpoint, category, self.settings.whatsapp.marketing_messages
+        )
+        self._step_urls[step.id] = endpoint_url(self.settings.whatsapp, endpoint, self._number)
+        if endpoint is Endpoint.MARKETING_MESSAGES:
+            self.metrics.event(
+                "step", f"step {step.position + 1}: sending through the Marketing Messages API"
+            )
 
     async def _wait_for_due(self, step: StepInfo, zones: tuple[str, ...] | None) -> None:
         """Nothing claimable now: wait for in-flight work or a due retry, or move on a step."""
@@ -586,7 +622,9 @@ class CampaignSender:
                 recipient_callback(row.id),
             )
             # The pacer counts the send from when it leaves, which a busy loop can delay.
-            return await self._send(payload, partial(self.pacer.written, number))
+            return await self._send(
+                payload, partial(self.pacer.written, number), self._step_urls[step.id]
+            )
         except Exception as error:  # a bug in building or sending must not lose the row
             log.exception("send failed unexpectedly")
             return TransportFailure(TransportReason.OTHER, f"{type(error).__name__}: {error}", 0.0)

@@ -1,12 +1,13 @@
 """A fake of the WhatsApp Cloud API on loopback: same request and answer shapes, same limits.
 
 It is what `watui demo`, every test and every benchmark talk to. Faithful where it matters to a
-sender: per-number throughput over a sliding one-second window (130429), the pair rate limit
-(131056), latency from a range, injected failures by rate or by recipient, a spam switch
-(131048 from the Nth message on), an error for every message of one number, a gateway refusing
-every send (``refuse_status``), a token check (190), and status webhooks signed like Meta's. A
-ledger of accepted messages (each with the phone_number_id that sent it) and counters are
-readable in-process and over HTTP (/_mock/...).
+sender: ``/messages`` and the Marketing Messages API's ``/marketing_messages`` alike (one
+per-number limit for both), per-number throughput over a sliding one-second window (130429), the
+pair rate limit (131056), latency from a range, injected failures by rate or by recipient, a spam
+switch (131048 from the Nth message on), an error for every message of one number, a gateway
+refusing every send (``refuse_status``), a token check (190), and status webhooks signed like
+Meta's. A ledger of accepted messages (each with the phone_number_id that sent it and the
+endpoint) and counters are readable in-process and over HTTP (/_mock/...).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class LedgerEntry:
     template: str
     at: float  # monotonic arrival time
     phone_number_id: str
+    endpoint: str = "messages"  # or "marketing_messages": the path it was POSTed to
 
 
 class MockStats(TypedDict):
@@ -88,6 +90,7 @@ class MockStats(TypedDict):
     resets: int
     slow: int
     refused: int  # answered refuse_status
+    peak_in_flight: int  # most send requests being handled at once (connections in use)
     webhooks: dict[str, int]  # what the webhook poster did (mockapi/webhooks.py)
     unique_recipients_24h: int  # numbers accepted in the last 24 h: Meta's messaging limit count
 
@@ -210,12 +213,17 @@ class MockCloudApi:
         self.webhooks = WebhookPoster(self.config, self.config.seed)
         self.numbers = MockNumbers()  # what GET .../phone_numbers lists
         self._seq = 0
+        self._in_flight = 0
+        self.peak_in_flight = 0
 
     # ----- lifecycle -----
 
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_post("/{version}/{phone_number_id}/messages", self._messages)
+        app.router.add_post(
+            "/{version}/{phone_number_id}/marketing_messages", self._marketing_messages
+        )
         app.router.add_get("/{version}/{waba_id}/message_templates", self._templates)
         app.router.add_get("/{version}/{waba_id}/phone_numbers", self._phone_numbers)
         app.router.add_post("/_mock/numbers", self._change_number)
@@ -260,6 +268,7 @@ class MockCloudApi:
             "resets": self.counters["resets"],
             "slow": self.counters["slow"],
             "refused": self.counters["refused"],
+            "peak_in_flight": self.peak_in_flight,
             "webhooks": self.webhooks.stats(),
             "unique_recipients_24h": self.unique_recipients(within=_DAY),
         }
@@ -280,6 +289,21 @@ class MockCloudApi:
     # ----- handlers -----
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
+        return await self._counted_send(request, "messages")
+
+    async def _marketing_messages(self, request: web.Request) -> web.StreamResponse:
+        """The Marketing Messages API: the same template payload, limits and answers."""
+        return await self._counted_send(request, "marketing_messages")
+
+    async def _counted_send(self, request: web.Request, endpoint: str) -> web.StreamResponse:
+        self._in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+        try:
+            return await self._send(request, endpoint)
+        finally:
+            self._in_flight -= 1
+
+    async def _send(self, request: web.Request, endpoint: str) -> web.StreamResponse:
         self.counters["requests"] += 1
         arrived = _arrived_at(request)
         config = self.config
@@ -300,10 +324,11 @@ class MockCloudApi:
         if not self._within_rate(phone_id, arrived):
             return self._error(130429)
         await self._delay()
-        return await self._answer(request, phone_id, to, body, arrived)
+        return await self._answer(request, phone_id, to, body, arrived, endpoint)
 
     async def _answer(
-        self, request: web.Request, phone_id: str, to: str, body: dict[str, Any], arrived: float
+        self, request: web.Request, phone_id: str, to: str, body: dict[str, Any], arrived: float,
+        endpoint: str,
     ) -> web.StreamResponse:
         config = self.config
         code = config.number_faults.get(phone_id) or self._injected_code(to)
@@ -315,7 +340,7 @@ class MockCloudApi:
         if roll < config.http500_rate:
             self.counters["error_http500"] += 1
             return web.Response(status=500, text="Internal Server Error")
-        wamid = self._accept(phone_id, to, body, arrived)
+        wamid = self._accept(phone_id, to, body, arrived, endpoint)
         roll = self._rng.random()
         if roll < config.reset_rate:
             self.counters["resets"] += 1
@@ -345,10 +370,14 @@ class MockCloudApi:
             return 131026
         return None
 
-    def _accept(self, phone_id: str, to: str, body: dict[str, Any], arrived: float) -> str:
+    def _accept(
+        self, phone_id: str, to: str, body: dict[str, Any], arrived: float, endpoint: str
+    ) -> str:
         self._seq += 1
         wamid = f"wamid.HBgM{self._seq:012d}{self._rng.getrandbits(40):010x}"
-        self.ledger.append(LedgerEntry(wamid, to, body["template"]["name"], arrived, phone_id))
+        self.ledger.append(
+            LedgerEntry(wamid, to, body["template"]["name"], arrived, phone_id, endpoint)
+        )
         self.counters["accepted"] += 1
         if self.config.webhook_url:
             self.webhooks.message_accepted(

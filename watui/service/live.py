@@ -310,6 +310,7 @@ class LiveBackend:
             senders=list(spec.senders) or None,
             start_at=spec.start_at, send_window=spec.send_window, deadline=spec.deadline,
             exclude=spec.exclude,
+            endpoint=spec.endpoint,
         ))
         if spec.start_now:
             await self.start(spec.name)
@@ -603,7 +604,8 @@ def _snapshot(
         retried_per_s=engine.retried_per_s[:-1], throttled_per_s=engine.throttled_per_s[:-1],
         latency_p50=engine.latency_p50, latency_p95=engine.latency_p95,
         in_flight=engine.in_flight, window=engine.window,
-        connection_reuse=engine.connection_reuse, total=summary.total, sent=summary.sent,
+        connection_reuse=engine.connection_reuse, connections=engine.connections,
+        total=summary.total, sent=summary.sent,
         failed=summary.failed, pending=pending, retrying=retrying,
         in_doubt=summary.in_doubt, skipped=summary.skipped,
         eta_seconds=pending / rate if live and rate > 0 and pending else None, errors=errors,

@@ -200,6 +200,7 @@ class CampaignSpec:
     send_window: str = ""
     deadline: str = ""
     exclude: Path | None = None  # a CSV of numbers this campaign must not message
+    endpoint: str = "auto"  # or "messages" / "marketing_messages" (rules.ENDPOINT_CHOICES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +241,7 @@ class MetricsSnapshot(SharesOfSent):
     in_flight: int = 0
     window: int = 0  # the in-flight limit
     connection_reuse: float | None = None  # requests that reused a connection (0..1)
+    connections: int = 0  # the connection limit: requests allowed in flight now
     total: int = 0
     sent: int = 0
     failed: int = 0

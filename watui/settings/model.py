@@ -54,6 +54,9 @@ class WhatsAppSettings(_Group):
     messaging_limit: int | Literal["unlimited"] = Field(
         default=UNLIMITED, description="unique template recipients per moving 24 h (your tier)"
     )
+    marketing_messages: bool = Field(
+        default=False, description="send MARKETING templates through the Marketing Messages API"
+    )
 
     @field_validator("api_base_url")
     @classmethod
@@ -131,13 +134,26 @@ class HttpSettings(_Group):
     """The one shared connection pool."""
 
     transport: Literal["aiohttp", "httpx"] = "aiohttp"
-    max_connections: int = Field(default=100, ge=1, le=10_000)
+    #: "auto": sized while sending from the rate and the answers' latency (at most
+    #: rules.MAX_AUTO_CONNECTIONS); a number caps requests in flight at that many.
+    max_connections: int | Literal["auto"] = "auto"
     # As many as max_connections: httpx's own pool closes every released connection while more
     # than this many are open, so a window deeper than it opened a new connection per request.
     max_keepalive_connections: int = Field(default=100, ge=0, le=10_000)
     keepalive_expiry: float = Field(default=30.0, ge=0)
     timeout: float = Field(default=30.0, gt=0, le=600)
     http2: bool = False
+
+    @field_validator("max_connections", mode="before")
+    @classmethod
+    def _auto_or_count(cls, value: object) -> object:
+        """One message for both forms (the union's own names each branch apart)."""
+        if value == "auto":
+            return value
+        count = int(value) if isinstance(value, str) and value.strip().isdecimal() else value
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 10_000:
+            raise ValueError('give "auto" or a whole number of connections from 1 to 10000')
+        return count
 
 
 class WebhookSettings(_Group):

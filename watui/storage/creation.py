@@ -21,11 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watui.errors import CampaignExists, ContactsError, InvalidCampaign
 from watui.rules import (
+    AUTO_ENDPOINT,
     CampaignStatus,
     Field,
     Problem,
     TemplateFacts,
     duplicate_button_problem,
+    endpoint_problem,
     language_problem,
     mapping_problems,
     max_retries_problem,
@@ -140,6 +142,7 @@ async def create_campaign(
     send_window: str | None = None,
     deadline: str | None = None,
     exclude: Path | None = None,
+    endpoint: str | None = None,
     clock: Clock = time.time,
 ) -> CreatedCampaign:
     """Create the campaign, its steps and their queued recipients in ONE transaction.
@@ -149,6 +152,7 @@ async def create_campaign(
     ``senders`` are the phone number IDs that send it (None: the settings' number, followed if
     it changes); each recipient is pinned to one of them (``rules.sender_for``) here, once.
     ``exclude``: a CSV of numbers this campaign must not message (rejected as "excluded").
+    ``endpoint`` forces "messages" or "marketing_messages" (None or "auto": chosen per step).
     Every contacts file's header is checked before anything is written, and any failure rolls
     the whole campaign back. Raises CampaignExists, ContactsError, or InvalidCampaign with every
     problem of the campaign (name, rate, retries, each step's mapping against its template).
@@ -159,6 +163,7 @@ async def create_campaign(
     problems = _campaign_problems(name, step_specs, rate, max_retries, retry_delays, senders)
     schedule, schedule_problems = schedule_from_text(start_at, send_window, deadline, now=clock())
     problems.extend(schedule_problems)
+    problems.extend(problem for problem in [endpoint_problem(endpoint)] if problem is not None)
     readers: list[ContactsReader] = []
     excluded = _excluded_numbers(exclude, step_specs)
     try:
@@ -199,6 +204,7 @@ async def create_campaign(
                     total=created.queued,
                     invalid=created.rejected,
                     updated_at=now,
+                    endpoint=None if endpoint == AUTO_ENDPOINT else endpoint,
                 )
             )
     except IntegrityError:

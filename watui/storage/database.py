@@ -27,7 +27,7 @@ from watui.storage.schema import (
 )
 
 #: The schema version this watui writes. Bump it and append a step to MIGRATIONS together.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
@@ -111,6 +111,16 @@ async def _add_messaging_limit_table(conn: AsyncConnection) -> None:
     )
 
 
+_V9_CAMPAIGN_COLUMNS = {"endpoint": "ALTER TABLE campaigns ADD COLUMN endpoint VARCHAR(32)"}
+
+
+async def _add_campaign_endpoint(conn: AsyncConnection) -> None:
+    """v9: campaigns.endpoint, the API endpoint a campaign forces (NULL: chosen per step).
+
+    Like v2, a database created by this watui (_create_v1) has it already."""
+    await _add_missing_columns(conn, "campaigns", _V9_CAMPAIGN_COLUMNS)
+
+
 async def _add_missing_columns(conn: AsyncConnection, table: str, statements: dict[str, str]) -> None:
     existing = await conn.run_sync(
         lambda sync_conn: {column["name"] for column in inspect(sync_conn).get_columns(table)}
@@ -141,6 +151,7 @@ async def _add_send_times(conn: AsyncConnection) -> None:
 MIGRATIONS: list[Migration] = [
     _create_v1, _add_campaign_retry_policy, _add_webhook_tables, _add_number_choice_and_health,
     _add_send_times, _add_suppressions, _add_sender_numbers, _add_messaging_limit_table,
+    _add_campaign_endpoint,
 ]
 
 

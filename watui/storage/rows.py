@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from watui.rules import pending
+from watui.rules import AUTO_ENDPOINT, pending
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,7 @@ class CampaignRecord:
     start_at: float | None = None  # when to send (rules.Schedule); None: no such limit
     send_window: str | None = None  # "09:00-20:00" in each recipient's local time
     deadline: float | None = None
+    endpoint: str | None = None  # forced "messages" / "marketing_messages"; None: per step
 
     @classmethod
     def from_row(cls, row: Any) -> CampaignRecord:
@@ -145,6 +146,7 @@ class CampaignStatusReport:
         shown["retrying"] = self.retrying
         shown["sending"] = self.sending
         shown["steps"] = [step.as_json() for step in self.steps]
+        shown["endpoint"] = self.campaign.endpoint or AUTO_ENDPOINT
         if self.retry is not None:
             shown["retry"] = asdict(self.retry)
         return shown

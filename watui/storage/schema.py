@@ -83,6 +83,9 @@ campaigns = Table(
     Column("start_at", Float, nullable=True),
     Column("send_window", String(11), nullable=True),
     Column("deadline", Float, nullable=True),
+    # Where its template messages go (schema v9): "messages" or "marketing_messages" forced;
+    # None: by each step's template category and whatsapp.marketing_messages (rules.endpoint_for).
+    Column("endpoint", String(32), nullable=True),
 )
 
 steps = Table(

@@ -62,3 +62,15 @@ async def list_templates(db: Database, *, approved_only: bool = False) -> list[T
         query = query.where(templates.c.status == "APPROVED")
     async with db.engine.connect() as conn:
         return [TemplateRecord.from_row(row) for row in await conn.execute(query)]
+
+
+async def template_category(db: Database, name: str, language: str) -> str | None:
+    """The category in force for a template (MARKETING, UTILITY, AUTHENTICATION) as last
+    synced; None when it was never synced. Meta may recategorise an approved template, so a
+    sender reads it when it starts a step rather than trusting what held at creation."""
+    query = select(templates.c.category).where(
+        templates.c.name == name, templates.c.language == language
+    )
+    async with db.engine.connect() as conn:
+        category = (await conn.execute(query)).scalar()
+    return str(category) if category else None

@@ -18,6 +18,7 @@ import httpx
 import orjson
 
 from watui.errors import AccountNotFound, ApiUnavailable, TokenRefused
+from watui.rules import MAX_AUTO_CONNECTIONS, Endpoint
 from watui.settings import HttpSettings, WhatsAppSettings
 from watui.whatsapp.results import (
     Accepted,
@@ -51,8 +52,7 @@ class WhatsAppClient:
         self._requests = 0
         self._new_connections = 0
         base = f"{whatsapp.api_base_url}/{whatsapp.api_version}"
-        # Parsed once: httpx would parse a string URL again on every request of the hot path.
-        self._messages_url = httpx.URL(f"{base}/{whatsapp.phone_number_id}/messages")
+        self._messages_url = endpoint_url(whatsapp)
         self._base = base
         #: Other numbers' /messages URLs (campaigns of several numbers), parsed once each.
         self._number_urls: dict[str, httpx.URL] = {}
@@ -81,7 +81,7 @@ class WhatsAppClient:
 
     def _make_transport(self, http: HttpSettings) -> httpx.AsyncBaseTransport:
         limits = httpx.Limits(
-            max_connections=http.max_connections,
+            max_connections=pool_limit(http),
             max_keepalive_connections=http.max_keepalive_connections,
             keepalive_expiry=http.keepalive_expiry,
         )
@@ -95,7 +95,7 @@ class WhatsAppClient:
     def _aiohttp_session(self, http: HttpSettings, ssl_context: ssl.SSLContext) -> aiohttp.ClientSession:
         connector = CountingConnector(
             on_connect=self._count_connection,
-            limit=http.max_connections,
+            limit=pool_limit(http),
             keepalive_timeout=http.keepalive_expiry or None,
             ssl=ssl_context,
         )
@@ -108,12 +108,13 @@ class WhatsAppClient:
         return ConnectionStats(self._requests, self._new_connections)
 
     async def send(
-        self, payload: dict[str, Any], on_written: Callable[[float], None] | None = None, *,
-        phone_number_id: str | None = None,
+        self, payload: dict[str, Any], on_written: Callable[[float], None] | None = None,
+        url: httpx.URL | None = None, *, phone_number_id: str | None = None,
     ) -> SendResult:
-        """POST one message; never raises for a network or API problem. ``on_written`` is
-        called with the monotonic time at which the request's body is written to the socket
-        (aiohttp transport only), which can be well after this call when the loop is busy.
+        """POST one message to ``url`` (``endpoint_url``; default: /messages); never raises
+        for a network or API problem. ``on_written`` is called with the monotonic time at
+        which the request's body is written to the socket (aiohttp transport only), which can
+        be well after this call when the loop is busy.
 
         The request goes straight to the transport, an httpx.Request in and an httpx.Response
         out: AsyncClient's per-request layers (header merging, cookie jar, auth and redirect
@@ -124,7 +125,8 @@ class WhatsAppClient:
         self._requests += 1
         body = _dumps(payload)
         request = httpx.Request(
-            "POST", self._messages_url if phone_number_id is None else self._url_for(phone_number_id),
+            "POST", url if url is not None else (
+                self._messages_url if phone_number_id is None else self._url_for(phone_number_id)),
             headers=httpx.Headers([*self._send_headers, (b"Content-Length", b"%d" % len(body))], "ascii"),
             stream=httpx.ByteStream(body),
             extensions=self._send_extensions,
@@ -198,6 +200,23 @@ class WhatsAppClient:
 
     async def __aexit__(self, *_exc: object) -> None:
         await self.aclose()
+
+
+def endpoint_url(
+    whatsapp: WhatsAppSettings, endpoint: Endpoint = Endpoint.MESSAGES,
+    phone_number_id: str | None = None,
+) -> httpx.URL:
+    """Where a number (the configured one by default) POSTs a template message for
+    ``endpoint``. Parse it once and keep it: httpx would parse a string URL again on every
+    request of the hot path."""
+    number = phone_number_id or whatsapp.phone_number_id
+    return httpx.URL(f"{whatsapp.api_base_url}/{whatsapp.api_version}/{number}/{endpoint}")
+
+
+def pool_limit(http: HttpSettings) -> int:
+    """What the transport's own pool allows: the fixed number, or the automatic limit's ceiling
+    (then the sender's own count of requests out, sized while sending, bounds them)."""
+    return MAX_AUTO_CONNECTIONS if http.max_connections == "auto" else http.max_connections
 
 
 class _CountingTransport(httpx.AsyncBaseTransport):

@@ -180,7 +180,8 @@ class MonitorScreen(WatuiScreen):
                 f"target     {fmt.rate(snap.target_rate)}",
                 f"lat p50/95 {_pair(snap.latency_p50, snap.latency_p95, 1000, 'ms')}",
                 f"in flight  {snap.in_flight}/{snap.window}",
-                f"conn reuse {fmt.percent(snap.connection_reuse)}",
+                # The connection limit beside its reuse: in flight never exceeds it.
+                f"conn/reuse {snap.connections or '—'}/{_whole_percent(snap.connection_reuse)}",
                 f"retrying   {fmt.count(snap.retrying)}",
                 f"in doubt   {fmt.count(snap.in_doubt)}",
                 f"deliv/read [$success]{_whole_percent(snap.delivered_share)}[/]/"

@@ -20,7 +20,9 @@ from textual.widgets import Button, DataTable, Header, Input, Select, Static
 
 from watui.errors import CampaignExists, ContactsError, InvalidCampaign, WatuiError
 from watui.rules import (
+    AUTO_ENDPOINT,
     PLACEHOLDER,
+    Endpoint,
     Field,
     Problem,
     duplicate_button_problem,
@@ -67,7 +69,14 @@ FIELD_WIDGETS: dict[Field, str] = {
     Field.SEND_WINDOW: "f-window",
     Field.DEADLINE: "f-deadline",
     Field.EXCLUDE: "f-exclude",
+    Field.ENDPOINT: "f-endpoint",
 }
+#: Where a campaign's messages go (rules.endpoint_for decides for "auto").
+ENDPOINT_OPTIONS = [
+    ("auto (by template category)", AUTO_ENDPOINT),
+    ("messages", Endpoint.MESSAGES.value),
+    ("marketing_messages", Endpoint.MARKETING_MESSAGES.value),
+]
 T = TypeVar("T")
 
 PREVIEW_ROWS = 5
@@ -328,6 +337,13 @@ class SetupScreen(WatuiScreen):
                 TextInput(compact=True, id="exclude", placeholder="numbers not to message"),
                 id="f-exclude",
             )
+            yield FormField(
+                "Endpoint",
+                Select(ENDPOINT_OPTIONS, id="endpoint", value=AUTO_ENDPOINT, allow_blank=False,
+                       compact=True),
+                id="f-endpoint",
+                hint="auto: MARKETING templates to marketing_messages when that setting is on",
+            )  # fmt: skip
             yield Static("Test send", classes="section-title")
             yield FormField(
                 "Test number",
@@ -652,6 +668,7 @@ class SetupScreen(WatuiScreen):
             send_window=when[1],
             deadline=when[2],
             exclude=exclude,
+            endpoint=str(self.query_one("#endpoint", Select).value),
         )
 
     def _parsed(self, field_id: str, input_id: str, parse: Callable[[str], T]) -> T | None:
