@@ -20,13 +20,16 @@ from watui.cli.main import main
 from watui.engine.sender import CampaignSender
 from watui.errors import RateCardError
 from watui.mockapi.server import MockCloudApi
+from watui.rules import SuppressionReason, SuppressionScope
 from watui.service.checks import check_campaign
+from watui.settings import Settings
 from watui.storage.campaigns import get_campaign, list_rejects
 from watui.storage.contacts import ContactsSource
 from watui.storage.creation import NewStep, create_campaign
 from watui.storage.database import Database
 from watui.storage.rate_card import load_rate_card
 from watui.storage.schema import templates
+from watui.storage.suppressions import NewSuppression, suppress
 from watui.storage.templates import template_row
 from watui.whatsapp.client import WhatsAppClient
 
@@ -52,6 +55,10 @@ CARD = """calling_code,category,price,currency
 """
 
 
+PROMO_TEMPLATE = {"name": "promo", "language": "en_US", "status": "APPROVED", "category": "MARKETING",
+                  "components": [{"type": "BODY", "text": "Hi {{1}}"}]}
+
+
 @pytest.fixture
 async def mock_api() -> AsyncIterator[MockCloudApi]:
     async with running_mock(access_token=TOKEN, latency=(0.0, 0.002), seed=1) as mock:
@@ -61,10 +68,8 @@ async def mock_api() -> AsyncIterator[MockCloudApi]:
 async def promo_campaign(db: Database, tmp_path: Path) -> None:
     contacts = tmp_path / "contacts.csv"
     contacts.write_text(CONTACTS)
-    meta = {"name": "promo", "language": "en_US", "status": "APPROVED", "category": "MARKETING",
-            "components": [{"type": "BODY", "text": "Hi {{1}}"}]}
     async with db.begin() as conn:
-        await conn.execute(insert(templates).values(template_row(meta, time.time())))
+        await conn.execute(insert(templates).values(template_row(PROMO_TEMPLATE, time.time())))
     source = ContactsSource(path=contacts, body_params=("name",))
     await create_campaign(db, "promo", [NewStep("promo", "en_US", source)])
 
@@ -176,3 +181,41 @@ def test_watui_campaign_check_json_shape_and_bad_card_exit(
     assert main(["--database-url", url, "campaign", "check", "promo", "--rate-card", "bad.csv"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "line 2, column 3 (price)" in err
+
+
+async def test_the_dry_run_counts_suppressed_and_excluded_numbers_as_the_run_skips_them(
+    database: Database, mock_api: MockCloudApi, tmp_path: Path
+) -> None:
+    """One number suppressed before the import, one named by the exclusion file, one
+    suppressed (marketing only) after it: the dry run's counts are what the run then sends."""
+    await suppress(database, [NewSuppression("+34612345671", SuppressionReason.MANUAL)])
+    excluded = tmp_path / "exclude.csv"
+    excluded.write_text("phone\n+34612345672\n")
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text(CONTACTS)
+    async with database.begin() as conn:
+        await conn.execute(insert(templates).values(template_row(PROMO_TEMPLATE, time.time())))
+    source = ContactsSource(path=contacts, body_params=("name",))
+    await create_campaign(database, "promo", [NewStep("promo", "en_US", source)], exclude=excluded)
+    await suppress(database, [NewSuppression(
+        "+34612345673", SuppressionReason.USER_PREFERENCES, SuppressionScope.MARKETING)])
+    settings = Settings(
+        database_url=database.url,
+        whatsapp={"access_token": TOKEN, "phone_number_id": "1000001", "waba_id": "2000002",
+                  "api_base_url": mock_api.base_url},
+        send={"rate": 400, "flush_interval_ms": 50},
+    )
+
+    check = await check_campaign(database, settings, "promo", None, time.time())
+    (step,) = check.steps
+    rejected = {r.reason: r.count for r in step.rejected}
+    assert (rejected["suppressed"], rejected["excluded"], rejected["invalid"]) == (1, 1, 2)
+    assert step.will_send == 5  # 8 numbers, 2 rejected, 1 skipped when suppressed
+
+    async with WhatsAppClient(settings.whatsapp, settings.http) as client:
+        sender = CampaignSender(database, client, settings, (await get_campaign(database, "promo")).id)
+        await asyncio.wait_for(sender.run(), 20)
+    sent = {entry.to for entry in mock_api.ledger}
+    assert len(mock_api.ledger) == len(sent) == step.will_send
+    assert not sent & {"+34612345671", "+34612345672", "+34612345673"}
+    assert "+34612345670" in sent
