@@ -156,5 +156,5 @@ def test_the_limit_setting_takes_a_tier(given: object, read: object) -> None:
 
 @pytest.mark.parametrize("given", ["300", "abc", "", "1e3", True, 0])
 def test_any_other_limit_names_the_tiers(given: object) -> None:
-    with pytest.raises(ValueError, match="must be one of 250, 2000, 10000, 100000 or unlimited"):
+    with pytest.raises(ValueError, match="must be one of 250, 2000, 10000, 100000 or unlimited, or account"):
         Settings(whatsapp={"messaging_limit": given})

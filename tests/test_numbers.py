@@ -32,6 +32,7 @@ from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
 from watui.storage import templates as template_store
 from watui.storage.database import SCHEMA_VERSION, Database
+from watui.storage.messaging_limit import current_limit
 from watui.storage.number_health import NumberHealth, list_number_health
 from watui.storage.schema import number_health, recipients, schema_info
 from watui.tui.app import WatuiApp
@@ -448,3 +449,24 @@ async def test_setup_takes_sender_numbers_and_pins_recipients(
         await backend.shutdown()
     assert campaign.sender_ids() == [SENDER, OTHER]
     assert len(rows) == 12 and all(s == sender_for(p, [SENDER, OTHER]) for _, p, s in rows)
+
+
+# ----- the 24-hour messaging limit as the account reports it -----
+
+
+async def test_an_account_limit_is_the_tier_the_api_reports(
+    database: Database, mock_api: MockCloudApi
+) -> None:
+    """``whatsapp.messaging_limit = "account"``: the lowest tier until the number is heard, then
+    what a poll of the mock's Graph API says, then what it says after the tier changes."""
+    settings = run_settings(database.url, mock_api).model_copy(deep=True)
+    settings.whatsapp.messaging_limit = "account"
+    assert await current_limit(database, settings.whatsapp) == 250  # not heard yet
+    async with WhatsAppClient(settings.whatsapp, settings.http) as client, httpx.AsyncClient(
+        base_url=mock_api.base_url
+    ) as http:
+        for tier, limit in (("TIER_10K", 10_000), ("TIER_UNLIMITED", None)):
+            changed = await http.post("/_mock/numbers", json={"id": SENDER, "messaging_limit": tier})
+            assert changed.status_code == 200, changed.text
+            await refresh_numbers(database, lambda: list_phone_numbers(client))
+            assert await current_limit(database, settings.whatsapp) == limit

@@ -690,12 +690,32 @@ UNLIMITED: Final = "unlimited"
 MESSAGING_LIMIT_WINDOW_S = 86_400.0
 
 
+#: The setting's value that takes the tier the Graph API reports for the sending number
+#: (``messaging_limit_tier``, polled with the numbers' health).
+FROM_ACCOUNT: Final = "account"
+#: The Graph API's tier names and the limits they mean (None: no limit).
+ACCOUNT_TIERS: Mapping[str, int | None] = {
+    "TIER_250": 250, "TIER_2K": 2_000, "TIER_10K": 10_000, "TIER_100K": 100_000,
+    "TIER_UNLIMITED": None,
+}
+
+
 def messaging_limit_problem(value: object) -> str | None:
     """Why ``value`` is not a messaging limit tier, or None when it is one."""
-    if value == UNLIMITED or (isinstance(value, int) and value in MESSAGING_LIMIT_TIERS):
+    if value in (UNLIMITED, FROM_ACCOUNT) or (
+        isinstance(value, int) and value in MESSAGING_LIMIT_TIERS
+    ):
         return None
     tiers = ", ".join(str(tier) for tier in MESSAGING_LIMIT_TIERS)
-    return f"must be one of {tiers} or {UNLIMITED}"
+    return f"must be one of {tiers} or {UNLIMITED}, or {FROM_ACCOUNT} (the tier the API reports)"
+
+
+def account_messaging_limit(tier: str | None) -> int | None:
+    """The limit a number's reported tier means. A tier not heard yet (or unknown) counts as
+    the lowest: better to stop short than to run into Meta's limit."""
+    if tier is None or tier.upper() not in ACCOUNT_TIERS:
+        return MESSAGING_LIMIT_TIERS[0]
+    return ACCOUNT_TIERS[tier.upper()]
 
 
 def messaging_limit_wait(limit: int, next_free_at: float | None) -> str:

@@ -51,8 +51,10 @@ class WhatsAppSettings(_Group):
     api_base_url: str = Field(default="https://graph.facebook.com")
     api_version: str = Field(default="v23.0", pattern=r"^v\d+\.\d+$")
     app_secret: SecretStr = Field(default=SecretStr(""), description="Verifies webhook signatures")
-    messaging_limit: int | Literal["unlimited"] = Field(
-        default=UNLIMITED, description="unique template recipients per moving 24 h (your tier)"
+    messaging_limit: int | Literal["unlimited", "account"] = Field(
+        default=UNLIMITED,
+        description="unique template recipients per moving 24 h (your tier, or account: as "
+        "the Graph API reports it)",
     )
     marketing_messages: bool = Field(
         default=False, description="send MARKETING templates through the Marketing Messages API"

@@ -20,10 +20,18 @@ from dataclasses import dataclass
 from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from watui.rules import MESSAGING_LIMIT_WINDOW_S, UNLIMITED, RecipientStatus, messaging_limit_wait
+from watui.rules import (
+    FROM_ACCOUNT,
+    MESSAGING_LIMIT_WINDOW_S,
+    UNLIMITED,
+    RecipientStatus,
+    account_messaging_limit,
+    messaging_limit_wait,
+)
 from watui.settings.model import WhatsAppSettings
 from watui.storage import leases
 from watui.storage.database import Database
+from watui.storage.number_health import list_number_health
 from watui.storage.schema import messaged_phones, recipients
 from watui.storage.sending.outcomes import ClaimedRecipient
 
@@ -58,12 +66,13 @@ class Admission:
 
 
 async def current_limit(db: Database, settings: WhatsAppSettings) -> int | None:
-    """The limit in force, None when unlimited: the one place it is read.
-
-    Today the setting; when the account's own figure is stored, it belongs here too (``db``
-    is for that)."""
-    del db
+    """The limit in force, None when unlimited: the one place it is read. The setting, or
+    with ``account`` the tier the Graph API last reported for the sending number (polled
+    before each run and every send.health_poll_s, or told by a webhook: number_health)."""
     value = settings.messaging_limit
+    if value == FROM_ACCOUNT:
+        heard = await list_number_health(db, [settings.phone_number_id])
+        return account_messaging_limit(heard[0].messaging_limit if heard else None)
     return None if value == UNLIMITED else int(value)
 
 
