@@ -38,6 +38,7 @@ from watui.engine.decisions import (
 )
 from watui.engine.metrics import NumberFigures, NumberState
 from watui.engine.numbers import NumbersSender, campaign_sender
+from watui.engine.runner import CampaignNotRunnable, run_campaign
 from watui.engine.sender import RunOutcome, RunStatus
 from watui.mockapi.process import MockProcess
 from watui.mockapi.server import MockCloudApi
@@ -456,3 +457,22 @@ def test_the_run_line_shows_each_numbers_rate_compactly() -> None:
     )
     assert numbers_part(numbers) == " | 1000001 40/s, 1000002 paused, 1000003 elsewhere"
     assert numbers_part(numbers[:1]) == ""  # one number: the line as it always was
+
+
+async def test_a_campaign_with_its_own_numbers_runs_without_a_configured_number(
+    database: Database, mock_api: MockCloudApi
+) -> None:
+    """`watui run` of a campaign with `--senders` needs no whatsapp.phone_number_id; one
+    without its own numbers still gets the one-line error naming the setting."""
+    settings = settings_for(database.url, mock_api, rate=200).model_copy(deep=True)
+    settings.whatsapp.phone_number_id = ""
+    own = await make_campaign(database, recipients_per_step=20, name="own")
+    await pin_to_numbers(database, own, ["1000001", "1000002"])
+    await make_campaign(database, recipients_per_step=5, name="plain")
+
+    outcome, _ = await asyncio.wait_for(run_campaign(settings, "own"), 30)
+    assert outcome.status is RunStatus.COMPLETED
+    assert {entry.phone_number_id for entry in mock_api.ledger} == {"1000001", "1000002"}
+    assert len(mock_api.ledger) == 20
+    with pytest.raises(CampaignNotRunnable, match=r"whatsapp\.phone_number_id is not set"):
+        await run_campaign(settings, "plain")

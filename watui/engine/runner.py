@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,18 +34,16 @@ class Prepared:
     resumed_from: str | None  # the pause reason when a paused campaign is resumed
 
 
-def check_send_settings(settings: Settings) -> None:
-    """Refuse to start sending without what every request needs (one line saying what to set)."""
-    missing = [
-        (name, variable)
-        for name, variable, value in (
-            ("whatsapp.access_token", "WATUI_WHATSAPP__ACCESS_TOKEN",
-             settings.whatsapp.access_token.get_secret_value()),
-            ("whatsapp.phone_number_id", "WATUI_WHATSAPP__PHONE_NUMBER_ID",
-             settings.whatsapp.phone_number_id),
-        )
-        if not value
-    ]
+def check_send_settings(settings: Settings, own_senders: Sequence[str] | None = None) -> None:
+    """Refuse to start sending without what every request needs (one line saying what to set):
+    the token, and the configured number unless the campaign names its own numbers
+    (``own_senders``; None: the campaign is not read yet, only the token is checked)."""
+    needed = [("whatsapp.access_token", "WATUI_WHATSAPP__ACCESS_TOKEN",
+               settings.whatsapp.access_token.get_secret_value())]
+    if own_senders is not None and not own_senders:
+        needed.append(("whatsapp.phone_number_id", "WATUI_WHATSAPP__PHONE_NUMBER_ID",
+                       settings.whatsapp.phone_number_id))
+    missing = [(name, variable) for name, variable, value in needed if not value]
     if missing:
         name, variable = missing[0]
         raise CampaignNotRunnable(
@@ -101,6 +99,7 @@ async def run_campaign(
     try:
         prepared = await prepare(db, name)
         campaign = await campaign_store.campaign_row(db, prepared.campaign_id)
+        check_send_settings(settings, campaign.sender_ids())
         client = (client_factory or _default_client)(settings)
         try:
             sender = campaign_sender(db, client, settings, campaign, rate=rate or campaign.rate)

@@ -322,9 +322,10 @@ class LiveBackend:
         try:
             check_send_settings(self.settings)
             prepared = await prepare(self.db, name)
+            row = await campaign_store.campaign_row(self.db, prepared.campaign_id)
+            check_send_settings(self.settings, row.sender_ids())
         except CampaignNotRunnable as error:
             raise BackendError(str(error)) from None
-        row = await campaign_store.campaign_row(self.db, prepared.campaign_id)
         metrics = self._metrics.setdefault(name, EngineMetrics())
         self._first_started.setdefault(name, time.monotonic())
         sender = campaign_sender(self.db, self.client, self.settings, row, rate=row.rate, metrics=metrics)
