@@ -320,7 +320,6 @@ class LiveBackend:
         if self.is_sending(name):
             return
         try:
-            check_send_settings(self.settings)
             prepared = await prepare(self.db, name)
             row = await campaign_store.campaign_row(self.db, prepared.campaign_id)
             check_send_settings(self.settings, row.sender_ids())

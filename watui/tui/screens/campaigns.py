@@ -127,7 +127,7 @@ class CampaignsScreen(WatuiScreen):
         Binding("d", "delete", "Delete"),
         Binding("t", "retry_queue", "Retry queue"),
         Binding("v", "report", "Report"),
-        Binding("m", "numbers", "Numbers"),
+        Binding("m", "numbers", "Numbers", show=False),
         Binding("comma", "settings", "Settings", key_display=","),
         Binding("u", "suppression", "Suppression list", show=False),
         Binding("q", "app.quit", "Quit"),
