@@ -155,11 +155,11 @@ async def test_two_numbers_each_at_the_rate_and_one_number_per_person_in_every_s
     sqlite_url: str,
 ) -> None:
     """40 msg/s per number, the mock (in its own process, counting arrivals on its own loop
-    as the API would) allowing 42 per number: the two together send about 80 a second, none a
+    as the API would) allowing 50 per number: the two together send about 80 a second, none a
     130429, and each person's two steps come from the same number. (One pacer for both would
-    send 40 in all; one number paced twice, 80 on it.) The 2 of room, and 41 in the ledger's
-    check, are for arrivals that bunch when this shared machine is busy."""
-    mock = MockProcess(["--token", TOKEN, "--rate-limit", "42", "--latency", "0,0.002",
+    send 40 in all; one number paced twice, 80 on it.) The room between 40 and 50 is for
+    arrivals that bunch when this shared machine is busy; exact pacing has its own tests."""
+    mock = MockProcess(["--token", TOKEN, "--rate-limit", "50", "--latency", "0,0.002",
                         "--no-pair-limit"])
     await mock.start()
     try:
@@ -181,8 +181,8 @@ async def test_two_numbers_each_at_the_rate_and_one_number_per_person_in_every_s
         arrivals[entry["phone_number_id"]].append(entry["at"])
         numbers_per_person[entry["to"]].add(entry["phone_number_id"])
     assert set(arrivals) == set(NUMBERS)
-    assert all(most_in_one_second(times) <= 41 for times in arrivals.values())
-    assert most_in_one_second([entry["at"] for entry in ledger]) >= 70  # two pacers
+    assert all(most_in_one_second(times) <= 50 for times in arrivals.values())
+    assert most_in_one_second([entry["at"] for entry in ledger]) >= 60  # two pacers
     assert all(numbers == {sender_for(to, NUMBERS)} for to, numbers in numbers_per_person.items())
     assert {f.phone_number_id for f in figures.numbers} == set(NUMBERS)
     assert figures.target_rate == 80 and figures.accepted_total == 120
@@ -338,7 +338,7 @@ async def test_two_processes_share_two_numbers_one_process_per_number(
     """Two `watui run` of one campaign of two numbers on PostgreSQL: each number paced by one
     process at a time (two pacers on a number would send it 80 a second, far over the mock's
     limit), the numbers spread over both, and a killed process's number taken over by the other."""
-    mock_api.config.rate_limit = 44  # 40 per number, and room for the shared loop's jitter
+    mock_api.config.rate_limit = 60  # 40 per number, room for the shared loop's jitter; 80 fails
     total = 320
     async with Database(postgres_server.new_database()) as db:
         campaign_id = await make_campaign(db, "shared", recipients_per_step=total)
