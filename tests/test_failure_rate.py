@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from watui.engine.safety import FailureRateRule
+from watui.engine.safety import FailureRateRule, interleaved
 from watui.settings import SafetySettings
 
 
@@ -92,3 +92,32 @@ def test_the_reason_says_the_rate_the_count_the_limit_and_the_commonest_error() 
         "failure rate 40% over the last 5 sends is above 20% (most common: 131026)"
     )
     assert failing.reason(0.4, None) == "failure rate 40% over the last 5 sends is above 20%"
+
+
+@pytest.mark.parametrize(
+    ("failed", "succeeded", "most", "expected"),
+    [
+        (1, 3, 10, "SSSF"),
+        (2, 2, 10, "SFSF"),
+        (0, 3, 10, "SSS"),
+        (3, 0, 10, "FFF"),
+        (10, 90, 20, "SSSSSSSSSFSSSSSSSSSF"),  # 100 outcomes, 20 kept: the same 10% share
+        (0, 0, 10, ""),
+    ],
+)
+def test_counts_arriving_together_are_spread_evenly(
+    failed: int, succeeded: int, most: int, expected: str
+) -> None:
+    assert "".join("F" if f else "S" for f in interleaved(failed, succeeded, most)) == expected
+
+
+def test_a_redelivered_bunch_at_its_own_share_does_not_pause_but_a_storm_does() -> None:
+    """Statuses held back by a receiver outage arrive at once: 50 failures among 950 deliveries
+    (5%) stay under a 20% limit; 60 among 40 (60%) pause. As a run of 50 failures appended to a
+    window of 200 successes (their sends), the bunch alone read as 25%: that paused campaigns."""
+    bunch = rule(0.2, 200, 50)
+    assert first_pause(bunch, "".join("F" if f else "S" for f in interleaved(50, 950, 200))) is None
+    storm = rule(0.2, 200, 50)
+    assert first_pause(storm, "".join("F" if f else "S" for f in interleaved(60, 40, 200))) is not None
+    appended = rule(0.2, 200, 50)
+    assert first_pause(appended, "S" * 200 + "F" * 50) is not None

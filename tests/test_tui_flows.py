@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Input, Select, Static
 from textual.worker import WorkerFailed
 
 from tests.tui_fakes import CONTACTS, TEMPLATES, FakeBackend, FakeCampaign, make_app
+from tests.tui_pilot import settle
 from watui.errors import InvalidCampaign
 from watui.rules import MAX_RATE, Field, Problem
 from watui.service.models import ButtonColumn, CampaignRow, CampaignState, RecipientState
@@ -29,11 +30,6 @@ from watui.tui.widgets.form import FormField
 
 pytestmark = pytest.mark.usefixtures("tui_deterministic")
 ScreenT = TypeVar("ScreenT", bound=Screen[object])
-
-
-async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
 
 
 async def open_with_key(pilot, key: str, expected: type[ScreenT]) -> ScreenT:  # type: ignore[no-untyped-def]

@@ -10,17 +10,13 @@ import pytest
 from textual.widgets import DataTable, Sparkline, Static
 
 from tests.tui_fakes import FakeBackend, make_app
+from tests.tui_pilot import settle
 from watui.service.models import CampaignReport
 from watui.tui.app import WatuiApp
 from watui.tui.screens.monitor import MonitorScreen
 from watui.tui.screens.report import ReportScreen
 
 pytestmark = pytest.mark.usefixtures("tui_deterministic")
-
-
-async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
 
 
 class CountingBackend(FakeBackend):

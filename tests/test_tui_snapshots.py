@@ -12,6 +12,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Select
 
 from tests.tui_fakes import CONTACTS, TEMPLATES, FakeBackend, make_app
+from tests.tui_pilot import settle
 from watui.tui.screens.retry_queue import RetryQueueScreen
 from watui.tui.screens.setup import SetupScreen, template_key
 
@@ -21,22 +22,17 @@ WIDE = (100, 30)
 SMALL = (80, 24)
 
 
-async def _settle(pilot: Pilot) -> None:
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
 async def _fill_setup(pilot: Pilot, name: str, body_params: str) -> SetupScreen:
     """Open setup and fill one step with the order_shipped template and the sample contacts."""
     await pilot.app.push_screen(SetupScreen())
-    await _settle(pilot)
+    await settle(pilot)
     screen = pilot.app.screen
     assert isinstance(screen, SetupScreen)
     screen.query_one("#name", Input).value = name
     screen.query_one(Select).value = template_key(TEMPLATES[0])
     screen.query_one("#contacts", Input).value = str(CONTACTS)
     screen.query_one("#body-params", Input).value = body_params
-    await _settle(pilot)
+    await settle(pilot)
     return screen
 
 
@@ -94,7 +90,7 @@ def test_report_before_anything_was_delivered(snap_compare) -> None:
 def test_retry_queue_with_rows(snap_compare) -> None:
     async def open_queue(pilot: Pilot) -> None:
         await pilot.app.push_screen(RetryQueueScreen("spring-sale"))
-        await _settle(pilot)
+        await settle(pilot)
 
     assert snap_compare(
         make_app(), terminal_size=WIDE, press=["space", "space"], run_before=open_queue
@@ -104,9 +100,9 @@ def test_retry_queue_with_rows(snap_compare) -> None:
 def test_retry_queue_filtered_by_status(snap_compare) -> None:
     async def failed_only(pilot: Pilot) -> None:
         await pilot.app.push_screen(RetryQueueScreen("spring-sale"))
-        await _settle(pilot)
+        await settle(pilot)
         pilot.app.screen.query_one(Select).value = "failed"
-        await _settle(pilot)
+        await settle(pilot)
 
     assert snap_compare(make_app(), terminal_size=SMALL, run_before=failed_only)
 
@@ -119,9 +115,9 @@ def test_setup_validation_errors(snap_compare) -> None:
     async def bad_input(pilot: Pilot) -> None:
         screen = await _fill_setup(pilot, "no spaces allowed", "first_name, missing_column")
         screen.query_one("#rate", Input).value = "5000"
-        await _settle(pilot)
+        await settle(pilot)
         await pilot.press("ctrl+s")
-        await _settle(pilot)
+        await settle(pilot)
 
     assert snap_compare(make_app(), terminal_size=WIDE, run_before=bad_input)
 
@@ -130,7 +126,7 @@ def test_setup_preview_and_validation_report(snap_compare) -> None:
     async def filled(pilot: Pilot) -> None:
         screen = await _fill_setup(pilot, "may-promo", "first_name, order, date")
         screen.validate_contacts()
-        await _settle(pilot)
+        await settle(pilot)
         screen.query_one("#report").scroll_visible(animate=False, top=False)
         await pilot.pause()
 
@@ -143,9 +139,9 @@ def test_setup_button_parameters(snap_compare) -> None:
     async def parcel(pilot: Pilot) -> None:
         screen = await _fill_setup(pilot, "parcels", "first_name")
         screen.query_one(Select).value = template_key(TEMPLATES[4])
-        await _settle(pilot)
+        await settle(pilot)
         await pilot.press("ctrl+s")
-        await _settle(pilot)
+        await settle(pilot)
         screen.query_one("#f-buttons").scroll_visible(animate=False, top=False)
         await pilot.pause()
 

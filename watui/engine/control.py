@@ -49,7 +49,7 @@ class ControlLoop:
         collector: CollectorBetweenSends,
         pause: Callable[[str], None],
         cancel: Callable[[], None],
-        late_failures: Callable[[int], None] = lambda _count: None,
+        late_outcomes: Callable[[int, int], None] = lambda _failed, _delivered: None,
         shares_rate: bool = True,
         connections: ConnectionLimit | None = None,
         connections_changed: Callable[[int], None] = lambda _limit: None,
@@ -64,7 +64,7 @@ class ControlLoop:
         self._collector = collector
         self._pause = pause
         self._cancel = cancel
-        self._late_failures = late_failures
+        self._late_outcomes = late_outcomes
         #: False for one number of several: that number is paced by one process at a time
         #: (engine.numbers leases it), so there is no rate to share and no heartbeat here.
         self.shares_rate = shares_rate
@@ -72,6 +72,7 @@ class ControlLoop:
         self._connections_changed = connections_changed
         #: The attempt log's end when last looked: late failures are logged there.
         self.attempts_seen = 0
+        self._delivered_seen: int | None = None  # the campaign's delivered counter, last tick
         self._live = 1  # processes sending this campaign, this one included
         self._pool_warned = False
 
@@ -149,9 +150,11 @@ class ControlLoop:
         late, self.attempts_seen = await deliveries.late_failures_after(
             self.db, self.campaign_id, self.attempts_seen
         )
-        if late:  # reported by webhook since the last tick: they count toward the failure rate
-            self._late_failures(late)
         state = await campaign_store.campaign_row(self.db, self.campaign_id)
+        seen = state.delivered if self._delivered_seen is None else self._delivered_seen
+        delivered, self._delivered_seen = state.delivered - seen, state.delivered
+        if late:  # reported by webhook since the last tick, with the deliveries reported alongside
+            self._late_outcomes(late, max(delivered, 0))
         self._follow_outside_status(state.status, state.pause_reason)
 
     def _follow_outside_status(self, status: str, pause_reason: str | None) -> None:

@@ -8,6 +8,7 @@ Pure (no I/O, no clock) and cheap: the sender records every sent, retried or fai
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 
 from watui.settings import SafetySettings
 
@@ -16,9 +17,10 @@ class FailureRateRule:
     """Pause when the share of failures over the last ``safety.window`` outcomes exceeds
     ``safety.max_failure_rate``, once at least ``safety.min_outcomes`` were seen."""
 
-    __slots__ = ("_failures", "_limit", "_min_outcomes", "_recent")
+    __slots__ = ("_counted", "_failures", "_limit", "_min_outcomes", "_recent")
 
-    def __init__(self, safety: SafetySettings) -> None:
+    def __init__(self, safety: SafetySettings, *, counted: str = "sends") -> None:
+        self._counted = counted  # what an outcome is, in the pause reason
         self._recent: deque[bool] = deque(maxlen=safety.window)
         self._failures = 0
         self._limit = safety.max_failure_rate
@@ -43,6 +45,18 @@ class FailureRateRule:
         """The pause reason a person reads; ``most_common`` is the error seen most often."""
         cause = f" (most common: {most_common})" if most_common else ""
         return (
-            f"failure rate {rate:.0%} over the last {len(self._recent)} sends is above "
+            f"failure rate {rate:.0%} over the last {len(self._recent)} {self._counted} is above "
             f"{self._limit:.0%}{cause}"
         )
+
+
+def interleaved(failed: int, succeeded: int, most: int) -> Iterator[bool]:
+    """``failed`` failures spread evenly among ``succeeded`` successes, at most ``most`` in all
+    (the share kept): outcomes that arrive as counts in a bunch, such as the statuses Meta
+    redelivers after a receiver outage, then weigh in the rule as they happened, not as a run
+    of failures at the window's end."""
+    total = failed + succeeded
+    kept = min(total, most)
+    failures = round(failed * kept / total) if total else 0
+    for index in range(kept):
+        yield (index + 1) * failures // kept > index * failures // kept

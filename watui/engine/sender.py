@@ -44,7 +44,7 @@ from watui.engine.metrics import EngineMetrics
 from watui.engine.number_health import NumberHealthWatcher
 from watui.engine.outage import Answer, OutageGuard
 from watui.engine.pacer import Pacer
-from watui.engine.safety import FailureRateRule
+from watui.engine.safety import FailureRateRule, interleaved
 from watui.engine.schedule import Gate, GateKind, SendSchedule, deadline_reason
 from watui.engine.window import CLAIM_LEAD, Window, window_size
 from watui.errors import CampaignError
@@ -157,6 +157,9 @@ class CampaignSender:
         self._finished = asyncio.Event()
         self._progress = asyncio.Event()  # all outcomes written, or a stop: the idle claimer looks again
         self._failure_rate = FailureRateRule(settings.safety)
+        #: Statuses after acceptance are judged among themselves: counted among the sends, a
+        #: bunch of them redelivered after a receiver outage paused a campaign failing 5%.
+        self._late_failure_rate = FailureRateRule(settings.safety, counted="delivery statuses")
         self._claiming: asyncio.Future[list[ClaimedRecipient]] | None = None
         self._first_claim = True
         #: (lease expiry, window slots) of claims that failed and may have leased rows anyway.
@@ -196,7 +199,7 @@ class CampaignSender:
         self._control = ControlLoop(
             db, campaign_id, self.owner, settings, pacer=self.pacer, window=self.window,
             metrics=self.metrics, collector=self._collector, pause=self.pause, cancel=self.cancel,
-            late_failures=self._count_late_failures, shares_rate=self._pinned is None,
+            late_outcomes=self._count_late_outcomes, shares_rate=self._pinned is None,
             connections=self._connections, connections_changed=self._connections_changed,
         )
 
@@ -717,19 +720,22 @@ class CampaignSender:
                 "throttled", f"{label}: slowing to {self.pacer.effective_rate:.0f} msg/s"
             )
 
-    def _count_for_failure_rate(self, failed: bool, label: str | None = None) -> None:
+    def _count_for_failure_rate(self, failed: bool) -> None:
         rate = self._failure_rate.record(failed)
         if rate is not None and self._stop_reason is None:
             top = self.metrics.errors_by_code.most_common(1)
-            reason = self._failure_rate.reason(rate, label or (top[0][0] if top else None))
-            self.pause(reason, by_safety_rule=True)
+            self.pause(self._failure_rate.reason(rate, top[0][0] if top else None), by_safety_rule=True)
 
-    def _count_late_failures(self, count: int) -> None:
+    def _count_late_outcomes(self, failed: int, delivered: int) -> None:
         """Failures reported by webhook after the API accepted the message (the control loop
-        finds them in the attempt log): they count toward the failure-rate rule like
-        synchronous ones, so a storm of them pauses the campaign too."""
-        for _ in range(min(count, self.settings.safety.window)):
-            self._count_for_failure_rate(True, LATE_FAILURE_LABEL)
+        finds them in the attempt log), among the deliveries reported in the same tick: a storm
+        of them pauses the campaign like synchronous ones would."""
+        rule = self._late_failure_rate
+        for late_failure in interleaved(failed, delivered, self.settings.safety.window):
+            rate = rule.record(late_failure)
+            if rate is not None and self._stop_reason is None:
+                self.pause(rule.reason(rate, LATE_FAILURE_LABEL), by_safety_rule=True)
+                return
 
     def _attempt_row(
         self, row: ClaimedRecipient, attempt_no: int, now: float, result: SendResult,
