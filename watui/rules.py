@@ -260,6 +260,14 @@ def awaiting_final_status(sent: int, delivered: int) -> int:
     return max(0, sent - delivered)
 
 
+def heard_throughout(since: float, last_heard: float, now: float, grace: float, gap: float) -> bool:
+    """Whether the receiver has been hearing a number's statuses for the whole ``grace`` period
+    up to ``now``: an unbroken run of them (no gap over ``gap``) began before it, and one came
+    within ``gap`` of now. Then an in-doubt recipient of that number older than the grace
+    period, about whom no status came, was almost surely never accepted (unconfirmed)."""
+    return since <= now - grace and now - last_heard <= gap
+
+
 #: Each state's rank: a status webhook is applied only when it ranks above the one recorded.
 DELIVERY_RANK = {
     DeliveryState.SENT: 1,
