@@ -62,6 +62,7 @@ from watui.storage import campaigns as campaign_store
 from watui.storage import claims, deliveries, leases, review, timing
 from watui.storage.claims import StepInfo
 from watui.storage.database import DATABASE_UNAVAILABLE, Database
+from watui.storage.opt_outs import OptOut
 from watui.storage.rows import RetryPolicy
 from watui.storage.schema import CLAIMABLE
 from watui.storage.sending.outcomes import ClaimedRecipient, Outcome
@@ -695,7 +696,11 @@ class CampaignSender:
         self.metrics.failed.add()
         self.metrics.failed_total += 1
         self._count_for_failure_rate(True)
-        return _problem_outcome(row, RecipientStatus.FAILED, attempt_no, problem, attempt)
+        outcome = _problem_outcome(row, RecipientStatus.FAILED, attempt_no, problem, attempt)
+        if decision.opted_out:
+            outcome.opt_out = OptOut(row.phone, problem.code, problem.title, now,
+                                     after_acceptance=False, phone_number_id=self._number)  # fmt: skip
+        return outcome
 
     def _give_back(self, answer: Answer) -> Outcome:
         """An answer during an API outage: in the attempt log, but the recipient goes back as
