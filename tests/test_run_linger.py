@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from tests.factories import make_campaign, running_mock
 from tests.test_webhook_apply_live import SECRET, TOKEN, _child_env, free_port, process_env
+from watui.cli.main import main
 from watui.mockapi.server import MockCloudApi
 from watui.rules import recipient_callback
 from watui.storage.campaigns import campaign_row, counters_match_rows
@@ -137,3 +138,24 @@ async def _stopped_by_sigterm(db: Database, mock: MockCloudApi, campaign_id: int
     assert campaign.status == "completed" and campaign.sent == RECIPIENTS
     assert await stored_statuses(db, campaign_id, "sent") == mock.webhooks.stats()["updates"], (
         "every status the receiver acknowledged is kept")
+
+
+def test_linger_is_checked_before_anything_runs(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, sqlite_url: str
+) -> None:
+    monkeypatch.setenv("WATUI_DATABASE_URL", sqlite_url)
+    problems = {
+        ("--linger", "soon"): "argument --linger: 'soon' is not a number of seconds",
+        ("--linger", "-1"): "webhook.linger_s = -1.0 from the command line: Input should be "
+                            "greater than or equal to 0",
+        ("--linger", "5"): "--linger listens for status webhooks: turn the receiver on with "
+                           "WATUI_WEBHOOK__ENABLED=true",
+    }
+    for options, problem in problems.items():
+        try:
+            code = main(["run", "spring", *options])
+        except SystemExit as refused:  # argparse's own refusal, one line too
+            code = int(str(refused.code))
+        assert code == 2
+        err = capsys.readouterr().err
+        assert problem in err and len(err.strip().splitlines()) == 1, err

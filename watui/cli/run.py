@@ -73,6 +73,9 @@ def _run_command(args: argparse.Namespace) -> int:
         raise CliError("give a campaign NAME, or --due to run every campaign due now (not both)")
     linger = None if args.linger is None else {"webhook": {"linger_s": args.linger}}
     settings = settings_from_args(args, linger)
+    if linger and not settings.webhook.enabled:
+        raise CliError("--linger listens for status webhooks: turn the receiver on with "
+                       "WATUI_WEBHOOK__ENABLED=true (setting webhook.enabled), or drop --linger")
     if args.due:
         return _run_due_command(settings, args)
     display = ProgressLine(enabled=not args.quiet)
