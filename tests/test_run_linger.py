@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.factories import make_campaign, running_mock
+from tests.faults import ended
 from tests.test_webhook_apply_live import SECRET, TOKEN, _child_env, free_port, process_env
 from watui.cli.main import main
 from watui.mockapi.server import MockCloudApi
@@ -58,13 +59,7 @@ async def start_run(
 
 async def finish(process: asyncio.subprocess.Process, timeout: float = 60) -> tuple[int, str]:
     """Its exit code and stderr; a run that does not end by itself within ``timeout`` fails."""
-    try:
-        _, stderr = await asyncio.wait_for(process.communicate(), timeout)
-    except TimeoutError:
-        process.kill()
-        _, stderr = await process.communicate()
-        raise AssertionError(f"watui run did not end: {stderr.decode()[-2000:]}") from None
-    return process.returncode or 0, stderr.decode()
+    return await ended(process, "watui run", timeout)
 
 
 async def stored_statuses(db: Database, campaign_id: int, status: str) -> int:

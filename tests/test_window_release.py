@@ -2,13 +2,14 @@
 
 Rows wait between their claim and the pacer's release (here two seconds' worth, claimed at
 once); the window closes one second after the run starts. Every row still waiting then goes
-back to the queue unsent instead of leaving late. Real HTTP to the mock, real databases."""
+back to the queue unsent instead of leaving late. Real HTTP to the mock, a real SQLite file
+(the check is the engine's; giving rows back is the same statement as at a clean stop)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,12 @@ def test_rows_claimed_under_a_window_are_sendable_until_its_next_change() -> Non
     assert sendable.until == 200.0, "the earliest edge of any waiting row's claim"
     sendable.reset()
     assert sendable.until == float("inf")
+
+
+@pytest.fixture
+async def database(sqlite_url: str) -> AsyncIterator[Database]:
+    async with Database(sqlite_url) as db:
+        yield db
 
 
 async def test_rows_waiting_when_the_window_closes_go_back_unsent(

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import sys
 import time
-from collections.abc import Iterator
 
+from watui.engine.runner import install_stop_signals
 from watui.receiver import WebhookReceiver
 from watui.rules import awaiting_final_status
 from watui.storage import campaigns as campaign_store
@@ -38,11 +37,15 @@ async def listen_for_statuses(
     stop = asyncio.Event()
     live = show and sys.stderr.isatty()
     deadline = time.monotonic() + seconds
-    with _stop_signals(stop):  # before the line: a ctrl+c right after reading it stops cleanly
+    # Before the line: a ctrl+c right after reading it must find the handlers in place.
+    remove_signals = install_stop_signals(stop.set)
+    try:
         if show:
             print(f"sending done; listening for statuses up to {seconds:g} s (ctrl+c stops)",
                   file=sys.stderr, flush=True)  # fmt: skip
         await _until_settled(db, receiver, campaign_id, deadline, stop, live)
+    finally:
+        remove_signals()
     if live:
         print(file=sys.stderr)
 
@@ -76,19 +79,3 @@ async def _awaiting(db: Database, campaign_id: int) -> int | None:
     except DATABASE_UNAVAILABLE:
         return None
     return awaiting_final_status(row.sent, row.delivered)
-
-
-@contextlib.contextmanager
-def _stop_signals(stop: asyncio.Event) -> Iterator[None]:
-    """Ctrl-C, SIGTERM and SIGHUP end the listening cleanly (the run itself is done)."""
-    loop = asyncio.get_running_loop()
-    installed = []
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, stop.set)
-            installed.append(signum)
-    try:
-        yield
-    finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
