@@ -44,12 +44,17 @@ async def run_to_end(name: str, env: dict[str, str], *, rate: float, timeout: fl
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    return await ended(process, f"watui run {name}", timeout)
+
+
+async def ended(process: asyncio.subprocess.Process, what: str, timeout: float) -> tuple[int, str]:
+    """(exit code, stderr) of ``process``; one that does not end within ``timeout`` fails."""
     try:
         _, stderr = await asyncio.wait_for(process.communicate(), timeout)
     except TimeoutError:
         process.kill()
         _, stderr = await process.communicate()
-        raise AssertionError(f"watui run {name} hung; its stderr: {stderr.decode()[-3000:]}") from None
+        raise AssertionError(f"{what} hung; its stderr: {stderr.decode()[-3000:]}") from None
     return process.returncode or 0, stderr.decode()
 
 

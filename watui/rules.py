@@ -249,6 +249,25 @@ class DeliveryState(StrEnum):
     FAILED = "failed"
 
 
+def awaiting_final_status(sent: int, delivered: int) -> int:
+    """Accepted messages still waiting for their final status: ``sent`` counts those accepted
+    and not failed since, ``delivered`` those Meta reported delivered or read.
+
+    Delivered counts as final here although a read may follow: read receipts are the
+    recipient's choice and a message may never be opened, so waiting for reads would wait to
+    the limit in every campaign. A failure after acceptance takes its recipient out of
+    ``sent``, so it is final too."""
+    return max(0, sent - delivered)
+
+
+def heard_throughout(since: float, last_heard: float, now: float, grace: float, gap: float) -> bool:
+    """Whether the receiver has been hearing a number's statuses for the whole ``grace`` period
+    up to ``now``: an unbroken run of them (no gap over ``gap``) began before it, and one came
+    within ``gap`` of now. Then an in-doubt recipient of that number older than the grace
+    period, about whom no status came, was almost surely never accepted (unconfirmed)."""
+    return since <= now - grace and now - last_heard <= gap
+
+
 #: Each state's rank: a status webhook is applied only when it ranks above the one recorded.
 DELIVERY_RANK = {
     DeliveryState.SENT: 1,

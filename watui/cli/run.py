@@ -10,12 +10,13 @@ import time
 from typing import Any
 
 from watui.cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PAUSED, CliError
+from watui.cli.linger import listen_for_statuses
 from watui.engine.metrics import NumberFigures, NumberState
 from watui.engine.numbers import NUMBER_EVENT, NumbersSender
 from watui.engine.runner import CampaignNotRunnable, Prepared, run_campaign
 from watui.engine.sender import CampaignSender, RunOutcome, RunStatus
 from watui.errors import ReceiverError
-from watui.receiver import WebhookReceiver, applying_receiver
+from watui.receiver import applying_receiver
 from watui.rules import WINDOW_WAIT_REASON, RecipientStatus, outage_line, rate_problem
 from watui.settings import Settings
 from watui.storage import campaigns as campaign_store
@@ -24,10 +25,6 @@ from watui.storage.database import Database
 from watui.storage.rows import CampaignRecord
 
 PROGRESS_INTERVAL = 0.5
-#: With webhook.enabled, how long `watui run` keeps receiving after the last send: until no
-#: POST came for RECEIVER_QUIET_S seconds, at most RECEIVER_LINGER_S.
-RECEIVER_QUIET_S = 2.0
-RECEIVER_LINGER_S = 30.0
 
 
 def register(subparsers: Any) -> None:
@@ -37,6 +34,8 @@ def register(subparsers: Any) -> None:
                      "time has come), one after another, then return: for cron")
     run.add_argument("--rate", type=_positive_rate, help="messages/s for this run (default: settings)")
     run.add_argument("--quiet", action="store_true", help="no progress line")
+    run.add_argument("--linger", type=_seconds, metavar="S", help="with webhook.enabled: once "
+                     "sent, keep receiving statuses up to S seconds (default: webhook.linger_s)")
     run.set_defaults(handler=_run_command)
 
     retry = subparsers.add_parser("retry", help="requeue failed or in-doubt recipients")
@@ -60,12 +59,23 @@ def _positive_rate(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+
+
 def _run_command(args: argparse.Namespace) -> int:
     from watui.cli.main import settings_from_args
 
     if args.due == bool(args.name):
         raise CliError("give a campaign NAME, or --due to run every campaign due now (not both)")
-    settings = settings_from_args(args)
+    linger = None if args.linger is None else {"webhook": {"linger_s": args.linger}}
+    settings = settings_from_args(args, linger)
+    if linger and not settings.webhook.enabled:
+        raise CliError("--linger listens for status webhooks: turn the receiver on with "
+                       "WATUI_WEBHOOK__ENABLED=true (setting webhook.enabled), or drop --linger")
     if args.due:
         return _run_due_command(settings, args)
     display = ProgressLine(enabled=not args.quiet)
@@ -125,26 +135,16 @@ async def _run_with_receiver(
         url = await receiver.start()
         print(f"receiving webhooks on {url}", file=sys.stderr, flush=True)
         try:
-            result = await run_campaign(
+            outcome, prepared = await run_campaign(
                 settings, name, rate=rate, on_start=display.start, leave_outside_windows=due
             )
-            await _until_quiet(receiver)
+            if outcome.status is RunStatus.COMPLETED:
+                display.stop()
+                await listen_for_statuses(db, receiver, prepared.campaign_id,
+                                          settings.webhook.linger_s, show=display.enabled)  # fmt: skip
         finally:
             await receiver.stop()
-        return result
-
-
-async def _until_quiet(receiver: WebhookReceiver) -> None:
-    """After the last send its statuses are still coming: keep receiving until none came for
-    RECEIVER_QUIET_S (at most RECEIVER_LINGER_S), so the run's figures include them."""
-    deadline = time.monotonic() + RECEIVER_LINGER_S
-    seen = receiver.stats().posts
-    while time.monotonic() < deadline:
-        await asyncio.sleep(RECEIVER_QUIET_S)
-        posts = receiver.stats().posts
-        if posts == seen:
-            return
-        seen = posts
+        return outcome, prepared
 
 
 async def _summarise(url: str, prepared: Prepared, status: RunStatus, reason: str | None) -> int:
@@ -184,6 +184,7 @@ class ProgressLine:
         self.enabled = enabled
         self._task: asyncio.Task[None] | None = None
         self._tty = sys.stderr.isatty()
+        self._stopped = False
 
     async def start(self, sender: CampaignSender | NumbersSender, prepared: Prepared) -> None:
         if prepared.resumed_from:
@@ -191,6 +192,9 @@ class ProgressLine:
         self._task = asyncio.create_task(self._loop(sender, prepared))
 
     def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
         if self.enabled and self._tty:

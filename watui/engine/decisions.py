@@ -59,9 +59,11 @@ class Retry:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """Never tried again: a permanent error, or the retries are used up."""
+    """Never tried again: a permanent error, or the retries are used up. ``opted_out``: the
+    person stopped marketing messages (131050): the number goes on the suppression list."""
 
     problem: Problem
+    opted_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +115,7 @@ def decide(
     if verdict.possibly_sent:
         return InDoubt(problem)
     if verdict.kind is ErrorKind.PERMANENT or row.attempts >= policy.max_retries:
-        return Failed(problem)
+        return Failed(problem, opted_out=verdict.suppress)
     return Retry(now + _retry_delay(row.attempts, verdict, policy), problem)
 
 

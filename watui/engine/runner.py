@@ -66,13 +66,14 @@ async def prepare(db: Database, name: str) -> Prepared:
     return Prepared(row.id, row.name, resumed)
 
 
-def install_stop_signals(sender: CampaignSender | NumbersSender) -> Callable[[], None]:
-    """SIGINT, SIGTERM and SIGHUP (a closed terminal or SSH session) all stop cleanly."""
+def install_stop_signals(request_stop: Callable[[], None]) -> Callable[[], None]:
+    """SIGINT, SIGTERM and SIGHUP (a closed terminal or SSH session) all stop cleanly, by
+    calling ``request_stop``; returns what removes the handlers."""
     loop = asyncio.get_running_loop()
     installed = []
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, sender.request_stop)
+            loop.add_signal_handler(signum, request_stop)
             installed.append(signum)
 
     def remove() -> None:
@@ -105,7 +106,7 @@ async def run_campaign(
             sender = campaign_sender(db, client, settings, campaign, rate=rate or campaign.rate)
             if isinstance(sender, CampaignSender):
                 sender.leave_when_outside_windows = leave_outside_windows
-            remove_signals = install_stop_signals(sender)
+            remove_signals = install_stop_signals(sender.request_stop)
             try:
                 if on_start is not None:
                     started = on_start(sender, prepared)

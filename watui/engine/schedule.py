@@ -8,6 +8,7 @@ here they are turned into what the sender does next: claim from these zones, wai
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -100,6 +101,30 @@ class SendSchedule:
             GateKind.OUTSIDE_WINDOWS, until=opening,
             reason=f"outside every recipient's window until {utc_time(opening, now)}",
         )
+
+
+class SendableUntil:
+    """Until when the claimed rows waiting for the pacer may still be sent: the earliest window
+    change after any of their claims, when some recipient's window may have closed.
+
+    Rows are claimed ahead of their release (a quarter second's worth, or as long as an API
+    outage lasts), so a claim-time check alone let sends go after a window closed. The
+    dispatcher compares the clock with ``until`` at each release (one float comparison); past
+    it, the waiting rows go back to the queue and are claimed again from the zones open then."""
+
+    __slots__ = ("until",)
+
+    def __init__(self) -> None:
+        self.until = math.inf
+
+    def claimed(self, gate: Gate) -> None:
+        """Rows were claimed under ``gate``: only a gate with zones (a send window) has edges."""
+        if gate.zones is not None and gate.until is not None:
+            self.until = min(self.until, gate.until)
+
+    def reset(self) -> None:
+        """No claimed row is waiting any more."""
+        self.until = math.inf
 
 
 def deadline_reason(deadline: float) -> str:

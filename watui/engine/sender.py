@@ -45,7 +45,7 @@ from watui.engine.number_health import NumberHealthWatcher
 from watui.engine.outage import Answer, OutageGuard
 from watui.engine.pacer import Pacer
 from watui.engine.safety import FailureRateRule, interleaved
-from watui.engine.schedule import Gate, GateKind, SendSchedule, deadline_reason
+from watui.engine.schedule import Gate, GateKind, SendableUntil, SendSchedule, deadline_reason
 from watui.engine.window import CLAIM_LEAD, Window, window_size
 from watui.errors import CampaignError
 from watui.rules import (
@@ -62,6 +62,7 @@ from watui.storage import campaigns as campaign_store
 from watui.storage import claims, deliveries, leases, review, timing
 from watui.storage.claims import StepInfo
 from watui.storage.database import DATABASE_UNAVAILABLE, Database
+from watui.storage.opt_outs import OptOut
 from watui.storage.rows import RetryPolicy
 from watui.storage.schema import CLAIMABLE
 from watui.storage.sending.outcomes import ClaimedRecipient, Outcome
@@ -146,6 +147,10 @@ class CampaignSender:
             window_size(settings.send, self.pacer.effective_rate, self.metrics.p95_latency())
         )
         self._ready: deque[ClaimedRecipient] = deque()
+        #: When a send window may close on the rows in _ready; past it they are held back, and
+        #: the claimer gives them back to the queue.
+        self._sendable = SendableUntil()
+        self._held_back: list[ClaimedRecipient] = []
         self._ready_event = asyncio.Event()
         self._low_water = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}  # by recipient id
@@ -309,8 +314,9 @@ class CampaignSender:
         await batcher_task
         with contextlib.suppress(*DATABASE_UNAVAILABLE):
             await self._release_orphan_claims()
-        unsent = [row.id for row in self._ready]
+        unsent = [row.id for row in (*self._ready, *self._held_back)]
         self._ready.clear()
+        self._held_back.clear()
         released = await leases.release(self.db, self.owner, unsent)
         self.window.give(released)
         with contextlib.suppress(Exception):
@@ -386,6 +392,7 @@ class CampaignSender:
         while not self._stopping.is_set():
             try:
                 await self._release_orphan_claims()
+                await self._give_back_held()
                 await self._claim_once()
                 delay = CLAIM_RETRY_FIRST
             except DATABASE_UNAVAILABLE as error:
@@ -406,9 +413,10 @@ class CampaignSender:
         step = self._step or await self._advance_step()
         if step is None:
             return
-        may_claim, zones = await self._schedule_allows()
-        if not may_claim:
+        gate = await self._schedule_allows()
+        if gate is None:
             return
+        zones = gate.zones
         wanted = size
         if self._first_claim:
             # Small, so that sending starts after a short claim (5,000 rows took 26 ms on
@@ -438,6 +446,7 @@ class CampaignSender:
         self.window.give(granted - len(rows))
         if rows:
             self.waiting = None
+            self._sendable.claimed(gate)
             self._ready.extend(rows)
             self._ready_event.set()
         else:
@@ -503,17 +512,31 @@ class CampaignSender:
 
     # ----- the schedule: start time, send windows, deadline -----
 
-    async def _schedule_allows(self) -> tuple[bool, tuple[str, ...] | None]:
-        """Whether to claim now, and from which zone keys (None: any); waits (or pauses) when
-        the schedule says not now."""
+    async def _schedule_allows(self) -> Gate | None:
+        """The open gate to claim under (its zone keys; None: any), or None after waiting (or
+        pausing) when the schedule says not now."""
         gate = self.schedule.gate(time.time())
         if gate.kind is GateKind.OPEN:
-            return True, gate.zones
+            return gate
         if gate.kind is GateKind.PAST_DEADLINE:
             self.pause(gate.reason, by_safety_rule=True)
         else:
             await self._wait_for_gate(gate)
-        return False, None
+        return None
+
+    def _hold_back_ready(self) -> None:
+        """A send window may have closed on the rows waiting since their claim: none of them
+        is sent; the claimer gives them back and claims again from the zones open now."""
+        self._held_back.extend(self._ready)
+        self._ready.clear()
+        self._sendable.reset()
+        self._low_water.set()
+
+    async def _give_back_held(self) -> None:
+        if self._held_back:
+            released = await leases.release(self.db, self.owner, [row.id for row in self._held_back])
+            self._held_back.clear()
+            self.window.give(released)
 
     async def _wait_for_start(self) -> bool:
         """Before its start time, wait (nothing claimed, the campaign's status untouched, so a
@@ -591,9 +614,14 @@ class CampaignSender:
             number = await self.pacer.wait()
             if self._stopping.is_set() or not self._ready:
                 break
+            if time.time() >= self._sendable.until:
+                self._hold_back_ready()  # the pacer's slot goes unused: once per window edge
+                continue
             row = self._ready.popleft()
             if len(self._ready) < self._low_water_mark:
                 self._low_water.set()
+                if not self._ready:
+                    self._sendable.reset()
             step = self._step
             assert step is not None
             self._requests_out += 1
@@ -698,7 +726,11 @@ class CampaignSender:
         self.metrics.failed.add()
         self.metrics.failed_total += 1
         self._count_for_failure_rate(True)
-        return _problem_outcome(row, RecipientStatus.FAILED, attempt_no, problem, attempt)
+        outcome = _problem_outcome(row, RecipientStatus.FAILED, attempt_no, problem, attempt)
+        if decision.opted_out:
+            outcome.opt_out = OptOut(row.phone, problem.code, problem.title, now,
+                                     after_acceptance=False, phone_number_id=self._number)  # fmt: skip
+        return outcome
 
     def _give_back(self, answer: Answer) -> Outcome:
         """An answer during an API outage: in the attempt log, but the recipient goes back as

@@ -3,8 +3,9 @@ commit and on a timer, and in-doubt recipients given up on once the receiver has
 
 One task in the receiver's event loop. The storage does the work (storage/deliveries.py); this
 decides when, keeps going while the database is away (a failed pass is tried again on the next
-tick: the statuses wait in their table), and knows for which phone numbers the receiver has
-been hearing statuses, and since when: the proof an in-doubt recipient was never accepted.
+tick: the statuses wait in their table), and records for which phone numbers the receiver has
+been hearing statuses, and since when (receiver/hearing.py, in the database): the proof an
+in-doubt recipient was never accepted.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from watui.receiver.hearing import HeardNumbers
 from watui.receiver.late_failures import judge_late_failure
 from watui.rules import DEFAULT_STOP_WORDS, RecipientStatus
 from watui.settings import RetrySettings, WebhookSettings
@@ -33,35 +35,6 @@ APPLY_INTERVAL = 1.0
 SWEEP_EVERY = 5
 #: Lags kept for the percentiles.
 LAGS_KEPT = 2_000
-
-
-class Hearing:
-    """For each phone number: since when the receiver has been hearing statuses without a gap
-    longer than ``gap`` seconds, and when it last heard one."""
-
-    def __init__(self, gap: float) -> None:
-        self._gap = gap
-        self._since: dict[str, float] = {}
-        self._last: dict[str, float] = {}
-
-    def heard(self, number: str, at: float) -> None:
-        last = self._last.get(number)
-        if last is None or at - last > self._gap:
-            self._since[number] = at
-        if last is None or at > last:
-            self._last[number] = at
-
-    def unconfirmed_before(self, number: str | None, now: float, grace: float) -> float | None:
-        """In-doubt recipients from before the returned time may be given up on: for the whole
-        grace period since then, statuses for ``number`` (any number when None) kept coming.
-        None when the receiver has not heard enough yet."""
-        numbers = [number] if number else list(self._last)
-        cutoff = now - grace
-        for name in numbers:
-            since, last = self._since.get(name), self._last.get(name)
-            if since is not None and last is not None and since <= cutoff and now - last <= self._gap:
-                return cutoff
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +62,7 @@ class DeliveryApplier:
         self._clock = clock
         self._interval = interval
         self._stop_words = tuple(stop_words)
-        self._hearing = Hearing(gap=webhook.unconfirmed_after_s)
+        self._hearing = HeardNumbers(db, gap=webhook.unconfirmed_after_s)
         self._woken = asyncio.Event()
         self._stored_since_pass = 0
         self._closing = False
@@ -166,6 +139,7 @@ class DeliveryApplier:
             applied += result.applied
             if result.read < APPLY_BATCH:
                 await self._apply_audience()
+                await self._hearing.write()
                 return applied
             after_id = result.last_id
 
@@ -190,7 +164,9 @@ class DeliveryApplier:
         ``webhook.unconfirmed_after_s``, become unconfirmed (and are requeued when
         ``webhook.resend_unconfirmed``)."""
         now = self._clock()
-        before = self._hearing.unconfirmed_before(self._number, now, self._webhook.unconfirmed_after_s)
+        before = await self._hearing.unconfirmed_before(
+            self._number, now, self._webhook.unconfirmed_after_s
+        )
         if before is None:
             return 0
         moved = await mark_unconfirmed(self._db, in_doubt_before=before, now=now)

@@ -173,6 +173,12 @@ class WebhookSettings(_Group):
     commit_interval_ms: int = Field(default=20, ge=1, le=5_000)
     unconfirmed_after_s: float = Field(default=600.0, ge=1, le=7 * 86_400)
     resend_unconfirmed: bool = False
+    # Statuses come seconds to hours after a send: `watui run` keeps listening this long at
+    # most once sending is done, less when every accepted message has its final status.
+    linger_s: float = Field(
+        default=60.0, ge=0, le=86_400,
+        description="after sending, watui run keeps receiving statuses up to this long (0: stop at once)",
+    )
 
 
 class AudienceSettings(_Group):

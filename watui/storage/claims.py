@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, func, select
 
 from watui.rules import RecipientStatus
 from watui.storage.database import Database
+from watui.storage.opt_outs import record_opt_outs
 from watui.storage.schema import PENDING, recipients, steps
 from watui.storage.sending.outcomes import ClaimedRecipient, FlushResult, Outcome
 from watui.storage.suppressions import skip_suppressed_claims
@@ -110,5 +111,13 @@ async def record_outcomes(
 
     Only rows still leased by ``owner`` are changed (another process may have taken over an
     expired lease); every attempt is logged regardless, since the request really went out.
+    A batch with a 131050 answer also records the opt-out, in the same transaction.
     """
-    return await db.kind.record_outcomes(db, campaign_id, owner, outcomes, time.time())
+    opt_outs = [o.opt_out for o in outcomes if o.opt_out is not None]
+    if not opt_outs:
+        return await db.kind.record_outcomes(db, campaign_id, owner, outcomes, time.time())
+    now = time.time()
+    async with db.begin() as conn:
+        result = await db.kind.write_outcomes(conn, campaign_id, owner, outcomes, now)
+        await record_opt_outs(conn, opt_outs, now=now)
+    return result

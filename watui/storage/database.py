@@ -21,13 +21,14 @@ from watui.storage.schema import (
     messaged_phones,
     metadata,
     number_health,
+    number_hearing,
     schema_info,
     sender_leases,
     suppressions,
 )
 
 #: The schema version this watui writes. Bump it and append a step to MIGRATIONS together.
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 Migration = Callable[[AsyncConnection], Awaitable[None]]
 
@@ -121,6 +122,14 @@ async def _add_campaign_endpoint(conn: AsyncConnection) -> None:
     await _add_missing_columns(conn, "campaigns", _V9_CAMPAIGN_COLUMNS)
 
 
+async def _add_number_hearing(conn: AsyncConnection) -> None:
+    """v10: number_hearing, which numbers' statuses the receiver has been hearing (the proof
+    behind 'unconfirmed'), so that a restart does not forget it. Idempotent like v3."""
+    await conn.run_sync(
+        lambda sync_conn: metadata.create_all(sync_conn, tables=[number_hearing], checkfirst=True)
+    )
+
+
 async def _add_missing_columns(conn: AsyncConnection, table: str, statements: dict[str, str]) -> None:
     existing = await conn.run_sync(
         lambda sync_conn: {column["name"] for column in inspect(sync_conn).get_columns(table)}
@@ -151,7 +160,7 @@ async def _add_send_times(conn: AsyncConnection) -> None:
 MIGRATIONS: list[Migration] = [
     _create_v1, _add_campaign_retry_policy, _add_webhook_tables, _add_number_choice_and_health,
     _add_send_times, _add_suppressions, _add_sender_numbers, _add_messaging_limit_table,
-    _add_campaign_endpoint,
+    _add_campaign_endpoint, _add_number_hearing,
 ]
 
 

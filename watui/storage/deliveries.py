@@ -33,14 +33,13 @@ from watui.rules import (
     CampaignStatus,
     DeliveryState,
     RecipientStatus,
-    SuppressionReason,
-    SuppressionScope,
     recipient_from_callback,
 )
 from watui.settings import RetrySettings
 from watui.storage.campaigns import retry_policy
 from watui.storage.counters import COUNTED, bump_counters
 from watui.storage.database import Database
+from watui.storage.opt_outs import OptOut, record_opt_outs
 from watui.storage.rows import CampaignRecord, RetryPolicy
 from watui.storage.schema import (
     attempts,
@@ -49,8 +48,6 @@ from watui.storage.schema import (
     delivery_events,
     recipients,
 )
-from watui.storage.suppressions import NewSuppression, suppress_in
-from watui.storage.webhook_events import insert_preference_rows
 
 #: Statuses read and applied per transaction.
 APPLY_BATCH = 1_000
@@ -246,8 +243,7 @@ class _Batch:
         self._applied: list[int] = []
         self._not_ours: list[int] = []
         self._attempts: list[dict[str, Any]] = []
-        self._opt_outs: list[tuple[object, ...]] = []
-        self._late_opt_outs: list[NewSuppression] = []  # onto the suppression list at once
+        self._opt_outs: list[OptOut] = []  # onto the suppression list at once
         self._pauses: dict[int, str] = {}
         self._sending: set[int] = set()  # recipients whose outcome is not written yet
 
@@ -361,8 +357,10 @@ class _Batch:
         recipient.error_code, recipient.error_title = event.error_code, (title or verdict.reason)[:500]
         self._attempts.append(self._attempt_row(recipient, event, verdict.kind))
         if verdict.opted_out:
-            self._opt_outs.append(_opt_out_row(recipient.phone, event))
-            self._late_opt_outs.append(_late_opt_out(recipient.phone, event))
+            self._opt_outs.append(OptOut(
+                recipient.phone, event.error_code, event.error_title, event.timestamp,
+                after_acceptance=True, user_id=event.user_id, phone_number_id=event.phone_number_id,
+            ))  # fmt: skip
         if verdict.action is LateAction.FAILED:
             recipient.status, recipient.wamid = _FAILED, event.wamid
             return
@@ -387,8 +385,7 @@ class _Batch:
         await _write_deliveries(conn, [d for d in self._deliveries.values() if d.changed], self._now)
         if self._attempts:
             await conn.execute(insert(attempts), self._attempts)
-        await insert_preference_rows(conn, self._opt_outs, received_at=self._now)
-        await suppress_in(conn, self._late_opt_outs, now=self._now)
+        await record_opt_outs(conn, self._opt_outs, now=self._now)
         for applied, ids in ((True, self._applied), (False, self._not_ours)):
             if ids:
                 await conn.execute(
@@ -466,20 +463,6 @@ async def _write_deliveries(conn: AsyncConnection, changed: Sequence[_Delivery],
             {"b_id": d.recipient_id, **{f"b_{k}": v for k, v in d.columns.items()}, "b_updated_at": now}
             for d in kept
         ])  # fmt: skip
-
-
-def _late_opt_out(phone: str, event: Any) -> NewSuppression:
-    """A 131050 after acceptance: the person stopped marketing messages."""
-    detail = f"{event.error_code}: {event.error_title or 'opted out'}"[:500]
-    return NewSuppression(phone, SuppressionReason.OPTED_OUT, SuppressionScope.MARKETING, detail,
-                          event.user_id or None)  # fmt: skip
-
-
-def _opt_out_row(phone: str, event: Any) -> tuple[object, ...]:
-    """A ``user_preferences`` stop, as Meta would have sent it, in PREFERENCE_COLUMNS order."""
-    detail = f"{event.error_code} after acceptance: {event.error_title or 'opted out'}"
-    return (phone.lstrip("+"), "", "marketing_messages", "stop", detail[:500], event.timestamp,
-            event.phone_number_id)  # fmt: skip
 
 
 async def mark_unconfirmed(db: Database, *, in_doubt_before: float, now: float) -> dict[int, int]:

@@ -377,3 +377,17 @@ messaged_phones = Table(
     Column("last_at", Float, nullable=False),  # the latest template to it (or reservation)
 )
 Index("ix_messaged_phones_last_at", messaged_phones.c.last_at)
+
+# ----- which numbers' statuses the receiver has been hearing (schema v10) -----
+# The proof an in-doubt recipient was never accepted: statuses for its number kept coming all
+# through the grace period (rules.heard_throughout). Kept here, not in one process's memory,
+# so that a restart or another process knows it too. Written by the applier, at most once a
+# second per number.
+number_hearing = Table(
+    "number_hearing",
+    metadata,
+    Column("phone_number_id", String(64), primary_key=True),
+    # Since when statuses have come with no gap over webhook.unconfirmed_after_s (the writer's).
+    Column("since", Float, nullable=False),
+    Column("last_heard", Float, nullable=False),  # when the latest was received
+)

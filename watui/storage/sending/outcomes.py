@@ -21,6 +21,20 @@ class ClaimedRecipient:
     attempts: int  # requests made before this claim
 
 
+@dataclass(frozen=True, slots=True)
+class OptOut:
+    """The person stopped marketing messages: a 131050 for ``phone`` (E.164), in the send's
+    answer (``after_acceptance`` False) or a status after it; storage.opt_outs records it."""
+
+    phone: str
+    code: int | None
+    title: str | None
+    at: float  # when it happened: Meta's clock for a status, ours for an answer
+    after_acceptance: bool
+    user_id: str | None = None
+    phone_number_id: str | None = None  # the business number it was sent from, when known
+
+
 @dataclass(slots=True)
 class Outcome:
     """The result of one claimed row: its new state, and the attempt log row if a request went."""
@@ -35,6 +49,7 @@ class Outcome:
     possibly_sent: bool = False
     sent_at: float | None = None
     attempt: dict[str, Any] | None = None  # columns of `attempts`, None when nothing was sent
+    opt_out: OptOut | None = None  # a 131050 answer: recorded in the same transaction
 
 
 @dataclass(slots=True)
