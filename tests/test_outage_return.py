@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -26,10 +27,10 @@ from tests.test_breaker import (
     guard_with,
     nothing_to_keep,
 )
-from tests.test_breaker_outage import until
-from tests.test_client_mock import closed_port
+from tests.test_breaker_outage import PHASE_TIMEOUT, until
+from tests.test_client_mock import closed_port, make_client, message
 from tests.test_decisions import NOW, api
-from tests.test_engine_http import settings_for
+from tests.test_engine_http import TOKEN, settings_for
 from watui.engine import breaker as breaker_module
 from watui.engine.breaker import (
     ANSWERING_FAST_FOR,
@@ -50,6 +51,7 @@ from watui.storage.database import Database
 from watui.storage.schema import recipients
 from watui.whatsapp.client import WhatsAppClient
 from watui.whatsapp.reachability import ApiReachability
+from watui.whatsapp.results import Accepted, TransportFailure, TransportReason
 
 UNWELL = api(None, status=503)
 
@@ -243,6 +245,30 @@ async def test_a_hanging_name_lookup_is_waited_for_never_started_twice() -> None
         assert await check.can_connect()
         assert await check.can_connect()
     assert lookups == ["graph.example"] * 2
+
+
+# ----- the mock's outage: its port refuses connections for a while -----
+
+
+async def test_the_mock_goes_away_for_the_seconds_asked_then_listens_as_it_was() -> None:
+    """`POST /_mock/outage`: a person trying the breaker on `watui mock-api` by hand."""
+    async with running_mock(access_token=TOKEN, latency=(0.001, 0.002)) as mock, \
+            make_client(mock.base_url, "aiohttp") as client, httpx.AsyncClient() as http:
+        check = ApiReachability(mock.base_url, timeout=0.5)
+        bad = await http.post(f"{mock.base_url}/_mock/outage", json={"seconds": -1})
+        assert bad.status_code == 400 and "seconds" in bad.json()["error"]
+        assert isinstance(await client.send(message("+15550000001")), Accepted)
+        answer = await http.post(f"{mock.base_url}/_mock/outage", json={"seconds": 0.5})
+        assert answer.json() == {"away_for": 0.5}
+        assert not await check.can_connect(), "refused while away"
+        refused = await client.send(message("+15550000002"))
+        deadline = time.monotonic() + PHASE_TIMEOUT
+        while not await check.can_connect():
+            assert time.monotonic() < deadline, "the mock never listened again"
+            await asyncio.sleep(0.05)
+        assert isinstance(await client.send(message("+15550000003")), Accepted)
+    assert isinstance(refused, TransportFailure) and refused.reason is TransportReason.CONNECT
+    assert [entry.to for entry in mock.ledger] == ["+15550000001", "+15550000003"], "as it was"
 
 
 # ----- over real HTTP against the mock, a real SQLite file -----
