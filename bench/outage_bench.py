@@ -102,9 +102,23 @@ async def play_outage(
     await asyncio.to_thread(first.__exit__)
     await asyncio.sleep(max(0.0, outage.down_at + seconds - time.monotonic()))
     comeback = MockProcess(rate_limit=rate, latency=LATENCY, port=port)
+    listening = asyncio.create_task(port_opens(port))
     outage.second = await asyncio.to_thread(comeback.__enter__)
-    outage.back_at = time.monotonic()
+    outage.back_at = await listening
     return outage
+
+
+async def port_opens(port: int) -> float:
+    """When the mock's port accepts connections again (monotonic, to ~5 ms): the API's return.
+    The mock answers its first request a little later, but a sender may connect from then."""
+    while True:
+        try:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.005)
+            continue
+        writer.close()
+        return time.monotonic()
 
 
 async def outage_run(workdir: Path, *, rate: float, seconds: float, answering: bool) -> list[Row]:

@@ -47,6 +47,8 @@ from watui.engine.breaker import (
 from watui.engine.metrics import EngineMetrics
 from watui.engine.outage import OutageGuard
 from watui.engine.sender import CampaignSender, RunStatus
+from watui.rules import outage_line
+from watui.service.models import ApiOutage
 from watui.storage.database import Database
 from watui.storage.schema import recipients
 from watui.whatsapp.client import WhatsAppClient
@@ -113,6 +115,15 @@ def test_the_last_probes_answer_says_how_the_next_is_found() -> None:
     assert not breaker.checking
     assert fail_probe(breaker, answered=False) == 2 * ANSWERING_MAX_WAIT
     assert breaker.checking
+
+
+def test_the_line_says_checking_while_checks_bring_the_probe_on() -> None:
+    """The monitor, the campaigns list (``ApiOutage.line``) and `watui run` (``outage_line``)."""
+    checking = ApiOutage(since=NOW, retry_at=NOW + 32, checking_every=CHECK_EVERY)
+    assert checking.line(NOW + 2).endswith(", checking every 0.5 s")
+    assert ApiOutage(NOW, NOW + 1.5).line(NOW).endswith(", trying again in 2 s")
+    assert ApiOutage(NOW, None, CHECK_EVERY).line(NOW).endswith(", trying again now")
+    assert outage_line(NOW, NOW + 8, NOW, CHECK_EVERY) == checking.line(NOW)
 
 
 # ----- the guard (outage.py), fake clock -----

@@ -178,7 +178,8 @@ class OutageGuard:
                 self._since = now
                 self._keep_at = self._clock() + self._keep_every
                 self._show(retry_at=now + wait)
-                text = f"{self._line(now + wait, now)} ({cause})"
+                line = outage_line(self._since, now + wait, now, self._checking_every())
+                text = f"{line} ({cause})"
             else:
                 self._show(retry_at=now + wait)
                 self.metrics.outage_probes += 1
@@ -189,9 +190,6 @@ class OutageGuard:
             self._told = (wait, self._breaker.cause)
         self.metrics.event("outage", text)
         log.info("%s", text)  # people read the event; a warning would print it twice
-
-    def _line(self, retry_at: float | None, now: float) -> str:
-        return outage_line(self._since, retry_at, now, self._checking_every())
 
     def _checking_every(self) -> float | None:
         return self._breaker.check_every if self._checking else None
