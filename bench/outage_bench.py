@@ -183,7 +183,15 @@ def recovery_rows(scenario: str, arrivals: list[float], back_at: float, rate: fl
         Row(scenario, "sqlite", "return -> full rate s", -1.0 if full_at is None else full_at - back_at,
             "<= 2", full_at is not None and full_at - back_at <= 2),
         Row(scenario, "sqlite", "most arrivals in 1 s, after", most, f"<= {rate:g}", most <= rate),
+        Row(scenario, "sqlite", "control: msg/s 2-5 s after", steady_rate(arrivals), "", None),
     ]
+
+
+def steady_rate(arrivals: list[float]) -> float:
+    """Arrivals a second from 2 to 5 s after the first: what the machine sustains once the ramp
+    is long over (on a loaded machine, well under the rate: then so is the ramp)."""
+    start = arrivals[0] + 2
+    return (bisect.bisect_left(arrivals, start + 3) - bisect.bisect_left(arrivals, start)) / 3
 
 
 def cold_start_row(scenario: str, arrivals: list[float], rate: float) -> Row:
