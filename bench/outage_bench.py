@@ -153,7 +153,7 @@ async def outage_run(workdir: Path, *, rate: float, seconds: float, answering: b
     probes = sender.metrics.outage_probes
     scenario = f"{seconds:g} s {'503s' if answering else 'outage'} at {rate:g}/s"
     return [
-        Row(scenario, "sqlite", "outage s (refusing, then down)", outage.back_at - outage.down_at,
+        Row(scenario, "sqlite", "outage s (first refusal -> return)", outage.back_at - outage.down_at,
             "", None),
         Row(scenario, "sqlite", "probes that met the outage", probes, "", None),
         *recovery_rows(scenario, sorted(entry["at"] for entry in after), outage.back_at, rate),
