@@ -3,11 +3,15 @@ and what the outage cost the recipients (nothing, if the circuit breaker does it
 
     python -m bench.outage_bench                 # a 60 s outage (about 90 s in all)
     python -m bench.outage_bench --outage 10     # a quick run
+    python -m bench.outage_bench --answering     # the API answers 503 all along instead
 
 The mock runs in its own process. The outage: a gateway refusing every send (bare 503) for a
 second, then the mock's process stopped (connections refused) until the outage's end, then a
 new mock process on the same port. Its ledger is read before it stops and after the run, so
-"sent twice" counts across both.
+"sent twice" counts across both. While nothing connects, the sender checks the port with a TCP
+connect every 0.5 s and probes once one goes through. With ``--answering`` the mock keeps
+answering 503 for the whole outage: a connect tells nothing, and the probe itself goes every
+1.5 s.
 """
 
 from __future__ import annotations
@@ -78,24 +82,46 @@ class Outage:
     down_at: float = 0.0
     back_at: float = 0.0
     before: list[dict[str, Any]] = field(default_factory=list)  # the first process's ledger
-    second: MockProcess | None = None  # the mock that came back
+    second: MockProcess | None = None  # the mock that came back (the first, if it never left)
 
 
-async def play_outage(first: MockProcess, port: int, rate: float, seconds: float) -> Outage:
-    """Refusing, then stopped, then a new mock on the same port ``seconds`` after it began."""
+async def play_outage(
+    first: MockProcess, port: int, rate: float, seconds: float, *, answering: bool
+) -> Outage:
+    """Refusing, then stopped, then a new mock on the same port ``seconds`` after it began
+    (``answering``: refusing all along, then answering again)."""
     outage = Outage(down_at=time.monotonic())
     await configure(first.base_url, {"refuse_status": 503})
     await asyncio.sleep(REFUSING_S)
     outage.before = await ledger(first.base_url)
+    if answering:
+        await asyncio.sleep(max(0.0, outage.down_at + seconds - time.monotonic()))
+        await configure(first.base_url, {"refuse_status": None})
+        outage.back_at, outage.second = time.monotonic(), first
+        return outage
     await asyncio.to_thread(first.__exit__)
     await asyncio.sleep(max(0.0, outage.down_at + seconds - time.monotonic()))
     comeback = MockProcess(rate_limit=rate, latency=LATENCY, port=port)
+    listening = asyncio.create_task(port_opens(port))
     outage.second = await asyncio.to_thread(comeback.__enter__)
-    outage.back_at = time.monotonic()
+    outage.back_at = await listening
     return outage
 
 
-async def outage_run(workdir: Path, *, rate: float, seconds: float) -> list[Row]:
+async def port_opens(port: int) -> float:
+    """When the mock's port accepts connections again (monotonic, to ~5 ms): the API's return.
+    The mock answers its first request a little later, but a sender may connect from then."""
+    while True:
+        try:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.005)
+            continue
+        writer.close()
+        return time.monotonic()
+
+
+async def outage_run(workdir: Path, *, rate: float, seconds: float, answering: bool) -> list[Row]:
     port = _free_port()
     database_url = f"sqlite+aiosqlite:///{workdir / 'outage.db'}"
     contacts = int(rate * (BEFORE_S + AFTER_S))
@@ -110,21 +136,24 @@ async def outage_run(workdir: Path, *, rate: float, seconds: float) -> list[Row]
             sender = CampaignSender(db, client, settings, campaign_id)
             run = asyncio.create_task(sender.run())
             await asyncio.sleep(BEFORE_S)
-            outage = await play_outage(first, port, rate, seconds)
+            outage = await play_outage(first, port, rate, seconds, answering=answering)
             await run
             statuses, charged = await recipient_figures(db)
         assert outage.second is not None
-        after = await ledger(outage.second.base_url)
+        after = [entry for entry in await ledger(outage.second.base_url)
+                 if entry["at"] >= outage.back_at]
+        if answering:
+            outage.before = [entry for entry in outage.before if entry["at"] < outage.back_at]
         throttled = (await asyncio.to_thread(outage.second.stats)).get("errors", {}).get("130429", 0)
     finally:
-        for mock in (first, outage.second):
+        for mock in {id(first): first, id(outage.second): outage.second}.values():
             with contextlib.suppress(AssertionError, OSError):
                 if mock is not None:
                     mock.__exit__()
-    probes = sum(event.text.startswith("API still") for event in sender.metrics.events_since(0))
-    scenario = f"{seconds:g} s outage at {rate:g}/s"
+    probes = sender.metrics.outage_probes
+    scenario = f"{seconds:g} s {'503s' if answering else 'outage'} at {rate:g}/s"
     return [
-        Row(scenario, "sqlite", "outage s (refusing, then down)", outage.back_at - outage.down_at,
+        Row(scenario, "sqlite", "outage s (first refusal -> return)", outage.back_at - outage.down_at,
             "", None),
         Row(scenario, "sqlite", "probes that met the outage", probes, "", None),
         *recovery_rows(scenario, sorted(entry["at"] for entry in after), outage.back_at, rate),
@@ -149,12 +178,20 @@ def recovery_rows(scenario: str, arrivals: list[float], back_at: float, rate: fl
     most = most_in_one_second(arrivals)
     return [
         Row(scenario, "sqlite", "return -> first accepted (probe) s", arrivals[0] - back_at,
-            "<= the probe's wait", None),
+            "", None),
         Row(scenario, "sqlite", "first accepted -> full rate s", ramp, "<= 2", 0 <= ramp <= 2),
         Row(scenario, "sqlite", "return -> full rate s", -1.0 if full_at is None else full_at - back_at,
             "<= 2", full_at is not None and full_at - back_at <= 2),
         Row(scenario, "sqlite", "most arrivals in 1 s, after", most, f"<= {rate:g}", most <= rate),
+        Row(scenario, "sqlite", "control: msg/s 2-5 s after", steady_rate(arrivals), "", None),
     ]
+
+
+def steady_rate(arrivals: list[float]) -> float:
+    """Arrivals a second from 2 to 5 s after the first: what the machine sustains once the ramp
+    is long over (on a loaded machine, well under the rate: then so is the ramp)."""
+    start = arrivals[0] + 2
+    return (bisect.bisect_left(arrivals, start + 3) - bisect.bisect_left(arrivals, start)) / 3
 
 
 def cold_start_row(scenario: str, arrivals: list[float], rate: float) -> Row:
@@ -182,7 +219,7 @@ def cost_rows(
 
 async def main_async(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="watui-outage-bench-"))
-    rows = await outage_run(workdir, rate=args.rate, seconds=args.outage)
+    rows = await outage_run(workdir, rate=args.rate, seconds=args.outage, answering=args.answering)
     print_table(rows)
     print("load average: " + " ".join(f"{load:.2f}" for load in os.getloadavg()))
 
@@ -194,6 +231,8 @@ def main() -> None:
     parser.add_argument("--outage", type=float, default=60.0,
                         help="seconds the API is away (default 60)")
     parser.add_argument("--rate", type=float, default=1000.0, help="messages/s (default 1000)")
+    parser.add_argument("--answering", action="store_true",
+                        help="the API answers 503 all along (default: its port refuses)")
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -693,12 +693,23 @@ def matched_stop_word(text: str | None, stop_words: Iterable[str]) -> str | None
 # ----- API outages -----
 
 
-def outage_line(since: float, retry_at: float | None, now: float) -> str:
+def outage_line(
+    since: float, retry_at: float | None, now: float, checking_every: float | None = None
+) -> str:
     """How an API outage reads wherever it shows (the monitor, the campaigns list, `watui run`):
-    since when (local time), and when the next probe goes (``retry_at`` None: it is out now)."""
+    since when (local time), and what comes next (``outage_next``)."""
     clock = datetime.fromtimestamp(since).strftime("%H:%M:%S")
-    when = "now" if retry_at is None else f"in {max(0, math.ceil(retry_at - now))} s"
-    return f"API unreachable since {clock}, trying again {when}"
+    return f"API unreachable since {clock}, {outage_next(retry_at, now, checking_every)}"
+
+
+def outage_next(retry_at: float | None, now: float, checking_every: float | None = None) -> str:
+    """When sending tries again: the probe is out now (``retry_at`` None), a connect check runs
+    every ``checking_every`` seconds (the probe goes when one connects), or in N s."""
+    if retry_at is None:
+        return "trying again now"
+    if checking_every is not None:
+        return f"checking every {checking_every:g} s"
+    return f"trying again in {max(0, math.ceil(retry_at - now))} s"
 
 
 # ----- the 24-hour messaging limit (unique recipients of templates per moving 24 h) -----

@@ -234,7 +234,7 @@ def _format_progress(sender: CampaignSender | NumbersSender, row: CampaignRecord
     outage = snapshot.outage
     speed = (
         f"{rate:,.0f} msg/s (target {snapshot.target_rate:g})" if outage is None
-        else outage_line(outage.since, outage.retry_at, time.time())
+        else outage_line(outage.since, outage.retry_at, time.time(), outage.checking_every)
     )
     return (
         f"{row.name}: {speed} | "

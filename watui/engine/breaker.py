@@ -13,7 +13,17 @@ tested without a network or a sleep. ``watui.engine.outage`` runs it for the sen
   comes while open, are the API's: their recipients go back as they were. A probe may go at
   ``probe_at``.
 - **probing**: one request (a real send of the next recipient) is out. A healthy answer closes
-  the breaker; an unwell one opens it again for twice as long (FIRST_WAIT, 2, 4 ... MAX_WAIT).
+  the breaker; an unwell one opens it again for twice as long (``next_wait``).
+
+How long a probe waits depends on what the API said (``Cause``). **Unreachable** (no connection
+was made): FIRST_WAIT, 2, 4 ... MAX_WAIT, and meanwhile a plain TCP connect to the API every
+CHECK_EVERY seconds (``reachable``) lets the probe go the moment one connects: it is free and
+certain that the way is open, so the API's return is seen within a second however long the
+outage was. **Answering but unwell** (bare 5xx, 1, 2, 131000, 131016): a connect tells nothing
+and only a send can tell, so the probe itself goes often: every ANSWERING_MAX_WAIT seconds for
+the first ANSWERING_FAST_FOR seconds of the outage (a blip of Meta's is then over for us within
+two seconds of its end), then with the same growing waits (an outage of hours is not worth a
+request a second). The probe costs nobody (its recipient goes back as it was).
 
 Only first attempts count toward a burst: recipients already retried are weak evidence (ten
 recipients each failing 131000 on its own, retried together, would look like an outage), but
@@ -32,6 +42,12 @@ TRIP_AFTER = 5
 #: Seconds before the first probe; each failed probe doubles the wait, up to MAX_WAIT.
 FIRST_WAIT = 1.0
 MAX_WAIT = 60.0
+#: While the API is unreachable: seconds between two TCP connects that may bring the probe on.
+CHECK_EVERY = 0.5
+#: While it answers unwell: the longest wait between probes, for the outage's first
+#: ANSWERING_FAST_FOR seconds (about 0.1% of a number's 1,000 msg/s, each charged to nobody).
+ANSWERING_MAX_WAIT = 1.5
+ANSWERING_FAST_FOR = 600.0
 
 T = TypeVar("T")
 
@@ -40,6 +56,13 @@ class BreakerState(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     PROBING = "probing"
+
+
+class Cause(StrEnum):
+    """What the last unwell answer says about the API, which decides how to learn it is back."""
+
+    UNREACHABLE = "unreachable"  # no connection was made: a TCP connect tells when it is back
+    ANSWERING = "answering"  # it answered, unwell (5xx, 131000 ...): only a send can tell
 
 
 class Change(StrEnum):
@@ -79,6 +102,10 @@ class CircuitBreaker(Generic[T]):
         self._trip_after = TRIP_AFTER if trip_after is None else trip_after
         self._first_wait = FIRST_WAIT if first_wait is None else first_wait
         self._max_wait = MAX_WAIT if max_wait is None else max_wait
+        self._answering_max_wait = min(self._max_wait, ANSWERING_MAX_WAIT)
+        self._answering_fast_for = ANSWERING_FAST_FOR
+        self.check_every = CHECK_EVERY
+        self.cause = Cause.UNREACHABLE  # of the current outage's last unwell answer
         self.state = BreakerState.CLOSED
         self.opened_at: float | None = None  # when the current outage began
         self.probe_at = 0.0  # when the next probe may go (while open)
@@ -90,15 +117,23 @@ class CircuitBreaker(Generic[T]):
     def held(self) -> int:
         return len(self._held)
 
+    @property
+    def checking(self) -> bool:
+        """Whether a TCP connect to the API may bring the probe on (``reachable``)."""
+        return self.state is BreakerState.OPEN and self.cause is Cause.UNREACHABLE
+
     def judge(
-        self, item: T, *, unwell: bool, evidence: bool, probe: bool, sent_at: float, now: float
+        self, item: T, *, unwell: bool, evidence: bool, probe: bool, sent_at: float, now: float,
+        answered: bool = False,
     ) -> Judgement[T]:
         """One answer: ``unwell`` by ``api_unwell``, ``evidence`` when it was a first attempt,
-        ``probe`` when it answers the probe; its request left at ``sent_at``."""
+        ``probe`` when it answers the probe; its request left at ``sent_at``; ``answered``
+        when the API answered it (an HTTP answer, not a failed connection)."""
+        cause = Cause.ANSWERING if answered else Cause.UNREACHABLE
         if self.state is BreakerState.CLOSED:
-            return self._judge_closed(_Held(item, evidence, sent_at), unwell, now)
+            return self._judge_closed(_Held(item, evidence, sent_at), unwell, cause, now)
         if probe and self.state is BreakerState.PROBING:
-            return self._judge_probe(item, unwell, now)
+            return self._judge_probe(item, unwell, cause, now)
         # Sent before the breaker opened: a healthy answer is the recipient's, but one answer
         # from before does not close the breaker (only the probe's does).
         return Judgement(api=(item,)) if unwell else Judgement(own=(item,))
@@ -111,6 +146,19 @@ class CircuitBreaker(Generic[T]):
         self._evidence = 0
         return held
 
+    def reachable(self, now: float) -> None:
+        """A TCP connect to the API went through: the way is open again, the probe may go now."""
+        if self.checking:
+            self.probe_at = min(self.probe_at, now)
+
+    def next_wait(self, now: float) -> float:
+        """How long the probe after a failed one waits: the one rule (see the module's doc)."""
+        cap = self._max_wait
+        opened_at = now if self.opened_at is None else self.opened_at
+        if self.cause is Cause.ANSWERING and now - opened_at < self._answering_fast_for:
+            cap = self._answering_max_wait
+        return min(cap, self.wait * 2)
+
     def start_probe(self, now: float) -> bool:
         """Whether a probe may go now; if so the breaker waits for its answer."""
         if self.state is not BreakerState.OPEN or now < self.probe_at:
@@ -118,7 +166,9 @@ class CircuitBreaker(Generic[T]):
         self.state = BreakerState.PROBING
         return True
 
-    def _judge_closed(self, answer: _Held[T], unwell: bool, now: float) -> Judgement[T]:
+    def _judge_closed(
+        self, answer: _Held[T], unwell: bool, cause: Cause, now: float
+    ) -> Judgement[T]:
         if not unwell:
             if not self._held:
                 return Judgement(own=(answer.item,))
@@ -130,6 +180,7 @@ class CircuitBreaker(Generic[T]):
         burst = self.release_held()
         self.state = BreakerState.OPEN
         self.opened_at = now
+        self.cause = cause
         self.wait = self._first_wait
         self.probe_at = now + self.wait
         return Judgement(api=burst, change=Change.OPENED)
@@ -143,10 +194,11 @@ class CircuitBreaker(Generic[T]):
             self._evidence = sum(entry.evidence for entry in self._held)
         return lone
 
-    def _judge_probe(self, item: T, unwell: bool, now: float) -> Judgement[T]:
+    def _judge_probe(self, item: T, unwell: bool, cause: Cause, now: float) -> Judgement[T]:
         if unwell:
             self.state = BreakerState.OPEN
-            self.wait = min(self._max_wait, self.wait * 2)
+            self.cause = cause
+            self.wait = self.next_wait(now)
             self.probe_at = now + self.wait
             return Judgement(api=(item,), change=Change.PROBE_FAILED)
         self.state = BreakerState.CLOSED

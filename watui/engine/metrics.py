@@ -38,6 +38,7 @@ class OutageFigures:
 
     since: float
     retry_at: float | None
+    checking_every: float | None = None  # a TCP connect every so many s may bring the probe on
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +156,7 @@ class EngineMetrics:
         self.paced_rate = 0.0
         self.connection_stats: Callable[[], tuple[int, int]] = lambda: (0, 0)
         self.outage: OutageFigures | None = None  # set by the sender's OutageGuard
+        self.outage_probes = 0  # probes that met the API still unwell, in this run
         self._events: deque[SenderEvent] = deque(maxlen=500)
         self._seq = 0
 

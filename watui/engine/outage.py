@@ -7,6 +7,11 @@ here; rows already claimed wait in memory. Then one probe goes: a real send of t
 recipient, not a cheap GET, because only a send proves that sending works (the templates
 endpoint can answer while /messages gives 131000), and the probe is a message that had to go
 anyway. The pacer then resumes at its rate: it never catches up more than a few slots.
+
+While the API cannot be reached at all, ``can_connect`` (``whatsapp.reachability``: a TCP
+connect, nothing sent) runs every ``breaker.CHECK_EVERY`` seconds, and the probe goes as soon
+as one connects: the return is seen within a second instead of at the next probe of a schedule
+that grows to a minute.
 """
 
 from __future__ import annotations
@@ -19,13 +24,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
-from watui.engine.breaker import BreakerState, Change, CircuitBreaker, Judgement
+from watui.engine.breaker import BreakerState, Cause, Change, CircuitBreaker, Judgement
 from watui.engine.decisions import decide_in_outage
 from watui.engine.metrics import EngineMetrics, OutageFigures
-from watui.rules import outage_line
+from watui.rules import outage_line, outage_next
 from watui.storage.sending.outcomes import ClaimedRecipient
 from watui.whatsapp.errors import api_unwell
-from watui.whatsapp.results import SendResult
+from watui.whatsapp.results import ApiError, SendResult
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +49,8 @@ class Answer(NamedTuple):
 class OutageGuard:
     """Holds sending while the API is unwell; ``give_up(reason)`` is called once when the
     outage has lasted ``max_outage_s`` (None: wait forever), and ``keep_claims()`` every
-    ``keep_every`` seconds while it lasts (the rows waiting in memory keep their leases)."""
+    ``keep_every`` seconds while it lasts (the rows waiting in memory keep their leases).
+    ``can_connect``: whether a TCP connection to the API opens now (None: probes alone)."""
 
     def __init__(
         self,
@@ -57,6 +63,7 @@ class OutageGuard:
         keep_every: float,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        can_connect: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.metrics = metrics
         self._max_outage_s = max_outage_s
@@ -68,6 +75,9 @@ class OutageGuard:
         self._clock = clock
         self._wall_clock = wall_clock
         self._breaker: CircuitBreaker[Answer] = CircuitBreaker()
+        self._can_connect = can_connect
+        self._check_at = 0.0  # when the next connect check may go (monotonic)
+        self._told: tuple[float, Cause] | None = None  # the wait and cause last announced
         self._changed = asyncio.Event()
         self._probe_id: int | None = None
         self._since = 0.0  # wall clock, for people
@@ -86,7 +96,7 @@ class OutageGuard:
         judged = breaker.judge(
             Answer(row, result, self._wall_clock()), unwell=api_unwell(result),
             evidence=row.attempts == 0, probe=row.id == self._probe_id,
-            sent_at=now - result.latency, now=now,
+            sent_at=now - result.latency, now=now, answered=isinstance(result, ApiError),
         )
         if judged.change is not None:
             self._announce(judged.change, row, result)
@@ -116,9 +126,25 @@ class OutageGuard:
                     return
                 if breaker.state is BreakerState.OPEN:
                     timeout = min(timeout, breaker.probe_at - now)
+                if self._checking:
+                    if now >= self._check_at:
+                        await self._check(now)
+                        continue
+                    timeout = min(timeout, self._check_at - now)
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), None if math.isinf(timeout) else timeout)
+
+    @property
+    def _checking(self) -> bool:
+        return self._can_connect is not None and self._breaker.checking
+
+    async def _check(self, now: float) -> None:
+        """One connect check; when it goes through, the probe may go at once."""
+        assert self._can_connect is not None
+        self._check_at = now + self._breaker.check_every
+        if await self._can_connect():
+            self._breaker.reachable(self._clock())
 
     def _give_up_if_due(self, now: float) -> float:
         """Seconds left before send.max_outage_s runs out; when none are, give up (once)."""
@@ -143,19 +169,30 @@ class OutageGuard:
         self._changed.set()
         if change is Change.CLOSED:
             self.metrics.outage = None
+            self._told = None
             text = f"API back after {now - self._since:.0f} s"
         else:
+            self._check_at = self._clock() + self._breaker.check_every
             cause = decide_in_outage(row, result).problem.title[:CAUSE_LIMIT]
             if change is Change.OPENED:
                 self._since = now
                 self._keep_at = self._clock() + self._keep_every
                 self._show(retry_at=now + wait)
-                text = f"{outage_line(self._since, now + wait, now)} ({cause})"
+                line = outage_line(self._since, now + wait, now, self._checking_every())
+                text = f"{line} ({cause})"
             else:
                 self._show(retry_at=now + wait)
-                text = f"API still unreachable ({cause}), trying again in {wait:g} s"
+                self.metrics.outage_probes += 1
+                if self._told == (wait, self._breaker.cause):
+                    return  # as last said: the status line keeps counting down
+                next_try = outage_next(now + wait, now, self._checking_every())
+                text = f"API still unreachable ({cause}), {next_try}"
+            self._told = (wait, self._breaker.cause)
         self.metrics.event("outage", text)
         log.info("%s", text)  # people read the event; a warning would print it twice
 
+    def _checking_every(self) -> float | None:
+        return self._breaker.check_every if self._checking else None
+
     def _show(self, *, retry_at: float | None) -> None:
-        self.metrics.outage = OutageFigures(self._since, retry_at)
+        self.metrics.outage = OutageFigures(self._since, retry_at, self._checking_every())

@@ -5,14 +5,16 @@ sender: ``/messages`` and the Marketing Messages API's ``/marketing_messages`` a
 per-number limit for both), per-number throughput over a sliding one-second window (130429), the
 pair rate limit (131056), latency from a range, injected failures by rate or by recipient, a spam
 switch (131048 from the Nth message on), an error for every message of one number, a gateway
-refusing every send (``refuse_status``), a token check (190), and status webhooks signed like
-Meta's. A ledger of accepted messages (each with the phone_number_id that sent it and the
-endpoint) and counters are readable in-process and over HTTP (/_mock/...).
+refusing every send (``refuse_status``), an outage whose port refuses connections for a while
+(``POST /_mock/outage``), a token check (190), and status webhooks signed like Meta's. A
+ledger of accepted messages (each with the phone_number_id that sent it and the endpoint) and
+counters are readable in-process and over HTTP (/_mock/...).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from bisect import bisect_right, insort
@@ -192,6 +194,7 @@ class _ArrivalStampingServer(web.Server):
 
 
 _DAY = 86_400.0
+MAX_OUTAGE_S = 3_600.0  # the longest outage POST /_mock/outage plays
 
 
 def _arrived_at(request: web.Request) -> float:
@@ -210,6 +213,8 @@ class MockCloudApi:
         self._arrivals: dict[str, deque[float]] = {}
         self._pairs: dict[tuple[str, str], deque[float]] = {}
         self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._away: asyncio.Task[None] | None = None  # an outage under way (go_away)
         self.webhooks = WebhookPoster(self.config, self.config.seed)
         self.numbers = MockNumbers()  # what GET .../phone_numbers lists
         self._seq = 0
@@ -232,6 +237,7 @@ class MockCloudApi:
         app.router.add_post("/_mock/config", self._configure)
         app.router.add_post("/_mock/inbound", self._inbound)
         app.router.add_post("/_mock/preferences", self._preferences)
+        app.router.add_post("/_mock/outage", self._outage)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -242,7 +248,7 @@ class MockCloudApi:
         await self._runner.setup()
         if self._runner.server is not None:
             self._runner.server.__class__ = _ArrivalStampingServer
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        site = self._site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()
         server = site._server  # the bound port, when 0 asked for any free one
         sockets = getattr(server, "sockets", None) or []
@@ -251,10 +257,31 @@ class MockCloudApi:
         return self.base_url
 
     async def stop(self) -> None:
+        if self._away is not None:
+            self._away.cancel()
         await self.webhooks.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def go_away(self, seconds: float, *, answering: object = None) -> None:
+        """An outage as the network shows it: for ``seconds`` the port refuses connections
+        and open ones are dropped (a request in flight gets no answer), then the API listens
+        again as it was (ledger, settings). ``answering``: the protocol of the request that
+        asked, closed only once it is answered."""
+        runner, site = self._runner, self._site
+        if runner is None or site is None:
+            return
+        await site.stop()
+        for handler in list(runner.server.connections if runner.server else ()):
+            if handler is answering:
+                handler.close()
+            else:
+                handler.force_close()
+        await asyncio.sleep(seconds)
+        host, port = self.base_url.removeprefix("http://").rsplit(":", 1)
+        self._site = web.TCPSite(runner, host, int(port), reuse_address=True)
+        await self._site.start()
 
     # ----- introspection -----
 
@@ -469,6 +496,20 @@ class MockCloudApi:
         except (ValueError, TypeError) as error:
             return web.json_response({"error": str(error)}, status=400)
         return web.json_response({"ok": True})
+
+    async def _outage(self, request: web.Request) -> web.Response:
+        """``{"seconds": N}``: answered, then the API goes away for N seconds (``go_away``)."""
+        try:
+            seconds = float((await request.json())["seconds"])
+        except (ValueError, TypeError, KeyError):
+            seconds = math.nan
+        if not 0 < seconds <= MAX_OUTAGE_S:
+            return web.json_response(
+                {"error": f'give {{"seconds": N}}, N from 0 to {MAX_OUTAGE_S:g}'}, status=400)
+        if self._away is not None and not self._away.done():
+            return web.json_response({"error": "already away"}, status=409)
+        self._away = asyncio.create_task(self.go_away(seconds, answering=request.protocol))
+        return web.json_response({"away_for": seconds})
 
     async def _inbound(self, request: web.Request) -> web.Response:
         return await self._inject(request, inbound_request, self.webhooks.inbound_text)

@@ -618,7 +618,8 @@ def _snapshot(
 
 
 def _outage(figures: OutageFigures | None) -> ApiOutage | None:
-    return None if figures is None else ApiOutage(figures.since, figures.retry_at)
+    return None if figures is None else ApiOutage(
+        figures.since, figures.retry_at, figures.checking_every)
 
 
 def _detail(result: Any) -> str:

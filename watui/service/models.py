@@ -56,10 +56,11 @@ class ApiOutage:
 
     since: float
     retry_at: float | None
+    checking_every: float | None = None  # the probe goes when a connect check goes through
 
     def line(self, now: float) -> str:
-        """"API unreachable since HH:MM:SS, trying again in N s"."""
-        return outage_line(self.since, self.retry_at, now)
+        """"API unreachable since HH:MM:SS, trying again in N s" (or "checking every 0.5 s")."""
+        return outage_line(self.since, self.retry_at, now, self.checking_every)
 
 
 @dataclass(frozen=True, slots=True)
