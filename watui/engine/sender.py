@@ -70,7 +70,6 @@ from watui.storage.templates import template_category
 from watui.whatsapp.client import WhatsAppClient, endpoint_url
 from watui.whatsapp.numbers import list_phone_numbers
 from watui.whatsapp.payload import build_template_message
-from watui.whatsapp.reachability import ApiReachability
 from watui.whatsapp.results import (
     Accepted,
     ConnectionStats,
@@ -96,6 +95,8 @@ class Client(Protocol):
     ) -> SendResult: ...
 
     def connection_stats(self) -> ConnectionStats | tuple[int, int]: ...
+
+    async def can_connect(self) -> bool: ...
 
 
 class RunStatus(StrEnum):
@@ -200,7 +201,7 @@ class CampaignSender:
             self.metrics, max_outage_s=settings.send.max_outage_s,
             give_up=partial(self.pause, by_safety_rule=True), more_coming=self._more_answers_coming,
             keep_claims=self._keep_ready_leases, keep_every=settings.send.lease_seconds / 3,
-            can_connect=ApiReachability(settings.whatsapp.api_base_url).can_connect,
+            can_connect=client.can_connect,
         )
         self._collector = CollectorBetweenSends()
         self._control = ControlLoop(

@@ -20,6 +20,7 @@ import orjson
 from watui.errors import AccountNotFound, ApiUnavailable, TokenRefused
 from watui.rules import MAX_AUTO_CONNECTIONS, Endpoint
 from watui.settings import HttpSettings, WhatsAppSettings
+from watui.whatsapp.reachability import ApiReachability
 from watui.whatsapp.results import (
     Accepted,
     ApiError,
@@ -42,13 +43,12 @@ TEMPLATE_PAGE_SIZE = 100
 NETWORK_ERRORS = (httpx.HTTPError, aiohttp.ClientError, OSError)
 
 
-
-
 class WhatsAppClient:
     """One per process, shared by every sender. Use as ``async with`` or call ``aclose()``."""
 
     def __init__(self, whatsapp: WhatsAppSettings, http: HttpSettings) -> None:
         self._settings = whatsapp
+        self._reachability = ApiReachability(whatsapp.api_base_url)
         self._requests = 0
         self._new_connections = 0
         base = f"{whatsapp.api_base_url}/{whatsapp.api_version}"
@@ -106,6 +106,10 @@ class WhatsAppClient:
 
     def connection_stats(self) -> ConnectionStats:
         return ConnectionStats(self._requests, self._new_connections)
+
+    async def can_connect(self) -> bool:
+        """Whether a TCP connection to the API opens now, nothing sent: the outage guard's check."""
+        return await self._reachability.can_connect()
 
     async def send(
         self, payload: dict[str, Any], on_written: Callable[[float], None] | None = None,
