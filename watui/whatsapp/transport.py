@@ -6,7 +6,13 @@ aiohttp to parse again, converts httpx's headers through a mapping view, builds 
 answer through an async generator. We send one fixed POST to one URL with ~150-byte answers,
 so ``LeanAiohttpTransport`` keeps the parsed URL and the timeout of the last request, passes
 the headers as plain pairs, reads the answer whole and maps aiohttp's errors to httpx's (the
-same table, the same ``__cause__``) only when one is raised. Figures in docs/performance.md.
+same table, the same ``__cause__``) only when one is raised.
+
+Below that it drives aiohttp's connector, ``ClientRequest`` and ``ClientResponse`` itself
+instead of ``ClientSession._request``, whose cookie jar, proxy lookup, header merging, timeout
+handle, redirect loop and middleware chain did nothing for us on every request (``_exchange``
+keeps what it did that matters: the same timeouts, the same error types, no retry of a POST).
+Figures in docs/performance.md.
 
 Two per-request signals the client needs come from subclasses instead of aiohttp's tracing
 (``trace_configs``): with any trace config, aiohttp creates its trace objects and awaits a
@@ -19,15 +25,18 @@ dozen signals for every request, ~40 us of CPU each time, for the two we use.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
 import httpx
 from aiohttp.abc import AbstractStreamWriter
+from aiohttp.client import IDEMPOTENT_METHODS
+from aiohttp.client_exceptions import ClientOSError, ConnectionTimeoutError
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.connector import Connection
+from aiohttp.helpers import EMPTY_BODY_METHODS, TimerNoop
 from aiohttp.tracing import Trace
 from httpx_aiohttp import AiohttpTransport
 from httpx_aiohttp.transport import map_aiohttp_exceptions
@@ -73,6 +82,8 @@ class LeanAiohttpTransport(AiohttpTransport):
         super().__init__(**options)
         self._url: tuple[httpx.URL | None, URL] = (None, URL())
         self._timeout: tuple[dict[str, Any] | None, aiohttp.ClientTimeout] = (None, aiohttp.ClientTimeout())
+        #: What ClientSession._request passes to the connection's protocol, read once.
+        self._response_params: dict[str, Any] = {}
 
     def _aiohttp_url(self, url: httpx.URL) -> URL:
         if self._url[0] is not url:
@@ -87,32 +98,108 @@ class LeanAiohttpTransport(AiohttpTransport):
             ))
         return self._timeout[1]
 
+    def _session(self) -> aiohttp.ClientSession:
+        if not isinstance(self.client, aiohttp.ClientSession):
+            self.client = session = self.get_client()
+            self._response_params = {
+                "read_bufsize": session._read_bufsize,
+                "max_line_size": session._max_line_size,
+                "max_field_size": session._max_field_size,
+                "max_headers": session._max_headers,
+            }
+        return self.client
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
             body = request.content
         except httpx.RequestNotRead:  # a streamed body: httpx-aiohttp's general path
             return await super().handle_async_request(request)
-        if not isinstance(self.client, aiohttp.ClientSession):
-            self.client = self.get_client()
+        if self.proxy is not None:
+            return await super().handle_async_request(request)
         try:
-            async with self.client.request(
-                request.method,
-                self._aiohttp_url(request.url),
-                headers=[(name.decode(), value.decode()) for name, value in request.headers.raw],
-                data=body or None,
-                allow_redirects=False,
-                auto_decompress=False,
-                compress=False,
-                timeout=self._aiohttp_timeout(request.extensions.get("timeout", {})),
-                server_hostname=request.extensions.get("sni_hostname"),
-            ) as answer:
-                content = await answer.read()
+            status, headers, content = await self._exchange(
+                request.method, self._aiohttp_url(request.url),
+                [(name.decode(), value.decode()) for name, value in request.headers.raw],
+                body, self._aiohttp_timeout(request.extensions.get("timeout", {})),
+                request.extensions.get("sni_hostname"),
+            )
         except Exception:
             with map_aiohttp_exceptions():
                 raise
         # A stream over the bytes, not ``content=``: that runs them through httpx's decoders.
         return httpx.Response(
-            answer.status, headers=answer.raw_headers, stream=httpx.ByteStream(content),
-            request=request,
+            status, headers=headers, stream=httpx.ByteStream(content), request=request,
             extensions={"http_version": b"HTTP/1.1"},
         )
+
+    async def _exchange(
+        self, method: str, url: URL, headers: Iterable[tuple[str, str]], body: bytes,
+        timeout: aiohttp.ClientTimeout, server_hostname: str | None = None,
+    ) -> tuple[int, Any, bytes]:
+        """One request on a pooled connection, its answer read whole: (status, raw headers,
+        body). Raises aiohttp's errors as ``ClientSession.request`` would, and like it tries
+        an idempotent request once more when a kept-alive connection turns out closed (never
+        a POST: the API may have taken it)."""
+        session = self._session()
+        if session.closed:
+            raise RuntimeError("Session is closed")
+        retry = method in IDEMPOTENT_METHODS
+        while True:
+            request = session._request_class(
+                method, url, headers=headers, data=body or None, loop=session._loop,
+                response_class=session._response_class, timer=_NO_TIMER, session=session,
+                server_hostname=server_hostname,
+            )
+            try:
+                response = await self._send(request, timeout)
+            except (ConnectionTimeoutError, aiohttp.ClientConnectorError):
+                raise
+            except (ClientOSError, aiohttp.ServerDisconnectedError):
+                if not retry:
+                    raise
+                retry = False
+                continue
+            except aiohttp.ClientError:
+                raise
+            except OSError as error:
+                if error.errno is None and isinstance(error, TimeoutError):
+                    raise
+                raise ClientOSError(*error.args) from error
+            try:
+                content = await response.read()
+            finally:
+                response.release()
+            return response.status, response.raw_headers, content
+
+    async def _send(
+        self, request: aiohttp.ClientRequest, timeout: aiohttp.ClientTimeout
+    ) -> aiohttp.ClientResponse:
+        """Take a connection, send ``request`` on it and read the answer's head."""
+        connector = self._session().connector
+        assert connector is not None
+        try:
+            connection = await connector.connect(request, traces=[], timeout=timeout)
+        except TimeoutError as error:
+            raise ConnectionTimeoutError(f"Connection timeout to host {request.url}") from error
+        protocol = connection.protocol
+        assert protocol is not None
+        protocol.set_response_params(
+            timer=_NO_TIMER, skip_payload=request.method in EMPTY_BODY_METHODS,
+            read_until_eof=True, auto_decompress=False, read_timeout=timeout.sock_read,
+            timeout_ceil_threshold=connector._timeout_ceil_threshold, **self._response_params,
+        )
+        try:
+            response = await request.send(connection)
+            try:
+                await response.start(connection)
+            except BaseException:
+                response.close()
+                raise
+        except BaseException:
+            connection.close()
+            raise
+        return response
+
+
+#: No total timeout (httpx has none): aiohttp's own stand-in for the timer it would not start.
+_NO_TIMER = TimerNoop()
