@@ -24,6 +24,7 @@ dozen signals for every request, ~40 us of CPU each time, for the two we use.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
@@ -37,6 +38,8 @@ from aiohttp.client_exceptions import ClientOSError, ConnectionTimeoutError
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.connector import Connection
 from aiohttp.helpers import EMPTY_BODY_METHODS, TimerNoop
+from aiohttp.http_writer import StreamWriter
+from aiohttp.payload import BytesPayload
 from aiohttp.tracing import Trace
 from httpx_aiohttp import AiohttpTransport
 from httpx_aiohttp.transport import map_aiohttp_exceptions
@@ -45,13 +48,41 @@ from yarl import URL
 #: Distinct URLs ``post`` keeps parsed: a few per step and number; more means callers build a
 #: new URL per send, and the cache starts again rather than grow.
 MAX_POST_URLS = 256
-#: The ``on_written`` of the request being sent. A context variable, because aiohttp writes the
-#: body from a task of its own, which starts with a copy of the sending task's context.
+#: Whether asyncio starts aiohttp's body-writing task eagerly (Python 3.12 and later).
+EAGER_BODY_TASKS = sys.version_info >= (3, 12)
+#: The ``on_written`` of the request being sent. A context variable, because aiohttp may write
+#: the body from a task of its own, which starts with a copy of the sending task's context.
 ON_WRITTEN: ContextVar[Callable[[float], None] | None] = ContextVar("watui_on_written", default=None)
 
 
 class WrittenClockRequest(aiohttp.ClientRequest):
-    """aiohttp's request, telling ``ON_WRITTEN`` when its body (with the headers) leaves."""
+    """aiohttp's request, telling ``ON_WRITTEN`` when its body (with the headers) leaves.
+
+    Before Python 3.12 aiohttp writes every body from a task of its own (3.12 starts that task
+    eagerly, so it mostly never runs as a task): a Task, a loop turn and two done-callbacks per
+    message, for a body already in memory that one socket write takes. ``send`` writes such
+    a body inline instead, with aiohttp's own ``write_bytes``."""
+
+    async def send(self, conn: Connection) -> aiohttp.ClientResponse:
+        protocol = conn.protocol
+        if (
+            EAGER_BODY_TASKS or not isinstance(self._body, BytesPayload) or self.proxy
+            or self.compress or self.chunked or self._continue is not None
+            or protocol is None or protocol.writing_paused or conn._connector.force_close
+        ):
+            return await super().send(conn)
+        writer = StreamWriter(protocol, self.loop)
+        version = self.version
+        await writer.write_headers(
+            f"{self.method} {self.url.raw_path_qs} HTTP/{version.major}.{version.minor}", self.headers)
+        await self.write_bytes(writer, conn, self._get_content_length())
+        response = self.response_class(
+            self.method, self.original_url, writer=None, continue100=None, timer=self._timer,
+            request_info=self.request_info, traces=self._traces, loop=self.loop,
+            session=self._session, stream_writer=writer,
+        )
+        self.response = response  # type: ignore[assignment]  # aiohttp types it None: "set later"
+        return response
 
     async def write_bytes(
         self, writer: AbstractStreamWriter, conn: Connection, content_length: int | None = None
