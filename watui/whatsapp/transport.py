@@ -3,10 +3,11 @@
 httpx-aiohttp's ``AiohttpTransport`` is general: per request it formats the URL again for
 aiohttp to parse again, converts httpx's headers through a mapping view, builds a
 ``ClientTimeout``, enters an exception-mapping context manager three times and streams the
-answer through an async generator. We send one fixed POST to one URL with ~150-byte answers,
-so ``LeanAiohttpTransport`` keeps the parsed URL and the timeout of the last request, passes
-the headers as plain pairs, reads the answer whole and maps aiohttp's errors to httpx's (the
-same table, the same ``__cause__``) only when one is raised.
+answer through an async generator. We send one fixed POST to a few URLs with ~150-byte
+answers, so ``LeanAiohttpTransport.post`` takes the body, a URL it parses once and the headers
+as plain pairs, with no httpx Request or Response around them (``handle_async_request`` serves
+the rest through httpx), reads the answer whole and maps aiohttp's errors to httpx's (the same
+table, the same ``__cause__``) only when one is raised.
 
 Below that it drives aiohttp's connector, ``ClientRequest`` and ``ClientResponse`` itself
 instead of ``ClientSession._request``, whose cookie jar, proxy lookup, header merging, timeout
