@@ -9,10 +9,11 @@ than the rate: the tightest 1,001 arrivals came within 1.0018 s, a pause away fr
 
 So while a campaign sends, automatic collection is off and the dispatcher asks for a collection
 after each release. It runs once QUIET_TURNS loop turns have passed with no release: a released
-request starts, and writes its body (whatsapp.transport), in the first turn after it. It collects the generation the interpreter would pick, though
-less often (YOUNG_THRESHOLD). While the dispatcher waits for rows, the control task's tick
-collects instead. (The pacer now also counts a send from its write, so a pause that still falls
-in between costs a held slot, not a 130429.)
+request starts, and writes its body (whatsapp.transport), in the first turn after it. It
+collects the generation the interpreter would pick, though less often (YOUNG_THRESHOLD). While
+the dispatcher waits for rows, the control task's tick collects instead. (The pacer now also
+counts a send from its write, so a pause that still falls in between costs a held slot, not a
+130429.)
 """
 
 from __future__ import annotations
