@@ -71,3 +71,27 @@ async def test_a_streamed_body_goes_the_general_way(mock: MockCloudApi) -> None:
         answer = await client.post(f"{mock.base_url}/v23.0/1000001/messages", content=chunks(),
                                    headers={"Authorization": f"Bearer {TOKEN}"})
     assert answer.status_code == 200 and [e.to for e in mock.ledger] == ["+15551230001"]
+
+
+async def test_the_send_path_answers_and_fails_as_the_httpx_interface(mock: MockCloudApi) -> None:
+    """``post`` (no httpx Request or Response) against ``handle_async_request`` on one transport."""
+    body = orjson.dumps(build_template_message(
+        "+15551230002", "order_update", "en_US", {"body": ["Ana"]}, None))
+    headers = (("Authorization", f"Bearer {TOKEN}"), ("Content-Type", "application/json"))
+    timeout = httpx.Timeout(5.0).as_dict()
+    transport = LeanAiohttpTransport()
+    try:
+        url = httpx.URL(f"{mock.base_url}/v23.0/1000001/messages")
+        status, content = await transport.post(url, headers, body, timeout)
+        again = await transport.post(url, (headers[1],), body, timeout)  # no token: refused
+        with socket.socket() as free:
+            free.bind(("127.0.0.1", 0))
+            closed = httpx.URL(f"http://127.0.0.1:{free.getsockname()[1]}/v23.0/1000001/messages")
+        with pytest.raises(httpx.HTTPError) as error:
+            await transport.post(closed, headers, body, timeout)
+    finally:
+        await transport.aclose()
+    theirs = await post(LeanAiohttpTransport(), str(url), TOKEN, body)
+    assert (status, orjson.loads(content).keys()) == (theirs[0], theirs[1].keys())
+    assert again[0] == 401 and [e.to for e in mock.ledger] == ["+15551230002"] * 2
+    assert isinstance(error.value.__cause__, aiohttp.ClientConnectorError)

@@ -9,11 +9,11 @@ than the rate: the tightest 1,001 arrivals came within 1.0018 s, a pause away fr
 
 So while a campaign sends, automatic collection is off and the dispatcher asks for a collection
 after each release. It runs once QUIET_TURNS loop turns have passed with no release: a released
-request starts in the first turn after it, and aiohttp (before Python 3.12) writes its body from
-a task of its own, in the second. It collects the generation the interpreter would pick, though
-less often (YOUNG_THRESHOLD). While the dispatcher waits for rows, the control task's tick
-collects instead. (The pacer now also counts a send from its write, so a pause that still falls
-in between costs a held slot, not a 130429.)
+request starts, and writes its body (whatsapp.transport), in the first turn after it. It
+collects the generation the interpreter would pick, though less often (YOUNG_THRESHOLD). While
+the dispatcher waits for rows, the control task's tick collects instead. (The pacer now also
+counts a send from its write, so a pause that still falls in between costs a held slot, not a
+130429.)
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ import gc
 from types import TracebackType
 
 #: Loop turns with no release before a due collection runs: two for the request to be written
-#: (its task's first step, then aiohttp's writer task), and two more because our callback may run
-#: before or after the dispatcher within a turn, and before or after the writer.
+#: (its task's first step; a second for aiohttp's writer task, which a body not in memory still
+#: takes before Python 3.12), and two more because our callback may run before or after the
+#: dispatcher within a turn, and before or after the writer.
 QUIET_TURNS = 4
 #: Net new objects (allocated minus freed, as the interpreter counts) before a young collection;
 #: the interpreter's own is 700. Requests in flight are freed by their reference counts, but the

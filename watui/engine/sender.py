@@ -23,6 +23,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from watui.engine.batcher import OutcomeBatcher
+from watui.engine.breaker import BreakerState
 from watui.engine.collector import CollectorBetweenSends, freeze_long_lived_objects
 from watui.engine.connections import ConnectionLimit
 from watui.engine.control import ControlLoop
@@ -608,7 +609,8 @@ class CampaignSender:
                 # pacer's release and the request, which must leave at its slot.
                 await asyncio.sleep(0)
                 continue
-            await self._breaker.wait_closed(self._ready[0].id)
+            if self._breaker.state is not BreakerState.CLOSED:  # no coroutine per send
+                await self._breaker.wait_closed(self._ready[0].id)
             # A connection first, then the pacer's slot: the request then leaves on time
             # instead of queueing inside the pool (and timing out there).
             while self._requests_out >= self._max_requests:

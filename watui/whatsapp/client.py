@@ -66,15 +66,14 @@ class WhatsAppClient:
             transport=self._transport,
             follow_redirects=False,
         )
-        self._send_headers = [
-            (b"Host", self._messages_url.netloc),
-            (b"Authorization", f"Bearer {token}".encode()),
-            (b"Content-Type", b"application/json"),
-            # Answers are ~150 bytes: not worth compressing, and reading them raw skips the
-            # decoder layers of Response.aread.
-            (b"Accept-Encoding", b"identity"),
-        ]
-        self._send_extensions = {"timeout": timeout.as_dict()}
+        self._lean = self._transport if isinstance(self._transport, LeanAiohttpTransport) else None
+        self._send_headers = (
+            ("Authorization", f"Bearer {token}"),
+            ("Content-Type", "application/json"),
+            # Answers are ~150 bytes: not worth compressing.
+            ("Accept-Encoding", "identity"),
+        )
+        self._send_timeout = timeout.as_dict()
 
     def __repr__(self) -> str:  # the token never shows, even in a debugger or a log
         return f"WhatsAppClient(url={str(self._messages_url)!r})"
@@ -120,37 +119,48 @@ class WhatsAppClient:
         which the request's body is written to the socket (aiohttp transport only), which can
         be well after this call when the loop is busy.
 
-        The request goes straight to the transport, an httpx.Request in and an httpx.Response
-        out: AsyncClient's per-request layers (header merging, cookie jar, auth and redirect
-        flows, event hooks) do nothing for this one fixed POST and cost ~0.15 ms of CPU per
-        message, a third of the budget at 1,000 msg/s (bench/http_bench.py).
+        The request goes straight to the transport (``LeanAiohttpTransport.post``: the body
+        and the URL in, the status and the answer out): AsyncClient's per-request layers
+        (header merging, cookie jar, auth and redirect flows, event hooks) do nothing for this
+        one fixed POST and cost ~0.15 ms of CPU per message, a third of the budget at 1,000
+        msg/s (bench/http_bench.py).
 
         ``phone_number_id``: send from this number rather than whatsapp.phone_number_id."""
         self._requests += 1
         body = _dumps(payload)
-        request = httpx.Request(
-            "POST", url if url is not None else (
-                self._messages_url if phone_number_id is None else self._url_for(phone_number_id)),
-            headers=httpx.Headers([*self._send_headers, (b"Content-Length", b"%d" % len(body))], "ascii"),
-            stream=httpx.ByteStream(body),
-            extensions=self._send_extensions,
-        )
-        request.read()  # the body is in memory: the transport sends it as bytes, not chunked
+        if url is None:
+            url = self._messages_url if phone_number_id is None else self._url_for(phone_number_id)
         started = time.perf_counter()
         token = ON_WRITTEN.set(on_written)
         try:
-            response = await self._transport.handle_async_request(request)
-            try:
-                # An async transport answers with an async stream; narrowing it here would be
-                # one more check per message on the hot path.
-                content = b"".join([chunk async for chunk in response.stream])  # type: ignore[union-attr]
-            finally:
-                await response.aclose()
+            if self._lean is not None:
+                status, content = await self._lean.post(url, self._send_headers, body, self._send_timeout)
+            else:
+                status, content = await self._post_through_httpx(url, body)
         except NETWORK_ERRORS as error:
             return TransportFailure(_reason(error), _describe(error), time.perf_counter() - started)
         finally:
             ON_WRITTEN.reset(token)
-        return _parse_send(response.status_code, content, time.perf_counter() - started)
+        return _parse_send(status, content, time.perf_counter() - started)
+
+    async def _post_through_httpx(self, url: httpx.URL, body: bytes) -> tuple[int, bytes]:
+        """The send for httpx's own pool (``http.transport = "httpx"``): straight to the
+        transport, an httpx.Request in and an httpx.Response out."""
+        request = httpx.Request(
+            "POST", url,
+            headers=httpx.Headers(
+                [("Host", url.netloc.decode()), *self._send_headers, ("Content-Length", str(len(body)))]),
+            stream=httpx.ByteStream(body),
+            extensions={"timeout": self._send_timeout},
+        )
+        request.read()  # the body is in memory: the transport sends it as bytes, not chunked
+        response = await self._transport.handle_async_request(request)
+        try:
+            # An async transport answers with an async stream.
+            content = b"".join([chunk async for chunk in response.stream])  # type: ignore[union-attr]
+        finally:
+            await response.aclose()
+        return response.status_code, content
 
     def _url_for(self, phone_number_id: str) -> httpx.URL:
         url = self._number_urls.get(phone_number_id)

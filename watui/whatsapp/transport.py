@@ -3,10 +3,17 @@
 httpx-aiohttp's ``AiohttpTransport`` is general: per request it formats the URL again for
 aiohttp to parse again, converts httpx's headers through a mapping view, builds a
 ``ClientTimeout``, enters an exception-mapping context manager three times and streams the
-answer through an async generator. We send one fixed POST to one URL with ~150-byte answers,
-so ``LeanAiohttpTransport`` keeps the parsed URL and the timeout of the last request, passes
-the headers as plain pairs, reads the answer whole and maps aiohttp's errors to httpx's (the
-same table, the same ``__cause__``) only when one is raised. Figures in docs/performance.md.
+answer through an async generator. We send one fixed POST to a few URLs with ~150-byte
+answers, so ``LeanAiohttpTransport.post`` takes the body, a URL it parses once and the headers
+as plain pairs, with no httpx Request or Response around them (``handle_async_request`` serves
+the rest through httpx), reads the answer whole and maps aiohttp's errors to httpx's (the same
+table, the same ``__cause__``) only when one is raised.
+
+Below that it drives aiohttp's connector, ``ClientRequest`` and ``ClientResponse`` itself
+instead of ``ClientSession._request``, whose cookie jar, proxy lookup, header merging, timeout
+handle, redirect loop and middleware chain did nothing for us on every request (``_exchange``
+keeps what it did that matters: the same timeouts, the same error types, no retry of a POST).
+Figures in docs/performance.md.
 
 Two per-request signals the client needs come from subclasses instead of aiohttp's tracing
 (``trace_configs``): with any trace config, aiohttp creates its trace objects and awaits a
@@ -18,28 +25,65 @@ dozen signals for every request, ~40 us of CPU each time, for the two we use.
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
 import httpx
 from aiohttp.abc import AbstractStreamWriter
+from aiohttp.client import IDEMPOTENT_METHODS
+from aiohttp.client_exceptions import ClientOSError, ConnectionTimeoutError
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.connector import Connection
+from aiohttp.helpers import EMPTY_BODY_METHODS, TimerNoop
+from aiohttp.http_writer import StreamWriter
+from aiohttp.payload import BytesPayload
 from aiohttp.tracing import Trace
 from httpx_aiohttp import AiohttpTransport
 from httpx_aiohttp.transport import map_aiohttp_exceptions
 from yarl import URL
 
-#: The ``on_written`` of the request being sent. A context variable, because aiohttp writes the
-#: body from a task of its own, which starts with a copy of the sending task's context.
+#: Distinct URLs ``post`` keeps parsed: a few per step and number; more means callers build a
+#: new URL per send, and the cache starts again rather than grow.
+MAX_POST_URLS = 256
+#: Whether asyncio starts aiohttp's body-writing task eagerly (Python 3.12 and later).
+EAGER_BODY_TASKS = sys.version_info >= (3, 12)
+#: The ``on_written`` of the request being sent. A context variable, because aiohttp may write
+#: the body from a task of its own, which starts with a copy of the sending task's context.
 ON_WRITTEN: ContextVar[Callable[[float], None] | None] = ContextVar("watui_on_written", default=None)
 
 
 class WrittenClockRequest(aiohttp.ClientRequest):
-    """aiohttp's request, telling ``ON_WRITTEN`` when its body (with the headers) leaves."""
+    """aiohttp's request, telling ``ON_WRITTEN`` when its body (with the headers) leaves.
+
+    Before Python 3.12 aiohttp writes every body from a task of its own (3.12 starts that task
+    eagerly, so it mostly never runs as a task): a Task, a loop turn and two done-callbacks per
+    message, for a body already in memory that one socket write takes. ``send`` writes such
+    a body inline instead, with aiohttp's own ``write_bytes``."""
+
+    async def send(self, conn: Connection) -> aiohttp.ClientResponse:
+        protocol = conn.protocol
+        if (
+            EAGER_BODY_TASKS or not isinstance(self._body, BytesPayload) or self.proxy
+            or self.compress or self.chunked or self._continue is not None
+            or protocol is None or protocol.writing_paused or conn._connector.force_close
+        ):
+            return await super().send(conn)
+        writer = StreamWriter(protocol, self.loop)
+        version = self.version
+        await writer.write_headers(
+            f"{self.method} {self.url.raw_path_qs} HTTP/{version.major}.{version.minor}", self.headers)
+        await self.write_bytes(writer, conn, self._get_content_length())
+        response = self.response_class(
+            self.method, self.original_url, writer=None, continue100=None, timer=self._timer,
+            request_info=self.request_info, traces=self._traces, loop=self.loop,
+            session=self._session, stream_writer=writer,
+        )
+        self.response = response  # type: ignore[assignment]  # aiohttp types it None: "set later"
+        return response
 
     async def write_bytes(
         self, writer: AbstractStreamWriter, conn: Connection, content_length: int | None = None
@@ -71,13 +115,12 @@ class LeanAiohttpTransport(AiohttpTransport):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self._url: tuple[httpx.URL | None, URL] = (None, URL())
         self._timeout: tuple[dict[str, Any] | None, aiohttp.ClientTimeout] = (None, aiohttp.ClientTimeout())
-
-    def _aiohttp_url(self, url: httpx.URL) -> URL:
-        if self._url[0] is not url:
-            self._url = (url, URL(str(url), encoded=True))
-        return self._url[1]
+        #: What ClientSession._request passes to the connection's protocol, read once.
+        self._response_params: dict[str, Any] = {}
+        #: ``post``'s URLs parsed for aiohttp, by the identity of the caller's httpx.URL (held
+        #: here, so that its id is not reused): str() and a parse again cost ~10 us a send.
+        self._post_urls: dict[int, tuple[httpx.URL, URL]] = {}
 
     def _aiohttp_timeout(self, timeout: dict[str, Any]) -> aiohttp.ClientTimeout:
         if self._timeout[0] is not timeout:
@@ -87,32 +130,129 @@ class LeanAiohttpTransport(AiohttpTransport):
             ))
         return self._timeout[1]
 
+    def _session(self) -> aiohttp.ClientSession:
+        if not isinstance(self.client, aiohttp.ClientSession):
+            self.client = session = self.get_client()
+            self._response_params = {
+                "read_bufsize": session._read_bufsize,
+                "max_line_size": session._max_line_size,
+                "max_field_size": session._max_field_size,
+                "max_headers": session._max_headers,
+            }
+        return self.client
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
             body = request.content
         except httpx.RequestNotRead:  # a streamed body: httpx-aiohttp's general path
             return await super().handle_async_request(request)
-        if not isinstance(self.client, aiohttp.ClientSession):
-            self.client = self.get_client()
+        if self.proxy is not None:
+            return await super().handle_async_request(request)
         try:
-            async with self.client.request(
-                request.method,
-                self._aiohttp_url(request.url),
-                headers=[(name.decode(), value.decode()) for name, value in request.headers.raw],
-                data=body or None,
-                allow_redirects=False,
-                auto_decompress=False,
-                compress=False,
-                timeout=self._aiohttp_timeout(request.extensions.get("timeout", {})),
-                server_hostname=request.extensions.get("sni_hostname"),
-            ) as answer:
-                content = await answer.read()
+            status, headers, content = await self._exchange(
+                request.method, URL(str(request.url), encoded=True),
+                [(name.decode(), value.decode()) for name, value in request.headers.raw],
+                body, self._aiohttp_timeout(request.extensions.get("timeout", {})),
+                request.extensions.get("sni_hostname"),
+            )
         except Exception:
             with map_aiohttp_exceptions():
                 raise
         # A stream over the bytes, not ``content=``: that runs them through httpx's decoders.
         return httpx.Response(
-            answer.status, headers=answer.raw_headers, stream=httpx.ByteStream(content),
-            request=request,
+            status, headers=headers, stream=httpx.ByteStream(content), request=request,
             extensions={"http_version": b"HTTP/1.1"},
         )
+
+    async def post(
+        self, url: httpx.URL, headers: Sequence[tuple[str, str]], body: bytes,
+        timeout: dict[str, Any],
+    ) -> tuple[int, bytes]:
+        """The send hot path: ``body`` POSTed to ``url``, (status, answer) back, without an
+        httpx Request and Response around them (their headers, URL copy and streams cost
+        ~25 us a send). Raises what ``handle_async_request`` raises. ``url`` and ``timeout``
+        should be the same objects from send to send: both are converted once."""
+        known = self._post_urls.get(id(url))
+        if known is None:
+            if len(self._post_urls) >= MAX_POST_URLS:
+                self._post_urls.clear()
+            known = self._post_urls[id(url)] = (url, URL(str(url), encoded=True))
+        try:
+            status, _headers, content = await self._exchange(
+                "POST", known[1], headers, body, self._aiohttp_timeout(timeout))
+        except Exception:
+            with map_aiohttp_exceptions():
+                raise
+        return status, content
+
+    async def _exchange(
+        self, method: str, url: URL, headers: Iterable[tuple[str, str]], body: bytes,
+        timeout: aiohttp.ClientTimeout, server_hostname: str | None = None,
+    ) -> tuple[int, Any, bytes]:
+        """One request on a pooled connection, its answer read whole: (status, raw headers,
+        body). Raises aiohttp's errors as ``ClientSession.request`` would, and like it tries
+        an idempotent request once more when a kept-alive connection turns out closed (never
+        a POST: the API may have taken it)."""
+        session = self._session()
+        if session.closed:
+            raise RuntimeError("Session is closed")
+        retry = method in IDEMPOTENT_METHODS
+        while True:
+            request = session._request_class(
+                method, url, headers=headers, data=body or None, loop=session._loop,
+                response_class=session._response_class, timer=_NO_TIMER, session=session,
+                server_hostname=server_hostname,
+            )
+            try:
+                response = await self._send(request, timeout)
+            except (ConnectionTimeoutError, aiohttp.ClientConnectorError):
+                raise
+            except (ClientOSError, aiohttp.ServerDisconnectedError):
+                if not retry:
+                    raise
+                retry = False
+                continue
+            except aiohttp.ClientError:
+                raise
+            except OSError as error:
+                if error.errno is None and isinstance(error, TimeoutError):
+                    raise
+                raise ClientOSError(*error.args) from error
+            try:
+                content = await response.read()
+            finally:
+                response.release()
+            return response.status, response.raw_headers, content
+
+    async def _send(
+        self, request: aiohttp.ClientRequest, timeout: aiohttp.ClientTimeout
+    ) -> aiohttp.ClientResponse:
+        """Take a connection, send ``request`` on it and read the answer's head."""
+        connector = self._session().connector
+        assert connector is not None
+        try:
+            connection = await connector.connect(request, traces=[], timeout=timeout)
+        except TimeoutError as error:
+            raise ConnectionTimeoutError(f"Connection timeout to host {request.url}") from error
+        protocol = connection.protocol
+        assert protocol is not None
+        protocol.set_response_params(
+            timer=_NO_TIMER, skip_payload=request.method in EMPTY_BODY_METHODS,
+            read_until_eof=True, auto_decompress=False, read_timeout=timeout.sock_read,
+            timeout_ceil_threshold=connector._timeout_ceil_threshold, **self._response_params,
+        )
+        try:
+            response = await request.send(connection)
+            try:
+                await response.start(connection)
+            except BaseException:
+                response.close()
+                raise
+        except BaseException:
+            connection.close()
+            raise
+        return response
+
+
+#: No total timeout (httpx has none): aiohttp's own stand-in for the timer it would not start.
+_NO_TIMER = TimerNoop()
