@@ -20,14 +20,14 @@ from watui.storage.schema import number_hearing
 #: One statement on both databases (SQLite 3.24+ and PostgreSQL share ON CONFLICT ... DO UPDATE):
 #: a gap longer than :gap since the last status starts a new unbroken run at this one; an older
 #: status (arriving late, or from a slower process) never moves the last one back.
-_HEARD = text(f"""
-    INSERT INTO {number_hearing.name} (phone_number_id, since, last_heard)
+_HEARD = text("""
+    INSERT INTO number_hearing (phone_number_id, since, last_heard)
     VALUES (:number, :at, :at)
     ON CONFLICT (phone_number_id) DO UPDATE SET
-      since = CASE WHEN excluded.last_heard - {number_hearing.name}.last_heard > :gap
-                   THEN excluded.last_heard ELSE {number_hearing.name}.since END,
-      last_heard = CASE WHEN excluded.last_heard > {number_hearing.name}.last_heard
-                        THEN excluded.last_heard ELSE {number_hearing.name}.last_heard END
+      since = CASE WHEN excluded.last_heard - number_hearing.last_heard > :gap
+                   THEN excluded.last_heard ELSE number_hearing.since END,
+      last_heard = CASE WHEN excluded.last_heard > number_hearing.last_heard
+                        THEN excluded.last_heard ELSE number_hearing.last_heard END
 """)
 
 
