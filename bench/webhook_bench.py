@@ -195,7 +195,7 @@ async def scenario(
     receiver = ReceiverProcess(database_url, source)
     sizes = post_sizes(shape, int(TARGET_RATE * seconds), seed=7)
     statuses = sum(sizes)
-    run_id = f"{label[:2]}{shape[:2]}{tag[:2]}{before % 1000:03d}"
+    run_id = f"{label[:2]}{shape[:2]}{tag[:2]}{before}"  # unique: each run adds rows
     requests = signed_requests(sizes, run_id, receiver.port)
     try:
         await asyncio.to_thread(receiver.wait_listening)

@@ -4,6 +4,7 @@ PostgreSQL server, signed POSTs shaped like Meta's (checked against its OpenAPI 
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import hmac
 import os
@@ -22,7 +23,8 @@ from tests import test_fault_outages
 from tests.pgserver import PostgresServer
 from tests.spec import spec_errors
 from watui.errors import ReceiverError
-from watui.receiver import WebhookReceiver
+from watui.receiver import WebhookReceiver, quiet_garbage_collector
+from watui.receiver.garbage import YOUNG_THRESHOLD
 from watui.service.settings_view import SECRET_MASK, settings_rows
 from watui.settings import WebhookSettings, load_settings
 from watui.storage import SCHEMA_VERSION, Database
@@ -235,6 +237,27 @@ async def test_other_paths_are_404(receiver: WebhookReceiver, http: aiohttp.Clie
     for path in ("/", "/webhooks", "/webhook/x"):
         async with http.post(base + path, data=raw, headers={"X-Hub-Signature-256": sign(raw)}) as response:
             assert response.status == 404
+    async with http.put(receiver.url, data=raw, headers={"X-Hub-Signature-256": sign(raw)}) as response:
+        assert response.status == 405 and response.headers["Allow"] == "GET, HEAD, POST"
+        assert (await response.text()).count("\n") == 1
+
+
+async def test_a_post_cut_short_stores_nothing_and_the_receiver_carries_on(
+    database: Database, receiver: WebhookReceiver, http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    raw = orjson.dumps(status_payload(wamids(3)))
+    port = int(receiver.url.rsplit(":", 1)[1].split("/", 1)[0])
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /webhook HTTP/1.1\r\nHost: x\r\nX-Hub-Signature-256: " + sign(raw).encode()
+                 + f"\r\nContent-Length: {len(raw)}\r\n\r\n".encode() + raw[:40])  # fmt: skip
+    await writer.drain()
+    writer.close()  # the sender hangs up with most of the body unsent
+    await writer.wait_closed()
+    assert (await post(http, receiver.url, status_payload(["wamid.after"])))[0] == 200
+    assert await count(database, delivery_events) == 1
+    assert receiver.stats().posts == 2 and receiver.stats().malformed == 1
+    assert "unexpected" not in caplog.text
 
 
 # ----- what is stored -----
@@ -430,6 +453,17 @@ async def test_postgres_stopped_answers_503_then_stores_everything_once_back(
 
 
 # ----- starting -----
+
+
+def test_the_receivers_process_collects_garbage_rarely_and_skips_what_lives_forever() -> None:
+    threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
+    try:
+        quiet_garbage_collector()
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, *threshold[1:])
+        assert gc.get_freeze_count() > frozen  # this test's modules, at least
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
 
 
 async def test_no_app_secret_is_refused_in_one_line_naming_the_variable(database: Database) -> None:
