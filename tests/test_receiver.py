@@ -242,6 +242,17 @@ async def test_other_paths_are_404(receiver: WebhookReceiver, http: aiohttp.Clie
         assert (await response.text()).count("\n") == 1
 
 
+async def test_a_client_waiting_for_100_continue_gets_it_and_its_body_is_stored(
+    database: Database, receiver: WebhookReceiver, http: aiohttp.ClientSession
+) -> None:
+    raw = orjson.dumps(status_payload(wamids(50)))  # curl asks first for bodies over 1 KiB
+    headers = {"X-Hub-Signature-256": sign(raw)}
+    async with asyncio.timeout(10), http.post(receiver.url, data=raw, headers=headers,
+                                              expect100=True) as response:  # fmt: skip
+        assert response.status == 200
+    assert await count(database, delivery_events) == 50
+
+
 async def test_a_post_cut_short_stores_nothing_and_the_receiver_carries_on(
     database: Database, receiver: WebhookReceiver, http: aiohttp.ClientSession,
     caplog: pytest.LogCaptureFixture,
