@@ -140,13 +140,12 @@ class _Handlers:
 
     async def _read_body(self, request: web.BaseRequest) -> bytes | None:
         """The body, or None once it is over the limit (reading no more than limit + 1)."""
-        length = request.content_length
-        if length is not None and length > self._max_body:
-            return None
         if request.headers.get("Expect", "").lower() == "100-continue":  # curl's, for big bodies
+            # Before any check, as the Application's router did (a 413 is then read after the body).
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        length = request.content_length
         if length is not None:  # Meta's case: one read of exactly that many bytes
-            return await request.content.readexactly(length)
+            return await request.content.readexactly(length) if length <= self._max_body else None
         body = bytearray()
         while len(body) <= self._max_body:
             chunk = await request.content.read(self._max_body + 1 - len(body))
