@@ -71,7 +71,7 @@ def build_server(
 
 def _answer(status: int, line: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, body=line.encode() + b"\n", headers=headers,
-                        content_type="text/plain")  # fmt: skip
+                        content_type="text/plain", charset="utf-8")  # fmt: skip
 
 
 #: Allowed on ``webhook.path``: the handshake (GET, and HEAD as aiohttp's routes allow) and POST.
@@ -156,8 +156,11 @@ class _Handlers:
 
 
 def _stored() -> web.Response:
-    """The answer to almost every POST, built with the fewest steps aiohttp allows."""
-    return web.Response(body=b"stored\n", content_type="text/plain")
+    """The answer to almost every POST: its bytes made once, not encoded per POST."""
+    return web.Response(body=_STORED, content_type="text/plain", charset="utf-8")
+
+
+_STORED = b"stored\n"
 
 
 class WebhookReceiver:
