@@ -3,6 +3,7 @@
     python -m bench.webhook_bench            # SQLite and PostgreSQL, 20 s per run
     python -m bench.webhook_bench --quick    # 6 s per run, same shape
     python -m bench.webhook_bench --sqlite-only
+    python -m bench.webhook_bench --quick --shape single --before /tmp/before   # A/B, alternated
 
 The receiver runs in its own process (`watui webhook`, as in production) so that its CPU is
 measured alone; this process offers the POSTs on a fixed schedule (open loop: a slow answer
@@ -48,15 +49,21 @@ TARGET_P99_MS = 250.0
 CONNECTIONS = 200
 #: POST sizes (statuses) and their weights for the mixed shape: mean ~12.
 MIXED_SIZES = ((1, 50), (5, 25), (25, 20), (100, 5))
+#: Seconds the answers may take after the last request was offered before the run gives up.
+ANSWER_TIMEOUT = 120.0
+#: The source tree the receiver runs from unless another is given (``--before``).
+SOURCE = Path(__file__).resolve().parent.parent
 
 
 class ReceiverProcess:
-    """`watui webhook` in a child process on a free loopback port."""
+    """`watui webhook` in a child process on a free loopback port, importing watui from
+    ``source`` (a source tree: this one, or an older one to compare with)."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, source: Path = SOURCE) -> None:
         self.port = _free_port()
         env = {key: value for key, value in os.environ.items() if not key.startswith("WATUI_")}
-        env.update(WATUI_DATABASE_URL=database_url, WATUI_WHATSAPP__APP_SECRET=APP_SECRET)
+        env.update(WATUI_DATABASE_URL=database_url, WATUI_WHATSAPP__APP_SECRET=APP_SECRET,
+                   PYTHONPATH=str(source))  # fmt: skip
         self._process = subprocess.Popen(
             [sys.executable, "-m", "watui", "webhook", "--port", str(self.port)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -130,6 +137,7 @@ class Offered:
     failures: int  # answers other than 200
     offer_seconds: float  # until the last request was handed to a connection
     seconds: float  # until the last answer
+    cpu_seconds: float  # this process's CPU while offering: the load generator's cost
 
 
 async def offer(port: int, requests: list[tuple[bytes, int]], rate: float) -> Offered:
@@ -138,7 +146,8 @@ async def offer(port: int, requests: list[tuple[bytes, int]], rate: float) -> Of
 
     A bare HTTP/1.1 client on asyncio streams (requests serialised beforehand): aiohttp's
     client cost ~0.4 ms a POST, so at 3,000 POSTs/s on these two shared cores it, not the
-    receiver, set the pace (1,100 POSTs/s with the receiver at 0.2 core)."""
+    receiver, set the pace (1,100 POSTs/s with the receiver at 0.2 core). This one takes
+    0.07-0.15 core at 3,000 POSTs/s (so did a callback-per-connection protocol client)."""
     due: asyncio.Queue[tuple[bytes, float] | None] = asyncio.Queue()
     latencies: list[float] = []
     failures = 0
@@ -157,6 +166,7 @@ async def offer(port: int, requests: list[tuple[bytes, int]], rate: float) -> Of
         writer.close()
 
     workers = [asyncio.create_task(connection()) for _ in range(CONNECTIONS)]
+    cpu_before = time.process_time()
     start = time.perf_counter()
     at = 0.0
     for request, statuses in requests:
@@ -168,8 +178,9 @@ async def offer(port: int, requests: list[tuple[bytes, int]], rate: float) -> Of
     offer_seconds = time.perf_counter() - start
     for _ in workers:
         due.put_nowait(None)
-    await asyncio.gather(*workers)
-    return Offered(latencies, failures, offer_seconds, time.perf_counter() - start)
+    await asyncio.wait_for(asyncio.gather(*workers), ANSWER_TIMEOUT)
+    seconds = time.perf_counter() - start
+    return Offered(latencies, failures, offer_seconds, seconds, time.process_time() - cpu_before)
 
 
 def percentile_ms(values: list[float], share: float) -> float:
@@ -177,12 +188,15 @@ def percentile_ms(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000
 
 
-async def scenario(database_url: str, label: str, shape: str, seconds: float) -> list[Row]:
+async def scenario(
+    database_url: str, label: str, shape: str, seconds: float, *, source: Path = SOURCE, tag: str = ""
+) -> list[Row]:
     before = await stored_statuses(database_url)  # also creates the schema before the clock
-    receiver = ReceiverProcess(database_url)
+    receiver = ReceiverProcess(database_url, source)
     sizes = post_sizes(shape, int(TARGET_RATE * seconds), seed=7)
     statuses = sum(sizes)
-    requests = signed_requests(sizes, f"{label[:2]}{shape[:2]}", receiver.port)
+    run_id = f"{label[:2]}{shape[:2]}{tag[:2]}{before}"  # unique: each run adds rows
+    requests = signed_requests(sizes, run_id, receiver.port)
     try:
         await asyncio.to_thread(receiver.wait_listening)
         cpu_before = receiver.cpu_seconds()
@@ -193,8 +207,8 @@ async def scenario(database_url: str, label: str, shape: str, seconds: float) ->
     stored = await stored_statuses(database_url) - before
     rate = stored / offered.seconds
     p50, p99 = percentile_ms(offered.latencies, 0.50), percentile_ms(offered.latencies, 0.99)
-    name = f"{shape} ({len(requests)} POSTs)"
-    print(f"  {label} {shape}: {summary}", file=sys.stderr)
+    name = f"{shape} ({len(requests)} POSTs){' ' + tag if tag else ''}"
+    print(f"  {label} {shape} {tag}: {summary}", file=sys.stderr)
     return [
         Row(name, label, "statuses offered per second", statuses / offered.offer_seconds,
             f"{TARGET_RATE:,.0f}", None),
@@ -205,6 +219,9 @@ async def scenario(database_url: str, label: str, shape: str, seconds: float) ->
         Row(name, label, "ack latency p99 (ms)", p99, f"<= {TARGET_P99_MS:.0f}", p99 <= TARGET_P99_MS),
         Row(name, label, "non-200 answers", offered.failures, "0", offered.failures == 0),
         Row(name, label, "receiver CPU (cores)", cores, "", None),
+        Row(name, label, "receiver CPU per POST (ms)", cores * 1000 / (len(requests) / offered.seconds),
+            "", None),
+        Row(name, label, "load generator CPU (cores)", offered.cpu_seconds / offered.seconds, "", None),
     ]  # fmt: skip
 
 
@@ -235,12 +252,18 @@ def bench_databases(prefix: str, *, sqlite_only: bool) -> Iterator[list[tuple[st
 
 async def main_async(args: argparse.Namespace) -> None:
     seconds = 6.0 if args.quick else 20.0
+    shapes = [args.shape] if args.shape else ["mixed", "single"]
     rows: list[Row] = []
     load_before = os.getloadavg()[0]
     with bench_databases("watui-webhook-bench-", sqlite_only=args.sqlite_only) as databases:
         for label, url in databases:
-            for shape in ("mixed", "single"):
-                rows += await scenario(url, label, shape, seconds)
+            for shape in shapes:
+                for _ in range(args.rounds):
+                    if args.before is not None:  # the older code first, then this, seconds apart
+                        rows += await scenario(url, label, shape, seconds, source=args.before,
+                                               tag="before")  # fmt: skip
+                    rows += await scenario(url, label, shape, seconds,
+                                           tag="after" if args.before is not None else "")  # fmt: skip
     print_table(rows)
     print(f"machine: {os.cpu_count()} cores, load average (1 min) {load_before:.2f} before, "
           f"{os.getloadavg()[0]:.2f} after")
@@ -248,9 +271,18 @@ async def main_async(args: argparse.Namespace) -> None:
 
 def main() -> None:
     use_fast_event_loop()  # as `watui` itself does
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="6 s per run instead of 20 s")
     parser.add_argument("--sqlite-only", action="store_true")
+    parser.add_argument("--shape", choices=["mixed", "single"], help="only this shape of traffic")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each scenario (default 1)")
+    parser.add_argument(
+        "--before", type=Path, metavar="SOURCE_TREE",
+        help="also run the receiver from this source tree (e.g. `git archive 2a564db | tar -x -C "
+             "/tmp/before`), alternated with this one, each scenario before then after",
+    )  # fmt: skip
     asyncio.run(main_async(parser.parse_args()))
 
 

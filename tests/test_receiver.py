@@ -4,6 +4,7 @@ PostgreSQL server, signed POSTs shaped like Meta's (checked against its OpenAPI 
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import hmac
 import os
@@ -22,7 +23,8 @@ from tests import test_fault_outages
 from tests.pgserver import PostgresServer
 from tests.spec import spec_errors
 from watui.errors import ReceiverError
-from watui.receiver import WebhookReceiver
+from watui.receiver import WebhookReceiver, quiet_garbage_collector
+from watui.receiver.garbage import YOUNG_THRESHOLD
 from watui.service.settings_view import SECRET_MASK, settings_rows
 from watui.settings import WebhookSettings, load_settings
 from watui.storage import SCHEMA_VERSION, Database
@@ -235,6 +237,38 @@ async def test_other_paths_are_404(receiver: WebhookReceiver, http: aiohttp.Clie
     for path in ("/", "/webhooks", "/webhook/x"):
         async with http.post(base + path, data=raw, headers={"X-Hub-Signature-256": sign(raw)}) as response:
             assert response.status == 404
+    async with http.put(receiver.url, data=raw, headers={"X-Hub-Signature-256": sign(raw)}) as response:
+        assert response.status == 405 and response.headers["Allow"] == "GET, HEAD, POST"
+        assert (await response.text()).count("\n") == 1
+
+
+async def test_a_client_waiting_for_100_continue_gets_it_and_its_body_is_stored(
+    database: Database, receiver: WebhookReceiver, http: aiohttp.ClientSession
+) -> None:
+    raw = orjson.dumps(status_payload(wamids(50)))  # curl asks first for bodies over 1 KiB
+    headers = {"X-Hub-Signature-256": sign(raw)}
+    async with asyncio.timeout(10), http.post(receiver.url, data=raw, headers=headers,
+                                              expect100=True) as response:  # fmt: skip
+        assert response.status == 200
+    assert await count(database, delivery_events) == 50
+
+
+async def test_a_post_cut_short_stores_nothing_and_the_receiver_carries_on(
+    database: Database, receiver: WebhookReceiver, http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    raw = orjson.dumps(status_payload(wamids(3)))
+    port = int(receiver.url.rsplit(":", 1)[1].split("/", 1)[0])
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /webhook HTTP/1.1\r\nHost: x\r\nX-Hub-Signature-256: " + sign(raw).encode()
+                 + f"\r\nContent-Length: {len(raw)}\r\n\r\n".encode() + raw[:40])  # fmt: skip
+    await writer.drain()
+    writer.close()  # the sender hangs up with most of the body unsent
+    await writer.wait_closed()
+    assert (await post(http, receiver.url, status_payload(["wamid.after"])))[0] == 200
+    assert await count(database, delivery_events) == 1
+    assert receiver.stats().posts == 2 and receiver.stats().malformed == 1
+    assert "unexpected" not in caplog.text
 
 
 # ----- what is stored -----
@@ -300,8 +334,13 @@ async def test_duplicates_and_redeliveries_are_stored_once(
 async def test_concurrent_posts_share_one_transaction(
     database: Database, http: aiohttp.ClientSession
 ) -> None:
-    transactions: list[int] = []
-    event.listen(database.engine.sync_engine, "commit", lambda _conn: transactions.append(1))
+    writes: list[str] = []  # each a transaction: statuses alone are one atomic statement
+
+    def count_writes(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("INSERT INTO delivery_events"):
+            writes.append(statement)
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", count_writes)
     receiver = await started(database, commit_interval_ms=250)
     try:
         posts = [post(http, receiver.url, status_payload(wamids(20, f"wamid.C{n}-"))) for n in range(40)]
@@ -313,7 +352,7 @@ async def test_concurrent_posts_share_one_transaction(
     stats = receiver.stats()
     assert stats.posts == 40 and stats.updates_stored == 800
     assert 1 <= stats.commits <= 4, "40 POSTs arriving together are written in a few transactions"
-    assert len(transactions) == stats.commits
+    assert len(writes) == stats.commits
     assert stats.commit_p50_ms is not None and stats.commit_p99_ms is not None
 
 
@@ -430,6 +469,17 @@ async def test_postgres_stopped_answers_503_then_stores_everything_once_back(
 
 
 # ----- starting -----
+
+
+def test_the_receivers_process_collects_garbage_rarely_and_skips_what_lives_forever() -> None:
+    threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
+    try:
+        quiet_garbage_collector()
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, *threshold[1:])
+        assert gc.get_freeze_count() > frozen  # this test's modules, at least
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
 
 
 async def test_no_app_secret_is_refused_in_one_line_naming_the_variable(database: Database) -> None:

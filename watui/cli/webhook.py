@@ -10,7 +10,13 @@ from typing import Any
 
 from watui.cli.errors import EXIT_OK, CliError
 from watui.errors import ReceiverError
-from watui.receiver import ReceiverStats, WebhookReceiver, applying_receiver, require_app_secret
+from watui.receiver import (
+    ReceiverStats,
+    WebhookReceiver,
+    applying_receiver,
+    quiet_garbage_collector,
+    require_app_secret,
+)
 from watui.settings import Settings
 from watui.storage.database import Database
 
@@ -44,6 +50,7 @@ async def _serve(settings: Settings) -> None:
     async with Database(settings.database_url) as db:
         receiver = applying_receiver(db, settings)
         url = await receiver.start()
+        quiet_garbage_collector()  # a process of its own: its collector is ours to tune
         print(f"listening on {url}; Ctrl-C stops", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -5,14 +5,15 @@ It runs alone (``watui webhook``) or inside another command's event loop (``webh
 
 from watui.receiver.applier import ApplierStats, DeliveryApplier
 from watui.receiver.committer import GroupCommitter, ReceiverStats
+from watui.receiver.garbage import quiet_garbage_collector
 from watui.receiver.server import (
     WebhookReceiver,
     applying_receiver,
-    build_app,
+    build_server,
     require_app_secret,
 )
 
 __all__ = [
     "ApplierStats", "DeliveryApplier", "GroupCommitter", "ReceiverStats", "WebhookReceiver",
-    "applying_receiver", "build_app", "require_app_secret",
+    "applying_receiver", "build_server", "quiet_garbage_collector", "require_app_secret",
 ]  # fmt: skip

@@ -6,6 +6,7 @@ redelivers later, for up to 7 days), and a person testing with curl reads the li
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -53,34 +54,28 @@ def require_app_secret(app_secret: SecretStr) -> None:
         raise ReceiverError(NO_APP_SECRET)
 
 
-def build_app(
+def build_server(
     webhook: WebhookSettings, app_secret: SecretStr, submit: Submit, counters: ReceiverCounters
-) -> web.Application:
-    """The aiohttp application: GET and POST on ``webhook.path``; every other path is 404."""
+) -> web.Server:
+    """aiohttp's low-level server: GET and POST on ``webhook.path``; every other path is 404.
+
+    Not a ``web.Application``: one path needs no router, and its routing, middleware and
+    request wrapping cost 12-24 µs a POST (a bare handler served both ways at 3,000 POSTs/s:
+    89-98 against 110-113 µs), when Meta mostly posts one status at a time: 3,000 POSTs/s at
+    1,000 msg/s."""
     require_app_secret(app_secret)
     handlers = _Handlers(webhook, app_secret, submit, counters)
-    app = web.Application(middlewares=[_one_line_errors], client_max_size=webhook.max_body_bytes)
-    app.router.add_get(webhook.path, handlers.handshake)
-    app.router.add_post(webhook.path, handlers.notification)
-    return app
+    # No access log: the handshake's query string carries the verify token.
+    return web.Server(handlers.dispatch, access_log=None)
 
 
-def _answer(status: int, line: str) -> web.Response:
-    return web.Response(status=status, text=line + "\n", content_type="text/plain")
+def _answer(status: int, line: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=line.encode() + b"\n", headers=headers,
+                        content_type="text/plain", charset="utf-8")  # fmt: skip
 
 
-@web.middleware
-async def _one_line_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """A bug must not put a traceback in an answer or on stderr: one line each."""
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except Exception as error:
-        log.error("webhook receiver: unexpected %s on %s", type(error).__name__, request.path)
-        return _answer(500, "internal error")
+#: Allowed on ``webhook.path``: the handshake (GET, and HEAD as aiohttp's routes allow) and POST.
+_ALLOWED = {"Allow": "GET, HEAD, POST"}
 
 
 class _Handlers:
@@ -88,13 +83,28 @@ class _Handlers:
         self, webhook: WebhookSettings, app_secret: SecretStr, submit: Submit,
         counters: ReceiverCounters,
     ) -> None:  # fmt: skip
+        self._path = webhook.path
         self._verify_token = webhook.verify_token.get_secret_value().encode()
         self._app_secret = app_secret.get_secret_value()
         self._max_body = webhook.max_body_bytes
         self._submit = submit
         self._counters = counters
 
-    async def handshake(self, request: web.Request) -> web.Response:
+    async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Route by path and method; a bug answers one line (500), never a traceback."""
+        try:
+            if request.path != self._path:
+                return _answer(404, "not found")
+            if request.method == "POST":
+                return await self.notification(request)
+            if request.method in ("GET", "HEAD"):
+                return self.handshake(request)
+            return _answer(405, "method not allowed", _ALLOWED)
+        except Exception as error:
+            log.error("webhook receiver: unexpected %s on %s", type(error).__name__, request.path)
+            return _answer(500, "internal error")
+
+    def handshake(self, request: web.BaseRequest) -> web.Response:
         """Meta's subscription check: echo ``hub.challenge`` if the token is ours, else 403."""
         query = request.query
         given = query.get("hub.verify_token", "").encode()
@@ -104,10 +114,14 @@ class _Handlers:
             return _answer(403, "verification refused")
         return web.Response(text=challenge, content_type="text/plain")
 
-    async def notification(self, request: web.Request) -> web.Response:
+    async def notification(self, request: web.BaseRequest) -> web.Response:
         """Size, then signature (before anything reads the JSON), then parse, then store."""
         self._counters.posts += 1
-        raw = await self._read_body(request)
+        try:
+            raw = await self._read_body(request)
+        except (asyncio.IncompleteReadError, ConnectionError):  # no one is left to answer
+            self._counters.malformed += 1
+            return _answer(400, "the body ended before its Content-Length")
         if raw is None:
             self._counters.too_large += 1
             return _answer(413, f"body too large: at most {self._max_body} bytes")
@@ -122,12 +136,16 @@ class _Handlers:
         if not await self._submit(notification):
             self._counters.unavailable += 1
             return _answer(503, "cannot store the updates now: send them again later")
-        return _answer(200, "stored")
+        return _stored()
 
-    async def _read_body(self, request: web.Request) -> bytes | None:
+    async def _read_body(self, request: web.BaseRequest) -> bytes | None:
         """The body, or None once it is over the limit (reading no more than limit + 1)."""
-        if request.content_length is not None and request.content_length > self._max_body:
-            return None
+        if request.headers.get("Expect", "").lower() == "100-continue":  # curl's, for big bodies
+            # Before any check, as the Application's router did (a 413 is then read after the body).
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        length = request.content_length
+        if length is not None:  # Meta's case: one read of exactly that many bytes
+            return await request.content.readexactly(length) if length <= self._max_body else None
         body = bytearray()
         while len(body) <= self._max_body:
             chunk = await request.content.read(self._max_body + 1 - len(body))
@@ -135,6 +153,14 @@ class _Handlers:
                 return bytes(body)
             body += chunk
         return None
+
+
+def _stored() -> web.Response:
+    """The answer to almost every POST: its bytes made once, not encoded per POST."""
+    return web.Response(body=_STORED, content_type="text/plain", charset="utf-8")
+
+
+_STORED = b"stored\n"
 
 
 class WebhookReceiver:
@@ -158,7 +184,7 @@ class WebhookReceiver:
             self._store, self._counters, interval=webhook.commit_interval_ms / 1000,
             on_error=_log_store_error, on_stored=applier.stored if applier else lambda _count: None,
         )  # fmt: skip
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
         self.url = ""
 
     async def start(self, host: str | None = None, port: int | None = None) -> str:
@@ -167,11 +193,8 @@ class WebhookReceiver:
         Raises ReceiverError (one line) when the address cannot be used."""
         host = host or self._webhook.host
         port = self._webhook.port if port is None else port
-        app = build_app(self._webhook, self._app_secret, self._committer.submit, self._counters)
-        # No access log: the handshake's query string carries the verify token.
-        runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
-        )
+        server = build_server(self._webhook, self._app_secret, self._committer.submit, self._counters)
+        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
         try:
             await web.TCPSite(runner, host, port).start()

@@ -88,14 +88,17 @@ async def store_webhook_rows(db: Database, rows: WebhookRows, *, received_at: fl
 
     Raises what the database raises when it is unavailable (nothing is written then)."""
     offered = len(rows.statuses) + len(rows.messages) + len(rows.preferences)
-    if not offered:
+    batches = [(ingest, batch) for ingest, batch in ((_STATUSES, rows.statuses),
+               (_MESSAGES, rows.messages), (_PREFERENCES, rows.preferences)) if batch]  # fmt: skip
+    if not batches:
         return IngestCounts(0, 0)
+    # Mostly statuses alone: one statement, atomic by itself (on PostgreSQL one round trip, not
+    # three with BEGIN and COMMIT, at 20-50 commits a second).
+    connect = db.single_statement if len(batches) == 1 else db.begin
     stored = 0
-    async with db.begin() as conn:
-        for ingest, batch in ((_STATUSES, rows.statuses), (_MESSAGES, rows.messages),
-                              (_PREFERENCES, rows.preferences)):  # fmt: skip
-            if batch:
-                stored += await _insert(conn, ingest, batch, received_at)
+    async with connect() as conn:
+        for ingest, batch in batches:
+            stored += await _insert(conn, ingest, batch, received_at)
     return IngestCounts(stored, offered - stored)
 
 
