@@ -179,11 +179,13 @@ async def test_shares_of_read_and_of_failures_after_acceptance(receiver: Receive
     assert set(messages) == set(sent)
     finals = Counter[Any]()
     for statuses in messages.values():
-        kinds = [status.status for status in statuses]
+        # A POST the busy receiver answered too late is posted again, as Meta would: its
+        # statuses come twice, and only their order is on trial here.
+        kinds = list(dict.fromkeys(status.status for status in statuses))
         assert kinds[0] == "sent"
         if "failed" in kinds:
             assert kinds == ["sent", "failed"]  # a failed message is never delivered
-            failed = statuses[1]
+            failed = next(status for status in statuses if status.status == "failed")
             title, details = FAILURE_TEXTS[failed.error_code or 0]
             assert (failed.error_title, failed.error_message, failed.error_details) == (
                 title, title, details)
@@ -258,7 +260,9 @@ async def test_gives_up_after_the_configured_time_and_counts_what_it_dropped(
 
 
 async def test_the_queue_is_bounded_and_what_does_not_fit_is_dropped(receiver: Receiver) -> None:
-    config = webhook_config(receiver, webhook_queue_max=7, webhook_delivered_delay=(5.0, 5.0))
+    # Nothing is posted while the test runs (a post would free room), however slow the machine.
+    config = webhook_config(receiver, webhook_queue_max=7, webhook_delivered_delay=(5.0, 5.0),
+                            webhook_flush_ms=60_000.0)
     async with running_mock(**config) as mock:
         await send(mock, 4, concurrency=1)
         stats = mock.stats()["webhooks"]
