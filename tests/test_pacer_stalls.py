@@ -78,11 +78,12 @@ def test_a_short_stall_four_times_a_second_costs_under_one_percent(
     steady = run(monkeypatch, rate, 10.0, [])
     stalled = run(monkeypatch, rate, 10.0, every(0.25, 0.020, 10.0))
     assert len(stalled) >= 0.99 * len(steady)
-    assert most_in_any(stalled, 1.0) <= rate
+    # Repaying never fills a second more than the even schedule does (nor, so, beyond the rate).
+    assert most_in_any(stalled, 1.0) <= most_in_any(steady, 1.0) < rate
 
 
 def test_without_repaying_the_same_stalls_cost_several_percent(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The control: catching up MAX_CATCH_UP slots alone, 20 ms in every 250 lose ~7 %."""
+    """The control: catching up MAX_CATCH_UP slots alone, 20 ms in every 250 lose ~6 %."""
     monkeypatch.setattr(pacer_module, "REPAY_BOOST", 0.0)
     steady = run(monkeypatch, 1000, 10.0, [])
     stalled = run(monkeypatch, 1000, 10.0, every(0.25, 0.020, 10.0))
@@ -91,15 +92,16 @@ def test_without_repaying_the_same_stalls_cost_several_percent(monkeypatch: pyte
 
 def test_a_long_stall_is_not_followed_by_a_burst(monkeypatch: pytest.MonkeyPatch) -> None:
     """After 500 ms of a frozen loop: a catch-up of MAX_CATCH_UP slots, then at most
-    REPAY_BOOST faster than the rate, and never more than the rate in a second."""
+    REPAY_BOOST faster than the rate, and no second fuller than the even schedule makes it (the
+    next second, free of stalls, does not take the repaid sends back at the window's edge)."""
     rate = 1000
     stall_end = 1.5
     sends = run(monkeypatch, rate, 4.0, [(1.0, stall_end)])
     after = [at for at in sends if at >= stall_end]
     per_100_ms = rate * 0.1 * (1 + REPAY_BOOST) / (1 + SCHEDULE_MARGIN)
     assert most_in_any(after, 0.1) <= per_100_ms + MAX_CATCH_UP + 2
-    assert most_in_any(sends, 1.0) <= rate
-    # The debt is a tenth of a second's worth at most: a second after the stall, the rate again.
+    assert most_in_any(sends, 1.0) <= most_in_any(run(monkeypatch, rate, 4.0, []), 1.0)
+    # The debt is forgotten a second after the stall: from then on, the rate again.
     assert most_in_any([at for at in after if at >= stall_end + 1.2], 0.1) <= rate * 0.1 + 2
 
 

@@ -18,8 +18,9 @@ while the ones a second later were not, and the API saw 81 in one second at 80 m
 A stall of the loop (a redraw of the monitor, the receiver's work) that wakes the pacer more than
 MAX_CATCH_UP slots late loses the slots beyond. They are owed (``debt``), for a second at most,
 and repaid by spacing the next slots REPAY_BOOST closer, but only while the last second holds
-REPAY_ROOM of the rate fewer sends than allowed: a stall costs no throughput, and its repayment
-neither bursts nor fills a window to its edge. With the monitor redrawing 10-30 ms at 4 Hz the
+REPAY_ROOM of the rate fewer sends than allowed, and the hard check keeps that room for a second
+after a repaid send: a stall costs no throughput, and its repayment neither bursts nor fills a
+window to its edge. With the monitor redrawing 10-30 ms at 4 Hz the
 plain catch-up lost 4-5 % of the rate.
 """
 
@@ -43,14 +44,18 @@ MAX_CATCH_UP = 3
 #: in pairs and every other wake-up of the loop is saved (~15% of the engine's CPU). The
 #: schedule stays anchored to its slots, and the hard window check is never released early.
 EARLY_RELEASE = 0.0012
-#: While slots are owed, the next ones are this much closer (10 % faster): a debt of 20 ms worth
-#: is repaid in 0.2 s. Owed slots are forgotten DEBT_HORIZON after the stall that missed them,
-#: and no more are owed than this boost repays in that time (a 500 ms stall owes 100 ms worth).
-REPAY_BOOST = 0.10
+#: While slots are owed, the next ones are this much closer (15 % faster): enough to repay
+#: redraws of 30 ms at 4 Hz (12 % of the time) between them. Owed slots are forgotten
+#: DEBT_HORIZON after the stall that missed them, and no more are owed than this boost repays in
+#: that time (a 500 ms stall owes 150 ms worth).
+REPAY_BOOST = 0.15
 DEBT_HORIZON = 1.0
 #: A slot goes early only while the last second (from the writes) leaves this share of the rate
-#: free: repaying never brings a window to its edge, where arrival jitter at the API counts.
-REPAY_ROOM = 0.01
+#: free, and for a second after it the hard check keeps that room too. So a window holding a
+#: repaid send holds no more than the even schedule puts in one: repaying never brings a window
+#: to its edge, where arrival jitter at the API counts (a next second free of stalls would
+#: otherwise hold at the edge what was repaid).
+REPAY_ROOM = SCHEDULE_MARGIN
 #: Multiplicative decrease on a throttle answer, and the floor it stops at.
 BACKOFF_FACTOR = 0.85
 MIN_FACTOR = 0.05
@@ -76,6 +81,7 @@ class Pacer:
         self._released = 0  # sends released so far: their numbers, for ``written``
         self._debt = 0.0  # slots owed after stalls of the loop
         self._debt_until = 0.0  # when the debt is forgotten
+        self._repaid_until = 0.0  # when the last repaid send leaves the window
 
     @property
     def base_rate(self) -> float:
@@ -119,8 +125,11 @@ class Pacer:
         # its early release): taking the slot for the window's opening slept for every slot
         # even microseconds ahead.
         window_opens = -math.inf
-        if len(self._recent) == self._recent.maxlen:
-            window_opens = self._recent[0] + 1.0 + WINDOW_MARGIN
+        # While a repaid send is in the last second, its window keeps REPAY_ROOM free.
+        free = self._room() if now < self._repaid_until else 0
+        must_leave = len(self._recent) + 1 + free - self._window_count()
+        if must_leave > 0:
+            window_opens = self._recent[must_leave - 1] + 1.0 + WINDOW_MARGIN
         due = max(slot, window_opens)
         catch_up = MAX_CATCH_UP * self._interval
         if window_opens > now or slot - now > EARLY_RELEASE:
@@ -156,13 +165,16 @@ class Pacer:
         if now > self._debt_until:
             self._debt = 0.0
             return self._interval
-        window = self._window_count()
-        room = math.ceil(REPAY_ROOM * window)
-        beyond = len(self._recent) + room - window  # sends that must have left the window
+        beyond = len(self._recent) + self._room() - self._window_count()  # must have left
         if beyond > 0 and self._recent[beyond - 1] > now - 1.0 - WINDOW_MARGIN:
             return self._interval
         self._debt -= REPAY_BOOST / (1.0 + REPAY_BOOST)
+        self._repaid_until = now + 1.0 + WINDOW_MARGIN
         return self._interval / (1.0 + REPAY_BOOST)
+
+    def _room(self) -> int:
+        """Sends kept free in a window that holds a repaid one."""
+        return math.ceil(REPAY_ROOM * self._window_count())
 
     def _recover(self, now: float) -> None:
         elapsed = now - self._last_backoff
