@@ -17,10 +17,11 @@ while the ones a second later were not, and the API saw 81 in one second at 80 m
 
 A stall of the loop (a redraw of the monitor, the receiver's work) that wakes the pacer more than
 MAX_CATCH_UP slots late loses the slots beyond. They are owed (``debt``), for a second at most,
-and repaid by spacing the next slots REPAY_BOOST closer, but only while the last second holds
-REPAY_ROOM of the rate fewer sends than allowed, and the hard check keeps that room for a second
-after a repaid send: a stall costs no throughput, and its repayment neither bursts nor fills a
-window to its edge. With the monitor redrawing 10-30 ms at 4 Hz the
+and repaid by spacing the next slots REPAY_BOOST closer, but never so that a second holding a
+repaid send holds more than the even schedule puts in one (994 at 1,000 msg/s): a stall costs no
+throughput, and its repayment neither bursts nor brings a window to the hard check's edge, where
+arrival jitter at the API counts (a second free of stalls after a repayment otherwise held the
+repaid sends right there). With the monitor redrawing 10-30 ms at 4 Hz the
 plain catch-up lost 4-5 % of the rate.
 """
 
@@ -50,12 +51,6 @@ EARLY_RELEASE = 0.0012
 #: that time (a 500 ms stall owes 150 ms worth).
 REPAY_BOOST = 0.15
 DEBT_HORIZON = 1.0
-#: A slot goes early only while the last second (from the writes) leaves this share of the rate
-#: free, and for a second after it the hard check keeps that room too. So a window holding a
-#: repaid send holds no more than the even schedule puts in one: repaying never brings a window
-#: to its edge, where arrival jitter at the API counts (a next second free of stalls would
-#: otherwise hold at the edge what was repaid).
-REPAY_ROOM = SCHEDULE_MARGIN
 #: Multiplicative decrease on a throttle answer, and the floor it stops at.
 BACKOFF_FACTOR = 0.85
 MIN_FACTOR = 0.05
@@ -125,11 +120,10 @@ class Pacer:
         # its early release): taking the slot for the window's opening slept for every slot
         # even microseconds ahead.
         window_opens = -math.inf
-        # While a repaid send is in the last second, its window keeps REPAY_ROOM free.
-        free = self._room() if now < self._repaid_until else 0
-        must_leave = len(self._recent) + 1 + free - self._window_count()
-        if must_leave > 0:
-            window_opens = self._recent[must_leave - 1] + 1.0 + WINDOW_MARGIN
+        if len(self._recent) == self._recent.maxlen:
+            window_opens = self._recent[0] + 1.0 + WINDOW_MARGIN
+        if now < self._repaid_until:  # a second holding a repaid send is no fuller than the schedule's
+            window_opens = max(window_opens, self._opens(self._full_second()))
         due = max(slot, window_opens)
         catch_up = MAX_CATCH_UP * self._interval
         if window_opens > now or slot - now > EARLY_RELEASE:
@@ -165,16 +159,20 @@ class Pacer:
         if now > self._debt_until:
             self._debt = 0.0
             return self._interval
-        beyond = len(self._recent) + self._room() - self._window_count()  # must have left
-        if beyond > 0 and self._recent[beyond - 1] > now - 1.0 - WINDOW_MARGIN:
+        if self._opens(self._full_second()) > now:  # no room for one more: pay later
             return self._interval
         self._debt -= REPAY_BOOST / (1.0 + REPAY_BOOST)
-        self._repaid_until = now + 1.0 + WINDOW_MARGIN
+        self._repaid_until = now + 1.0
         return self._interval / (1.0 + REPAY_BOOST)
 
-    def _room(self) -> int:
-        """Sends kept free in a window that holds a repaid one."""
-        return math.ceil(REPAY_ROOM * self._window_count())
+    def _full_second(self) -> int:
+        """The most sends the even schedule itself puts in one (closed) second."""
+        return math.floor(1.0 / self._interval) + 1
+
+    def _opens(self, most: int) -> float:
+        """When the next send may go for no one-second window to hold more than ``most``."""
+        must_leave = len(self._recent) + 1 - most
+        return self._recent[must_leave - 1] + 1.0 if must_leave > 0 else -math.inf
 
     def _recover(self, now: float) -> None:
         elapsed = now - self._last_backoff
