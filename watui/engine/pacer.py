@@ -21,8 +21,8 @@ and repaid by spacing the next slots REPAY_BOOST closer, but never so that a sec
 repaid send holds more than the even schedule puts in one (994 at 1,000 msg/s): a stall costs no
 throughput, and its repayment neither bursts nor brings a window to the hard check's edge, where
 arrival jitter at the API counts (a second free of stalls after a repayment otherwise held the
-repaid sends right there). With the monitor redrawing 10-30 ms at 4 Hz the
-plain catch-up lost 4-5 % of the rate.
+repaid sends right there). With the monitor redrawing 10-30 ms at 4 Hz, the plain catch-up
+lost 4-5 % of the rate.
 """
 
 from __future__ import annotations
