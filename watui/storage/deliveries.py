@@ -49,8 +49,10 @@ from watui.storage.schema import (
     recipients,
 )
 
-#: Statuses read and applied per transaction.
-APPLY_BATCH = 1_000
+#: Statuses read and applied per transaction, and stored before a pass starts. A pass runs in
+#: the loop that paces the sends: 1,000 at a time held it 11-21 ms, and the sends at 1,000 msg/s
+#: with the receiver in the process reached 0.94-0.98 of the rate; 250 keep them at 0.98-0.99.
+APPLY_BATCH = 250
 #: Seconds a status naming an unknown recipient is kept before it is taken as not ours.
 NOT_OURS_AFTER = 600.0
 #: What the attempt log names the webhook as, in its worker column.
