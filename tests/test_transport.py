@@ -3,6 +3,7 @@ same answers and the same errors, so that nothing downstream can tell them apart
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 
@@ -10,6 +11,7 @@ import aiohttp
 import httpx
 import orjson
 import pytest
+from aiohttp import web
 from httpx_aiohttp import AiohttpTransport
 
 from tests.factories import running_mock
@@ -95,3 +97,73 @@ async def test_the_send_path_answers_and_fails_as_the_httpx_interface(mock: Mock
     assert (status, orjson.loads(content).keys()) == (theirs[0], theirs[1].keys())
     assert again[0] == 401 and [e.to for e in mock.ledger] == ["+15551230002"] * 2
     assert isinstance(error.value.__cause__, aiohttp.ClientConnectorError)
+
+
+async def _odd_server_answer(request: web.Request) -> web.StreamResponse:
+    """Answers the send path rarely meets from the API, each named by the URL's last part."""
+    kind = request.match_info["kind"]
+    await request.read()
+    if kind == "chunked":  # a body in pieces, some time apart
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for piece in (b'{"messages": [', b'{"id": "wamid.1"}', b"]}"):
+            await response.write(piece)
+            await asyncio.sleep(0.02)
+        await response.write_eof()
+        return response
+    if kind == "close":  # the server will not keep the connection
+        return web.json_response({"n": request.transport.get_extra_info("peername")[1]},
+                                 headers={"Connection": "close"})
+    if kind == "cut":  # the connection dropped in the middle of the body
+        response = web.StreamResponse(headers={"Content-Length": "100"})
+        await response.prepare(request)
+        await response.write(b'{"messages"')
+        request.transport.close()
+        return response
+    await asyncio.sleep(1.0)  # "slow": no answer within the read timeout (0.5 s)
+    return web.json_response({})
+
+
+@pytest.fixture
+async def odd_server() -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_post("/v23.0/{kind}", _odd_server_answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/v23.0"
+    finally:
+        await runner.cleanup()
+
+
+async def test_odd_answers_come_back_as_through_httpx(odd_server: str) -> None:
+    """A chunked body in pieces, a server closing each connection, a connection cut mid-body and
+    no answer in time: ``post`` returns or raises what httpx over httpx-aiohttp does."""
+    headers = (("Content-Type", "application/json"),)
+    timeout = httpx.Timeout(5.0, read=0.5).as_dict()
+    transport = LeanAiohttpTransport()
+    try:
+        status, content = await transport.post(httpx.URL(f"{odd_server}/chunked"), headers, b"{}", timeout)
+        close_url = httpx.URL(f"{odd_server}/close")
+        ports = [orjson.loads((await transport.post(close_url, headers, b"{}", timeout))[1])["n"]
+                 for _ in range(2)]
+        raised = []
+        for kind in ("cut", "slow"):
+            with pytest.raises(httpx.HTTPError) as error:
+                await transport.post(httpx.URL(f"{odd_server}/{kind}"), headers, b"{}", timeout)
+            raised.append(error.value)
+    finally:
+        await transport.aclose()
+    assert (status, orjson.loads(content)) == (200, {"messages": [{"id": "wamid.1"}]})
+    assert ports[0] != ports[1]  # a new connection after "Connection: close"
+    httpx_timeout = httpx.Timeout(5.0, read=0.5)
+    async with httpx.AsyncClient(transport=AiohttpTransport(), timeout=httpx_timeout) as client:
+        for kind, ours in zip(("cut", "slow"), raised, strict=True):
+            with pytest.raises(httpx.HTTPError) as theirs:
+                await client.post(f"{odd_server}/{kind}", content=b"{}")
+            assert type(ours) is type(theirs.value)
+            assert type(ours.__cause__) is type(theirs.value.__cause__)

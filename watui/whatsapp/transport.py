@@ -254,7 +254,8 @@ class LeanAiohttpTransport(AiohttpTransport):
             socket_transport.write(b"%b%d\r\n\r\n%b" % (target.head, len(body), body))
             protocol.start_timeout()
             status, payload = await self._read_head(protocol, target)
-            content = await payload.read()
+            # Mostly whole already: the ~150-byte answer comes in the head's packet.
+            content = payload.read_nowait() if payload.is_eof() else await payload.read()
         except BaseException:
             connection.close()
             raise
