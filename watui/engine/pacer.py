@@ -77,6 +77,8 @@ class Pacer:
         self._debt = 0.0  # slots owed after stalls of the loop
         self._debt_until = 0.0  # when the debt is forgotten
         self._repaid_until = 0.0  # when the last repaid send leaves the window
+        #: Told the monotonic time of each release (benchmarks check the window by it).
+        self.on_release: Callable[[float], None] | None = None
 
     @property
     def base_rate(self) -> float:
@@ -137,6 +139,8 @@ class Pacer:
         if now - self._next_slot > catch_up:
             self._next_slot = now - catch_up
         self._recent.append(now)
+        if self.on_release is not None:
+            self.on_release(now)
         spacing = self._repaying(now) if self._debt > 0.0 else self._interval
         self._next_slot = max(self._next_slot, due) + spacing
         self._released += 1
