@@ -277,6 +277,25 @@ async def test_connections_are_reused_over_1000_requests(mock: MockCloudApi, tra
     assert stats.reuse is not None and stats.reuse >= 0.95
 
 
+async def test_connections_opened_first_serve_the_sends_that_follow(mock: MockCloudApi) -> None:
+    """``open_connections`` leaves them idle in the pool: 20 sends at once open no other, and
+    a second call finds them there. On a closed port it opens none, and raises nothing."""
+    mock.update_config({"latency": (0.02, 0.03)})
+    async with make_client(mock.base_url, "aiohttp") as client:
+        opened = await client.open_connections(20)
+        again = await client.open_connections(20)
+        results = await send_through_window(client, 20, 20)
+        stats = client.connection_stats()
+    assert (opened, again) == (20, 20)
+    # ... and count as reused: the requests found them open.
+    assert all(isinstance(r, Accepted) for r in results) and stats.new_connections == 0
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        closed_url = f"http://127.0.0.1:{free.getsockname()[1]}"
+    async with make_client(closed_url, "aiohttp") as client, make_client(closed_url, "httpx") as other:
+        assert await client.open_connections(5) == 0 == await other.open_connections(5)
+
+
 async def test_native_pool_keeps_a_deep_window_alive_by_default(mock: MockCloudApi) -> None:
     """httpx closes released connections while more than max_keepalive are open."""
     mock.update_config({"latency": (0.001, 0.003)})

@@ -95,7 +95,9 @@ async def test_every_recipient_accepted_exactly_once_over_http(
         sender = CampaignSender(database, client, settings, campaign_id)
         outcome = await asyncio.wait_for(sender.run(), 60)
         snapshot = sender.metrics.snapshot()
+        opened_first = [e.text for e in sender.metrics.events_since(0) if e.kind == "connections"]
     assert outcome.status is RunStatus.COMPLETED
+    assert opened_first and "connections to the API opened" in opened_first[0]
     per_phone = accepted_per_phone(mock_api)
     assert len(per_phone) == 400 and set(per_phone.values()) == {1}
     assert await counts(database, campaign_id) == {"sent": 400}

@@ -63,6 +63,9 @@ class ScriptedClient:
     def connection_stats(self) -> tuple[int, int]:
         return len(self.requests), 1
 
+    async def open_connections(self, count: int) -> int:
+        return 0
+
     async def can_connect(self) -> bool:
         return False  # nothing behind a script to connect to: the outage guard probes alone
 

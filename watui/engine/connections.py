@@ -29,6 +29,12 @@ def connections_needed(rate: float, p95_latency: float | None) -> int:
     return max(FLOOR, min(MAX_AUTO_CONNECTIONS, wanted))
 
 
+def connections_to_open_first(rate: float, limit: int) -> int:
+    """Connections opened before a run's first send: those ``rate`` keeps busy once answers
+    come back at the assumed latency (no headroom: the pool grows by itself), within ``limit``."""
+    return max(1, min(limit, math.ceil(rate * DEFAULT_LATENCY)))
+
+
 class ConnectionLimit:
     """The current limit on requests in flight, and the highest it reached in this run."""
 

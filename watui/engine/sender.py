@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from watui.engine.batcher import OutcomeBatcher
 from watui.engine.breaker import BreakerState
 from watui.engine.collector import CollectorBetweenSends, freeze_long_lived_objects
-from watui.engine.connections import ConnectionLimit
+from watui.engine.connections import ConnectionLimit, connections_to_open_first
 from watui.engine.control import ControlLoop
 from watui.engine.decisions import (
     OUTAGE_OUTCOME,
@@ -98,6 +98,8 @@ class Client(Protocol):
     def connection_stats(self) -> ConnectionStats | tuple[int, int]: ...
 
     async def can_connect(self) -> bool: ...
+
+    async def open_connections(self, count: int) -> int: ...
 
 
 class RunStatus(StrEnum):
@@ -596,6 +598,7 @@ class CampaignSender:
     async def _dispatcher(self) -> None:
         loop = asyncio.get_running_loop()
         released = 0
+        await self._open_connections()
         while not self._stopping.is_set():
             if not self._ready:
                 self._low_water.set()
@@ -634,6 +637,15 @@ class CampaignSender:
             # no done-callback to schedule, one loop turn less per message.
             self._inflight[row.id] = loop.create_task(self._send_one(row, step, number))
             self._collector.released(loop)
+
+    async def _open_connections(self) -> None:
+        """Open the first second's connections before it starts (while the first claim runs),
+        so that its requests leave at their slots instead of after handshakes, and reach the
+        API as evenly as the pacer released them."""
+        wanted = connections_to_open_first(self.pacer.effective_rate, self._connections.limit)
+        opened = await self.client.open_connections(wanted)
+        if opened:
+            self.metrics.event("connections", f"{opened} connections to the API opened")
 
     async def _send_one(self, row: ClaimedRecipient, step: StepInfo, number: int) -> None:
         self.metrics.in_flight += 1

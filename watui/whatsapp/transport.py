@@ -25,6 +25,7 @@ dozen signals for every request, ~40 us of CPU each time, for the two we use.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -57,6 +58,9 @@ EAGER_BODY_TASKS = sys.version_info >= (3, 12)
 #: The ``on_written`` of the request being sent. A context variable, because aiohttp may write
 #: the body from a task of its own, which starts with a copy of the sending task's context.
 ON_WRITTEN: ContextVar[Callable[[float], None] | None] = ContextVar("watui_on_written", default=None)
+#: Whether the connection being opened is opened ahead of the requests (in the tasks of
+#: ``open_connections``, which start with a copy of its context).
+OPENING_AHEAD: ContextVar[bool] = ContextVar("watui_opening_ahead", default=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +116,9 @@ class WrittenClockRequest(aiohttp.ClientRequest):
 
 
 class CountingConnector(aiohttp.TCPConnector):
-    """aiohttp's TCP pool, calling ``on_connect`` for each new connection it opens."""
+    """aiohttp's TCP pool, calling ``on_connect`` for each new connection a request had to
+    open: those opened ahead (``LeanAiohttpTransport.open_connections``) are found open by
+    the requests that use them, so they count as reused."""
 
     def __init__(self, *, on_connect: Callable[[], None], **options: Any) -> None:
         super().__init__(**options)
@@ -122,7 +128,8 @@ class CountingConnector(aiohttp.TCPConnector):
         self, req: aiohttp.ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
     ) -> ResponseHandler:
         protocol = await super()._create_connection(req, traces, timeout)
-        self._on_connect()
+        if not OPENING_AHEAD.get():
+            self._on_connect()
         return protocol
 
 
@@ -189,11 +196,7 @@ class LeanAiohttpTransport(AiohttpTransport):
         httpx Request and Response around them (their headers, URL copy and streams cost
         ~25 us a send). Raises what ``handle_async_request`` raises. ``url``, ``headers`` and
         ``timeout`` should be the same objects from send to send: each is converted once."""
-        target = self._post_targets.get(id(url))
-        if target is None or target.headers is not headers:
-            if len(self._post_targets) >= MAX_POST_URLS:
-                self._post_targets.clear()
-            target = self._post_targets[id(url)] = self._post_target(url, headers)
+        target = self._target(url, headers)
         try:
             if self.proxy is None:
                 return await self._post_direct(target, body, self._aiohttp_timeout(timeout))
@@ -203,6 +206,41 @@ class LeanAiohttpTransport(AiohttpTransport):
             with map_aiohttp_exceptions():
                 raise
         return status, content
+
+    async def open_connections(
+        self, url: httpx.URL, headers: Sequence[tuple[str, str]], count: int, within: float,
+    ) -> int:
+        """Open up to ``count`` connections to ``url``'s host at once (idle ones already in the
+        pool count), leave them idle in the pool and say how many it holds ready. Those not
+        open within ``within`` seconds are given up; errors are not raised: a send will meet
+        them. Nothing is sent on them."""
+        connector = self._session().connector
+        if self.proxy is not None or connector is None or count <= 0:
+            return 0
+        target = self._target(url, headers)
+        timeout = aiohttp.ClientTimeout(sock_connect=within)
+        token = OPENING_AHEAD.set(True)
+        try:
+            tasks = [asyncio.ensure_future(connector.connect(target.request, traces=[], timeout=timeout))
+                     for _ in range(min(count, connector.limit or count))]
+        finally:
+            OPENING_AHEAD.reset(token)
+        _done, pending = await asyncio.wait(tasks, timeout=within)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        ready = [task.result() for task in tasks if not task.cancelled() and task.exception() is None]
+        for connection in ready:
+            connection.release()
+        return len(ready)
+
+    def _target(self, url: httpx.URL, headers: Sequence[tuple[str, str]]) -> PostTarget:
+        target = self._post_targets.get(id(url))
+        if target is None or target.headers is not headers:
+            if len(self._post_targets) >= MAX_POST_URLS:
+                self._post_targets.clear()
+            target = self._post_targets[id(url)] = self._post_target(url, headers)
+        return target
 
     def _post_target(self, url: httpx.URL, headers: Sequence[tuple[str, str]]) -> PostTarget:
         """What every POST to ``url`` with ``headers`` shares: aiohttp's request as the pool's
