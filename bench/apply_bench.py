@@ -98,13 +98,17 @@ async def scenario(database_url: str, label: str, contacts: int, *, receiving: b
             applier = receiver.applier.stats() if receiver.applier else None
             campaign = await campaign_row(db, campaign_id)
         achieved = mock.arrival_span_rate()
-        accepted = mock.stats().get("accepted", 0)
+        stats = mock.stats()
+        accepted = stats.get("accepted", 0)
+        throttled = stats.get("errors", {}).get("130429", 0)
     assert applier is not None
     name = "send 1,000/s + receiver" if receiving else "send 1,000/s (control)"
     ratio, statuses = achieved / RATE, 3 * accepted if receiving else 0
     counted = campaign.delivered == campaign.read == (accepted if receiving else 0)
     return [
         Row(name, label, "achieved/allowed (at the API)", ratio, ">= 0.98", ratio >= 0.98),
+        # One 130429 is retried seconds later, after the others: it stretches the span above.
+        Row(name, label, "130429 answers", throttled, "= 0", throttled == 0),
         Row(name, label, "process cores while sending", cpu / wall, "", None),
         Row(name, label, "process CPU s per 1,000 msg", cpu / max(accepted, 1) * 1000, "", None),
         Row(name, label, "statuses applied", applier.applied, f"= {statuses}", applier.applied == statuses),

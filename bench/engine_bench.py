@@ -161,8 +161,9 @@ async def paced_scenario(database_url: str, db_label: str, workdir: Path, *, rat
         Row(label, db_label, "most sends released in any 1 s", most_in_one_second(releases),
             f"<= {rate:g}", most_in_one_second(releases) <= rate),
         Row(label, db_label, "130429 answers", throttled, "= 0", throttled == 0),
-        Row(label, db_label, "engine CPU s per 1,000 msg", cpu / accepted * 1000, "<= 0.5 at 1,000/s",
-            (cpu / wall) <= 0.5 if rate >= 1000 else None),
+        # The budget: 0.3 core per 1,000 msg/s, database writes included.
+        Row(label, db_label, "engine CPU s per 1,000 msg", cpu / accepted * 1000, "<= 0.3 at 1,000/s",
+            cpu / accepted * 1000 <= 0.3 if rate >= 1000 else None),
         Row(label, db_label, "engine cores", cpu / wall, "", None),
     ]
     return rows
