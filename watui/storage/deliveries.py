@@ -39,6 +39,7 @@ from watui.settings import RetrySettings
 from watui.storage.campaigns import retry_policy
 from watui.storage.counters import COUNTED, bump_counters
 from watui.storage.database import Database
+from watui.storage.dialects import Dialect
 from watui.storage.opt_outs import OptOut, record_opt_outs
 from watui.storage.rows import CampaignRecord, RetryPolicy
 from watui.storage.schema import (
@@ -228,7 +229,7 @@ async def apply_delivery_events(
         batch = _Batch(judge, now, not_ours_after)
         await batch.load(db, conn, events, retry_defaults)
         result = batch.apply_all(events)
-        await batch.write(conn)
+        await batch.write(conn, db.kind)
     return result
 
 
@@ -266,13 +267,13 @@ class _Batch:
             )
             # Not the ones still sending: their flush may hold them (locking them too
             # deadlocked against it on PostgreSQL), and their statuses wait for it anyway.
-            .where(recipients.c.id.in_(ids), recipients.c.status != _SENDING)
+            .where(db.kind.among(recipients.c.id, ids), recipients.c.status != _SENDING)
             .order_by(recipients.c.id)
         )
         for row in await conn.execute(query):
             self._recipients[row.id] = _Recipient(*row)
         still_sending = select(recipients.c.id).where(
-            recipients.c.id.in_(ids - self._recipients.keys()), recipients.c.status == _SENDING
+            db.kind.among(recipients.c.id, ids - self._recipients.keys()), recipients.c.status == _SENDING
         )
         self._sending = set((await conn.execute(still_sending)).scalars())
         if not self._recipients:
@@ -280,7 +281,7 @@ class _Batch:
         found = select(
             deliveries.c.recipient_id, deliveries.c.campaign_id,
             *(deliveries.c[name] for name in _DELIVERY_FIELDS),
-        ).where(deliveries.c.recipient_id.in_(self._recipients))
+        ).where(db.kind.among(deliveries.c.recipient_id, self._recipients.keys()))
         for recipient_id, campaign_id, *values in await conn.execute(found):
             # By position: Row._mapping builds a mapping at each call, a dozen a row.
             columns = dict(zip(_DELIVERY_FIELDS, values, strict=True))
@@ -386,16 +387,17 @@ class _Batch:
             "worker": WEBHOOK_WORKER,
         }  # fmt: skip
 
-    async def write(self, conn: AsyncConnection) -> None:
+    async def write(self, conn: AsyncConnection, kind: Dialect) -> None:
         await _write_recipients(conn, [r for r in self._recipients.values() if r.touched], self._now)
-        await _write_deliveries(conn, [d for d in self._deliveries.values() if d.changed], self._now)
+        await _write_deliveries(conn, kind, [d for d in self._deliveries.values() if d.changed], self._now)
         if self._attempts:
             await conn.execute(insert(attempts), self._attempts)
         await record_opt_outs(conn, self._opt_outs, now=self._now)
         for applied, ids in ((True, self._applied), (False, self._not_ours)):
             if ids:
                 await conn.execute(
-                    update(delivery_events).where(delivery_events.c.id.in_(ids)).values(applied=applied)
+                    update(delivery_events)
+                    .where(kind.among(delivery_events.c.id, ids)).values(applied=applied)
                 )
         for campaign_id, deltas in self._counter_deltas().items():
             await bump_counters(conn, campaign_id, deltas, self._now)
@@ -452,12 +454,14 @@ _UPDATE_DELIVERY = (
 )
 
 
-async def _write_deliveries(conn: AsyncConnection, changed: Sequence[_Delivery], now: float) -> None:
+async def _write_deliveries(
+    conn: AsyncConnection, kind: Dialect, changed: Sequence[_Delivery], now: float
+) -> None:
     gone = [d.recipient_id for d in changed if d.stored and d.state is None]
     fresh = [d for d in changed if not d.stored and d.state is not None]
     kept = [d for d in changed if d.stored and d.state is not None]
     if gone:
-        await conn.execute(delete(deliveries).where(deliveries.c.recipient_id.in_(gone)))
+        await conn.execute(delete(deliveries).where(kind.among(deliveries.c.recipient_id, gone)))
     if fresh:
         await conn.execute(insert(deliveries), [
             {"recipient_id": d.recipient_id, "campaign_id": d.campaign_id, **d.columns,

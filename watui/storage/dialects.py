@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Select, event, insert
+from sqlalchemy import BigInteger, ColumnElement, Select, String, any_, bindparam, event, func, insert, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -111,6 +113,13 @@ class Dialect:
         can (SQLite's writers are serialised already)."""
         return query
 
+    def among(self, column: ColumnElement[int], ids: Collection[int]) -> ColumnElement[bool]:
+        """``column IN ids`` for hundreds of ids. SQLAlchemy turns an IN list into one bound
+        parameter per id, in Python, at every execution (7 % of the busy samples of a process
+        applying 3,000 statuses a second on PostgreSQL): the databases that can take the ids
+        as one parameter do."""
+        return column.in_(list(ids))
+
     async def bulk_inserter(self, conn: AsyncConnection, columns: Sequence[str]) -> BatchInsert:
         """A bulk insert of recipients as plain tuples, in the transaction of ``conn``:
         SQLAlchemy's per-row dict handling is most of the cost. SQLite gets an executemany of a
@@ -144,6 +153,11 @@ class SqliteJsonDialect(Dialect):
     flush = sqlite_batches.FlushStatements(attempts.name, ATTEMPT_COLUMNS, COUNTED)
 
     claim_rows = staticmethod(sqlite_batches.claim_rows)
+
+    def among(self, column: ColumnElement[int], ids: Collection[int]) -> ColumnElement[bool]:
+        """The ids as one JSON array, read back by ``json_each``."""
+        values = func.json_each(bindparam(None, json.dumps(list(ids)), type_=String)).table_valued("value")
+        return column.in_(select(values.c.value))
 
     async def write_outcomes(
         self, conn: AsyncConnection, campaign_id: int, owner: str, outcomes: Sequence[Outcome],
@@ -193,6 +207,10 @@ class PostgresDialect(Dialect):
         written = sum(entered.values())
         counts = {COUNTED[status]: count for status, count in entered.items() if status in COUNTED}
         return FlushResult(written=written, stale=len(outcomes) - written, counts=counts)
+
+    def among(self, column: ColumnElement[int], ids: Collection[int]) -> ColumnElement[bool]:
+        """``= ANY`` of the ids as one array parameter."""
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(BigInteger)))
 
     def locked(self, query: Query) -> Query:
         """Row-locked, so that two writers cannot interleave."""
