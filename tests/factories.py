@@ -12,6 +12,8 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from aiohttp import web
+from aiohttp.typedefs import Handler
 from sqlalchemy import insert
 
 from watui.mockapi.server import MockCloudApi, MockConfig
@@ -72,6 +74,22 @@ async def running_mock(**config: Any) -> AsyncIterator[MockCloudApi]:
         yield mock
     finally:
         await mock.stop()
+
+
+@contextlib.asynccontextmanager
+async def serving(path: str, handler: Handler) -> AsyncIterator[str]:
+    """``handler`` answering POSTs to ``path`` on a free loopback port; yields the base URL."""
+    app = web.Application()
+    app.router.add_post(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 @contextlib.contextmanager

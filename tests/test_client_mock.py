@@ -18,7 +18,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from tests.factories import running_mock
+from tests.factories import running_mock, serving
 from tests.spec import spec_errors
 from watui.mockapi.server import MockCloudApi
 from watui.settings import HttpSettings, WhatsAppSettings
@@ -393,15 +393,8 @@ async def test_status_webhooks_are_signed_with_the_app_secret(mock: MockCloudApi
         received.append((await request.read(), request.headers["X-Hub-Signature-256"]))
         return web.Response()
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        mock.update_config({"webhook_url": f"http://127.0.0.1:{port}/hook", "webhook_read_share": 1,
+    async with serving("/hook", hook) as base_url:
+        mock.update_config({"webhook_url": f"{base_url}/hook", "webhook_read_share": 1,
                             "webhook_delivered_delay": (0.02, 0.05), "webhook_read_delay": (0.02, 0.05),
                             "webhook_concurrency": 1})
         accepted = await send_one(mock, "aiohttp")
@@ -409,8 +402,6 @@ async def test_status_webhooks_are_signed_with_the_app_secret(mock: MockCloudApi
             if sum(raw.count(b'"status"') for raw, _ in received) == 3:
                 break
             await asyncio.sleep(0.02)
-    finally:
-        await runner.cleanup()
     statuses = []
     for raw, signature in received:
         expected = "sha256=" + hmac.new(b"mock-app-secret", raw, hashlib.sha256).hexdigest()

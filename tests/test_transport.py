@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from httpx_aiohttp import AiohttpTransport
 
-from tests.factories import running_mock
+from tests.factories import running_mock, serving
 from watui.mockapi.server import MockCloudApi
 from watui.whatsapp.payload import build_template_message
 from watui.whatsapp.transport import LeanAiohttpTransport
@@ -127,17 +127,8 @@ async def _odd_server_answer(request: web.Request) -> web.StreamResponse:
 
 @pytest.fixture
 async def odd_server() -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_post("/v23.0/{kind}", _odd_server_answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/v23.0"
-    finally:
-        await runner.cleanup()
+    async with serving("/v23.0/{kind}", _odd_server_answer) as base_url:
+        yield f"{base_url}/v23.0"
 
 
 async def test_odd_answers_come_back_as_through_httpx(odd_server: str) -> None:
