@@ -80,9 +80,13 @@ class MockProcess:
     def stats(self) -> dict[str, Any]:
         return httpx.get(f"{self.base_url}/_mock/stats", timeout=5).json()
 
+    def arrivals(self) -> list[float]:
+        """When each accepted message arrived at the API, in order."""
+        return sorted(e["at"] for e in httpx.get(f"{self.base_url}/_mock/ledger", timeout=30).json())
+
     def arrival_span_rate(self) -> float:
         """Accepted messages per second between the first and the last arrival at the API."""
-        times = sorted(e["at"] for e in httpx.get(f"{self.base_url}/_mock/ledger", timeout=30).json())
+        times = self.arrivals()
         return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
 
     def __exit__(self, *_exc: object) -> None:
