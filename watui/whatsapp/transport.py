@@ -9,11 +9,13 @@ as plain pairs, with no httpx Request or Response around them (``handle_async_re
 the rest through httpx), reads the answer whole and maps aiohttp's errors to httpx's (the same
 table, the same ``__cause__``) only when one is raised.
 
-Below that it drives aiohttp's connector, ``ClientRequest`` and ``ClientResponse`` itself
-instead of ``ClientSession._request``, whose cookie jar, proxy lookup, header merging, timeout
-handle, redirect loop and middleware chain did nothing for us on every request (``_exchange``
-keeps what it did that matters: the same timeouts, the same error types, no retry of a POST).
-Figures in docs/performance.md.
+Below that it drives aiohttp's connector itself instead of ``ClientSession._request``, whose
+cookie jar, proxy lookup, header merging, timeout handle, redirect loop and middleware chain did
+nothing for us on every request. A POST (``_post_direct``) is written on a pooled connection as
+one buffer and its answer read from that connection's parser, with no ``ClientRequest``,
+``StreamWriter`` or ``ClientResponse`` per send; other requests (``_exchange``) go through
+aiohttp's request and response objects. Both keep what ``_request`` did that matters: the same
+timeouts, the same error types, no retry of a POST. Figures in docs/performance.md.
 
 Two per-request signals the client needs come from subclasses instead of aiohttp's tracing
 (``trace_configs``): with any trace config, aiohttp creates its trace objects and awaits a
@@ -26,7 +28,6 @@ dozen signals for every request, ~40 us of CPU each time, for the two we use.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
@@ -42,8 +43,6 @@ from aiohttp.client_proto import ResponseHandler
 from aiohttp.connector import Connection
 from aiohttp.helpers import EMPTY_BODY_METHODS, TimerNoop
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.http_writer import StreamWriter
-from aiohttp.payload import BytesPayload
 from aiohttp.streams import StreamReader
 from aiohttp.tracing import Trace
 from httpx_aiohttp import AiohttpTransport
@@ -53,8 +52,6 @@ from yarl import URL
 #: Distinct URLs ``post`` keeps parsed: a few per step and number; more means callers build a
 #: new URL per send, and the cache starts again rather than grow.
 MAX_POST_URLS = 256
-#: Whether asyncio starts aiohttp's body-writing task eagerly (Python 3.12 and later).
-EAGER_BODY_TASKS = sys.version_info >= (3, 12)
 #: The ``on_written`` of the request being sent. A context variable, because aiohttp may write
 #: the body from a task of its own, which starts with a copy of the sending task's context.
 ON_WRITTEN: ContextVar[Callable[[float], None] | None] = ContextVar("watui_on_written", default=None)
@@ -78,33 +75,8 @@ class PostTarget:
 
 
 class WrittenClockRequest(aiohttp.ClientRequest):
-    """aiohttp's request, telling ``ON_WRITTEN`` when its body (with the headers) leaves.
-
-    Before Python 3.12 aiohttp writes every body from a task of its own (3.12 starts that task
-    eagerly, so it mostly never runs as a task): a Task, a loop turn and two done-callbacks per
-    message, for a body already in memory that one socket write takes. ``send`` writes such
-    a body inline instead, with aiohttp's own ``write_bytes``."""
-
-    async def send(self, conn: Connection) -> aiohttp.ClientResponse:
-        protocol = conn.protocol
-        if (
-            EAGER_BODY_TASKS or not isinstance(self._body, BytesPayload) or self.proxy
-            or self.compress or self.chunked or self._continue is not None
-            or protocol is None or protocol.writing_paused or conn._connector.force_close
-        ):
-            return await super().send(conn)
-        writer = StreamWriter(protocol, self.loop)
-        version = self.version
-        await writer.write_headers(
-            f"{self.method} {self.url.raw_path_qs} HTTP/{version.major}.{version.minor}", self.headers)
-        await self.write_bytes(writer, conn, self._get_content_length())
-        response = self.response_class(
-            self.method, self.original_url, writer=None, continue100=None, timer=self._timer,
-            request_info=self.request_info, traces=self._traces, loop=self.loop,
-            session=self._session, stream_writer=writer,
-        )
-        self.response = response  # type: ignore[assignment]  # aiohttp types it None: "set later"
-        return response
+    """aiohttp's request, telling ``ON_WRITTEN`` when its body (with the headers) leaves: for
+    the requests that go through ``_exchange`` (a POST through a proxy, the httpx interface)."""
 
     async def write_bytes(
         self, writer: AbstractStreamWriter, conn: Connection, content_length: int | None = None
