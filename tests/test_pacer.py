@@ -9,7 +9,13 @@ import time
 
 import pytest
 
-from watui.engine.pacer import WINDOW_MARGIN, Pacer
+from watui.engine.pacer import (
+    BACKOFF_FACTOR,
+    BACKOFF_HOLD,
+    FIRST_BACKOFF_FACTOR,
+    WINDOW_MARGIN,
+    Pacer,
+)
 from watui.engine.window import Window, little_window
 
 
@@ -145,10 +151,25 @@ def test_back_off_slows_and_holds() -> None:
     assert pacer.effective_rate == slowed
 
 
+def test_a_lone_throttle_answer_slows_a_little_and_more_follow_harder() -> None:
+    now = [100.0]
+    pacer = Pacer(1000, clock=lambda: now[0])
+    pacer.back_off()
+    assert pacer.effective_rate == pytest.approx(1000 * FIRST_BACKOFF_FACTOR)
+    now[0] += BACKOFF_HOLD + 0.1  # still recovering: the limit may really be lower
+    pacer.back_off()
+    assert pacer.effective_rate < 1000 * FIRST_BACKOFF_FACTOR * BACKOFF_FACTOR + 10
+    now[0] += 60.0  # back to full pace: the next lone answer is a small step again
+    pacer.back_off()
+    assert pacer.effective_rate == pytest.approx(1000 * FIRST_BACKOFF_FACTOR)
+
+
 async def test_back_off_recovers_slowly() -> None:
     now = [100.0]
     pacer = Pacer(100, clock=lambda: now[0])
     pacer.back_off()
+    now[0] += BACKOFF_HOLD + 0.1
+    pacer.back_off()  # a second answer while recovering: a deep cut
     slowed = pacer.effective_rate
     now[0] += 2.0
     await pacer.wait()
