@@ -26,6 +26,7 @@ from watui.storage import review
 from watui.storage.audience_events import AUDIENCE_BATCH, apply_audience_events
 from watui.storage.database import Database
 from watui.storage.deliveries import APPLY_BATCH, ApplyResult, apply_delivery_events, mark_unconfirmed
+from watui.storage.schema import deliveries, delivery_events
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,13 @@ APPLY_INTERVAL = 1.0
 SWEEP_EVERY = 5
 #: Lags kept for the percentiles.
 LAGS_KEPT = 2_000
+#: Statuses applied before the planner is first told how the webhook tables have grown, and
+#: the growth between two such refreshes. Autovacuum analyses a table a minute or more after
+#: it grew; until then PostgreSQL scanned the whole deliveries table for each pass's look-up.
+STATISTICS_AFTER = 1_000
+STATISTICS_GROWTH = 2
+#: The tables a pass reads by key, which sending fills.
+GROWING_TABLES = (deliveries, delivery_events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +77,7 @@ class DeliveryApplier:
         self._task: asyncio.Task[None] | None = None
         self._failing = False
         self._applied = self._not_ours = self._unconfirmed = self._resent = 0
+        self._statistics_due = STATISTICS_AFTER
         self._lags: deque[float] = deque(maxlen=LAGS_KEPT)
 
     def start(self) -> None:
@@ -115,6 +124,7 @@ class DeliveryApplier:
             passes += 1
             try:
                 await self.apply_pending()
+                await self._refresh_statistics_if_grown()
                 if passes % SWEEP_EVERY == 0:
                     await self.give_up_unconfirmed()
                 self._failing = False
@@ -126,6 +136,12 @@ class DeliveryApplier:
 
     def _stopping(self) -> bool:
         return self._closing
+
+    async def _refresh_statistics_if_grown(self) -> None:
+        """Each time the statuses applied double, let the planner see the tables they filled."""
+        if self._applied + self._not_ours >= self._statistics_due:
+            self._statistics_due = (self._applied + self._not_ours) * STATISTICS_GROWTH
+            await self._db.refresh_statistics(GROWING_TABLES)
 
     async def apply_pending(self) -> int:
         """Apply every stored status that can be; the ones still waiting stay for a later pass."""

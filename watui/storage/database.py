@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
-from sqlalchemy import insert, inspect, select, text, update
+from sqlalchemy import Table, insert, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -22,6 +22,7 @@ from watui.storage.schema import (
     metadata,
     number_health,
     number_hearing,
+    recipients,
     schema_info,
     sender_leases,
     suppressions,
@@ -205,7 +206,11 @@ class Database:
 
     async def refresh_recipient_statistics(self) -> None:
         """After a bulk import, let the planner see the recipients table as it now is."""
-        await self.kind.refresh_statistics(self._autocommit)
+        await self.refresh_statistics([recipients])
+
+    async def refresh_statistics(self, tables: Sequence[Table]) -> None:
+        """Let the planner see ``tables`` as they now are (after a bulk import, or growth)."""
+        await self.kind.refresh_statistics(self._autocommit, tables)
 
     @contextlib.asynccontextmanager
     async def _begin_in_turn(self, turn: asyncio.Lock) -> AsyncIterator[AsyncConnection]:

@@ -17,7 +17,19 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import BigInteger, ColumnElement, Select, String, any_, bindparam, event, func, insert, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    String,
+    Table,
+    any_,
+    bindparam,
+    event,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -134,8 +146,9 @@ class Dialect:
 
         return insert_tuples
 
-    async def refresh_statistics(self, autocommit: AsyncEngine) -> None:
-        """After a bulk import: SQLite plans by its indexes without statistics; nothing to do."""
+    async def refresh_statistics(self, autocommit: AsyncEngine, tables: Sequence[Table]) -> None:
+        """After a bulk import or much growth: SQLite plans by its indexes without statistics;
+        nothing to do."""
 
     async def lock_messaging_limit(self, conn: AsyncConnection) -> None:
         """Make the 24-hour limit's reservations take turns across processes, until the
@@ -227,14 +240,16 @@ class PostgresDialect(Dialect):
 
         return copy_tuples
 
-    async def refresh_statistics(self, autocommit: AsyncEngine) -> None:
-        """Let the planner see the recipients table as it now is.
+    async def refresh_statistics(self, autocommit: AsyncEngine, tables: Sequence[Table]) -> None:
+        """Let the planner see ``tables`` as they now are.
 
         Until autovacuum gets to it (a minute or more) the planner believed a freshly filled
         table small and scanned it whole for each flush of 500 outcomes instead of looking them
-        up by key: 15 ms at 70,000 rows, growing with the table."""
+        up by key: 15 ms at 70,000 rows, growing with the table. The same went for the
+        applier's look-up of 250 deliveries rows by key: 8 ms at 20,000 rows."""
+        names = ", ".join(autocommit.dialect.identifier_preparer.quote(table.name) for table in tables)
         async with autocommit.connect() as conn:
-            await conn.exec_driver_sql("ANALYZE recipients")
+            await conn.exec_driver_sql(f"ANALYZE {names}")
 
     async def lock_messaging_limit(self, conn: AsyncConnection) -> None:
         """A transaction-scoped advisory lock: reservations of every process take turns."""
