@@ -177,6 +177,11 @@ class _Delivery:
     def rank(self) -> int:
         return DELIVERY_RANK[DeliveryState(self.state)] if self.state else 0
 
+    def row(self, now: float) -> dict[str, Any]:
+        """The table's row, keyed by column."""
+        return {"recipient_id": self.recipient_id, "campaign_id": self.campaign_id,
+                **self.columns, "updated_at": now}  # fmt: skip
+
     def move(self, state: DeliveryState | None, wamid: str) -> None:
         self.columns["state"] = state.value if state else None
         self.columns["wamid"] = wamid
@@ -447,32 +452,17 @@ async def _write_recipients(conn: AsyncConnection, changed: Sequence[_Recipient]
         ])  # fmt: skip
 
 
-_UPDATE_DELIVERY = (
-    update(deliveries)
-    .where(deliveries.c.recipient_id == bindparam("b_id"))
-    .values({name: bindparam(f"b_{name}") for name in (*_DELIVERY_FIELDS, "updated_at")})
-)
-
-
 async def _write_deliveries(
     conn: AsyncConnection, kind: Dialect, changed: Sequence[_Delivery], now: float
 ) -> None:
     gone = [d.recipient_id for d in changed if d.stored and d.state is None]
-    fresh = [d for d in changed if not d.stored and d.state is not None]
-    kept = [d for d in changed if d.stored and d.state is not None]
     if gone:
         await conn.execute(delete(deliveries).where(kind.among(deliveries.c.recipient_id, gone)))
-    if fresh:
-        await conn.execute(insert(deliveries), [
-            {"recipient_id": d.recipient_id, "campaign_id": d.campaign_id, **d.columns,
-             "updated_at": now}
-            for d in fresh
-        ])  # fmt: skip
-    if kept:
-        await conn.execute(_UPDATE_DELIVERY, [
-            {"b_id": d.recipient_id, **{f"b_{k}": v for k, v in d.columns.items()}, "b_updated_at": now}
-            for d in kept
-        ])  # fmt: skip
+    await kind.write_deliveries(
+        conn,
+        fresh=[d.row(now) for d in changed if not d.stored and d.state is not None],
+        kept=[d.row(now) for d in changed if d.stored and d.state is not None],
+    )
 
 
 async def mark_unconfirmed(db: Database, *, in_doubt_before: float, now: float) -> dict[int, int]:

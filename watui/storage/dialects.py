@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -29,13 +30,14 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from watui.storage.counters import COUNTED
-from watui.storage.schema import attempts, recipients
+from watui.storage.schema import attempts, deliveries, recipients
 from watui.storage.sending import postgres_batches, sqlite_batches
 from watui.storage.sending.outcomes import ATTEMPT_COLUMNS, FlushResult, Outcome, outcome_values
 from watui.storage.sending.portable_batches import (
@@ -146,6 +148,18 @@ class Dialect:
 
         return insert_tuples
 
+    async def write_deliveries(
+        self, conn: AsyncConnection, fresh: Sequence[Mapping[str, Any]],
+        kept: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Deliveries rows keyed by column: ``fresh`` ones inserted, ``kept`` ones (already in
+        the table) rewritten. Here an insert and an update of a statement compiled once, each an
+        executemany in the driver's thread."""
+        if fresh:
+            await conn.execute(insert(deliveries), list(fresh))
+        if kept:
+            await conn.execute(_UPDATE_DELIVERY, [{f"b_{k}": v for k, v in row.items()} for row in kept])
+
     async def refresh_statistics(self, autocommit: AsyncEngine, tables: Sequence[Table]) -> None:
         """After a bulk import or much growth: SQLite plans by its indexes without statistics;
         nothing to do."""
@@ -240,6 +254,17 @@ class PostgresDialect(Dialect):
 
         return copy_tuples
 
+    async def write_deliveries(
+        self, conn: AsyncConnection, fresh: Sequence[Mapping[str, Any]],
+        kept: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """One statement for both, the rows as one JSON value (json_populate_recordset gives
+        them the table's types). The executemany of the base took 60-80 ms a pass of 250 rows
+        on asyncpg, and 4-5 times this process's CPU."""
+        rows = [*fresh, *kept]
+        if rows:
+            await conn.exec_driver_sql(_UPSERT_DELIVERIES, (orjson.dumps(rows).decode(),))
+
     async def refresh_statistics(self, autocommit: AsyncEngine, tables: Sequence[Table]) -> None:
         """Let the planner see ``tables`` as they now are.
 
@@ -254,6 +279,23 @@ class PostgresDialect(Dialect):
     async def lock_messaging_limit(self, conn: AsyncConnection) -> None:
         """A transaction-scoped advisory lock: reservations of every process take turns."""
         await conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('watui.messaging_limit'))")
+
+
+_UPDATE_DELIVERY = (
+    update(deliveries)
+    .where(deliveries.c.recipient_id == bindparam("b_recipient_id"))
+    .values({column.name: bindparam(f"b_{column.name}") for column in deliveries.c
+             if column.name not in ("recipient_id", "campaign_id")})
+)
+
+_DELIVERY_COLUMNS = ", ".join(column.name for column in deliveries.c)
+_UPSERT_DELIVERIES = f"""
+INSERT INTO {deliveries.name} ({_DELIVERY_COLUMNS})
+SELECT {_DELIVERY_COLUMNS} FROM json_populate_recordset(NULL::{deliveries.name}, $1)
+ON CONFLICT (recipient_id) DO UPDATE SET {", ".join(
+    f"{column.name} = EXCLUDED.{column.name}" for column in deliveries.c
+    if column.name not in ("recipient_id", "campaign_id"))}
+"""
 
 
 def dialect_for(url: str) -> Dialect:
