@@ -277,10 +277,12 @@ class _Batch:
         )
         for row in await conn.execute(query):
             self._recipients[row.id] = _Recipient(*row)
-        still_sending = select(recipients.c.id).where(
-            db.kind.among(recipients.c.id, ids - self._recipients.keys()), recipients.c.status == _SENDING
-        )
-        self._sending = set((await conn.execute(still_sending)).scalars())
+        unread = ids - self._recipients.keys()
+        if unread:
+            still_sending = select(recipients.c.id).where(
+                db.kind.among(recipients.c.id, unread), recipients.c.status == _SENDING
+            )
+            self._sending = set((await conn.execute(still_sending)).scalars())
         if not self._recipients:
             return
         found = select(
@@ -293,6 +295,12 @@ class _Batch:
             self._deliveries[recipient_id] = _Delivery(
                 recipient_id, campaign_id, columns, stored=True, was=columns["state"]
             )
+        if any(event.status == DeliveryState.FAILED.value for event in events):
+            await self._load_campaigns(conn, defaults)
+
+    async def _load_campaigns(self, conn: AsyncConnection, defaults: RetrySettings) -> None:
+        """The retry policy and whether each campaign ended: only a failure after acceptance
+        asks (most passes have none, and are a round trip shorter)."""
         campaign_ids = {recipient.campaign_id for recipient in self._recipients.values()}
         for row in await conn.execute(select(campaigns).where(campaigns.c.id.in_(campaign_ids))):
             record = CampaignRecord.from_row(row)
