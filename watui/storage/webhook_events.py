@@ -126,7 +126,9 @@ def _insert_statement(dialect: str, ingest: _Ingest) -> str:
     conflict = ", ".join(ingest.conflict)
     if dialect == "postgresql":
         fields = [f"CAST(r->>{index} AS {_PG_TYPES[kind]})" for index, (_, kind) in enumerate(ingest.columns)]
-        source, received = "json_array_elements(CAST($1 AS json)) AS r", "$2"
+        # jsonb: parsed once; each ->> on a json value parsed its row's text again, 13 times a
+        # row (an 85-row batch: 1.4-1.6 ms in the server against 2.8-3.0).
+        source, received = "jsonb_array_elements(CAST($1 AS jsonb)) AS r", "$2"
     else:
         fields = [f"json_extract(value, '$[{index}]')" for index in range(len(ingest.columns))]
         # WHERE true: SQLite would read ON CONFLICT as part of a join without it.
