@@ -32,6 +32,7 @@ from bench.engine_bench import (
     _free_port,
     make_campaign,
     print_table,
+    span_rate,
     timed,
 )
 from bench.webhook_bench import bench_databases
@@ -98,7 +99,7 @@ async def scenario(database_url: str, label: str, contacts: int, *, receiving: b
             applier = receiver.applier.stats() if receiver.applier else None
             campaign = await campaign_row(db, campaign_id)
         arrivals = mock.arrivals()
-        achieved = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
+        achieved = span_rate(arrivals)
         stats = mock.stats()
         accepted = stats.get("accepted", 0)
         throttled = stats.get("errors", {}).get("130429", 0)

@@ -31,7 +31,7 @@ from watui.rules import MESSAGING_LIMIT_WINDOW_S  # noqa: E402
 from watui.service.checks import check_campaign  # noqa: E402
 from watui.settings import Settings  # noqa: E402
 from watui.storage import Database, claims, messaging_limit  # noqa: E402
-from watui.storage.schema import messaged_phones, rejects, steps  # noqa: E402
+from watui.storage.schema import messaged_phones, recipients, rejects, steps  # noqa: E402
 
 TARGET_SECONDS = 10.0
 COUNTRIES = ("+1415", "+3461", "+4477", "+4915")  # US, Spain, UK, Germany
@@ -61,7 +61,7 @@ async def seed(db: Database, rows: int) -> int:
              "phone_raw": "x", "reason": "duplicate of line 2" if n % 2 else "not a phone number"}
             for n in range(rows // 100)
         ])
-    await db.refresh_recipient_statistics()
+    await db.refresh_statistics([recipients])
     return step_id
 
 

@@ -86,13 +86,17 @@ class MockProcess:
 
     def arrival_span_rate(self) -> float:
         """Accepted messages per second between the first and the last arrival at the API."""
-        times = self.arrivals()
-        return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+        return span_rate(self.arrivals())
 
     def __exit__(self, *_exc: object) -> None:
         assert self._process is not None
         self._process.terminate()
         self._process.wait(10)
+
+
+def span_rate(times: list[float]) -> float:
+    """Events per second between the first and the last of ``times`` (sorted)."""
+    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
 
 
 def _free_port() -> int:

@@ -31,6 +31,7 @@ from bench.engine_bench import (
     most_in_one_second,
     print_table,
     settings_for,
+    span_rate,
     timed,
 )
 from watui.engine.numbers import NumbersSender
@@ -80,7 +81,7 @@ async def two_numbers(database_url: str, db_label: str, workdir: Path, *, contac
     ]
     for number in NUMBERS:
         times = sorted(arrivals[number])
-        achieved = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+        achieved = span_rate(times)
         rows.append(Row(label, db_label, f"{number} at the API / allowed", achieved / RATE,
                         ">= 0.98", achieved / RATE >= 0.98))
         rows.append(Row(label, db_label, f"{number} most arrivals in 1 s", most_in_one_second(times),

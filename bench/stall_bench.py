@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
 import contextlib
 import os
 import statistics
@@ -36,8 +35,10 @@ from bench.engine_bench import (
     Row,
     _free_port,
     make_campaign,
+    most_in_one_second,
     print_table,
     settings_for,
+    span_rate,
     timed,
 )
 from watui.engine import pacer as pacer_module
@@ -65,11 +66,6 @@ def stalls(period: float, length: float) -> Iterator[None]:
         handle.cancel()
 
 
-def most_in_one_second(times: list[float]) -> int:
-    return max((bisect.bisect_right(times, start + 1.0) - index for index, start in enumerate(times)),
-               default=0)
-
-
 async def one_run(rate: float, contacts: int, args: argparse.Namespace, name: str) -> dict[str, float]:
     workdir = Path(tempfile.mkdtemp(prefix="watui-stall-bench-"))
     database_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
@@ -83,8 +79,7 @@ async def one_run(rate: float, contacts: int, args: argparse.Namespace, name: st
         ledger = httpx.get(f"{mock.base_url}/_mock/ledger", timeout=30).json()
         arrivals = sorted(entry["at"] for entry in ledger)
         throttled = mock.stats().get("errors", {}).get("130429", 0)
-    span = arrivals[-1] - arrivals[0]
-    return {"ratio": (len(arrivals) - 1) / span / rate, "130429": throttled,
+    return {"ratio": span_rate(arrivals) / rate, "130429": throttled,
             "most": most_in_one_second(arrivals), "cores": cpu / wall}
 
 

@@ -42,7 +42,7 @@ from watui.storage.contacts import ContactsReader, ContactsSource, ImportCounts
 from watui.storage.database import Database
 from watui.storage.dialects import Dialect
 from watui.storage.importer import import_contacts
-from watui.storage.schema import campaigns, steps, templates
+from watui.storage.schema import campaigns, recipients, steps, templates
 from watui.storage.suppressions import phone_list_error, read_phone_list
 
 Clock = Callable[[], float]
@@ -215,7 +215,7 @@ async def create_campaign(
     finally:
         for reader in readers:
             reader.close()
-    await db.refresh_recipient_statistics()
+    await db.refresh_statistics([recipients])
     return created
 
 

@@ -22,7 +22,6 @@ from watui.storage.schema import (
     metadata,
     number_health,
     number_hearing,
-    recipients,
     schema_info,
     sender_leases,
     suppressions,
@@ -203,10 +202,6 @@ class Database:
         if self._write_turn is None:
             return self._autocommit.connect()
         return self._begin_in_turn(self._write_turn)
-
-    async def refresh_recipient_statistics(self) -> None:
-        """After a bulk import, let the planner see the recipients table as it now is."""
-        await self.refresh_statistics([recipients])
 
     async def refresh_statistics(self, tables: Sequence[Table]) -> None:
         """Let the planner see ``tables`` as they now are (after a bulk import, or growth)."""

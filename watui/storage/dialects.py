@@ -288,20 +288,21 @@ _ANALYZE = {
     delivery_events.name: "ANALYZE delivery_events",
 }
 
+#: A deliveries row's columns that a status rewrites (not its keys).
+_DELIVERY_REWRITTEN = [c.name for c in deliveries.c if c.name not in ("recipient_id", "campaign_id")]
+
 _UPDATE_DELIVERY = (
     update(deliveries)
     .where(deliveries.c.recipient_id == bindparam("b_recipient_id"))
-    .values({column.name: bindparam(f"b_{column.name}") for column in deliveries.c
-             if column.name not in ("recipient_id", "campaign_id")})
+    .values({name: bindparam(f"b_{name}") for name in _DELIVERY_REWRITTEN})
 )
 
 _DELIVERY_COLUMNS = ", ".join(column.name for column in deliveries.c)
+_DELIVERY_UPDATES = ", ".join(f"{name} = EXCLUDED.{name}" for name in _DELIVERY_REWRITTEN)
 _UPSERT_DELIVERIES = f"""
 INSERT INTO {deliveries.name} ({_DELIVERY_COLUMNS})
 SELECT {_DELIVERY_COLUMNS} FROM json_populate_recordset(NULL::{deliveries.name}, $1)
-ON CONFLICT (recipient_id) DO UPDATE SET {", ".join(
-    f"{column.name} = EXCLUDED.{column.name}" for column in deliveries.c
-    if column.name not in ("recipient_id", "campaign_id"))}
+ON CONFLICT (recipient_id) DO UPDATE SET {_DELIVERY_UPDATES}
 """
 
 
