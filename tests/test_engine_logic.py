@@ -287,6 +287,37 @@ async def test_throttle_answers_slow_the_pacer_and_are_retried(database: Databas
     assert any(event.kind == "throttled" for event in sender.metrics.events_since(0))
 
 
+async def test_throttle_answers_at_full_pace_are_resent_at_once_and_not_charged(
+    database: Database,
+) -> None:
+    """A burst of 130429s met at full pace is the API counting a send or two early: those
+    recipients go back due at once with their attempts as they were. With the policy's delay
+    (a day here) the run would wait for it; it completes instead."""
+    campaign_id = await make_campaign(database, recipients_per_step=40)
+
+    def throttled_once(phone: str, n: int) -> SendResult | None:
+        return api_error(130429, "Rate limit hit") if n == 1 and phone.endswith("1") else None
+
+    settings = fast_settings(rate=400)
+    settings.retry.delays = [86_400.0]
+    sender, outcome = await run(database, ScriptedClient(throttled_once), campaign_id, settings)
+    assert outcome.status is RunStatus.COMPLETED
+    assert await status_counts(database, campaign_id) == {"sent": 40}
+    assert sender.metrics.retried_total == 0 and sender.metrics.throttled.values(600)
+    async with database.engine.connect() as conn:
+        rows = await conn.execute(
+            select(recipients.c.phone, recipients.c.attempts, attempts.c.outcome)
+            .join(attempts, attempts.c.recipient_id == recipients.c.id)
+            .where(recipients.c.phone.like("%1"))
+            .order_by(attempts.c.id)
+        )
+        logged: dict[str, list[str]] = {}
+        for phone, attempts_made, outcome_logged in rows:
+            assert attempts_made == 1, "a throttle judged jitter is not charged to the recipient"
+            logged.setdefault(phone, []).append(outcome_logged)
+    assert len(logged) == 4 and set(map(tuple, logged.values())) == {("throttle-jitter", "accepted")}
+
+
 async def test_a_dead_peers_rows_do_not_block_the_campaign(database: Database, monkeypatch) -> None:
     """A peer on another host died holding leases: once they expire, the live sender turns them
     in_doubt and finishes, instead of waiting for them forever."""

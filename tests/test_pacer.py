@@ -156,12 +156,18 @@ def test_a_lone_throttle_answer_slows_a_little_and_more_follow_harder() -> None:
     pacer = Pacer(1000, clock=lambda: now[0])
     pacer.back_off()
     assert pacer.effective_rate == pytest.approx(1000 * FIRST_BACKOFF_FACTOR)
-    now[0] += BACKOFF_HOLD + 0.1  # still recovering: the limit may really be lower
+    assert pacer.throttle_was_jitter()
+    now[0] += BACKOFF_HOLD / 2
+    assert not pacer.back_off() and pacer.throttle_was_jitter()  # the rest of the same burst
+    now[0] += BACKOFF_HOLD / 2 + 0.1  # still recovering: the limit may really be lower
+    assert not pacer.throttle_was_jitter()
     pacer.back_off()
     assert pacer.effective_rate < 1000 * FIRST_BACKOFF_FACTOR * BACKOFF_FACTOR + 10
+    assert not pacer.throttle_was_jitter()
     now[0] += 60.0  # back to full pace: the next lone answer is a small step again
     pacer.back_off()
     assert pacer.effective_rate == pytest.approx(1000 * FIRST_BACKOFF_FACTOR)
+    assert pacer.throttle_was_jitter()
 
 
 async def test_back_off_recovers_slowly() -> None:

@@ -86,8 +86,9 @@ class PauseCampaign:
 
 @dataclass(frozen=True, slots=True)
 class ApiUnwell:
-    """The API, or the way to it, was unwell, not the recipient (the circuit breaker judged the
-    answer part of an outage): the recipient goes back as it was, this attempt not counted."""
+    """Not the recipient's trouble: the API, or the way to it, was unwell (the circuit breaker
+    judged the answer part of an outage), or it counted a send early (the pacer judged a
+    throttle answer jitter). The recipient goes back as it was, this attempt not counted."""
 
     back_to: RecipientStatus
     problem: Problem
@@ -95,6 +96,8 @@ class ApiUnwell:
 
 #: What the attempt log says of a request answered during an outage.
 OUTAGE_OUTCOME = "outage"
+#: What it says of a throttle answer the pacer judged jitter (``decide_jitter``).
+JITTER_OUTCOME = "throttle-jitter"
 
 #: Every decision but Sent: each carries the Problem it is about.
 ProblemDecision = Retry | Failed | InDoubt | PauseCampaign
@@ -124,6 +127,15 @@ def decide_in_outage(row: ClaimedRecipient, result: SendResult) -> ApiUnwell:
     back to the queue (or to waiting for its retry) with its attempts as they were."""
     assert not isinstance(result, Accepted), "an accepted message is never the API's trouble"
     return ApiUnwell(_back_status(row), _problem(result, ErrorKind.RETRY))
+
+
+def decide_jitter(row: ClaimedRecipient, result: SendResult) -> ApiUnwell:
+    """What a throttle answer the pacer judged jitter means for ``row`` (the API counted a
+    send or two early while the pace was full): the number's pace, not the recipient's trouble.
+    It goes back due at once, this attempt not counted: the policy's delay would resend it
+    seconds after the others and, near a campaign's end, stretch the whole send by as much."""
+    assert isinstance(result, ApiError), "only an API answer carries a throttle code"
+    return ApiUnwell(_back_status(row), _problem(result, ErrorKind.THROTTLE))
 
 
 def _problem(result: ApiError | TransportFailure, kind: ErrorKind) -> Problem:

@@ -76,6 +76,7 @@ class Pacer:
         self._share = 1.0  # this process's share when several processes send one campaign
         self._factor = 1.0  # AIMD factor after throttle answers
         self._last_backoff = -1e9
+        self._jitter_until = -1e9  # answers until then are the burst a step from full pace met
         self._next_slot = clock()
         self._interval = self._compute_interval()
         #: When each of the last sends left: its release, moved later when its write was late.
@@ -116,10 +117,19 @@ class Pacer:
             return False
         self._recover(now)
         self._last_backoff = now
-        step = FIRST_BACKOFF_FACTOR if self._factor >= 1.0 else BACKOFF_FACTOR
+        at_full_pace = self._factor >= 1.0
+        self._jitter_until = now + BACKOFF_HOLD if at_full_pace else -1e9
+        step = FIRST_BACKOFF_FACTOR if at_full_pace else BACKOFF_FACTOR
         self._factor = max(MIN_FACTOR, self._factor * step)
         self._reschedule()
         return True
+
+    def throttle_was_jitter(self) -> bool:
+        """Whether the throttle answer just passed to ``back_off`` belongs to a burst met at
+        full pace: the API counting a send or two early, not a lower limit. Its sends are owed
+        no retry delay; a limit that is really lower answers again once the pace is below full,
+        and those answers are not jitter."""
+        return self._clock() < self._jitter_until
 
     async def wait(self) -> int:
         """Sleep until the next slot, then claim it; returns the send's number (for ``written``)."""

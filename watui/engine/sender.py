@@ -28,7 +28,9 @@ from watui.engine.collector import CollectorBetweenSends, freeze_long_lived_obje
 from watui.engine.connections import ConnectionLimit, connections_to_open_first
 from watui.engine.control import ControlLoop
 from watui.engine.decisions import (
+    JITTER_OUTCOME,
     OUTAGE_OUTCOME,
+    ApiUnwell,
     InDoubt,
     PauseCampaign,
     Problem,
@@ -37,6 +39,7 @@ from watui.engine.decisions import (
     Sent,
     decide,
     decide_in_outage,
+    decide_jitter,
     pauses_whole_campaign,
 )
 from watui.engine.lanes import NumberLane
@@ -687,7 +690,7 @@ class CampaignSender:
         for answer in judged.own:
             self._batcher.add(self._outcome(answer))
         for answer in judged.api:
-            self._batcher.add(self._give_back(answer))
+            self._batcher.add(self._give_back(answer, decide_in_outage(answer.row, answer.result)))
 
     async def _keep_ready_leases(self) -> None:
         """While the API is away the claimed rows wait in memory: renew their leases, or once
@@ -707,6 +710,10 @@ class CampaignSender:
         row, result, now = answer.row, answer.result, answer.at
         decision = decide(row, result, self._retry, now)
         if not isinstance(decision, Sent):
+            if decision.problem.kind is ErrorKind.THROTTLE:
+                self._slow_down(decision.problem.label)
+                if self.pacer.throttle_was_jitter():
+                    return self._give_back(answer, decide_jitter(row, result), JITTER_OUTCOME)
             return self._record_problem(row, result, decision, now)
         self.metrics.sent.add()
         self.metrics.accepted_total += 1
@@ -733,8 +740,6 @@ class CampaignSender:
             return _problem_outcome(
                 row, RecipientStatus.IN_DOUBT, attempt_no, problem, attempt, possibly_sent=True
             )
-        if problem.kind is ErrorKind.THROTTLE:
-            self._slow_down(problem.label)
         if isinstance(decision, Retry):
             self.metrics.retried.add()
             self.metrics.retried_total += 1
@@ -749,15 +754,15 @@ class CampaignSender:
                                      after_acceptance=False, phone_number_id=self._number)  # fmt: skip
         return outcome
 
-    def _give_back(self, answer: Answer) -> Outcome:
-        """An answer during an API outage: in the attempt log, but the recipient goes back as
-        it was and the failure-rate rule does not count it."""
+    def _give_back(self, answer: Answer, decision: ApiUnwell, logged_as: str = OUTAGE_OUTCOME) -> Outcome:
+        """An answer that was not the recipient's trouble (an API outage, throttle jitter): in
+        the attempt log, but the recipient goes back as it was, due at once, and the
+        failure-rate rule does not count it."""
         row = answer.row
-        decision = decide_in_outage(row, answer.result)
         problem = decision.problem
         self.metrics.errors_by_code[problem.label] += 1
         attempt = self._attempt_row(
-            row, row.attempts + 1, answer.at, answer.result, OUTAGE_OUTCOME, problem.title
+            row, row.attempts + 1, answer.at, answer.result, logged_as, problem.title
         )
         return _problem_outcome(row, decision.back_to, row.attempts, problem, attempt, answer.at)
 
