@@ -61,10 +61,10 @@ BACKOFF_FACTOR = 0.85
 #: The decrease on a throttle answer at full pace. The window above never holds more than the
 #: rate, so a lone 130429 there is the API counting a send or two early (requests reach it with
 #: a few ms of jitter, more over the internet than on loopback), not a lower limit: 15 % for
-#: seconds cost a 20 s run at 1,000 msg/s 0.03-0.05 of its rate. A limit that is really lower
-#: answers again before the pace is back to full (BACKOFF_HOLD, then 0.4 s), and from there
-#: each step is BACKOFF_FACTOR.
-FIRST_BACKOFF_FACTOR = 0.98
+#: seconds cost a 20 s run at 1,000 msg/s 0.03-0.05 of its rate, and 2 % still cost runs with
+#: a few such answers up to 0.01. A limit that is really lower answers again before the pace is
+#: back to full (BACKOFF_HOLD, then 0.2 s), and from there each step is BACKOFF_FACTOR.
+FIRST_BACKOFF_FACTOR = 0.99
 MIN_FACTOR = 0.05
 #: Slow recovery: the factor grows by this much per second without a throttle answer.
 RECOVERY_PER_SECOND = 0.05
