@@ -13,6 +13,7 @@ from watui.engine.pacer import (
     BACKOFF_FACTOR,
     BACKOFF_HOLD,
     FIRST_BACKOFF_FACTOR,
+    JITTER_MOST,
     WINDOW_MARGIN,
     Pacer,
 )
@@ -159,10 +160,14 @@ def test_a_lone_throttle_answer_slows_a_little_and_more_follow_harder() -> None:
     assert pacer.throttle_was_jitter()
     now[0] += BACKOFF_HOLD / 2
     assert not pacer.back_off() and pacer.throttle_was_jitter()  # the rest of the same burst
-    now[0] += BACKOFF_HOLD / 2 + 0.1  # still recovering: the limit may really be lower
+    now[0] += BACKOFF_HOLD / 2 + 0.1
     assert not pacer.throttle_was_jitter()
+    pacer.back_off()  # a second burst before the pace is back to full: jitter still
+    assert pacer.throttle_was_jitter()
+    assert pacer.effective_rate < 1000 * FIRST_BACKOFF_FACTOR
+    now[0] += BACKOFF_HOLD + 0.1  # below one jitter step of full pace: the limit is lower
     pacer.back_off()
-    assert pacer.effective_rate < 1000 * FIRST_BACKOFF_FACTOR * BACKOFF_FACTOR + 10
+    assert pacer.effective_rate < 1000 * FIRST_BACKOFF_FACTOR**2 * BACKOFF_FACTOR + 10
     assert not pacer.throttle_was_jitter()
     now[0] += 60.0  # back to full pace: the next lone answer is a small step again
     pacer.back_off()
@@ -170,14 +175,30 @@ def test_a_lone_throttle_answer_slows_a_little_and_more_follow_harder() -> None:
     assert pacer.throttle_was_jitter()
 
 
+def test_a_burst_past_jitter_size_is_a_storm_and_takes_the_full_step_at_once() -> None:
+    now = [100.0]
+    pacer = Pacer(300, clock=lambda: now[0])
+    assert pacer.back_off()
+    for _ in range(JITTER_MOST - 1):
+        now[0] += 0.004
+        assert not pacer.back_off() and pacer.throttle_was_jitter()
+    now[0] += 0.004
+    assert pacer.back_off()  # the answer past JITTER_MOST, within the hold
+    assert pacer.effective_rate == pytest.approx(300 * FIRST_BACKOFF_FACTOR * BACKOFF_FACTOR)
+    assert not pacer.throttle_was_jitter()
+    now[0] += 0.004
+    assert not pacer.back_off()  # the storm's own hold
+
+
 async def test_back_off_recovers_slowly() -> None:
     now = [100.0]
     pacer = Pacer(100, clock=lambda: now[0])
-    pacer.back_off()
-    now[0] += BACKOFF_HOLD + 0.1
-    pacer.back_off()  # a second answer while recovering: a deep cut
+    for _ in range(3):  # jitter twice, then a deep cut
+        pacer.back_off()
+        now[0] += BACKOFF_HOLD + 0.1
     slowed = pacer.effective_rate
-    now[0] += 2.0
+    assert slowed < 100 * BACKOFF_FACTOR
+    now[0] += 1.0
     await pacer.wait()
     assert slowed < pacer.effective_rate < 100
     now[0] += 120.0

@@ -62,9 +62,17 @@ BACKOFF_FACTOR = 0.85
 #: rate, so a lone 130429 there is the API counting a send or two early (requests reach it with
 #: a few ms of jitter, more over the internet than on loopback), not a lower limit: 15 % for
 #: seconds cost a 20 s run at 1,000 msg/s 0.03-0.05 of its rate, and 2 % still cost runs with
-#: a few such answers up to 0.01. A limit that is really lower answers again before the pace is
-#: back to full (BACKOFF_HOLD, then 0.2 s), and from there each step is BACKOFF_FACTOR.
+#: a few such answers up to 0.01. A second burst before the pace is back to full is taken
+#: for jitter too (JITTER_STEPS): two bursts 1-1.4 s apart had taken the 15 % step. A limit
+#: that is really lower answers in a storm (JITTER_MOST) or again after that, and from there
+#: each step is BACKOFF_FACTOR.
 FIRST_BACKOFF_FACTOR = 0.99
+#: The most throttle answers one burst taken for jitter holds; one more and it is a storm (a
+#: limit that is really lower), which takes BACKOFF_FACTOR at once. Jitter at 1,000 msg/s gave
+#: 1-7 answers a run; a limit of 60 at 300 msg/s answers 240 a second.
+JITTER_MOST = 10
+#: Jitter steps the pace may take before it is back to full; the next burst is a lower limit.
+JITTER_STEPS = 2
 MIN_FACTOR = 0.05
 #: Slow recovery: the factor grows by this much per second without a throttle answer.
 RECOVERY_PER_SECOND = 0.05
@@ -81,7 +89,9 @@ class Pacer:
         self._share = 1.0  # this process's share when several processes send one campaign
         self._factor = 1.0  # AIMD factor after throttle answers
         self._last_backoff = -1e9
-        self._jitter_until = -1e9  # answers until then are the burst a step from full pace met
+        self._jitter_until = -math.inf  # answers until then belong to a jitter burst
+        self._burst_answers = 0  # throttle answers in the burst under way
+        self._jitter_steps = 0  # jitter steps taken since the pace was last full
         self._next_slot = clock()
         self._interval = self._compute_interval()
         #: When each of the last sends left: its release, moved later when its write was late.
@@ -115,26 +125,40 @@ class Pacer:
         self._reschedule()
 
     def back_off(self) -> bool:
-        """A throttle answer came back: slow down (at most once per hold period), a little if
-        it is the first at full pace, more while still recovering from the last."""
+        """A throttle answer came back: slow down (at most once per hold period, unless a burst
+        taken for jitter grows into a storm), a little if it is jitter, more otherwise."""
         now = self._clock()
         if now - self._last_backoff < BACKOFF_HOLD:
-            return False
+            return self._count_in_burst(now)
         self._recover(now)
-        self._last_backoff = now
-        at_full_pace = self._factor >= 1.0
-        self._jitter_until = now + BACKOFF_HOLD if at_full_pace else -1e9
-        step = FIRST_BACKOFF_FACTOR if at_full_pace else BACKOFF_FACTOR
-        self._factor = max(MIN_FACTOR, self._factor * step)
-        self._reschedule()
+        self._open_burst(now, jitter=self._jitter_steps < JITTER_STEPS)
         return True
 
     def throttle_was_jitter(self) -> bool:
-        """Whether the throttle answer just passed to ``back_off`` belongs to a burst met at
-        full pace: the API counting a send or two early, not a lower limit. Its sends are owed
-        no retry delay; a limit that is really lower answers again once the pace is below full,
-        and those answers are not jitter."""
+        """Whether the throttle answer just passed to ``back_off`` belongs to a jitter burst:
+        one that came at full pace (or after one jitter step, before the pace was back to
+        full) and holds at most JITTER_MOST answers. That is the API counting a send or two
+        early, not a lower limit: its sends are owed no retry delay. A limit that is really
+        lower answers in a storm, or again after JITTER_STEPS, and those are not jitter."""
         return self._clock() < self._jitter_until
+
+    def _open_burst(self, now: float, *, jitter: bool) -> None:
+        self._last_backoff = now
+        self._burst_answers = 1
+        self._jitter_steps = self._jitter_steps + 1 if jitter else JITTER_STEPS
+        self._jitter_until = now + BACKOFF_HOLD if jitter else -math.inf
+        step = FIRST_BACKOFF_FACTOR if jitter else BACKOFF_FACTOR
+        self._factor = max(MIN_FACTOR, self._factor * step)
+        self._reschedule()
+
+    def _count_in_burst(self, now: float) -> bool:
+        """One more answer of the burst under way: a jitter burst that grows past JITTER_MOST
+        is a storm, and takes the full step at once."""
+        self._burst_answers += 1
+        if now >= self._jitter_until or self._burst_answers <= JITTER_MOST:
+            return False
+        self._open_burst(now, jitter=False)
+        return True
 
     async def wait(self) -> int:
         """Sleep until the next slot, then claim it; returns the send's number (for ``written``)."""
@@ -208,6 +232,8 @@ class Pacer:
         if elapsed <= BACKOFF_HOLD or self._factor >= 1.0:
             return
         recovered = min(1.0, self._factor + RECOVERY_PER_SECOND * (elapsed - BACKOFF_HOLD))
+        if recovered >= 1.0:
+            self._jitter_steps = 0
         if recovered != self._factor:
             self._factor = recovered
             self._last_backoff = now - BACKOFF_HOLD  # count recovery from here on
