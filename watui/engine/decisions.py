@@ -92,11 +92,10 @@ class ApiUnwell:
 
     back_to: RecipientStatus
     problem: Problem
+    logged_as: str = "outage"  # what the attempt log says of the request
 
 
-#: What the attempt log says of a request answered during an outage.
-OUTAGE_OUTCOME = "outage"
-#: What it says of a throttle answer the pacer judged jitter (``decide_jitter``).
+#: What the attempt log says of a throttle answer the pacer judged jitter (``decide_jitter``).
 JITTER_OUTCOME = "throttle-jitter"
 
 #: Every decision but Sent: each carries the Problem it is about.
@@ -135,7 +134,7 @@ def decide_jitter(row: ClaimedRecipient, result: SendResult) -> ApiUnwell:
     It goes back due at once, this attempt not counted: the policy's delay would resend it
     seconds after the others and, near a campaign's end, stretch the whole send by as much."""
     assert isinstance(result, ApiError), "only an API answer carries a throttle code"
-    return ApiUnwell(_back_status(row), _problem(result, ErrorKind.THROTTLE))
+    return ApiUnwell(_back_status(row), _problem(result, ErrorKind.THROTTLE), JITTER_OUTCOME)
 
 
 def _problem(result: ApiError | TransportFailure, kind: ErrorKind) -> Problem:

@@ -28,8 +28,6 @@ from watui.engine.collector import CollectorBetweenSends, freeze_long_lived_obje
 from watui.engine.connections import ConnectionLimit, connections_to_open_first
 from watui.engine.control import ControlLoop
 from watui.engine.decisions import (
-    JITTER_OUTCOME,
-    OUTAGE_OUTCOME,
     ApiUnwell,
     InDoubt,
     PauseCampaign,
@@ -713,7 +711,7 @@ class CampaignSender:
             if decision.problem.kind is ErrorKind.THROTTLE:
                 self._slow_down(decision.problem.label)
                 if self.pacer.throttle_was_jitter():
-                    return self._give_back(answer, decide_jitter(row, result), JITTER_OUTCOME)
+                    return self._give_back(answer, decide_jitter(row, result))
             return self._record_problem(row, result, decision, now)
         self.metrics.sent.add()
         self.metrics.accepted_total += 1
@@ -754,7 +752,7 @@ class CampaignSender:
                                      after_acceptance=False, phone_number_id=self._number)  # fmt: skip
         return outcome
 
-    def _give_back(self, answer: Answer, decision: ApiUnwell, logged_as: str = OUTAGE_OUTCOME) -> Outcome:
+    def _give_back(self, answer: Answer, decision: ApiUnwell) -> Outcome:
         """An answer that was not the recipient's trouble (an API outage, throttle jitter): in
         the attempt log, but the recipient goes back as it was, due at once, and the
         failure-rate rule does not count it."""
@@ -762,7 +760,7 @@ class CampaignSender:
         problem = decision.problem
         self.metrics.errors_by_code[problem.label] += 1
         attempt = self._attempt_row(
-            row, row.attempts + 1, answer.at, answer.result, logged_as, problem.title
+            row, row.attempts + 1, answer.at, answer.result, decision.logged_as, problem.title
         )
         return _problem_outcome(row, decision.back_to, row.attempts, problem, attempt, answer.at)
 
